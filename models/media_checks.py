@@ -1,0 +1,110 @@
+"""Pure checks and conversions of media metadata: EXIF times, orientation, flags, WAV headers."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+EXIF_TIME_FORMAT = "%Y:%m:%d %H:%M:%S"
+TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+IMAGE_MODE_FLAGS = {
+    "L": "grayscale",
+    "LA": "grayscale",
+    "1": "bilevel",
+    "CMYK": "cmyk",
+    "RGBA": "alpha",
+    "P": "palette",
+    "I;16": "16bit",
+    "I;16B": "16bit",
+    "I;16L": "16bit",
+    "I": "32bit_integer",
+    "F": "float",
+}
+PIPELINE_SAMPLE_RATE = 44_100
+
+
+def parse_exif_time(text: str | None, offset: str | None, default_tz: str) -> datetime | None:
+    """Read an EXIF 'YYYY:MM:DD HH:MM:SS' time as UTC, using its offset tag or the drop's time zone."""
+    if not text:
+        return None
+    try:
+        local = datetime.strptime(text.strip().rstrip("\x00")[:19], EXIF_TIME_FORMAT)
+    except ValueError:
+        return None
+    tzinfo = parse_exif_offset(offset) or ZoneInfo(default_tz)
+    return local.replace(tzinfo=tzinfo).astimezone(timezone.utc)
+
+
+def parse_exif_offset(offset: str | None) -> timezone | None:
+    """Read an EXIF OffsetTime value such as '+08:00'."""
+    if not offset or len(offset.strip()) < 6:
+        return None
+    text = offset.strip()
+    try:
+        sign = -1 if text[0] == "-" else 1
+        hours, minutes = int(text[1:3]), int(text[4:6])
+    except ValueError:
+        return None
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def upright_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """The size of an image once its EXIF orientation is applied."""
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def image_flags(mode: str, orientation: int, extension_matches: bool) -> list[str]:
+    """Flags for valid but unusual images that later stages convert."""
+    flags = [IMAGE_MODE_FLAGS[mode]] if mode in IMAGE_MODE_FLAGS else []
+    if orientation not in (0, 1):
+        flags.append("rotated")
+    if not extension_matches:
+        flags.append("extension_mismatch")
+    return flags
+
+
+def audio_flags(sample_rate: int, channels: int, duration_s: float, peak: float, short_s: float, silence_peak: float) -> list[str]:
+    """Flags for valid but unusual recordings that later stages convert or skip."""
+    flags: list[str] = []
+    if channels == 1:
+        flags.append("mono")
+    elif channels > 2:
+        flags.append("multichannel")
+    if sample_rate != PIPELINE_SAMPLE_RATE:
+        flags.append("resample")
+    if duration_s < short_s:
+        flags.append("short")
+    if peak < silence_peak:
+        flags.append("silent")
+    return flags
+
+
+@dataclass(frozen=True)
+class WavDataChunk:
+    """Where a WAV file's sample data starts and how many bytes its header promises."""
+
+    offset: int
+    declared_bytes: int
+    block_align: int
+
+
+def parse_wav_chunks(chunks: list[tuple[bytes, int, int]], fmt_body: bytes | None) -> WavDataChunk | None:
+    """Find the data chunk among (id, offset of body, declared size) triples, with the frame size from fmt."""
+    if fmt_body is None or len(fmt_body) < 14:
+        return None
+    block_align = struct.unpack_from("<H", fmt_body, 12)[0]
+    for chunk_id, offset, size in chunks:
+        if chunk_id == b"data":
+            return WavDataChunk(offset=offset, declared_bytes=size, block_align=max(block_align, 1))
+    return None
+
+
+def wav_missing_frames(chunk: WavDataChunk, file_size: int) -> int:
+    """How many frames the header promises that the file does not contain (0 when complete)."""
+    if chunk.declared_bytes in (0, 0xFFFFFFFF):  # streaming writers leave the size unset
+        return 0
+    available = max(file_size - chunk.offset, 0)
+    missing_bytes = chunk.declared_bytes - available
+    return max(missing_bytes // chunk.block_align, 0) if missing_bytes > 0 else 0

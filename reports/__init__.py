@@ -1,0 +1,1 @@
+"""breedwatch reports."""

@@ -1,0 +1,152 @@
+"""The one validated configuration object: TOML file, BREEDWATCH_* environment variables, defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with a message naming the offending setting."""
+
+
+class IngestConfig(BaseModel):
+    """How files in a drop are found and validated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_extensions: list[str] = Field(default=[".jpg", ".jpeg", ".png"])
+    audio_extensions: list[str] = Field(default=[".wav", ".flac"])
+    max_image_pixels: int = Field(default=89_478_485, gt=0, description="Pillow's default limit.")
+    short_audio_s: float = Field(default=2.0, ge=0, description="Clips shorter than this are flagged 'short'.")
+    silence_peak: float = Field(default=1e-4, ge=0, description="Clips whose peak is below this are flagged 'silent'.")
+    hash_chunk_bytes: int = Field(default=1 << 20, gt=0)
+
+    @field_validator("image_extensions", "audio_extensions")
+    @classmethod
+    def _lower_dotted(cls, value: list[str]) -> list[str]:
+        """Normalise extensions to lower case with a leading dot."""
+        return [ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in value]
+
+
+class ScheduleConfig(BaseModel):
+    """When the nightly flow runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        """Reject time zones the IANA database does not know."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Asia/Shanghai')") from exc
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        """Require a five-field cron expression."""
+        if len(value.split()) != 5:
+            raise ValueError(f"cron {value!r} must have five fields (minute hour day month weekday)")
+        return value
+
+
+class RuntimeConfig(BaseModel):
+    """How much work runs at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drop_concurrency: int = Field(default=2, ge=1, description="Drops ingested in parallel.")
+    progress: bool | None = Field(default=None, description="Progress bars; None means only on a terminal.")
+
+
+class Settings(BaseSettings):
+    """breedwatch configuration (TOML via --config, then BREEDWATCH_* variables override)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BREEDWATCH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    home: Path = Field(default=Path("data"), description="Lake, catalog, models, reports and runs live here.")
+    inbox: Path | None = Field(default=None, description="Folder of drops; defaults to <home>/inbox.")
+    default_timezone: str = Field(default="UTC", description="Time zone of EXIF times when a drop does not say.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_default_timezone(cls, value: str) -> str:
+        """Reject time zones the IANA database does not know."""
+        return ScheduleConfig._known_timezone(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments win, then environment variables, then the TOML file."""
+        toml_file = init_settings.init_kwargs.pop("_toml_file", None)  # type: ignore[attr-defined]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def inbox_dir(self) -> Path:
+        """The folder scanned for new drops."""
+        return self.inbox if self.inbox is not None else self.home / "inbox"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain TOML-able data."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def fingerprint(self) -> str:
+        """A hash of the settings that change results (paths and runtime knobs excluded)."""
+        data = self.model_dump(mode="json", exclude={"home", "inbox", "runtime", "schedule"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings, raising ConfigError with one readable line per problem."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    kwargs = {key: value for key, value in overrides.items() if value is not None}
+    if config_file is not None:
+        kwargs["_toml_file"] = config_file
+    try:
+        return Settings(**kwargs)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, config_file)) from None
+    except ValueError as exc:  # malformed TOML
+        raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError, config_file: Path | None) -> str:
+    """Turn a pydantic error into lines naming each setting and what is wrong with it."""
+    where = f" in {config_file}" if config_file else ""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(root)"
+        lines.append(f"setting {field}{where}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,70 @@
+"""Where everything lives under a breedwatch home folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CATALOG_FILE = "breedwatch.duckdb"
+
+
+@dataclass(frozen=True)
+class HomeLayout:
+    """The folders and files of one breedwatch home."""
+
+    root: Path
+
+    @property
+    def lake(self) -> Path:
+        """Parquet tables, one folder per table."""
+        return self.root / "lake"
+
+    @property
+    def catalog(self) -> Path:
+        """The DuckDB catalog file with views over the lake."""
+        return self.root / CATALOG_FILE
+
+    @property
+    def models(self) -> Path:
+        """Checkpoints and model cards."""
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        """One folder of report files per run."""
+        return self.root / "reports"
+
+    @property
+    def runs(self) -> Path:
+        """One folder per run with its resolved config."""
+        return self.root / "runs"
+
+    @property
+    def state(self) -> Path:
+        """Commit markers of finished stages, one folder per drop."""
+        return self.lake / "_state"
+
+    @property
+    def lock(self) -> Path:
+        """The lock file held by the one process that writes this home."""
+        return self.root / ".writer.lock"
+
+    def table_dir(self, table: str) -> Path:
+        """The folder holding all parts of one lake table."""
+        return self.lake / table
+
+    def part(self, table: str, partition: str, key: str, part_name: str) -> Path:
+        """The path of one Parquet part: lake/<table>/<partition>=<key>/part-<name>.parquet."""
+        return self.table_dir(table) / f"{partition}={key}" / f"part-{part_name}.parquet"
+
+    def stage_marker(self, drop_id: str, stage: str) -> Path:
+        """The commit marker written last when a stage has finished a drop."""
+        return self.state / f"drop={drop_id}" / f"{stage}.json"
+
+    def report_dir(self, run_id: str) -> Path:
+        """Where one run's report is written."""
+        return self.reports / run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        """Where one run's resolved config is saved."""
+        return self.runs / run_id

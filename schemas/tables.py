@@ -1,0 +1,153 @@
+"""Versioned pyarrow schemas of the lake's tables and the shared vocabularies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+MediaKind = Literal["image", "audio"]
+MediaStatus = Literal["ok", "rejected"]
+RunStatus = Literal["running", "completed", "failed"]
+Stage = Literal["discover", "manifest", "ingest"]
+
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lake table: its name, schema version and columns."""
+
+    name: str
+    version: int
+    schema: pa.Schema
+    partition: str = "drop"
+
+
+MEDIA = TableSpec(
+    "media",
+    1,
+    pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("path", pa.string()),
+            ("sha256", pa.string()),
+            ("size_bytes", pa.int64()),
+            ("kind", pa.string()),
+            ("status", pa.string()),
+            ("captured_at", UTC_TIMESTAMP),
+            ("camera_make", pa.string()),
+            ("camera_model", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("orientation", pa.int16()),
+            ("image_mode", pa.string()),
+            ("sample_rate", pa.int32()),
+            ("channels", pa.int16()),
+            ("frames", pa.int64()),
+            ("duration_s", pa.float64()),
+            ("sample_format", pa.string()),
+            ("animal_id", pa.string()),
+            ("site", pa.string()),
+            ("deployment_id", pa.string()),
+            ("flags", pa.list_(pa.string())),
+            ("duplicate_paths", pa.list_(pa.string())),
+        ]
+    ),
+)
+
+REJECTS = TableSpec(
+    "rejects",
+    1,
+    pa.schema(
+        [
+            ("drop_id", pa.string()),
+            ("path", pa.string()),
+            ("stage", pa.string()),
+            ("reason", pa.string()),
+            ("run_id", pa.string()),
+            ("sha256", pa.string()),
+        ]
+    ),
+)
+
+ANIMALS_MANIFEST = TableSpec(
+    "animal_manifest",
+    1,
+    pa.schema(
+        [
+            ("drop_id", pa.string()),
+            ("animal_id", pa.string()),
+            ("sex", pa.string()),
+            ("birth_date", pa.date32()),
+            ("name", pa.string()),
+        ]
+    ),
+)
+
+ENCOUNTER_MANIFEST = TableSpec(
+    "encounter_manifest",
+    1,
+    pa.schema(
+        [
+            ("drop_id", pa.string()),
+            ("encounter_id", pa.string()),
+            ("recording", pa.string()),
+            ("media_id", pa.string()),
+            ("male_id", pa.string()),
+            ("female_id", pa.string()),
+            ("started_at", UTC_TIMESTAMP),
+            ("outcome", pa.string()),
+        ]
+    ),
+)
+
+DROPS = TableSpec(
+    "drops",
+    1,
+    pa.schema(
+        [
+            ("drop_id", pa.string()),
+            ("source", pa.string()),
+            ("site", pa.string()),
+            ("deployment_id", pa.string()),
+            ("timezone", pa.string()),
+            ("species", pa.string()),
+            ("notes", pa.string()),
+            ("fingerprint", pa.string()),
+            ("n_files", pa.int64()),
+            ("run_id", pa.string()),
+        ]
+    ),
+)
+
+RUNS = TableSpec(
+    "runs",
+    1,
+    pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("started_at", UTC_TIMESTAMP),
+            ("finished_at", UTC_TIMESTAMP),
+            ("status", pa.string()),
+            ("code_version", pa.string()),
+            ("config_hash", pa.string()),
+            ("drops", pa.list_(pa.string())),
+            ("counts", pa.map_(pa.string(), pa.int64())),
+            ("error", pa.string()),
+        ]
+    ),
+    partition="run",
+)
+
+LAKE_TABLES: tuple[TableSpec, ...] = (MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, RUNS)
+
+
+def table_spec(name: str) -> TableSpec:
+    """Look up a lake table by name."""
+    for spec in LAKE_TABLES:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no lake table named {name!r}")

@@ -1,0 +1,59 @@
+"""The DuckDB catalog: one writer refreshes views over the lake; readers query read-only."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from schemas.home import HomeLayout
+from schemas.tables import LAKE_TABLES, TableSpec
+from tasks.lake import ensure_schema_parts
+
+LOCK_RETRIES = 20
+LOCK_WAIT_S = 0.25
+
+
+class CatalogMissingError(RuntimeError):
+    """The home has no catalog yet."""
+
+
+def view_sql(spec: TableSpec, lake: Path) -> str:
+    """CREATE VIEW over every part of a table; the lake path is an identifier we control, not user input."""
+    pattern = (lake / spec.name / "*" / "part-*.parquet").as_posix().replace("'", "''")
+    return (
+        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT * FROM read_parquet('{pattern}', "
+        "union_by_name = true, hive_partitioning = false)"
+    )
+
+
+def refresh_views(home: HomeLayout) -> list[str]:
+    """(Re)create every lake view in the catalog; the only code that opens it for writing."""
+    ensure_schema_parts(home)
+    with connect_with_retry(home.catalog, read_only=False) as con:
+        for spec in LAKE_TABLES:
+            con.execute(view_sql(spec, home.lake.resolve()))
+    return [spec.name for spec in LAKE_TABLES]
+
+
+def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, waiting briefly while another process holds its lock."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or attempt == LOCK_RETRIES - 1:
+                raise
+            time.sleep(LOCK_WAIT_S)
+    raise AssertionError("unreachable")
+
+
+def query(home: HomeLayout, sql: str, parameters: list[object] | None = None) -> pa.Table:
+    """Run SQL against the catalog read-only and return the result as an Arrow table."""
+    if not home.catalog.exists():
+        raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")
+    with connect_with_retry(home.catalog, read_only=True) as con:
+        relation = con.sql(sql, params=parameters or None)
+        return relation.to_arrow_table() if relation is not None else pa.table({})

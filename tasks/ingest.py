@@ -1,0 +1,270 @@
+"""Ingest one drop: manifests, file identity and metadata, media and rejects parts, commit marker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+from schemas.config import Settings
+from schemas.home import HomeLayout
+from schemas.manifest import (
+    AnimalRow,
+    DropInfo,
+    EncounterRow,
+    ManifestError,
+    parse_csv_manifest,
+    parse_drop_toml,
+)
+from schemas.tables import ANIMALS_MANIFEST, DROPS, ENCOUNTER_MANIFEST, MEDIA, REJECTS
+from tasks.discover import DropListing, FoundFile, drop_id_of, walk_drop
+from tasks.lake import read_marker, remove_marker, remove_part, write_marker, write_rows
+from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
+
+STAGE = "ingest"
+INGEST_VERSION = "1"
+PROBE_THREADS = 4
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """The parsed manifests of a drop."""
+
+    info: DropInfo
+    animals: list[AnimalRow]
+    encounters: list[EncounterRow]
+
+
+@dataclass
+class ProbedFile:
+    """One discovered file after hashing and probing."""
+
+    found: FoundFile
+    sha256: str | None = None
+    probe: Probe | None = None
+    reason: str | None = None
+
+
+@dataclass
+class DropResult:
+    """What ingesting one drop did, small enough to pass between tasks."""
+
+    drop_id: str
+    status: str  # ingested | unchanged | failed
+    message: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for logs and the run summary."""
+        return asdict(self)
+
+
+def read_manifests(drop_dir: Path) -> Manifests:
+    """Parse drop.toml, animals.csv and encounters.csv when present."""
+    info = parse_drop_toml(read_text(drop_dir / "drop.toml"), "drop.toml") if (drop_dir / "drop.toml").exists() else DropInfo()
+    animals = read_csv_manifest(drop_dir, "animals.csv", AnimalRow, "animal_id")
+    encounters = read_csv_manifest(drop_dir, "encounters.csv", EncounterRow, "encounter_id")
+    return Manifests(info, animals, encounters)
+
+
+def read_text(path: Path) -> str:
+    """Read a manifest as UTF-8, naming the file when it is not text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(path.name, None, None, f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_csv_manifest(drop_dir: Path, name: str, row_model: type, key: str) -> list:
+    """Parse one CSV manifest if the drop has it."""
+    path = drop_dir / name
+    return parse_csv_manifest(read_text(path), name, row_model, key) if path.exists() else []
+
+
+def check_recordings(manifests: Manifests, listing: DropListing) -> None:
+    """Every encounter must name a recording that the drop contains."""
+    present = {found.rel for found in listing.files} | {reject.rel for reject in listing.rejects}
+    for line, row in enumerate(manifests.encounters, start=2):
+        if row.recording not in present:
+            raise ManifestError("encounters.csv", line, "recording", f"{row.recording} is not in the drop")
+
+
+def probe_one(drop_dir: Path, found: FoundFile, settings: Settings, default_tz: str) -> ProbedFile:
+    """Hash and probe one file, turning any read problem into a reason."""
+    path = drop_dir / found.rel
+    result = ProbedFile(found)
+    try:
+        result.sha256 = sha256_of(path, settings.ingest.hash_chunk_bytes)
+        if found.kind == "image":
+            result.probe = probe_image(path, settings.ingest, default_tz)
+        else:
+            result.probe = probe_audio(path, settings.ingest)
+    except FileRejected as exc:
+        result.reason = str(exc)
+    except PermissionError:
+        result.reason = "The file cannot be read (permission denied)."
+    except OSError as exc:
+        result.reason = f"The file cannot be read ({exc.strerror or exc})."
+    return result
+
+
+def probe_all(drop_dir: Path, files: list[FoundFile], settings: Settings, tz: str, advance: Callable[[], None]) -> list[ProbedFile]:
+    """Probe every file of a drop on a few threads (decoding releases the GIL)."""
+    def work(found: FoundFile) -> ProbedFile:
+        result = probe_one(drop_dir, found, settings, tz)
+        advance()
+        return result
+
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+        return list(pool.map(work, files))
+
+
+def media_row(drop_id: str, probed: ProbedFile, manifests: Manifests, known_animals: set[str]) -> dict[str, Any]:
+    """The media row of one readable file."""
+    found = probed.found
+    row: dict[str, Any] = {
+        "media_id": probed.sha256[:20] if probed.sha256 else None,
+        "drop_id": drop_id,
+        "path": found.rel,
+        "sha256": probed.sha256,
+        "kind": found.kind,
+        "status": "ok" if probed.reason is None else "rejected",
+        "animal_id": animal_of(found, known_animals),
+        "site": manifests.info.site,
+        "deployment_id": manifests.info.deployment_id,
+        "flags": probed.probe.flags if probed.probe else [],
+        "duplicate_paths": [],
+    }
+    if probed.probe:
+        row.update(probed.probe.metadata)
+    return row
+
+
+def animal_of(found: FoundFile, known_animals: set[str]) -> str | None:
+    """faces/<id>/ always names an animal; images/<id>/ only when animals.csv lists it."""
+    if found.folder == "faces" or (found.folder == "images" and found.subfolder in known_animals):
+        return found.subfolder
+    return None
+
+
+def dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep one row per content hash (first path in name order), listing the other paths on it."""
+    by_hash: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first = by_hash.setdefault(row["sha256"], row)
+        if first is not row:
+            first["duplicate_paths"].append(row["path"])
+    return list(by_hash.values())
+
+
+def encounter_time_rows(drop_id: str, manifests: Manifests, media: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
+    """The encounter manifest rows, linked to their recordings' media ids."""
+    media_by_path = {row["path"]: row for row in media}
+    media_by_path.update({path: row for row in media for path in row["duplicate_paths"]})
+    rows = []
+    for encounter in manifests.encounters:
+        recording = media_by_path.get(encounter.recording)
+        rows.append({
+            **encounter.model_dump(),
+            "drop_id": drop_id,
+            "media_id": recording["media_id"] if recording else None,
+            "started_at": as_utc(encounter.started_at, tz),
+        })
+        if recording and recording["captured_at"] is None and rows[-1]["started_at"] is not None:
+            recording["captured_at"] = rows[-1]["started_at"]
+    return rows
+
+
+def as_utc(moment: Any, tz: str) -> Any:
+    """Give a naive manifest time the drop's time zone, then convert to UTC."""
+    from zoneinfo import ZoneInfo
+
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(tz))
+    return moment.astimezone(timezone.utc)
+
+
+def reject_rows(drop_id: str, run_id: str, listing: DropListing, probed: list[ProbedFile]) -> list[dict[str, Any]]:
+    """One rejects row per refused file, with its stage and reason."""
+    rows = [{"drop_id": drop_id, "path": r.rel, "stage": "discover", "reason": r.reason, "run_id": run_id} for r in listing.rejects]
+    rows += [
+        {"drop_id": drop_id, "path": p.found.rel, "stage": STAGE, "reason": p.reason, "run_id": run_id, "sha256": p.sha256}
+        for p in probed
+        if p.reason
+    ]
+    return rows
+
+
+def fail_drop(home: HomeLayout, drop_id: str, run_id: str, error: ManifestError | ValueError) -> DropResult:
+    """Stop a drop on a bad manifest: only its rejects row stays, so other drops still run."""
+    path = getattr(error, "filename", "")
+    reject = {"drop_id": drop_id, "path": path, "stage": "manifest", "reason": f"{error}.", "run_id": run_id}
+    write_rows(home, REJECTS, drop_id, STAGE, [reject])
+    for spec in (MEDIA, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS):
+        remove_part(home, spec, drop_id, STAGE)
+    remove_marker(home, drop_id, STAGE)
+    return DropResult(drop_id, "failed", str(error), {"rejected": 1})
+
+
+def drop_fingerprint(listing: DropListing, settings: Settings, drop_dir: Path) -> str:
+    """What must stay the same for a finished ingest to be reused."""
+    return f"{INGEST_VERSION}:{settings.fingerprint()}:{listing.fingerprint}:{os.path.realpath(drop_dir)}"
+
+
+def ingest_drop_dir(drop_dir: Path, home: HomeLayout, run_id: str, settings: Settings, advance: Callable[[], None]) -> DropResult:
+    """Ingest one drop unless an identical ingest is already committed."""
+    drop_id = drop_id_of(drop_dir)
+    listing = walk_drop(drop_dir, settings.ingest)
+    fingerprint = drop_fingerprint(listing, settings, drop_dir)
+    marker = read_marker(home, drop_id, STAGE)
+    if marker and marker["fingerprint"] == fingerprint:
+        return DropResult(drop_id, "unchanged", "already ingested", marker["counts"])
+    source = os.path.realpath(drop_dir)
+    if marker and marker["source"] != source:
+        message = f"drop id {drop_id!r} already belongs to {marker['source']}; rename one of the two folders"
+        return DropResult(drop_id, "failed", message, {})
+    try:
+        manifests = read_manifests(drop_dir)
+        check_recordings(manifests, listing)
+    except ManifestError as error:
+        return fail_drop(home, drop_id, run_id, error)
+    tz = manifests.info.timezone or settings.default_timezone
+    probed = probe_all(drop_dir, listing.files, settings, tz, advance)
+    counts = write_drop_tables(home, drop_id, run_id, source, listing, probed, manifests, tz)
+    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "source": source, "counts": counts, "run_id": run_id})
+    return DropResult(drop_id, "ingested", "", counts)
+
+
+def write_drop_tables(
+    home: HomeLayout,
+    drop_id: str,
+    run_id: str,
+    source: str,
+    listing: DropListing,
+    probed: list[ProbedFile],
+    manifests: Manifests,
+    tz: str,
+) -> dict[str, int]:
+    """Write the drop's media, rejects, manifest and drop parts; return the counts."""
+    known = {animal.animal_id for animal in manifests.animals}
+    media = dedupe([media_row(drop_id, p, manifests, known) for p in probed if p.sha256])
+    encounters = encounter_time_rows(drop_id, manifests, media, tz)
+    rejects = reject_rows(drop_id, run_id, listing, probed)
+    animals = [{**animal.model_dump(), "drop_id": drop_id} for animal in manifests.animals]
+    drop_row = {**manifests.info.model_dump(), "drop_id": drop_id, "source": source, "timezone": tz,
+                "fingerprint": listing.fingerprint, "n_files": len(listing.files) + len(listing.rejects), "run_id": run_id}
+    for spec, rows in ((MEDIA, media), (REJECTS, rejects), (ANIMALS_MANIFEST, animals),
+                       (ENCOUNTER_MANIFEST, encounters), (DROPS, [drop_row])):
+        write_rows(home, spec, drop_id, STAGE, rows)
+    return {
+        "images": sum(row["kind"] == "image" and row["status"] == "ok" for row in media),
+        "audio": sum(row["kind"] == "audio" and row["status"] == "ok" for row in media),
+        "duplicates": sum(len(row["duplicate_paths"]) for row in media),
+        "rejected": len(rejects),
+    }

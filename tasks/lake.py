@@ -1,0 +1,141 @@
+"""The Parquet lake: atomic part writes, stage commit markers, the writer lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.home import HomeLayout
+from schemas.tables import LAKE_TABLES, TableSpec
+
+TEMP_PREFIX = ".tmp-"
+SCHEMA_PARTITION = "_schema"
+
+
+class HomeBusyError(RuntimeError):
+    """Another breedwatch process is writing this home."""
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entry table so a rename survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers see either the old one or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def write_table_atomic(table: pa.Table, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write one Parquet part through a temp file, fsync and rename."""
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({key.encode(): value.encode() for key, value in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    write_bytes_atomic(path, sink.getvalue().to_pybytes())
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
+    """Build a table with the spec's exact schema from row dicts (missing keys become null)."""
+    columns = {field.name: [row.get(field.name) for row in rows] for field in spec.schema}
+    return pa.Table.from_pydict(columns, schema=spec.schema)
+
+
+def write_rows(home: HomeLayout, spec: TableSpec, key: str, part_name: str, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write rows as one atomic part of a table's partition and return its path."""
+    path = home.part(spec.name, spec.partition, key, part_name)
+    write_table_atomic(rows_to_table(rows, spec), path, {"breedwatch.schema_version": str(spec.version)})
+    return path
+
+
+def remove_part(home: HomeLayout, spec: TableSpec, key: str, part_name: str) -> None:
+    """Delete one part if it exists (used when a stage's output for a drop is replaced by nothing)."""
+    home.part(spec.name, spec.partition, key, part_name).unlink(missing_ok=True)
+
+
+def read_table(home: HomeLayout, spec: TableSpec) -> pa.Table:
+    """Read every committed part of a table (temp files are never matched)."""
+    parts = sorted(home.table_dir(spec.name).glob("*=*/part-*.parquet"))
+    tables = [pq.read_table(part, schema=spec.schema) for part in parts]
+    return pa.concat_tables(tables) if tables else spec.schema.empty_table()
+
+
+def ensure_schema_parts(home: HomeLayout) -> None:
+    """Write an empty part per table so views always have every column, even before any data."""
+    for spec in LAKE_TABLES:
+        path = home.table_dir(spec.name) / SCHEMA_PARTITION / f"part-schema-v{spec.version}.parquet"
+        if not path.exists():
+            write_table_atomic(spec.schema.empty_table(), path)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write a small JSON document atomically."""
+    write_bytes_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_marker(home: HomeLayout, drop_id: str, stage: str) -> dict[str, Any] | None:
+    """The commit marker of a stage for a drop, or None when the stage has not finished it."""
+    path = home.stage_marker(drop_id, stage)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_marker(home: HomeLayout, drop_id: str, stage: str, payload: dict[str, Any]) -> None:
+    """Commit a stage for a drop: written last, after every part of the stage is in place."""
+    write_json_atomic(home.stage_marker(drop_id, stage), payload)
+
+
+def remove_marker(home: HomeLayout, drop_id: str, stage: str) -> None:
+    """Un-commit a stage so its parts are rewritten by the next run."""
+    home.stage_marker(drop_id, stage).unlink(missing_ok=True)
+
+
+def sweep_temp_files(home: HomeLayout) -> int:
+    """Delete temp files left by a killed run and return how many there were."""
+    count = 0
+    for temp in home.lake.rglob(f"{TEMP_PREFIX}*.partial") if home.lake.exists() else []:
+        temp.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+@contextlib.contextmanager
+def writer_lock(home: HomeLayout) -> Iterator[None]:
+    """Hold the home's writer lock, failing at once if another process has it."""
+    home.root.mkdir(parents=True, exist_ok=True)
+    with open(home.lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HomeBusyError(f"another breedwatch run is writing {home.root}; try again when it has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

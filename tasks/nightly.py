@@ -1,0 +1,132 @@
+"""The Prefect tasks of the nightly flow: thin wrappers over the lake, ingest, catalog and report code."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import load_settings
+from schemas.home import HomeLayout
+from tasks.catalog import refresh_views
+from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
+from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
+from tasks.lake import read_marker, sweep_temp_files, writer_lock
+from tasks.progress import progress_wanted, stage_progress
+from tasks.report import write_run_report
+from tasks.runs import load_run_settings, mark_abandoned_runs, new_run_id, record_run, save_run_config
+
+
+@task(name="resolve-home", cache_policy=NO_CACHE)
+def resolve_home(home: str | None, config_file: str | None) -> str:
+    """Validate the configuration and return the absolute home folder."""
+    settings = load_settings(Path(config_file) if config_file else None, home=home)
+    return str(settings.home.resolve())
+
+
+@contextlib.contextmanager
+def home_writer(home: str) -> Iterator[None]:
+    """Hold the home's single-writer lock for the whole run."""
+    with writer_lock(HomeLayout(Path(home))):
+        yield
+
+
+@task(name="start-run", cache_policy=NO_CACHE)
+def start_run(home: str, config_file: str | None) -> str:
+    """Create the run id, save the resolved config and record the run as running."""
+    layout = HomeLayout(Path(home))
+    settings = load_settings(Path(config_file) if config_file else None, home=home)
+    swept = sweep_temp_files(layout)
+    abandoned = mark_abandoned_runs(layout)
+    started = datetime.now(timezone.utc)
+    run_id = new_run_id(started)
+    save_run_config(layout, run_id, settings)
+    record_run(layout, run_id, started, "running", settings, [], {})
+    logger = get_run_logger()
+    logger.info("run %s started; home %s", run_id, home)
+    if swept or abandoned:
+        logger.info("cleaned %d temp files and marked %d killed runs as failed", swept, len(abandoned))
+    return run_id
+
+
+@task(name="find-drops", cache_policy=NO_CACHE)
+def find_drops(home: str, run_id: str, drops: list[str] | None) -> list[str]:
+    """The drops given, or every inbox drop whose content is not already ingested."""
+    layout = HomeLayout(Path(home))
+    settings = load_run_settings(layout, run_id)
+    if drops:
+        return [str(Path(drop).resolve()) for drop in drops]
+    pending = [d for d in list_inbox_drops(settings.inbox_dir) if not drop_is_current(layout, d, settings)]
+    get_run_logger().info("%d new or changed drops in %s", len(pending), settings.inbox_dir)
+    return [str(d) for d in pending]
+
+
+def drop_is_current(layout: HomeLayout, drop_dir: Path, settings: Any) -> bool:
+    """True when the drop's committed ingest matches its present content."""
+    try:
+        marker = read_marker(layout, drop_id_of(drop_dir), STAGE)
+    except ValueError:
+        return False
+    if marker is None:
+        return False
+    return marker["fingerprint"] == drop_fingerprint(walk_drop(drop_dir, settings.ingest), settings, drop_dir)
+
+
+@task(name="ingest-drop", cache_policy=NO_CACHE)
+def ingest_drop(drop_dir: str, home: str, run_id: str) -> dict[str, Any]:
+    """Ingest one drop; a bad drop becomes a failed result, never an exception."""
+    layout = HomeLayout(Path(home))
+    settings = load_run_settings(layout, run_id)
+    logger = get_run_logger()
+    path = Path(drop_dir)
+    if not path.is_dir():
+        return DropResult(path.name, "failed", f"drop folder {drop_dir} does not exist").as_dict()
+    try:
+        drop_id_of(path)
+    except ValueError as error:
+        return DropResult(path.name, "failed", str(error)).as_dict()
+    total = sum(1 for _ in walk_drop(path, settings.ingest).files)
+    with stage_progress(f"ingest {path.name}", total, progress_wanted(settings.runtime.progress), logger) as advance:
+        result = ingest_drop_dir(path, layout, run_id, settings, advance)
+    log = logger.warning if result.status == "failed" else logger.info
+    log("drop %s: %s %s %s", result.drop_id, result.status, result.counts, result.message)
+    return result.as_dict()
+
+
+@task(name="refresh-catalog", cache_policy=NO_CACHE)
+def refresh_catalog(home: str) -> list[str]:
+    """Recreate the catalog's views (the only task that writes DuckDB)."""
+    return refresh_views(HomeLayout(Path(home)))
+
+
+@task(name="finish-run", cache_policy=NO_CACHE)
+def finish_run(home: str, run_id: str, results: list[dict[str, Any]], error: str | None = None) -> dict[str, int]:
+    """Record the run's final status and totals."""
+    layout = HomeLayout(Path(home))
+    settings = load_run_settings(layout, run_id)
+    counts = total_counts(results)
+    started = datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    status = "failed" if error else "completed"
+    record_run(layout, run_id, started, status, settings, [r["drop_id"] for r in results], counts, error)
+    return counts
+
+
+def total_counts(results: list[dict[str, Any]]) -> dict[str, int]:
+    """Add up the per-drop counts and count drops by result."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[f"drops_{result['status']}"] = counts.get(f"drops_{result['status']}", 0) + 1
+        for key, value in result["counts"].items():
+            counts[key] = counts.get(key, 0) + int(value)
+    return counts
+
+
+@task(name="write-report", cache_policy=NO_CACHE)
+def write_report(home: str, run_id: str, results: list[dict[str, Any]]) -> str:
+    """Render the run's HTML report and return its path."""
+    return str(write_run_report(HomeLayout(Path(home)), run_id, results))

@@ -1,0 +1,191 @@
+"""Read one file's identity and metadata from disk, or say in one sentence why it cannot be used."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+
+from models.media_checks import (
+    audio_flags,
+    image_flags,
+    parse_exif_time,
+    parse_wav_chunks,
+    upright_size,
+    wav_missing_frames,
+)
+from schemas.config import IngestConfig
+
+EXIF_IFD = ExifTags.IFD.Exif
+FORMATS_BY_EXTENSION = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+AUDIO_BLOCK_FRAMES = 1 << 16
+
+
+class FileRejected(Exception):
+    """A file that cannot be used; the message is one sentence for the rejects table."""
+
+
+@dataclass
+class Probe:
+    """What ingest learned about one readable, valid file."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+def sha256_of(path: Path, chunk_bytes: int) -> str:
+    """Hash a file's bytes without loading it whole."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def probe_image(path: Path, config: IngestConfig, default_tz: str) -> Probe:
+    """Open, fully decode and read the EXIF of an image; raise FileRejected if it is unusable."""
+    if path.stat().st_size == 0:
+        raise FileRejected("The image file is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_pixel_limit(image.size, config.max_image_pixels)
+                metadata = image_metadata(image, default_tz)
+                decode_fully(image)
+    except Image.DecompressionBombError:
+        raise FileRejected(f"The image has more pixels than the limit of {config.max_image_pixels:,}.") from None
+    except UnidentifiedImageError:
+        raise FileRejected("The file is not an image that can be read (its content is not JPEG or PNG).") from None
+    expected = FORMATS_BY_EXTENSION.get(path.suffix.lower())
+    flags = image_flags(metadata["image_mode"], metadata["orientation"], expected == metadata.pop("format"))
+    return Probe(metadata=metadata, flags=flags)
+
+
+def check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse images larger than the configured pixel limit before decoding them."""
+    width, height = size
+    if width * height > max_pixels:
+        raise FileRejected(f"The image is {width} x {height} pixels, more than the limit of {max_pixels:,}.")
+
+
+def decode_fully(image: Image.Image) -> None:
+    """Decode every pixel so truncated or garbled data is caught now rather than mid-run."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FileRejected(f"The image is truncated or corrupt and cannot be decoded ({exc}).") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def image_metadata(image: Image.Image, default_tz: str) -> dict[str, Any]:
+    """Size, mode, orientation, camera and capture time from an opened image."""
+    exif = image.getexif()
+    exif_ifd = exif.get_ifd(EXIF_IFD)
+    orientation = int(exif.get(ExifTags.Base.Orientation, 1) or 1)
+    width, height = upright_size(image.width, image.height, orientation)
+    taken = exif_ifd.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
+    offset = exif_ifd.get(ExifTags.Base.OffsetTimeOriginal)
+    return {
+        "format": image.format,
+        "width": width,
+        "height": height,
+        "orientation": orientation,
+        "image_mode": image.mode,
+        "camera_make": clean_text(exif.get(ExifTags.Base.Make)),
+        "camera_model": clean_text(exif.get(ExifTags.Base.Model)),
+        "captured_at": parse_exif_time(clean_text(taken), clean_text(offset), default_tz),
+    }
+
+
+def clean_text(value: object) -> str | None:
+    """Strip the padding cameras leave in EXIF strings."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    text = text.strip().strip("\x00").strip()
+    return text or None
+
+
+def probe_audio(path: Path, config: IngestConfig) -> Probe:
+    """Read an audio file's header and every sample; raise FileRejected if it is unusable."""
+    if path.stat().st_size == 0:
+        raise FileRejected("The audio file is empty (0 bytes).")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise FileRejected(f"The file is not a readable audio file ({exc}).") from None
+    if info.frames <= 0:
+        raise FileRejected("The audio file has a header but contains no samples.")
+    check_wav_complete(path, info)
+    peak = scan_samples(path, info.frames)
+    duration = info.frames / info.samplerate
+    flags = audio_flags(info.samplerate, info.channels, duration, peak, config.short_audio_s, config.silence_peak)
+    metadata = {
+        "sample_rate": int(info.samplerate),
+        "channels": int(info.channels),
+        "frames": int(info.frames),
+        "duration_s": float(duration),
+        "sample_format": info.subtype,
+    }
+    return Probe(metadata=metadata, flags=flags)
+
+
+def check_wav_complete(path: Path, info: Any) -> None:
+    """Refuse a WAV whose data chunk is shorter than its header declares (soundfile does not)."""
+    if info.format not in ("WAV", "WAVEX"):
+        return
+    chunks, fmt_body = read_riff_chunks(path)
+    data = parse_wav_chunks(chunks, fmt_body)
+    if data is None:
+        return
+    missing = wav_missing_frames(data, path.stat().st_size)
+    if missing > 0:
+        declared = data.declared_bytes // data.block_align
+        raise FileRejected(
+            f"The recording is truncated: its header declares {declared:,} frames but {missing:,} of them are missing."
+        )
+
+
+def read_riff_chunks(path: Path) -> tuple[list[tuple[bytes, int, int]], bytes | None]:
+    """List a RIFF file's chunks as (id, body offset, declared size) and return the fmt chunk body."""
+    chunks: list[tuple[bytes, int, int]] = []
+    fmt_body = None
+    with open(path, "rb") as handle:
+        if handle.read(12)[:4] not in (b"RIFF", b"RF64"):
+            return chunks, None
+        while len(header := handle.read(8)) == 8:
+            chunk_id, size = header[:4], int.from_bytes(header[4:], "little")
+            offset = handle.tell()
+            chunks.append((chunk_id, offset, size))
+            if chunk_id == b"fmt ":
+                fmt_body = handle.read(min(size, 64))
+            if chunk_id == b"data":
+                break
+            handle.seek(offset + size + (size & 1))
+    return chunks, fmt_body
+
+
+def scan_samples(path: Path, expected_frames: int) -> float:
+    """Decode every block, refusing NaN/infinite samples or a short read, and return the peak."""
+    peak, frames = 0.0, 0
+    try:
+        for block in sf.blocks(str(path), blocksize=AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                raise FileRejected("The recording contains NaN or infinite samples.")
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
+            frames += len(block)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise FileRejected(f"The recording cannot be decoded to the end ({exc}).") from None
+    if frames < expected_frames:
+        raise FileRejected(f"The recording is truncated: {frames:,} of {expected_frames:,} frames could be decoded.")
+    return peak

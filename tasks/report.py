@@ -1,0 +1,50 @@
+"""Write a run's HTML report from the catalog."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reports.html import render_run_report
+from schemas.home import HomeLayout
+from tasks.catalog import query
+from tasks.lake import write_bytes_atomic
+
+MEDIA_COUNTS_SQL = """
+SELECT kind, status, count(*) AS n FROM media
+WHERE list_contains(?, drop_id) GROUP BY ALL ORDER BY kind, status
+"""
+REJECTS_SQL = """
+SELECT drop_id, path, stage, reason FROM rejects
+WHERE list_contains(?, drop_id) ORDER BY drop_id, stage, path
+"""
+RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"
+
+
+def humanise_seconds(seconds: float) -> str:
+    """'1 min 05 s' style durations for the report."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def report_context(home: HomeLayout, run_id: str, drop_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything the run report template shows, read from the catalog."""
+    drop_ids = [result["drop_id"] for result in drop_results]
+    run = query(home, RUN_SQL, [run_id]).to_pylist()[0]
+    now = datetime.now(timezone.utc)
+    run["duration"] = humanise_seconds((now - run["started_at"]).total_seconds())
+    return {
+        "run": run,
+        "drops": drop_results,
+        "media_counts": query(home, MEDIA_COUNTS_SQL, [drop_ids]).to_pylist(),
+        "rejects": query(home, REJECTS_SQL, [drop_ids]).to_pylist(),
+    }
+
+
+def write_run_report(home: HomeLayout, run_id: str, drop_results: list[dict[str, Any]]) -> Path:
+    """Render reports/<run_id>/report.html and return its path."""
+    path = home.report_dir(run_id) / "report.html"
+    html = render_run_report(report_context(home, run_id, drop_results))
+    write_bytes_atomic(path, html.encode("utf-8"))
+    return path

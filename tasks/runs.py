@@ -1,0 +1,88 @@
+"""Run records: the runs table, the saved resolved config, the code version."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import tomllib
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import tomli_w
+
+from schemas.config import Settings
+from schemas.home import HomeLayout
+from schemas.tables import RUNS
+from tasks.lake import read_table, write_bytes_atomic, write_rows
+
+CONFIG_FILE = "config.toml"
+
+
+def new_run_id(now: datetime) -> str:
+    """A sortable, unique run id such as 20261124T020000Z-3f9a1c."""
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def code_version() -> str:
+    """The package version plus the git commit (and '-dirty') when run from a checkout."""
+    version = metadata.version("breedwatch")
+    source = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "describe", "--always", "--dirty", "--abbrev=10"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+{commit}" if commit else version
+
+
+def save_run_config(home: HomeLayout, run_id: str, settings: Settings) -> Path:
+    """Write the resolved configuration of a run to runs/<run_id>/config.toml."""
+    path = home.run_dir(run_id) / CONFIG_FILE
+    write_bytes_atomic(path, tomli_w.dumps(settings.public_dict()).encode())
+    return path
+
+
+def load_run_settings(home: HomeLayout, run_id: str) -> Settings:
+    """Read back the exact configuration a run started with (environment variables are not re-applied)."""
+    data = tomllib.loads((home.run_dir(run_id) / CONFIG_FILE).read_text())
+    return Settings.model_validate(data)
+
+
+def record_run(
+    home: HomeLayout,
+    run_id: str,
+    started_at: datetime,
+    status: str,
+    settings: Settings,
+    drops: list[str],
+    counts: dict[str, int],
+    error: str | None = None,
+) -> None:
+    """Write (or replace) the run's row in the runs table."""
+    finished = datetime.now(timezone.utc) if status != "running" else None
+    row = {
+        "run_id": run_id,
+        "started_at": started_at,
+        "finished_at": finished,
+        "status": status,
+        "code_version": code_version(),
+        "config_hash": settings.fingerprint(),
+        "drops": drops,
+        "counts": sorted(counts.items()),
+        "error": error,
+    }
+    write_rows(home, RUNS, run_id, "run", [row])
+
+
+def mark_abandoned_runs(home: HomeLayout) -> list[str]:
+    """Mark runs still 'running' as failed: only the lock holder runs, so they were killed."""
+    runs = read_table(home, RUNS).to_pylist()
+    abandoned = [row for row in runs if row["status"] == "running"]
+    for row in abandoned:
+        row.update(status="failed", error="The run was killed before it finished; a later run resumed its work.")
+        row["counts"] = sorted((row["counts"] or {}).items()) if isinstance(row["counts"], dict) else row["counts"]
+        write_rows(home, RUNS, row["run_id"], "run", [row])
+    return [row["run_id"] for row in abandoned]
