@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, unmapped
-from prefect.futures import wait
+from prefect import flow
 
 from tasks.nightly import (
     find_drops,
@@ -28,9 +27,7 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
         results: list[dict[str, Any]] = []
         try:
             drop_dirs = find_drops(home_dir, run_id, drops)
-            futures = ingest_drop.map(drop_dirs, home=unmapped(home_dir), run_id=unmapped(run_id))
-            wait(futures)
-            results = [future.result() for future in futures]
+            results = [ingest_drop(drop_dir, home_dir, run_id) for drop_dir in drop_dirs]
             refresh_catalog(home_dir)
             counts = finish_run(home_dir, run_id, results)
             report = write_report(home_dir, run_id, results)

@@ -72,7 +72,7 @@ class RuntimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    drop_concurrency: int = Field(default=2, ge=1, description="Drops ingested in parallel.")
+    io_threads: int = Field(default=4, ge=1, le=64, description="Threads hashing and decoding files within a drop.")
     progress: bool | None = Field(default=None, description="Progress bars; None means only on a terminal.")
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 Sex = Literal["female", "male"]
 Outcome = Literal["success", "failure"]
+TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 SEX_WORDS = {"female": "female", "f": "female", "male": "male", "m": "male", "": None, "unknown": None}
 OUTCOME_WORDS = {"success": "success", "failure": "failure", "": None, "unknown": None}
@@ -176,8 +177,9 @@ def parse_drop_toml(text: str, filename: str = "drop.toml") -> DropInfo:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        message = getattr(exc, "msg", str(exc))
+        found = TOML_POSITION.search(str(exc))
+        line = int(found.group(1)) if found else None
+        message = TOML_POSITION.sub("", str(exc)).strip()
         raise ManifestError(filename, line, None, f"is not valid TOML ({message})") from None
     try:
         return DropInfo.model_validate(data)

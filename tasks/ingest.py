@@ -27,7 +27,6 @@ from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
 
 STAGE = "ingest"
 INGEST_VERSION = "1"
-PROBE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ def probe_all(drop_dir: Path, files: list[FoundFile], settings: Settings, tz: st
         advance()
         return result
 
-    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=settings.runtime.io_threads) as pool:
         return list(pool.map(work, files))
 
 
@@ -174,7 +173,7 @@ def encounter_time_rows(drop_id: str, manifests: Manifests, media: list[dict[str
             "media_id": recording["media_id"] if recording else None,
             "started_at": as_utc(encounter.started_at, tz),
         })
-        if recording and recording["captured_at"] is None and rows[-1]["started_at"] is not None:
+        if recording and recording.get("captured_at") is None and rows[-1]["started_at"] is not None:
             recording["captured_at"] = rows[-1]["started_at"]
     return rows
 

@@ -1,0 +1,36 @@
+"""Shared fixtures: one Prefect test server for the session, real-data location, small drops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import pytest  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_backend():
+    """One temporary Prefect server and database for every test that runs a flow."""
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """The shared real files; tests that use them skip when the folder is absent."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"real data folder {REALDATA} is absent")
+    return REALDATA
+
+
+def realfile(realdata: Path, relative: str) -> Path:
+    """One real file, skipping the test when it is missing."""
+    path = realdata / relative
+    if not path.exists():
+        pytest.skip(f"real file {relative} is absent")
+    return path
