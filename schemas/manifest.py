@@ -169,7 +169,12 @@ def validate_row(row: dict[str, str | None], row_model: type[RowModel], filename
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else None
-        raise ManifestError(filename, line, field, error["msg"]) from None
+        raise ManifestError(filename, line, field, readable_message(error["msg"])) from None
+
+
+def readable_message(message: str) -> str:
+    """Drop pydantic's 'Value error, ' prefix from a validator's own sentence."""
+    return message.removeprefix("Value error, ")
 
 
 def parse_drop_toml(text: str, filename: str = "drop.toml") -> DropInfo:
@@ -186,7 +191,7 @@ def parse_drop_toml(text: str, filename: str = "drop.toml") -> DropInfo:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else None
-        raise ManifestError(filename, line_of_key(text, field), field, error["msg"]) from None
+        raise ManifestError(filename, line_of_key(text, field), field, readable_message(error["msg"])) from None
 
 
 def line_of_key(text: str, key: str | None) -> int | None:
