@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 EXIF_TIME_FORMAT = "%Y:%m:%d %H:%M:%S"
+EXIF_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+MAX_OFFSET_HOURS = 14  # real UTC offsets run from -12:00 to +14:00
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 IMAGE_MODE_FLAGS = {
     "L": "grayscale",
@@ -34,20 +37,29 @@ def parse_exif_time(text: str | None, offset: str | None, default_tz: str) -> da
     except ValueError:
         return None
     tzinfo = parse_exif_offset(offset) or ZoneInfo(default_tz)
-    return local.replace(tzinfo=tzinfo).astimezone(timezone.utc)
+    try:
+        return local.replace(tzinfo=tzinfo).astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # e.g. year 9999 west of Greenwich falls outside datetime's range
+        return None
 
 
 def parse_exif_offset(offset: str | None) -> timezone | None:
-    """Read an EXIF OffsetTime value such as '+08:00'."""
-    if not offset or len(offset.strip()) < 6:
+    """Read an EXIF OffsetTime value such as '+08:00'; None when absent or not a real offset."""
+    match = EXIF_OFFSET.match(offset.strip().strip("\x00").strip()) if offset else None
+    if match is None:
         return None
-    text = offset.strip()
-    try:
-        sign = -1 if text[0] == "-" else 1
-        hours, minutes = int(text[1:3]), int(text[4:6])
-    except ValueError:
+    sign, hours, minutes = match.groups()
+    if int(hours) > MAX_OFFSET_HOURS or int(minutes) >= 60:
         return None
-    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    return timezone(-delta if sign == "-" else delta)
+
+
+def exif_orientation(value: object) -> int:
+    """The EXIF Orientation tag as 1-8; anything else (missing, junk, out of range) means upright, 1."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
+        return value
+    return 1
 
 
 def upright_size(width: int, height: int, orientation: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Sex = Literal["female", "male"]
 Outcome = Literal["success", "failure"]
@@ -66,6 +66,8 @@ class AnimalRow(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    csv_line: int | None = Field(default=None, exclude=True, description="Line of the CSV file this row came from.")
+
     animal_id: str
     sex: Sex | None = None
     birth_date: date | None = None
@@ -97,6 +99,8 @@ class EncounterRow(BaseModel):
     """One row of encounters.csv."""
 
     model_config = ConfigDict(extra="ignore")
+
+    csv_line: int | None = Field(default=None, exclude=True, description="Line of the CSV file this row came from.")
 
     encounter_id: str
     recording: str
@@ -163,9 +167,9 @@ def parse_csv_manifest(text: str, filename: str, row_model: type[RowModel], key:
 
 def validate_row(row: dict[str, str | None], row_model: type[RowModel], filename: str, line: int) -> RowModel:
     """Validate one CSV row, naming the first offending field."""
-    cells = {name: (value or "").strip() for name, value in row.items() if name}
+    cells = {name: (value or "").strip() for name, value in row.items() if name and name != "csv_line"}
     try:
-        return row_model.model_validate(cells)
+        return row_model.model_validate({**cells, "csv_line": line})
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else None

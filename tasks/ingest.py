@@ -44,6 +44,7 @@ class ProbedFile:
 
     found: FoundFile
     sha256: str | None = None
+    size_bytes: int | None = None
     probe: Probe | None = None
     reason: str | None = None
 
@@ -87,9 +88,9 @@ def read_csv_manifest(drop_dir: Path, name: str, row_model: type, key: str) -> l
 def check_recordings(manifests: Manifests, listing: DropListing) -> None:
     """Every encounter must name a recording that the drop contains."""
     present = {found.rel for found in listing.files} | {reject.rel for reject in listing.rejects}
-    for line, row in enumerate(manifests.encounters, start=2):
+    for row in manifests.encounters:
         if row.recording not in present:
-            raise ManifestError("encounters.csv", line, "recording", f"{row.recording} is not in the drop")
+            raise ManifestError("encounters.csv", row.csv_line, "recording", f"{row.recording} is not in the drop")
 
 
 def probe_one(drop_dir: Path, found: FoundFile, settings: Settings, default_tz: str) -> ProbedFile:
@@ -97,6 +98,7 @@ def probe_one(drop_dir: Path, found: FoundFile, settings: Settings, default_tz: 
     path = drop_dir / found.rel
     result = ProbedFile(found)
     try:
+        result.size_bytes = path.stat().st_size
         result.sha256 = sha256_of(path, settings.ingest.hash_chunk_bytes)
         if found.kind == "image":
             result.probe = probe_image(path, settings.ingest, default_tz)
@@ -108,6 +110,8 @@ def probe_one(drop_dir: Path, found: FoundFile, settings: Settings, default_tz: 
         result.reason = "The file cannot be read (permission denied)."
     except OSError as exc:
         result.reason = f"The file cannot be read ({exc.strerror or exc})."
+    except Exception as exc:  # a library bug on one file must not stop the drop: record it as data
+        result.reason = f"The file could not be processed ({type(exc).__name__}: {exc})."
     return result
 
 
@@ -130,6 +134,7 @@ def media_row(drop_id: str, probed: ProbedFile, manifests: Manifests, known_anim
         "drop_id": drop_id,
         "path": found.rel,
         "sha256": probed.sha256,
+        "size_bytes": probed.size_bytes,
         "kind": found.kind,
         "status": "ok" if probed.reason is None else "rejected",
         "animal_id": animal_of(found, known_animals),
@@ -151,13 +156,13 @@ def animal_of(found: FoundFile, known_animals: set[str]) -> str | None:
 
 
 def dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keep one row per content hash (first path in name order), listing the other paths on it."""
-    by_hash: dict[str, dict[str, Any]] = {}
+    """Keep one row per content hash and kind (first path in name order), listing the other paths on it."""
+    by_content: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        first = by_hash.setdefault(row["sha256"], row)
+        first = by_content.setdefault((row["sha256"], row["kind"]), row)
         if first is not row:
             first["duplicate_paths"].append(row["path"])
-    return list(by_hash.values())
+    return list(by_content.values())
 
 
 def encounter_time_rows(drop_id: str, manifests: Manifests, media: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
@@ -203,7 +208,8 @@ def reject_rows(drop_id: str, run_id: str, listing: DropListing, probed: list[Pr
 def fail_drop(home: HomeLayout, drop_id: str, run_id: str, error: ManifestError | ValueError) -> DropResult:
     """Stop a drop on a bad manifest: only its rejects row stays, so other drops still run."""
     path = getattr(error, "filename", "")
-    reject = {"drop_id": drop_id, "path": path, "stage": "manifest", "reason": f"{error}.", "run_id": run_id}
+    reason = f"The drop was stopped because a manifest is malformed: {error}."
+    reject = {"drop_id": drop_id, "path": path, "stage": "manifest", "reason": reason, "run_id": run_id}
     write_rows(home, REJECTS, drop_id, STAGE, [reject])
     for spec in (MEDIA, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS):
         remove_part(home, spec, drop_id, STAGE)
@@ -264,6 +270,6 @@ def write_drop_tables(
     return {
         "images": sum(row["kind"] == "image" and row["status"] == "ok" for row in media),
         "audio": sum(row["kind"] == "audio" and row["status"] == "ok" for row in media),
-        "duplicates": sum(len(row["duplicate_paths"]) for row in media),
+        "duplicates": sum(len(row["duplicate_paths"]) for row in media if row["status"] == "ok"),
         "rejected": len(rejects),
     }

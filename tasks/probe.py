@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -14,6 +17,7 @@ from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from models.media_checks import (
     audio_flags,
+    exif_orientation,
     image_flags,
     parse_exif_time,
     parse_wav_chunks,
@@ -24,6 +28,8 @@ from schemas.config import IngestConfig
 
 EXIF_IFD = ExifTags.IFD.Exif
 FORMATS_BY_EXTENSION = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+IMAGE_FORMATS = ("JPEG", "PNG")  # what later stages decode; Pillow's other readers are never tried
+JPEG_VARIANTS = {"MPO": "JPEG"}  # Pillow names a JPEG carrying a second (preview) picture "MPO"
 AUDIO_BLOCK_FRAMES = 1 << 16
 
 
@@ -40,9 +46,12 @@ class Probe:
 
 
 def sha256_of(path: Path, chunk_bytes: int) -> str:
-    """Hash a file's bytes without loading it whole."""
+    """Hash a regular file's bytes without loading it whole; refuse pipes, sockets and devices."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    # O_NONBLOCK: opening a named pipe for reading would otherwise wait forever for a writer
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise FileRejected("The entry is not a regular file (it is a named pipe, socket or device).")
         while block := handle.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
@@ -52,20 +61,29 @@ def probe_image(path: Path, config: IngestConfig, default_tz: str) -> Probe:
     """Open, fully decode and read the EXIF of an image; raise FileRejected if it is unusable."""
     if path.stat().st_size == 0:
         raise FileRejected("The image file is empty (0 bytes).")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                check_pixel_limit(image.size, config.max_image_pixels)
-                metadata = image_metadata(image, default_tz)
-                decode_fully(image)
-    except Image.DecompressionBombError:
-        raise FileRejected(f"The image has more pixels than the limit of {config.max_image_pixels:,}.") from None
-    except UnidentifiedImageError:
-        raise FileRejected("The file is not an image that can be read (its content is not JPEG or PNG).") from None
+    with open(path, "rb") as handle:  # a file that cannot be opened is an OSError for the caller, not a bad image
+        metadata = read_image(handle, config, default_tz)
     expected = FORMATS_BY_EXTENSION.get(path.suffix.lower())
     flags = image_flags(metadata["image_mode"], metadata["orientation"], expected == metadata.pop("format"))
     return Probe(metadata=metadata, flags=flags)
+
+
+def read_image(handle: BinaryIO, config: IngestConfig, default_tz: str) -> dict[str, Any]:
+    """Decode an open image file completely, then read its metadata, turning every failure into a reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(handle, formats=IMAGE_FORMATS) as image:
+                check_pixel_limit(image.size, config.max_image_pixels)
+                decode_fully(image)  # before EXIF: Pillow decodes a PNG to find an eXIf chunk after its pixels
+                return image_metadata(image, default_tz)
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise FileRejected(f"The image has more than {limit:,} pixels, too many to open safely.") from None
+    except UnidentifiedImageError:
+        raise FileRejected("The file is not an image that can be read (its content is not JPEG or PNG).") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise FileRejected(f"The image is truncated or corrupt and cannot be decoded ({describe(exc)}).") from None
 
 
 def check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
@@ -81,22 +99,35 @@ def decode_fully(image: Image.Image) -> None:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise FileRejected(f"The image is truncated or corrupt and cannot be decoded ({exc}).") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
+def describe(exc: BaseException) -> str:
+    """A library error as a short clause: no file path (libsndfile puts one in), no full stop, never empty."""
+    text = getattr(exc, "error_string", None) or str(exc)  # soundfile's error_string is the message without the path
+    text = " ".join(str(text).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
+def read_exif(image: Image.Image) -> tuple[Image.Exif | dict, dict]:
+    """The main and Exif-IFD tags of a decoded image; junk EXIF counts as none (the pixels are fine)."""
+    try:
+        exif = image.getexif()
+        return exif, dict(exif.get_ifd(EXIF_IFD))
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error):
+        return {}, {}
+
+
 def image_metadata(image: Image.Image, default_tz: str) -> dict[str, Any]:
     """Size, mode, orientation, camera and capture time from an opened image."""
-    exif = image.getexif()
-    exif_ifd = exif.get_ifd(EXIF_IFD)
-    orientation = int(exif.get(ExifTags.Base.Orientation, 1) or 1)
+    exif, exif_ifd = read_exif(image)
+    orientation = exif_orientation(exif.get(ExifTags.Base.Orientation))
     width, height = upright_size(image.width, image.height, orientation)
     taken = exif_ifd.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
     offset = exif_ifd.get(ExifTags.Base.OffsetTimeOriginal)
     return {
-        "format": image.format,
+        "format": JPEG_VARIANTS.get(image.format, image.format),
         "width": width,
         "height": height,
         "orientation": orientation,
@@ -123,7 +154,7 @@ def probe_audio(path: Path, config: IngestConfig) -> Probe:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise FileRejected(f"The file is not a readable audio file ({exc}).") from None
+        raise FileRejected(f"The file is not a readable audio file ({describe(exc)}).") from None
     if info.frames <= 0:
         raise FileRejected("The audio file has a header but contains no samples.")
     check_wav_complete(path, info)
@@ -185,7 +216,7 @@ def scan_samples(path: Path, expected_frames: int) -> float:
             peak = max(peak, float(np.abs(block).max(initial=0.0)))
             frames += len(block)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise FileRejected(f"The recording cannot be decoded to the end ({exc}).") from None
+        raise FileRejected(f"The recording cannot be decoded to the end ({describe(exc)}).") from None
     if frames < expected_frames:
         raise FileRejected(f"The recording is truncated: {frames:,} of {expected_frames:,} frames could be decoded.")
     return peak
