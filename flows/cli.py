@@ -25,6 +25,10 @@ err = Console(stderr=True)
 HomeOption = Annotated[Path | None, typer.Option("--home", help="Home folder (default $BREEDWATCH_HOME or ./data).")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
 DEMO_DROP_PREFIX = "sample-seed"
+YIELD_SUMMARY_SQL = (
+    "SELECT drop_id, camera, night, images, faces, usable_faces, faces_per_image, detector "
+    "FROM detector_yield WHERE list_contains(?, drop_id)"
+)
 
 
 def settings_or_exit(home: Path | None, config: Path | None) -> Settings:
@@ -53,6 +57,10 @@ def run_nightly(drops: list[str] | None, settings: Settings, config: Path | None
 def print_summary(summary: dict[str, Any]) -> None:
     """Print the one-screen summary and where the report is."""
     out.print(run_summary_table(summary))
+    drop_ids = [drop["drop_id"] for drop in summary["drops"]]
+    if drop_ids:
+        detector_yield = run_query(HomeLayout(Path(summary["home"])), YIELD_SUMMARY_SQL, [drop_ids])
+        out.print(table_to_rich(detector_yield, title="detector yield (faces per image per camera per night)"))
     totals = ", ".join(f"{key} {value}" for key, value in sorted(summary["counts"].items())) or "nothing to do"
     out.print(f"totals: {totals}", highlight=False)
     out.print(f"report: {summary['report']}", highlight=False)

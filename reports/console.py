@@ -72,10 +72,12 @@ def table_to_rich(table: pa.Table, title: str | None = None) -> Table:
 
 def run_summary_table(summary: dict[str, Any]) -> Table:
     """The one-screen summary of a run: one line per drop plus totals."""
+    numbers = ("images", "audio", "duplicates", "rejected", "faces", "faces_excluded")
     view = Table(title=f"run {summary['run_id']}")
-    for name in ("drop", "result", "images", "audio", "duplicates", "rejected", "note"):
-        view.add_column(name, justify="right" if name in ("images", "audio", "duplicates", "rejected") else "left")
+    for name in ("drop", "result", *numbers, "note"):
+        view.add_column(name.replace("_", " "), justify="right" if name in numbers else "left")
+    faces = {stage["drop_id"]: stage["counts"] for stage in summary.get("faces", [])}
     for drop in summary["drops"]:
-        counts = drop["counts"]
-        view.add_row(drop["drop_id"], drop["status"], *(str(counts.get(k, 0)) for k in ("images", "audio", "duplicates", "rejected")), drop["message"])
+        counts = {**drop["counts"], **faces.get(drop["drop_id"], {})}
+        view.add_row(drop["drop_id"], drop["status"], *(str(counts.get(k, 0)) for k in numbers), drop["message"])
     return view

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,6 +38,23 @@ class IngestConfig(BaseModel):
     def _lower_dotted(cls, value: list[str]) -> list[str]:
         """Normalise extensions to lower case with a leading dot."""
         return [ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in value]
+
+
+class FacesConfig(BaseModel):
+    """Face detection, cropping and the quality gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detector: str = Field(default="mtcnn-human", description="'mtcnn-human' or a trained detector in the model store.")
+    batch_size: int = Field(default=8, ge=1, le=256, description="Same-size images per MTCNN call.")
+    margin: float = Field(default=0.2, ge=0, le=2, description="Crop margin as a fraction of the face box side.")
+    crop_size: int = Field(default=448, ge=32, le=2048, description="Side of the square crop given to the classifier.")
+    align: bool = Field(default=False, description="Rotate crops so the eye landmarks are level.")
+    min_face_px: float = Field(default=32, ge=0, description="Faces smaller than this are excluded from classification.")
+    min_sharpness: float = Field(default=5.0, ge=0, description="Minimum variance of the Laplacian of a crop.")
+    min_score: float = Field(default=0.9, ge=0, le=1, description="Minimum detector score for classification.")
+    crop_jpeg_quality: int = Field(default=90, ge=50, le=100)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class ScheduleConfig(BaseModel):
@@ -87,6 +104,7 @@ class Settings(BaseSettings):
     inbox: Path | None = Field(default=None, description="Folder of drops; defaults to <home>/inbox.")
     default_timezone: str = Field(default="UTC", description="Time zone of EXIF times when a drop does not say.")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    faces: FacesConfig = Field(default_factory=FacesConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
@@ -121,9 +139,11 @@ class Settings(BaseSettings):
         """The resolved configuration as plain TOML-able data."""
         return self.model_dump(mode="json", exclude_none=True)
 
-    def fingerprint(self) -> str:
-        """A hash of the settings that change results (paths and runtime knobs excluded)."""
+    def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:
+        """A hash of the settings that change results (all such sections, or only the given ones)."""
         data = self.model_dump(mode="json", exclude={"home", "inbox", "runtime", "schedule"})
+        if sections is not None:
+            data = {key: value for key, value in data.items() if key in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

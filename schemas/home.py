@@ -61,6 +61,14 @@ class HomeLayout:
         """The commit marker written last when a stage has finished a drop."""
         return self.state / f"drop={drop_id}" / f"{stage}.json"
 
+    def crop(self, drop_id: str, face_id: str) -> Path:
+        """Where one face crop JPEG is stored."""
+        return self.lake / "crops" / f"drop={drop_id}" / f"{face_id}.jpg"
+
+    def detector_dir(self, name: str) -> Path:
+        """The model-store folder holding every version of a trained detector."""
+        return self.models / "detector" / name
+
     def report_dir(self, run_id: str) -> Path:
         """Where one run's report is written."""
         return self.reports / run_id

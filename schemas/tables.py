@@ -10,7 +10,8 @@ import pyarrow as pa
 MediaKind = Literal["image", "audio"]
 MediaStatus = Literal["ok", "rejected"]
 RunStatus = Literal["running", "completed", "failed"]
-Stage = Literal["discover", "manifest", "ingest"]
+Stage = Literal["discover", "manifest", "ingest", "faces"]
+FaceSource = Literal["detector", "keeper"]
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -104,6 +105,32 @@ ENCOUNTER_MANIFEST = TableSpec(
     ),
 )
 
+FACES = TableSpec(
+    "faces",
+    1,
+    pa.schema(
+        [
+            ("face_id", pa.string()),
+            ("media_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("animal_id", pa.string()),
+            ("source", pa.string()),
+            ("bbox_x", pa.float64()),
+            ("bbox_y", pa.float64()),
+            ("bbox_w", pa.float64()),
+            ("bbox_h", pa.float64()),
+            ("score", pa.float64()),
+            ("landmarks", pa.list_(pa.float64())),
+            ("quality", pa.struct([("size_px", pa.float64()), ("sharpness", pa.float64()), ("score", pa.float64())])),
+            ("excluded", pa.bool_()),
+            ("exclude_reason", pa.string()),
+            ("crop_path", pa.string()),
+            ("detector", pa.string()),
+            ("run_id", pa.string()),
+        ]
+    ),
+)
+
 DROPS = TableSpec(
     "drops",
     1,
@@ -142,7 +169,7 @@ RUNS = TableSpec(
     partition="run",
 )
 
-LAKE_TABLES: tuple[TableSpec, ...] = (MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, RUNS)
+LAKE_TABLES: tuple[TableSpec, ...] = (MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, FACES, RUNS)
 
 
 def table_spec(name: str) -> TableSpec:

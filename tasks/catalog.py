@@ -29,13 +29,37 @@ def view_sql(spec: TableSpec, lake: Path) -> str:
     )
 
 
+DERIVED_VIEWS = {
+    # Detector yield: faces per image per camera (first folder under images/) per local night.
+    "detector_yield": """
+        CREATE OR REPLACE VIEW detector_yield AS
+        WITH frames AS (
+            SELECT m.drop_id, m.media_id, split_part(m.path, '/', 2) AS camera,
+                   CAST((m.captured_at AT TIME ZONE coalesce(d.timezone, 'UTC')) - INTERVAL 12 HOUR AS DATE) AS night
+            FROM media m LEFT JOIN drops d USING (drop_id)
+            WHERE m.kind = 'image' AND m.status = 'ok' AND m.path LIKE 'images/%'
+        )
+        SELECT fr.drop_id, fr.camera, fr.night,
+               count(DISTINCT fr.media_id) AS images,
+               count(f.face_id) AS faces,
+               count(f.face_id) FILTER (WHERE NOT f.excluded) AS usable_faces,
+               round(count(f.face_id) / count(DISTINCT fr.media_id), 3) AS faces_per_image,
+               any_value(f.detector) AS detector
+        FROM frames fr LEFT JOIN faces f ON f.media_id = fr.media_id AND f.drop_id = fr.drop_id
+        GROUP BY ALL ORDER BY fr.drop_id, fr.camera, fr.night
+    """,
+}
+
+
 def refresh_views(home: HomeLayout) -> list[str]:
-    """(Re)create every lake view in the catalog; the only code that opens it for writing."""
+    """(Re)create every lake view and derived view; the only code that opens the catalog for writing."""
     ensure_schema_parts(home)
     with connect_with_retry(home.catalog, read_only=False) as con:
         for spec in LAKE_TABLES:
             con.execute(view_sql(spec, home.lake.resolve()))
-    return [spec.name for spec in LAKE_TABLES]
+        for sql in DERIVED_VIEWS.values():
+            con.execute(sql)
+    return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS)
 
 
 def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -26,6 +26,7 @@ from tasks.lake import read_marker, remove_marker, remove_part, write_marker, wr
 from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
 
 STAGE = "ingest"
+INGEST_SETTINGS = ("ingest", "default_timezone")
 INGEST_VERSION = "1"
 
 
@@ -219,7 +220,7 @@ def fail_drop(home: HomeLayout, drop_id: str, run_id: str, error: ManifestError 
 
 def drop_fingerprint(listing: DropListing, settings: Settings, drop_dir: Path) -> str:
     """What must stay the same for a finished ingest to be reused."""
-    return f"{INGEST_VERSION}:{settings.fingerprint()}:{listing.fingerprint}:{os.path.realpath(drop_dir)}"
+    return f"{INGEST_VERSION}:{settings.fingerprint(INGEST_SETTINGS)}:{listing.fingerprint}:{os.path.realpath(drop_dir)}"
 
 
 def ingest_drop_dir(drop_dir: Path, home: HomeLayout, run_id: str, settings: Settings, advance: Callable[[], None]) -> DropResult:

@@ -14,6 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.catalog import refresh_views
+from tasks.faces import detect_drop_faces, stage_fingerprint as faces_fingerprint
+from tasks.faces import STAGE as FACES_STAGE
 from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
@@ -72,9 +74,10 @@ def drop_is_current(layout: HomeLayout, drop_dir: Path, settings: Any) -> bool:
         marker = read_marker(layout, drop_id_of(drop_dir), STAGE)
     except ValueError:
         return False
-    if marker is None:
+    if marker is None or marker["fingerprint"] != drop_fingerprint(walk_drop(drop_dir, settings.ingest), settings, drop_dir):
         return False
-    return marker["fingerprint"] == drop_fingerprint(walk_drop(drop_dir, settings.ingest), settings, drop_dir)
+    faces = read_marker(layout, drop_dir.name, FACES_STAGE)
+    return faces is not None and faces["fingerprint"] == faces_fingerprint(layout, drop_dir.name, settings)
 
 
 @task(name="ingest-drop", cache_policy=NO_CACHE)
@@ -98,6 +101,23 @@ def ingest_drop(drop_dir: str, home: str, run_id: str) -> dict[str, Any]:
     return result.as_dict()
 
 
+@task(name="find-faces", cache_policy=NO_CACHE)
+def find_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
+    """Detect, crop and gate the faces of one ingested drop; failed drops are passed over."""
+    if ingested["status"] == "failed":
+        return {"drop_id": ingested["drop_id"], "status": "skipped", "counts": {}}
+    layout = HomeLayout(Path(home))
+    settings = load_run_settings(layout, run_id)
+    drop_id = ingested["drop_id"]
+    source = Path(read_marker(layout, drop_id, STAGE)["source"])
+    logger = get_run_logger()
+    total = ingested["counts"].get("images", 0)
+    with stage_progress(f"faces {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
+        result = detect_drop_faces(layout, source, drop_id, run_id, settings, advance)
+    logger.info("drop %s: faces %s %s", drop_id, result["status"], result["counts"])
+    return result
+
+
 @task(name="refresh-catalog", cache_policy=NO_CACHE)
 def refresh_catalog(home: str) -> list[str]:
     """Recreate the catalog's views (the only task that writes DuckDB)."""
@@ -105,11 +125,14 @@ def refresh_catalog(home: str) -> list[str]:
 
 
 @task(name="finish-run", cache_policy=NO_CACHE)
-def finish_run(home: str, run_id: str, results: list[dict[str, Any]], error: str | None = None) -> dict[str, int]:
-    """Record the run's final status and totals."""
+def finish_run(home: str, run_id: str, results: list[dict[str, Any]], stages: list[dict[str, Any]] | None = None, error: str | None = None) -> dict[str, int]:
+    """Record the run's final status and totals (drop results from ingest, counts from later stages)."""
     layout = HomeLayout(Path(home))
     settings = load_run_settings(layout, run_id)
     counts = total_counts(results)
+    for stage in stages or []:
+        for key, value in stage["counts"].items():
+            counts[key] = counts.get(key, 0) + int(value)
     started = datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
     status = "failed" if error else "completed"
     record_run(layout, run_id, started, status, settings, [r["drop_id"] for r in results], counts, error)

@@ -20,6 +20,14 @@ SELECT drop_id, path, stage, reason FROM rejects
 WHERE list_contains(?, drop_id) ORDER BY drop_id, stage, path
 """
 RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"
+YIELD_SQL = """
+SELECT drop_id, camera, night, images, faces, usable_faces, faces_per_image, detector FROM detector_yield
+WHERE list_contains(?, drop_id) ORDER BY drop_id, camera, night
+"""
+KEEPER_SQL = """
+SELECT drop_id, count(*) AS faces, count(*) FILTER (WHERE NOT excluded) AS usable_faces FROM faces
+WHERE source = 'keeper' AND list_contains(?, drop_id) GROUP BY ALL ORDER BY drop_id
+"""
 
 
 def humanise_seconds(seconds: float) -> str:
@@ -39,6 +47,8 @@ def report_context(home: HomeLayout, run_id: str, drop_results: list[dict[str, A
         "drops": drop_results,
         "media_counts": query(home, MEDIA_COUNTS_SQL, [drop_ids]).to_pylist(),
         "rejects": query(home, REJECTS_SQL, [drop_ids]).to_pylist(),
+        "detector_yield": query(home, YIELD_SQL, [drop_ids]).to_pylist(),
+        "keeper_faces": query(home, KEEPER_SQL, [drop_ids]).to_pylist(),
     }
 
 

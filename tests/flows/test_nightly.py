@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from PIL import Image
 
 from flows.nightly import nightly
 from schemas.home import HomeLayout
@@ -105,3 +106,29 @@ def test_parts_carry_schema_version(tmp_path):
     nightly(drops=[str(drop)], home=str(tmp_path / "home"))
     part = tmp_path / "home" / "lake" / "media" / "drop=d1" / "part-ingest.parquet"
     assert pq.read_schema(part).metadata[b"breedwatch.schema_version"] == b"1"
+
+
+def test_faces_stage_detects_crops_and_reports_yield(tmp_path, realdata):
+    from tests.conftest import realfile
+
+    drop = write_small_drop(tmp_path / "inbox" / "d1", bad_file=False)
+    (drop / "images" / "cam02").mkdir()
+    (drop / "images" / "cam02" / "people.jpg").write_bytes(realfile(realdata, "face_recognition/two_people.jpg").read_bytes())
+    summary = nightly(drops=[str(drop)], home=str(tmp_path / "home"))
+    layout = HomeLayout(tmp_path / "home")
+    faces = query(layout, "SELECT f.*, m.path FROM faces f JOIN media m USING (media_id) ORDER BY face_id").to_pylist()
+    keeper = [f for f in faces if f["source"] == "keeper"]
+    assert [f["path"] for f in keeper] == ["faces/A01/f1.jpg"] and keeper[0]["animal_id"] == "A01"
+    assert (keeper[0]["bbox_x"], keeper[0]["bbox_w"]) == (0.0, 1.0) and keeper[0]["detector"] == "keeper-photo"
+    people = [f for f in faces if f["path"] == "images/cam02/people.jpg"]
+    assert len(people) == 2 and all(f["detector"] == "mtcnn-human" and f["score"] > 0.9 for f in people)
+    for face in people:
+        assert 0 <= face["bbox_x"] < 1 and 0 < face["bbox_w"] < 0.5 and len(face["landmarks"]) == 10
+        assert face["quality"]["size_px"] > 32 and face["run_id"] == summary["run_id"]
+        with Image.open(tmp_path / "home" / face["crop_path"]) as crop:
+            assert crop.size == (448, 448)
+    yield_rows = query(layout, "SELECT camera, images, faces FROM detector_yield ORDER BY camera").to_pylist()
+    assert {"camera": "cam02", "images": 1, "faces": 2} in yield_rows
+    assert "detector yield" in Path(summary["report"]).read_text().lower()
+    again = nightly(drops=[str(drop)], home=str(tmp_path / "home"))
+    assert again["faces"][0]["status"] == "unchanged"

@@ -1,0 +1,153 @@
+"""Face detection with facenet-pytorch's MTCNN, task-aware square crops and face quality (pure, no disk)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+from PIL import Image, ImageOps
+from scipy import ndimage
+
+HUMAN_THRESHOLDS = (0.6, 0.7, 0.7)  # facenet-pytorch's defaults
+HUMAN_MIN_FACE_SIZE = 20
+HUMAN_FACTOR = 0.709
+STAGES = ("pnet", "rnet", "onet")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: pixel box (x1, y1, x2, y2) on the upright image, score, five (x, y) landmarks."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """MTCNN's cascade thresholds, smallest face searched and pyramid factor."""
+
+    thresholds: tuple[float, float, float] = HUMAN_THRESHOLDS
+    min_face_size: int = HUMAN_MIN_FACE_SIZE
+    factor: float = HUMAN_FACTOR
+
+
+def build_mtcnn(settings: DetectorSettings, stage_weights: dict[str, dict[str, torch.Tensor]] | None, device: torch.device) -> MTCNN:
+    """An MTCNN with the packaged human weights, or with fine-tuned P-, R- and O-Net state dicts."""
+    mtcnn = MTCNN(
+        keep_all=True,
+        thresholds=list(settings.thresholds),
+        min_face_size=settings.min_face_size,
+        factor=settings.factor,
+        device=device,
+    )
+    if stage_weights is not None:
+        for stage in STAGES:
+            getattr(mtcnn, stage).load_state_dict(stage_weights[stage])
+    return mtcnn.eval()
+
+
+def group_by_size(sizes: Sequence[tuple[Hashable, tuple[int, int]]], batch_size: int) -> list[list[Hashable]]:
+    """Batches of ids whose images share one size (MTCNN batches only equal sizes), largest groups first."""
+    groups: dict[tuple[int, int], list[Hashable]] = defaultdict(list)
+    for key, size in sizes:
+        groups[size].append(key)
+    ordered = sorted(groups.values(), key=len, reverse=True)
+    return [group[i : i + batch_size] for group in ordered for i in range(0, len(group), batch_size)]
+
+
+def detect_faces(mtcnn: MTCNN, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+    """Detect faces in a batch of same-size HxWx3 uint8 RGB arrays."""
+    if not images:
+        return []
+    batch = np.stack(images)
+    boxes, probs, points = mtcnn.detect(batch, landmarks=True)
+    return [to_detections(b, p, pts) for b, p, pts in zip(boxes, probs, points)]
+
+
+def to_detections(boxes: np.ndarray | None, probs: np.ndarray, points: np.ndarray | None) -> list[Detection]:
+    """Turn one image's MTCNN outputs into Detection records, best score first."""
+    if boxes is None:
+        return []
+    found = [
+        Detection(tuple(float(v) for v in box), float(prob), tuple((float(x), float(y)) for x, y in pts))
+        for box, prob, pts in zip(boxes, probs, points)
+    ]
+    return sorted(found, key=lambda d: -d.score)
+
+
+def relative_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float]:
+    """Top-left x, y, width, height as fractions of the image, clipped to it."""
+    x1, y1 = max(box[0], 0.0), max(box[1], 0.0)
+    x2, y2 = min(box[2], float(width)), min(box[3], float(height))
+    return x1 / width, y1 / height, max(x2 - x1, 0.0) / width, max(y2 - y1, 0.0) / height
+
+
+def square_box(box: tuple[float, float, float, float], margin: float) -> tuple[float, float, float, float]:
+    """The square around a box's centre, its side the longer box side grown by a relative margin."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = max(box[2] - box[0], box[3] - box[1]) * (1 + margin) / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def eye_angle(landmarks: Sequence[tuple[float, float]]) -> float:
+    """Degrees by which the line between the eyes (landmarks 0 and 1) tilts from horizontal."""
+    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def crop_face(
+    image: Image.Image,
+    box: tuple[float, float, float, float],
+    landmarks: Sequence[tuple[float, float]] | None,
+    margin: float,
+    size: int,
+    align: bool,
+) -> Image.Image:
+    """A square face crop with margin, optionally rotated so the eyes are level, resized to size x size."""
+    if align and landmarks:
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        image = image.rotate(eye_angle(landmarks), resample=Image.BILINEAR, center=(cx, cy))
+    left, top, right, bottom = (int(round(v)) for v in square_box(box, margin))
+    return image.crop((left, top, right, bottom)).resize((size, size), Image.BILINEAR)
+
+
+def sharpness(image: Image.Image) -> float:
+    """Variance of the Laplacian of the grayscale image (higher is sharper)."""
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    return float(ndimage.laplace(gray).var())
+
+
+def face_size_px(box: tuple[float, float, float, float]) -> float:
+    """The shorter side of a face box in pixels."""
+    return float(min(box[2] - box[0], box[3] - box[1]))
+
+
+def exclusion_reason(size_px: float, sharp: float, score: float | None, min_size: float, min_sharpness: float, min_score: float) -> str | None:
+    """Why a face is kept out of classification, or None when it passes the quality gate."""
+    if size_px < min_size:
+        return f"face is {size_px:.0f} px, below the minimum of {min_size:.0f} px"
+    if sharp < min_sharpness:
+        return f"sharpness {sharp:.1f} is below the minimum of {min_sharpness:.1f}"
+    if score is not None and score < min_score:
+        return f"detector score {score:.3f} is below the minimum of {min_score:.3f}"
+    return None
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """Apply EXIF orientation and convert any mode (grayscale, CMYK, RGBA, 16-bit) to 8-bit RGB."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    return image.convert("RGB")

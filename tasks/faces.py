@@ -1,0 +1,193 @@
+"""The face stage: decode upright RGB, detect in same-size batches, crop, gate on quality, write `faces`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from models.faces import (
+    DetectorSettings,
+    Detection,
+    build_mtcnn,
+    detect_faces,
+    crop_face,
+    exclusion_reason,
+    face_size_px,
+    group_by_size,
+    relative_box,
+    sharpness,
+    upright_rgb,
+)
+from schemas.config import FacesConfig, Settings
+from schemas.home import HomeLayout
+from schemas.tables import FACES, MEDIA
+from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
+from tasks.model_store import load_detector
+
+STAGE = "faces"
+FACES_VERSION = "1"
+HUMAN_PRESET = "mtcnn-human"
+KEEPER_FOLDER = "faces/"
+
+
+@dataclass(frozen=True)
+class LoadedDetector:
+    """A ready MTCNN and the label recorded on every face it finds."""
+
+    mtcnn: Any
+    label: str
+
+
+def choose_device(preference: str) -> torch.device:
+    """CUDA when asked or when 'auto' finds a GPU; the CPU otherwise."""
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_face_detector(home: HomeLayout, config: FacesConfig) -> LoadedDetector:
+    """The configured preset: facenet-pytorch's human weights, or a fine-tuned detector from the store."""
+    device = choose_device(config.device)
+    if config.detector == HUMAN_PRESET:
+        return LoadedDetector(build_mtcnn(DetectorSettings(), None, device), HUMAN_PRESET)
+    state, card = load_detector(home, config.detector)
+    settings = DetectorSettings(tuple(card["thresholds"]), int(card["min_face_size"]), float(card["factor"]))
+    return LoadedDetector(build_mtcnn(settings, state, device), f"{card['name']}@v{card['version']}")
+
+
+def detector_label(home: HomeLayout, config: FacesConfig) -> str:
+    """The exact detector version the configuration resolves to, without loading weights."""
+    if config.detector == HUMAN_PRESET:
+        return HUMAN_PRESET
+    _, card = load_detector(home, config.detector)
+    return f"{card['name']}@v{card['version']}"
+
+
+def drop_media(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
+    """The usable images of one drop, from its committed ingest part."""
+    part = home.part(MEDIA.name, MEDIA.partition, drop_id, "ingest")
+    rows = pq.read_table(part, columns=["media_id", "path", "kind", "status", "width", "height", "animal_id"]).to_pylist()
+    return [row for row in rows if row["kind"] == "image" and row["status"] == "ok"]
+
+
+def open_upright(path: Path) -> Image.Image:
+    """Decode an image from disk, upright and in 8-bit RGB."""
+    with Image.open(path) as image:
+        return upright_rgb(image)
+
+
+def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
+    """What must stay the same for the drop's committed faces to be reused."""
+    ingest = read_marker(home, drop_id, "ingest")
+    config = settings.faces.model_dump(exclude={"batch_size", "device"})
+    return f"{FACES_VERSION}:{ingest['fingerprint'] if ingest else ''}:{detector_label(home, settings.faces)}:{sorted(config.items())}"
+
+
+def face_row(media: dict[str, Any], index: int, crop: Image.Image, found: Detection | None, size: tuple[int, int], config: FacesConfig) -> dict[str, Any]:
+    """The faces row of one crop (a detection, or a whole keeper photo when found is None)."""
+    width, height = size
+    box = found.box if found else (0.0, 0.0, float(width), float(height))
+    score = found.score if found else None
+    size_px, sharp = face_size_px(box), sharpness(crop)
+    reason = exclusion_reason(size_px, sharp, score, config.min_face_px, config.min_sharpness, config.min_score)
+    landmarks = [v for x, y in found.landmarks for v in (x / width, y / height)] if found else None
+    x, y, w, h = relative_box(box, width, height)
+    return {
+        "face_id": f"{media['media_id']}-f{index}",
+        "media_id": media["media_id"],
+        "animal_id": media["animal_id"],
+        "source": "detector" if found else "keeper",
+        "bbox_x": x, "bbox_y": y, "bbox_w": w, "bbox_h": h,
+        "score": score,
+        "landmarks": landmarks,
+        "quality": {"size_px": size_px, "sharpness": sharp, "score": score},
+        "excluded": reason is not None,
+        "exclude_reason": reason,
+    }
+
+
+def keeper_crops(media: dict[str, Any], image: Image.Image, config: FacesConfig) -> list[tuple[dict[str, Any], Image.Image]]:
+    """A keeper photo is already a face: the whole image, squared and resized."""
+    box = (0.0, 0.0, float(image.width), float(image.height))
+    crop = crop_face(image, box, None, 0.0, config.crop_size, False)
+    return [(face_row(media, 0, crop, None, image.size, config), crop)]
+
+
+def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detection], config: FacesConfig) -> list[tuple[dict[str, Any], Image.Image]]:
+    """One crop and row per detected face, best score first."""
+    pairs = []
+    for index, detection in enumerate(found):
+        crop = crop_face(image, detection.box, detection.landmarks, config.margin, config.crop_size, config.align)
+        pairs.append((face_row(media, index, crop, detection, image.size, config), crop))
+    return pairs
+
+
+def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
+    """Decode and detect same-size batches, yielding each image with its detections."""
+    by_id = {row["media_id"]: row for row in images}
+    batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], config.batch_size)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for batch in batches:
+            decoded = list(pool.map(lambda key: open_upright(drop_dir / by_id[key]["path"]), batch))
+            found = detect_faces(detector.mtcnn, [np.asarray(image) for image in decoded])
+            yield from ((by_id[key], image, faces) for key, image, faces in zip(batch, decoded, found))
+
+
+def save_crop(home: HomeLayout, drop_id: str, face_id: str, crop: Image.Image, quality: int) -> str:
+    """Store a crop as JPEG in the lake and return its path relative to the home."""
+    buffer = io.BytesIO()
+    crop.save(buffer, format="JPEG", quality=quality)
+    path = home.crop(drop_id, face_id)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path.relative_to(home.root).as_posix()
+
+
+def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings, advance: Callable[[], None]) -> dict[str, Any]:
+    """Find, crop and gate every face of one ingested drop unless identical work is committed."""
+    fingerprint = stage_fingerprint(home, drop_id, settings)
+    marker = read_marker(home, drop_id, STAGE)
+    if marker and marker["fingerprint"] == fingerprint:
+        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"]}
+    config = settings.faces
+    images = drop_media(home, drop_id)
+    scenes = [row for row in images if not row["path"].startswith(KEEPER_FOLDER)]
+    detector = load_face_detector(home, config) if scenes else None
+    label = detector.label if detector else detector_label(home, config)
+    rows: list[dict[str, Any]] = []
+
+    def keep(pairs: list[tuple[dict[str, Any], Image.Image]]) -> None:
+        """Store each crop at once so memory holds one batch, not the drop."""
+        rows.extend(finish_row(home, drop_id, run_id, row, crop, label, config) for row, crop in pairs)
+        advance()
+
+    for row in images:
+        if row["path"].startswith(KEEPER_FOLDER):
+            keep(keeper_crops(row, open_upright(drop_dir / row["path"]), config))
+    for row, image, found in detect_batches(drop_dir, scenes, detector, config, settings.runtime.io_threads) if detector else []:
+        keep(detection_crops(row, image, found, config))
+    write_rows(home, FACES, drop_id, STAGE, rows)
+    counts = {"faces": len(rows), "faces_excluded": sum(r["excluded"] for r in rows), "images_without_face": count_faceless(scenes, rows)}
+    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id})
+    return {"drop_id": drop_id, "status": "detected", "counts": counts}
+
+
+def finish_row(home: HomeLayout, drop_id: str, run_id: str, row: dict[str, Any], crop: Image.Image, label: str, config: FacesConfig) -> dict[str, Any]:
+    """Store the crop and complete the row with drop, crop path, detector and run."""
+    crop_path = save_crop(home, drop_id, row["face_id"], crop, config.crop_jpeg_quality)
+    detector = "keeper-photo" if row["source"] == "keeper" else label
+    return {**row, "drop_id": drop_id, "crop_path": crop_path, "detector": detector, "run_id": run_id}
+
+
+def count_faceless(scenes: list[dict[str, Any]], rows: list[dict[str, Any]]) -> int:
+    """Scene images in which no face was found."""
+    with_face = {row["media_id"] for row in rows if row["source"] == "detector"}
+    return sum(row["media_id"] not in with_face for row in scenes)

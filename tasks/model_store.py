@@ -1,0 +1,68 @@
+"""The model store under <home>/models: versioned checkpoints (state dicts only) with model cards."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from schemas.home import HomeLayout
+from tasks.lake import write_bytes_atomic, write_json_atomic
+
+WEIGHTS_FILE = "weights.pt"
+CARD_FILE = "model_card.json"
+VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+class ModelNotFoundError(LookupError):
+    """A model named in the configuration is not in the store."""
+
+
+def versions(folder: Path) -> list[int]:
+    """The version numbers stored in a model's folder, ascending."""
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := VERSION_DIR.match(p.name)) and (p / CARD_FILE).exists())
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any], card: dict[str, Any]) -> tuple[int, Path]:
+    """Write the next version of a model: weights first, model card last (the card marks it complete)."""
+    version = (versions(folder) or [0])[-1] + 1
+    target = folder / f"v{version}"
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(target / WEIGHTS_FILE, buffer.getvalue())
+    write_json_atomic(target / CARD_FILE, {**card, "version": version})
+    return version, target
+
+
+def load_checkpoint(folder: Path, version: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load a stored version (default: the newest) as (state, card), never unpickling anything but tensors."""
+    available = versions(folder)
+    if not available:
+        raise ModelNotFoundError(f"no trained model in {folder}; train one first")
+    chosen = available[-1] if version is None else version
+    if chosen not in available:
+        raise ModelNotFoundError(f"model version v{chosen} is not in {folder} (stored: {', '.join(f'v{v}' for v in available)})")
+    target = folder / f"v{chosen}"
+    state = torch.load(target / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    card = json.loads((target / CARD_FILE).read_text())
+    return state, card
+
+
+def parse_model_ref(ref: str) -> tuple[str, int | None]:
+    """Split 'name' or 'name@v3' into the name and an optional version."""
+    name, _, version = ref.partition("@")
+    if version and not VERSION_DIR.match(version):
+        raise ValueError(f"model reference {ref!r} must look like 'name' or 'name@v3'")
+    return name, int(version[1:]) if version else None
+
+
+def load_detector(home: HomeLayout, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fine-tuned P-, R- and O-Net state dicts and the model card of a stored detector."""
+    name, version = parse_model_ref(ref)
+    return load_checkpoint(home.detector_dir(name), version)

@@ -1,0 +1,139 @@
+"""Face detection presets, batching, crops and quality (pure functions, real photos where available)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from facenet_pytorch import MTCNN
+from PIL import ExifTags, Image
+
+from models.faces import (
+    DetectorSettings,
+    build_mtcnn,
+    crop_face,
+    detect_faces,
+    exclusion_reason,
+    group_by_size,
+    relative_box,
+    sharpness,
+    square_box,
+    upright_rgb,
+)
+from tests.conftest import realfile
+
+HUMAN_PHOTOS = [
+    "facenet-pytorch/multiface.jpg",
+    "face_recognition/obama.jpg",
+    "face_recognition/biden.jpg",
+    "face_recognition/two_people.jpg",
+]
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def human_detector():
+    """The mtcnn-human preset on the CPU."""
+    return build_mtcnn(DetectorSettings(), None, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("relative", HUMAN_PHOTOS)
+def test_human_preset_matches_facenet_pytorch(realdata, human_detector, relative):
+    with Image.open(realfile(realdata, relative)) as raw:
+        image = upright_rgb(raw)
+    ours = detect_faces(human_detector, [np.asarray(image)])[0]
+    reference, _ = MTCNN(keep_all=True).detect(image)
+    assert reference is not None and len(ours) == len(reference) > 0
+    for box in reference:
+        assert max(iou(box, found.box) for found in ours) > 0.95
+
+
+def test_batched_detection_equals_one_at_a_time(realdata, human_detector):
+    with Image.open(realfile(realdata, "face_recognition/two_people.jpg")) as raw:
+        image = np.asarray(upright_rgb(raw))
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    single = [detect_faces(human_detector, [img])[0] for img in (image, flipped)]
+    batched = detect_faces(human_detector, [image, flipped])
+    for one, many in zip(single, batched):
+        assert len(one) == len(many)
+        for a, b in zip(one, many):
+            assert iou(a.box, b.box) > 0.99 and abs(a.score - b.score) < 1e-4
+
+
+def test_exif_rotated_photo_gives_boxes_on_the_upright_image(realdata, human_detector, tmp_path):
+    source = realfile(realdata, "face_recognition/obama.jpg")
+    with Image.open(source) as raw:
+        upright = upright_rgb(raw)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera stores before orientation 6 rotates it back
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    rotated_file = tmp_path / "rotated.jpg"
+    stored.save(rotated_file, exif=exif, quality=95)
+    with Image.open(rotated_file) as raw:
+        decoded = upright_rgb(raw)
+    assert decoded.size == upright.size
+    expected = detect_faces(human_detector, [np.asarray(upright)])[0]
+    found = detect_faces(human_detector, [np.asarray(decoded)])[0]
+    assert len(found) == len(expected) >= 1
+    assert iou(found[0].box, expected[0].box) > 0.9
+
+
+def test_real_rotated_camera_trap_frame_is_decoded_upright(realdata):
+    with Image.open(realfile(realdata, "cameratrapai/test_data/african_elephants_with_exif_orientation.jpg")) as raw:
+        assert raw.size == (1536, 2048)
+        assert upright_rgb(raw).size == (2048, 1536)
+
+
+@pytest.mark.parametrize(
+    ("mode", "maker"),
+    [
+        ("L", lambda: Image.new("L", (40, 30), 128)),
+        ("CMYK", lambda: Image.new("CMYK", (40, 30), (0, 255, 255, 0))),
+        ("RGBA", lambda: Image.new("RGBA", (40, 30), (255, 0, 0, 0))),
+        ("I;16", lambda: Image.fromarray(np.full((30, 40), 65535, dtype=np.uint16))),
+        ("P", lambda: Image.new("P", (40, 30), 3)),
+    ],
+)
+def test_every_mode_becomes_8_bit_rgb(mode, maker):
+    image = maker()
+    assert image.mode == mode
+    converted = upright_rgb(image)
+    assert converted.mode == "RGB" and converted.size == (40, 30)
+    if mode == "I;16":
+        assert np.asarray(converted).min() == 255  # full-scale 16-bit stays full scale
+    if mode == "RGBA":
+        assert tuple(np.asarray(converted)[0, 0]) == (255, 255, 255)  # transparent pixels become white
+
+
+def test_group_by_size_batches_only_equal_sizes():
+    sizes = [("a", (1280, 720)), ("b", (1920, 1080)), ("c", (1280, 720)), ("d", (1280, 720))]
+    batches = group_by_size(sizes, batch_size=2)
+    assert batches == [["a", "c"], ["d"], ["b"]]
+
+
+def test_square_box_with_margin_and_relative_box():
+    assert square_box((10, 20, 30, 60), 0.5) == (-10.0, 10.0, 50.0, 70.0)
+    assert relative_box((-5, 10, 50, 120), 100, 100) == (0.0, 0.1, 0.5, 0.9)
+
+
+def test_crop_is_square_resized_and_aligned():
+    image = Image.new("RGB", (200, 100), "white")
+    crop = crop_face(image, (50, 20, 90, 80), [(60, 40), (80, 50), (70, 55), (62, 70), (78, 70)], 0.2, 64, True)
+    assert crop.size == (64, 64)
+
+
+def test_quality_gate_reasons():
+    assert exclusion_reason(20, 50, 0.99, 32, 5, 0.9).startswith("face is 20 px")
+    assert "sharpness" in exclusion_reason(64, 1, 0.99, 32, 5, 0.9)
+    assert "score" in exclusion_reason(64, 50, 0.5, 32, 5, 0.9)
+    assert exclusion_reason(64, 50, None, 32, 5, 0.9) is None
+    flat = Image.new("RGB", (32, 32), "gray")
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    assert sharpness(flat) == 0.0 < sharpness(noisy)
