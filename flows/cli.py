@@ -101,7 +101,7 @@ def demo(
 def sample_drop(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to create (must be empty or absent).")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
-    animals: Annotated[int, typer.Option(help="Number of animals.", min=2)] = 12,
+    animals: Annotated[int, typer.Option(help="Number of animals.", min=4)] = 12,
 ) -> None:
     """Write a deterministic synthetic drop with its ground truth under OUT/truth/."""
     from tasks.sample_drop import write_sample_drop

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from scipy import signal
+from scipy import fft, signal
 
 Sex = Literal["female", "male"]
 Outcome = Literal["success", "failure"]
@@ -25,12 +25,12 @@ STATION_TZ = timezone(timedelta(hours=8))
 MIN_ANIMALS = 4
 MAX_ANIMALS = 200
 KEEPER_PHOTO_SIZE = 320
-RENDER_SIZE = 768
-FACE_BOX_FRACTION = 0.68
+MAX_RENDER_SIZE = 768
+FACE_BOX_FRACTION = 0.6
 BLACK_FUR: RGB = (24, 21, 21)
 CALL_TYPES: tuple[CallType, ...] = ("bleat", "chirp", "moan", "roar", "bark")
-SUCCESS_CALL_MIX = (0.42, 0.28, 0.12, 0.10, 0.08)
-FAILURE_CALL_MIX = (0.10, 0.08, 0.27, 0.30, 0.25)
+SUCCESS_CALL_MIX = (0.45, 0.30, 0.10, 0.08, 0.07)
+FAILURE_CALL_MIX = (0.08, 0.07, 0.28, 0.30, 0.27)
 CALL_LENGTH_S: tuple[tuple[float, float], ...] = ((0.6, 2.8), (0.15, 1.0), (1.2, 4.0), (0.5, 2.2), (0.12, 1.0))
 CALL_F0_HZ: tuple[tuple[float, float], ...] = ((500, 1000), (900, 1500), (150, 300), (150, 300), (200, 400))
 NAME_SYLLABLES = ("Mei", "Bao", "Xin", "Le", "Hua", "Yuan", "Qing", "Ying", "Lun", "Tian",
@@ -57,15 +57,15 @@ class TraitSpec:
 
 
 TRAITS: tuple[TraitSpec, ...] = (
-    TraitSpec("head_aspect", 1.12, 0.05, 0.9),
-    TraitSpec("ear_spacing", 0.74, 0.04, 0.8),
-    TraitSpec("patch_scale", 1.0, 0.08, 0.7),
-    TraitSpec("ear_size", 0.34, 0.03, 0.0),
+    TraitSpec("head_aspect", 1.15, 0.10, 1.0),
+    TraitSpec("ear_spacing", 0.74, 0.09, 1.0),
+    TraitSpec("patch_scale", 1.0, 0.20, 1.0),
+    TraitSpec("ear_size", 0.34, 0.07, 0.9),
+    TraitSpec("muzzle_scale", 1.0, 0.14, 0.8),
     TraitSpec("patch_elongation", 1.55, 0.12, 0.0),
-    TraitSpec("patch_tilt_deg", 28.0, 7.0, 0.0),
-    TraitSpec("patch_asymmetry", 0.0, 0.05, 0.0),
+    TraitSpec("patch_tilt_deg", 28.0, 6.0, 0.0),
+    TraitSpec("patch_asymmetry", 0.0, 0.06, 0.0),
     TraitSpec("patch_spacing", 0.40, 0.03, 0.0),
-    TraitSpec("muzzle_scale", 1.0, 0.07, 0.0),
     TraitSpec("voice_pitch", 1.0, 0.06, -0.5),
 )
 
@@ -265,16 +265,14 @@ def draw_labelled(rng: np.random.Generator, sexes: tuple[Sex, ...], fraction: fl
 def draw_names(rng: np.random.Generator, n: int) -> tuple[str, ...]:
     """Distinct two-syllable panda names."""
     pairs = [(a, b) for a in NAME_SYLLABLES for b in NAME_SYLLABLES if a != b]
-    picks = rng.choice(len(pairs), size=n, replace=len(pairs) < n)
-    return tuple(f"{pairs[i][0]}{pairs[i][1].lower()}" if k < len(pairs) else f"{pairs[i][0]}{k}"
-                 for k, i in enumerate(picks))
+    return tuple(f"{pairs[i][0]}{pairs[i][1].lower()}" for i in rng.choice(len(pairs), size=n, replace=False))
 
 
 def draw_traits(rng: np.random.Generator, sex: Sex) -> dict[str, float]:
-    """Identity traits of one animal; sex moves the dimorphic ones by their effect size."""
+    """Identity traits of one animal (within 2.5 SD); sex moves the dimorphic ones by their effect size."""
     sign = 0.5 if sex == "male" else -0.5
-    return {t.name: round(t.mean + t.sd * (float(rng.standard_normal()) + sign * t.male_shift_sd), 4)
-            for t in TRAITS}
+    z = np.clip(rng.standard_normal(len(TRAITS)), -2.5, 2.5)
+    return {t.name: round(t.mean + t.sd * (float(zi) + sign * t.male_shift_sd), 4) for t, zi in zip(TRAITS, z)}
 
 
 def draw_animals(rng: np.random.Generator, n: int) -> tuple[AnimalIdentity, ...]:
@@ -286,7 +284,8 @@ def draw_animals(rng: np.random.Generator, n: int) -> tuple[AnimalIdentity, ...]
     animals = []
     for i in range(n):
         born = date(2024, 1, 1) - timedelta(days=int(rng.integers(2 * 365, 20 * 365)))
-        tint = (int(rng.integers(226, 246)), int(rng.integers(220, 238)), int(rng.integers(200, 228)))
+        white = int(rng.integers(228, 248))
+        tint = (white, white - int(rng.integers(0, 9)), white - int(rng.integers(6, 26)))
         animals.append(AnimalIdentity(
             animal_id=f"A{i + 1:0{width}d}", sex=sexes[i], sex_labelled=labelled[i], name=names[i],
             birth_date=born, fur_tint=tint, marking_seed=int(rng.integers(0, 2**31)),
@@ -313,9 +312,17 @@ def draw_keeper_photos(rng: np.random.Generator, animals: tuple[AnimalIdentity, 
 
 
 def is_dark(moment: datetime) -> bool:
-    """Whether a local time falls in the dark hours, when traps shoot infrared."""
+    """Whether a local time falls in the dark hours (20:30 to 05:00), when traps shoot infrared."""
     minutes = moment.hour * 60 + moment.minute
-    return minutes >= 19 * 60 + 30 or minutes < 5 * 60 + 30
+    return minutes >= 20 * 60 + 30 or minutes < 5 * 60
+
+
+def frame_offset_s(rng: np.random.Generator) -> float:
+    """Seconds after 17:00 of one trigger: any time to 08:00, but most often at dusk or dawn."""
+    if rng.random() < 0.6:
+        return float(rng.uniform(0, 15 * 3600))
+    dusk = rng.random() < 0.5
+    return float(rng.uniform(0, 3.5 * 3600) if dusk else rng.uniform(12 * 3600, 15 * 3600))
 
 
 def draw_frames(rng: np.random.Generator, cameras: tuple[CameraSpec, ...], animals: tuple[AnimalIdentity, ...],
@@ -323,7 +330,7 @@ def draw_frames(rng: np.random.Generator, cameras: tuple[CameraSpec, ...], anima
     """Camera-trap frames over one night (17:00 to 08:00), most on the smaller-frame cameras."""
     weights = np.array([1.0 if c.width <= 1280 else 0.45 for c in cameras])
     station = rng.choice(len(cameras), size=n_frames, p=weights / weights.sum())
-    offsets = np.sort(rng.uniform(0, 15 * 3600, size=n_frames))
+    offsets = np.sort([frame_offset_s(rng) for _ in range(n_frames)])
     frames, taken_per_camera = [], [0] * len(cameras)
     for serial, (c, offset) in enumerate(zip(station, offsets)):
         taken_per_camera[c] += 1
@@ -348,22 +355,27 @@ def draw_outcomes(rng: np.random.Generator, n: int) -> tuple[tuple[Outcome, ...]
     return tuple(outcomes), tuple(known)
 
 
+def draw_encounter_starts(rng: np.random.Generator, night_start: datetime, n: int) -> list[datetime]:
+    """Sorted start times of n daytime encounters (08:00 to 17:00) in the four weeks before the night."""
+    morning = night_start.replace(hour=8, minute=0, second=0)
+    return sorted(morning - timedelta(days=int(rng.integers(1, 29))) + timedelta(minutes=int(rng.integers(0, 540)))
+                  for _ in range(n))
+
+
 def draw_encounters(rng: np.random.Generator, seed: int, animals: tuple[AnimalIdentity, ...],
                     night_start: datetime, n: int) -> tuple[EncounterPlan, ...]:
     """Daytime male-female encounters over the four weeks before the night, in time order."""
     males = [animals[int(i)] for i in rng.permutation(len(animals)) if animals[int(i)].sex == "male"]
     females = [animals[int(i)] for i in rng.permutation(len(animals)) if animals[int(i)].sex == "female"]
     outcomes, known = draw_outcomes(rng, n)
-    starts = sorted(night_start.replace(hour=8) - timedelta(days=int(rng.integers(1, 29)),
-                                                            minutes=-int(rng.integers(0, 9 * 60)))
-                    for _ in range(n))
-    encounters = []
+    starts = draw_encounter_starts(rng, night_start, n)
+    encounters, width = [], max(2, len(str(n)))
     for i in range(n):
         male, female = males[i % len(males)], females[i % len(females)]
         duration = round(float(rng.uniform(20.0, 45.0)), 2)
         calls = draw_call_segments(item_rng(seed, STREAM_CALLS, i), outcomes[i], duration, male, female)
         encounters.append(EncounterPlan(
-            serial=i, encounter_id=f"E{i + 1:02d}", male_id=male.animal_id, female_id=female.animal_id,
+            serial=i, encounter_id=f"E{i + 1:0{width}d}", male_id=male.animal_id, female_id=female.animal_id,
             started_at=starts[i], outcome=outcomes[i], outcome_known=known[i], duration_s=duration,
             snr_db=round(float(rng.uniform(6.0, 24.0)), 1), segments=calls))
     return tuple(encounters)
@@ -385,9 +397,9 @@ def draw_call(rng: np.random.Generator, start: float, outcome: Outcome, mix: np.
     length = float(rng.uniform(*CALL_LENGTH_S[kind]))
     caller: Sex = "female" if rng.random() < 0.5 else "male"
     pitch = (female if caller == "female" else male).voice_pitch
-    mood = rng.uniform(1.0, 1.25) if outcome == "success" else rng.uniform(0.85, 1.1)
+    mood = rng.uniform(1.05, 1.3) if outcome == "success" else rng.uniform(0.8, 1.05)
     f0 = round(float(rng.uniform(*CALL_F0_HZ[kind]) * mood * pitch), 1)
-    harsh = rng.uniform(0.05, 0.55) if outcome == "success" else rng.uniform(0.3, 0.85)
+    harsh = rng.uniform(0.05, 0.45) if outcome == "success" else rng.uniform(0.35, 0.9)
     low, high = call_band_hz(call_type, f0)
     return CallSegment(round(start, 3), round(start + length, 3), call_type, caller, f0,
                        round(float(harsh), 3), low, high)
@@ -397,7 +409,7 @@ def draw_call_segments(rng: np.random.Generator, outcome: Outcome, duration: flo
                        male: AnimalIdentity, female: AnimalIdentity) -> tuple[CallSegment, ...]:
     """Calls of one encounter, back to back with pauses, ending at least 0.3 s before the recording ends."""
     base = SUCCESS_CALL_MIX if outcome == "success" else FAILURE_CALL_MIX
-    mix = rng.dirichlet(np.array(base) * 25.0)
+    mix = rng.dirichlet(np.array(base) * 40.0)
     calls: list[CallSegment] = []
     start = float(rng.uniform(0.3, 2.0))
     while True:
@@ -429,7 +441,8 @@ def fractal_noise(rng: np.random.Generator, width: int, height: int, cells: tupl
 def palette_blend(field: np.ndarray, dark: RGB, light: RGB) -> np.ndarray:
     """Map a noise field to colours between two RGB endpoints, as float array (h, w, 3) in 0..255."""
     t = np.clip(0.5 + 0.22 * field, 0.0, 1.0)[..., None]
-    return np.array(dark, np.float32) * (1 - t) + np.array(light, np.float32) * t
+    low = np.array(dark, np.float32)
+    return t * (np.array(light, np.float32) - low) + low
 
 
 def ellipse_points(cx: float, cy: float, rx: float, ry: float, angle_deg: float = 0.0,
@@ -469,20 +482,27 @@ def vegetation_background(rng: np.random.Generator, width: int, height: int) -> 
     field = fractal_noise(rng, width, height, (width / 6, width / 24, 12 * scale, 3))
     soil = smooth_noise(rng, width, height, width / 5)[..., None]
     rgb = palette_blend(field, (22, 38, 16), (110, 145, 62))
-    rgb = rgb * (1 - 0.35 * np.clip(soil, 0, 1)) + np.array([95, 75, 50]) * 0.35 * np.clip(soil, 0, 1)
+    earth = 0.35 * np.clip(soil, 0, 1)
+    rgb = rgb * (1 - earth) + np.array([95, 75, 50], np.float32) * earth
     image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     draw_bamboo(rng, ImageDraw.Draw(image), width, height, int(rng.integers(4, 14)), scale)
-    return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 1.6)) * scale))
+    return image
+
+
+def natural_tone(rng: np.random.Generator) -> np.ndarray:
+    """An earthy, leafy or stony RGB colour (float32)."""
+    grey = float(rng.uniform(50, 190))
+    return np.array([grey + rng.uniform(-10, 25), grey + rng.uniform(-5, 22), grey + rng.uniform(-30, 8)], np.float32)
 
 
 def gradient_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     """A soft two-colour gradient (sky, wall or ground) with grain."""
     angle = float(rng.uniform(0, 2 * np.pi))
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    t = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)
+    xs = np.cos(angle) * np.arange(width, dtype=np.float32) / width
+    ys = np.sin(angle) * np.arange(height, dtype=np.float32)[:, None] / height
+    t = xs + ys
     t = ((t - t.min()) / (t.max() - t.min() + 1e-6))[..., None]
-    a = rng.integers(40, 200, size=3).astype(np.float32)
-    b = rng.integers(40, 200, size=3).astype(np.float32)
+    a, b = natural_tone(rng), natural_tone(rng)
     grain = fractal_noise(rng, width, height, (width / 8, 6, 2))[..., None] * float(rng.uniform(4, 14))
     rgb = a * (1 - t) + b * t + grain
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
@@ -514,16 +534,17 @@ def draw_background(rng: np.random.Generator, width: int, height: int) -> Image.
 # ---------------------------------------------------------------- faces
 
 
+def draw_wobble(rng: np.random.Generator) -> tuple[tuple[int, float, float], ...]:
+    """Outline wobble of one eye patch: (harmonic, amplitude, phase) for harmonics 2 to 4."""
+    return tuple((k, float(rng.normal(0, 0.10)), float(rng.uniform(0, 2 * np.pi))) for k in (2, 3, 4))
+
+
 def animal_markings(identity: AnimalIdentity) -> Markings:
     """The animal's fixed marks, drawn from its own marking seed."""
     rng = item_rng(identity.marking_seed, STREAM_MARKINGS)
-
-    def wobble() -> tuple[tuple[int, float, float], ...]:
-        return tuple((k, float(rng.normal(0, 0.07)), float(rng.uniform(0, 2 * np.pi))) for k in (2, 3, 4))
-
-    left, right = wobble(), wobble()
+    left, right = draw_wobble(rng), draw_wobble(rng)
     smudges = tuple((float(rng.uniform(-0.6, 0.6)), float(rng.uniform(-0.7, 0.5)), float(rng.uniform(0.1, 0.3)),
-                     float(rng.uniform(0.08, 0.22))) for _ in range(int(rng.integers(1, 4))))
+                     float(rng.uniform(0.12, 0.35))) for _ in range(int(rng.integers(1, 4))))
     return Markings(left, right, smudges, int(rng.integers(0, 2**31)))
 
 
@@ -535,8 +556,8 @@ def draw_pose(rng: np.random.Generator) -> FacePose:
 
 def face_geometry(identity: AnimalIdentity, pose: FacePose, size: int) -> FaceGeometry:
     """Pixel geometry of the face on a square canvas; the head is centred a little below the middle."""
-    ry = 0.30 * size * pose.squeeze_y
-    rx = 0.30 * size * identity.head_aspect * pose.squeeze_x
+    ry = 0.245 * size * pose.squeeze_y
+    rx = 0.245 * size * identity.head_aspect * pose.squeeze_x
     patch_a = 0.17 * ry * identity.patch_scale
     return FaceGeometry(cx=size / 2, cy=0.54 * size, rx=rx, ry=ry, ear_dx=identity.ear_spacing * rx,
                         ear_dy=-0.80 * ry, ear_r=identity.ear_size * ry, patch_dx=identity.patch_spacing * rx,
@@ -544,16 +565,21 @@ def face_geometry(identity: AnimalIdentity, pose: FacePose, size: int) -> FaceGe
                         shift=pose.feature_shift * rx)
 
 
-def marking_field(identity: AnimalIdentity, marks: Markings, g: FaceGeometry, size: int) -> np.ndarray:
-    """Multiplicative fur-shade field (per animal, in face coordinates) with its smudges."""
-    field = 1.0 + 0.09 * smooth_noise(item_rng(marks.field_seed, STREAM_MARKINGS), size, size, size / 7)
-    smudge_layer = Image.new("L", (size, size), 0)
+def marking_field(marks: Markings, g: FaceGeometry, size: int) -> np.ndarray:
+    """Multiplicative fur shade (per animal, in face coordinates): smudges, mottling and rounded shading."""
+    small, k = size // 4, 4.0
+    mottle = 1.0 + 0.12 * smooth_noise(item_rng(marks.field_seed, STREAM_MARKINGS), small, small, small / 7)
+    smudge_layer = Image.new("L", (small, small), 0)
     draw = ImageDraw.Draw(smudge_layer)
+    cx, cy, rx, ry = g.cx / k, g.cy / k, g.rx / k, g.ry / k
     for x, y, r, strength in marks.smudges:
-        draw.ellipse([g.cx + (x - r) * g.rx, g.cy + (y - r) * g.ry, g.cx + (x + r) * g.rx, g.cy + (y + r) * g.ry],
+        draw.ellipse([cx + (x - r) * rx, cy + (y - r) * ry, cx + (x + r) * rx, cy + (y + r) * ry],
                      fill=int(255 * strength))
-    blurred = np.asarray(smudge_layer.filter(ImageFilter.GaussianBlur(0.12 * g.ry)), np.float32) / 255
-    return field * (1 - blurred)
+    smudges = np.asarray(smudge_layer.filter(ImageFilter.GaussianBlur(0.12 * ry)), np.float32) / 255
+    yy, xx = np.mgrid[0:small, 0:small].astype(np.float32)
+    shading = 1.0 - 0.14 * np.clip(((xx - cx) / rx) ** 2 + ((yy - cy + 0.2 * ry) / ry) ** 2, 0, 1.5)
+    field = (mottle * (1 - smudges) * shading).astype(np.float32)
+    return np.asarray(Image.fromarray(field).resize((size, size), Image.Resampling.BICUBIC))
 
 
 def draw_head(colour: Image.Image, alpha: Image.Image, identity: AnimalIdentity, g: FaceGeometry) -> None:
@@ -566,7 +592,7 @@ def draw_head(colour: Image.Image, alpha: Image.Image, identity: AnimalIdentity,
     head = ellipse_points(g.cx, g.cy, g.rx, g.ry, exponent=2.3, n=120)
     ImageDraw.Draw(colour).polygon(head, fill=identity.fur_tint)
     ImageDraw.Draw(alpha).polygon(head, fill=255)
-    muzzle_tint = tuple(min(255, c + 8) for c in identity.fur_tint)
+    muzzle_tint = tuple(min(255, c + 12) for c in identity.fur_tint)
     m = identity.muzzle_scale
     ImageDraw.Draw(colour).polygon(ellipse_points(g.cx + 0.8 * g.shift, g.cy + 0.45 * g.ry, 0.36 * g.ry * m,
                                                   0.27 * g.ry * m, exponent=2.2), fill=muzzle_tint)
@@ -587,29 +613,30 @@ def draw_eye_patches(draw: ImageDraw.ImageDraw, identity: AnimalIdentity, marks:
                      fill=(235, 235, 230))
 
 
-def draw_nose_and_mouth(draw: ImageDraw.ImageDraw, g: FaceGeometry) -> None:
-    """Black nose above a small mouth."""
-    nx, ny = g.cx + g.shift, g.cy + 0.30 * g.ry
-    draw.polygon(ellipse_points(nx, ny, 0.13 * g.ry, 0.08 * g.ry, exponent=2.6), fill=(18, 16, 16))
-    draw.ellipse([nx - 0.05 * g.ry, ny - 0.05 * g.ry, nx - 0.01 * g.ry, ny - 0.03 * g.ry], fill=(90, 88, 88))
+def draw_nose_and_mouth(draw: ImageDraw.ImageDraw, g: FaceGeometry, muzzle_scale: float) -> None:
+    """Black nose (sized with the muzzle) above a small mouth."""
+    nx, ny, u = g.cx + g.shift, g.cy + 0.30 * g.ry, g.ry * muzzle_scale
+    draw.polygon(ellipse_points(nx, ny, 0.14 * u, 0.085 * u, exponent=2.6), fill=(18, 16, 16))
+    draw.ellipse([nx - 0.05 * u, ny - 0.05 * u, nx - 0.01 * u, ny - 0.03 * u], fill=(90, 88, 88))
     line = max(2, int(0.02 * g.ry))
-    draw.line([(nx, ny + 0.07 * g.ry), (nx, ny + 0.19 * g.ry)], fill=(45, 38, 36), width=line)
-    draw.line([(nx - 0.12 * g.ry, ny + 0.24 * g.ry), (nx, ny + 0.19 * g.ry), (nx + 0.12 * g.ry, ny + 0.24 * g.ry)],
+    draw.line([(nx, ny + 0.07 * u), (nx, ny + 0.19 * u)], fill=(45, 38, 36), width=line)
+    draw.line([(nx - 0.12 * u, ny + 0.24 * u), (nx, ny + 0.19 * u), (nx + 0.12 * u, ny + 0.24 * u)],
               fill=(45, 38, 36), width=line, joint="curve")
 
 
 def render_face_rgba(identity: AnimalIdentity, pose: FacePose, size: int) -> Image.Image:
-    """One panda face on a transparent square canvas of `size` pixels (rendered large, then reduced)."""
-    g = face_geometry(identity, pose, RENDER_SIZE)
+    """One panda face on a transparent square canvas of `size` pixels (drawn 1.5 times larger, then reduced)."""
+    work = int(np.clip(1.5 * size, 128, MAX_RENDER_SIZE)) // 4 * 4
+    g = face_geometry(identity, pose, work)
     marks = animal_markings(identity)
-    colour = Image.new("RGB", (RENDER_SIZE, RENDER_SIZE), identity.fur_tint)
-    alpha = Image.new("L", (RENDER_SIZE, RENDER_SIZE), 0)
+    colour = Image.new("RGB", (work, work), identity.fur_tint)
+    alpha = Image.new("L", (work, work), 0)
     draw_head(colour, alpha, identity, g)
-    shaded = np.asarray(colour, np.float32) * marking_field(identity, marks, g, RENDER_SIZE)[..., None]
+    shaded = np.asarray(colour, np.float32) * marking_field(marks, g, work)[..., None]
     colour = Image.fromarray(np.clip(shaded, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(colour)
     draw_eye_patches(draw, identity, marks, g)
-    draw_nose_and_mouth(draw, g)
+    draw_nose_and_mouth(draw, g, identity.muzzle_scale)
     face = colour.convert("RGBA")
     face.putalpha(alpha)
     return face.resize((size, size), Image.Resampling.LANCZOS)
@@ -636,12 +663,12 @@ def adjust_photometry(rng: np.random.Generator, image: Image.Image, gain: tuple[
 
 
 def prepared_face(rng: np.random.Generator, identity: AnimalIdentity, canvas: int, gain: tuple[float, float],
-                  fill: tuple[int, int, int, int]) -> Image.Image:
-    """A posed, grained, lit and rotated (±20°) face, ready to paste with its own alpha."""
+                  tilt_deg: float) -> Image.Image:
+    """A posed, grained, lit and tilted face, ready to paste with its own alpha."""
     face = render_face_rgba(identity, draw_pose(rng), canvas)
     face = add_fur_grain(rng, face, float(rng.uniform(0.02, 0.07)))
-    face = adjust_photometry(rng, face, gain, (0.8, 1.15), 0.06)
-    return face.rotate(float(rng.uniform(-20, 20)), Image.Resampling.BICUBIC, expand=True, fillcolor=fill)
+    face = adjust_photometry(rng, face, gain, (0.8, 1.15), 0.03)
+    return face.rotate(tilt_deg, Image.Resampling.BICUBIC, expand=True, fillcolor=(*identity.fur_tint, 0))
 
 
 def face_extent(face: Image.Image) -> tuple[int, int, int, int]:
@@ -668,11 +695,12 @@ def draw_occluder(rng: np.random.Generator, image: Image.Image, box: tuple[int, 
 
 
 def finish_photo(rng: np.random.Generator, image: Image.Image, blur: float, noise_sd: float) -> Image.Image:
-    """Lens blur and sensor noise."""
+    """Lens blur and (luminance) sensor noise."""
     if blur > 0.05:
         image = image.filter(ImageFilter.GaussianBlur(blur))
     pixels = np.asarray(image, np.float32)
-    pixels = pixels + rng.normal(0.0, noise_sd, size=pixels.shape).astype(np.float32)
+    noise = noise_sd * rng.standard_normal(pixels.shape[:2], dtype=np.float32)
+    pixels = pixels + (noise[..., None] if pixels.ndim == 3 else noise)
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), image.mode)
 
 
@@ -680,23 +708,24 @@ def compose_keeper_photo(rng: np.random.Generator, identity: AnimalIdentity,
                          size: int = KEEPER_PHOTO_SIZE) -> Image.Image:
     """A keeper's photo cropped to the face: the face fills most of a square RGB frame."""
     photo = draw_background(rng, size, size)
-    canvas = round(size * float(rng.uniform(0.62, 0.85)) / FACE_BOX_FRACTION)
-    face = prepared_face(rng, identity, canvas, (0.85, 1.1), (*identity.fur_tint, 0))
+    canvas = round(size * float(rng.uniform(0.70, 0.78)) / FACE_BOX_FRACTION)
+    tilt = float(np.clip(rng.normal(0.0, 8.0), -20.0, 20.0))
+    face = prepared_face(rng, identity, canvas, (0.85, 1.1), tilt)
     left, top, right, bottom = face_extent(face)
-    jitter = rng.uniform(-0.07, 0.07, size=2) * size
+    jitter = rng.uniform(-0.03, 0.03, size=2) * size
     x = int(round((size - (right + left)) / 2 + jitter[0]))
     y = int(round((size - (bottom + top)) / 2 + jitter[1]))
     photo.paste(face, (x, y), face)
     if rng.random() < 0.15:
         draw_occluder(rng, photo, (x + left, y + top, x + right, y + bottom))
-    photo = adjust_photometry(rng, photo, (0.75, 1.15), (0.85, 1.15), 0.05)
+    photo = adjust_photometry(rng, photo, (0.75, 1.15), (0.85, 1.15), 0.04)
     return finish_photo(rng, photo, float(rng.uniform(0.0, 1.3)), float(rng.uniform(1.0, 6.0)))
 
 
-def keeper_photo(plan: DropPlan, photo: KeeperPhotoPlan) -> Image.Image:
-    """Render one planned keeper photo."""
+def keeper_photo(plan: DropPlan, photo: KeeperPhotoPlan, size: int = KEEPER_PHOTO_SIZE) -> Image.Image:
+    """Render one planned keeper photo (square, `size` pixels)."""
     identity = next(a for a in plan.animals if a.animal_id == photo.animal_id)
-    return compose_keeper_photo(item_rng(plan.seed, STREAM_KEEPER, photo.serial), identity)
+    return compose_keeper_photo(item_rng(plan.seed, STREAM_KEEPER, photo.serial), identity, size)
 
 
 # ---------------------------------------------------------------- camera-trap scenes
@@ -727,7 +756,7 @@ def paste_scene_face(rng: np.random.Generator, scene: Image.Image, identity: Ani
                      placed: list[FaceBox]) -> FaceBox | None:
     """Paste one face at a random place and scale (box about 48 to 360 px); return its true box."""
     box_side = math.exp(rng.uniform(math.log(48), math.log(min(360, 0.5 * scene.height))))
-    face = prepared_face(rng, identity, round(box_side / FACE_BOX_FRACTION), (0.55, 1.15), (*identity.fur_tint, 0))
+    face = prepared_face(rng, identity, round(box_side / FACE_BOX_FRACTION), (0.55, 1.15), float(rng.uniform(-20, 20)))
     extent = face_extent(face)
     offset = place_face(rng, extent, scene.width, scene.height, placed)
     if offset is None:
@@ -742,9 +771,9 @@ def paste_scene_face(rng: np.random.Generator, scene: Image.Image, identity: Ani
 
 def vignette(width: int, height: int, strength: float) -> np.ndarray:
     """Radial fall-off of light towards the corners, 1 in the centre."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    r2 = ((xx - width / 2) / (width / 2)) ** 2 + ((yy - height / 2) / (height / 2)) ** 2
-    return 1.0 - strength * np.clip(r2 / 2, 0, 1)
+    xs = ((np.arange(width, dtype=np.float32) - width / 2) / (width / 2)) ** 2
+    ys = ((np.arange(height, dtype=np.float32)[:, None] - height / 2) / (height / 2)) ** 2
+    return 1.0 - strength * np.clip((xs + ys) / 2, 0, 1)
 
 
 def scene_lighting(rng: np.random.Generator, scene: Image.Image, infrared: bool) -> Image.Image:
@@ -758,7 +787,7 @@ def scene_lighting(rng: np.random.Generator, scene: Image.Image, infrared: bool)
         image = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8), "L")
         return finish_photo(rng, image, float(rng.uniform(0.3, 1.2)), float(rng.uniform(3.0, 8.0)))
     light = vignette(scene.width, scene.height, float(rng.uniform(0.0, 0.35)))[..., None]
-    rgb = rgb * light * rng.uniform(0.55, 1.1) * rng.uniform(0.93, 1.07, size=3)
+    rgb = rgb * light * (rng.uniform(0.55, 1.1) * rng.uniform(0.93, 1.07, size=3)).astype(np.float32)
     image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     return finish_photo(rng, image, float(rng.uniform(0.0, 1.0)), float(rng.uniform(1.5, 5.0)))
 
@@ -787,10 +816,11 @@ def scene_frame(plan: DropPlan, frame: FramePlan) -> tuple[Image.Image, tuple[Fa
 
 def harmonic_stack(phase: np.ndarray, n_harmonics: int, rolloff: float) -> np.ndarray:
     """Sum of harmonics of a running phase with 1/k**rolloff amplitudes."""
-    out = np.zeros_like(phase)
+    phase32 = phase.astype(np.float32)
+    out = np.zeros_like(phase32)
     for k in range(1, max(1, n_harmonics) + 1):
-        out += np.sin(k * phase) / k**rolloff
-    return out
+        out += np.sin(k * phase32) * np.float32(k**-rolloff)
+    return out.astype(np.float64)
 
 
 def band_noise(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
@@ -848,8 +878,8 @@ def roar(rng: np.random.Generator, n: int, call: CallSegment) -> np.ndarray:
     freq = call.f0_hz * (1 + 0.06 * wander(rng, n, 25))
     phase = running_phase(freq)
     tone = harmonic_stack(phase, int(4000 / call.f0_hz), 0.9) + 0.5 * np.sin(phase / 2)
-    noise_share = 0.4 + 0.5 * call.harshness
-    return (1 - noise_share) * tone + noise_share * 2.5 * band_noise(rng, n, 150, 4000)
+    noise_share = 0.25 + 0.35 * call.harshness
+    return (1 - noise_share) * tone + noise_share * 1.2 * band_noise(rng, n, 150, 4000)
 
 
 def bark(rng: np.random.Generator, n: int, call: CallSegment) -> np.ndarray:
@@ -885,20 +915,20 @@ def place_call(rng: np.random.Generator, track: np.ndarray, wave: np.ndarray, ca
     track[start + delay:far_end, 1 - near] += level * rng.uniform(0.3, 0.7) * far_wave[:far_end - start - delay]
 
 
-def colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
-    """Unit-RMS Gaussian noise with a 1/f**exponent power spectrum above 20 Hz."""
-    spectrum = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
-    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
-    spectrum *= np.where(freqs < 20, 0.0, 1.0) / np.maximum(freqs, 20.0) ** (exponent / 2)
-    noise = np.fft.irfft(spectrum, n)
-    return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
+def colored_noise(rng: np.random.Generator, n: int, exponent: float, count: int) -> np.ndarray:
+    """`count` independent unit-RMS noises, shape (count, n), with a 1/f**exponent power spectrum above 20 Hz."""
+    size = fft.next_fast_len(n, real=True)
+    parts = rng.standard_normal((2, count, size // 2 + 1), dtype=np.float32)
+    freqs = fft.rfftfreq(size, 1 / SAMPLE_RATE)
+    shape = (np.where(freqs < 20, 0.0, 1.0) / np.maximum(freqs, 20.0) ** (exponent / 2)).astype(np.float32)
+    noise = fft.irfft((parts[0] + 1j * parts[1]) * shape, size, axis=-1)[:, :n]
+    return noise / np.sqrt(np.mean(noise.astype(np.float64) ** 2, axis=1, keepdims=True))
 
 
 def background(rng: np.random.Generator, n: int, rms: float) -> np.ndarray:
     """Two-microphone pink/brown room noise, partly shared, with occasional non-vocal clicks."""
-    exponent = float(rng.uniform(1.0, 2.0))
-    shared = colored_noise(rng, n, exponent)
-    noise = np.stack([0.7 * shared + 0.7 * colored_noise(rng, n, exponent) for _ in range(2)], axis=1) * rms
+    shared, near_male, near_female = colored_noise(rng, n, float(rng.uniform(1.0, 2.0)), 3)
+    noise = np.stack([shared + near_male, shared + near_female], axis=1) * (0.7 * rms)
     for _ in range(int(rng.poisson(n / SAMPLE_RATE / 6))):
         m = int(rng.uniform(0.002, 0.008) * SAMPLE_RATE)
         at = int(rng.integers(0, n - m))
