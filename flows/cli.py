@@ -26,7 +26,7 @@ HomeOption = Annotated[Path | None, typer.Option("--home", help="Home folder (de
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
 DEMO_DROP_PREFIX = "sample-seed"
 YIELD_SUMMARY_SQL = (
-    "SELECT drop_id, camera, night, images, faces, usable_faces, faces_per_image, detector "
+    "SELECT drop_id AS drop, camera, night, images, faces, usable_faces AS usable, faces_per_image AS per_image "
     "FROM detector_yield WHERE list_contains(?, drop_id)"
 )
 
@@ -60,7 +60,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     drop_ids = [drop["drop_id"] for drop in summary["drops"]]
     if drop_ids:
         detector_yield = run_query(HomeLayout(Path(summary["home"])), YIELD_SUMMARY_SQL, [drop_ids])
-        out.print(table_to_rich(detector_yield, title="detector yield (faces per image per camera per night)"))
+        out.print(table_to_rich(detector_yield, title="faces per camera and night"))
     totals = ", ".join(f"{key} {value}" for key, value in sorted(summary["counts"].items())) or "nothing to do"
     out.print(f"totals: {totals}", highlight=False)
     out.print(f"report: {summary['report']}", highlight=False)

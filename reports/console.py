@@ -72,12 +72,17 @@ def table_to_rich(table: pa.Table, title: str | None = None) -> Table:
 
 def run_summary_table(summary: dict[str, Any]) -> Table:
     """The one-screen summary of a run: one line per drop plus totals."""
-    numbers = ("images", "audio", "duplicates", "rejected", "faces", "faces_excluded")
+    numbers = {"images": "images", "audio": "audio", "duplicates": "dup", "rejected": "rejected", "faces": "faces", "faces_excluded": "excl"}
     view = Table(title=f"run {summary['run_id']}")
-    for name in ("drop", "result", *numbers, "note"):
-        view.add_column(name.replace("_", " "), justify="right" if name in numbers else "left")
-    faces = {stage["drop_id"]: stage["counts"] for stage in summary.get("faces", [])}
+    view.add_column("drop", overflow="fold")
+    view.add_column("result")
+    for header in numbers.values():
+        view.add_column(header, justify="right")
+    view.add_column("detector / note", overflow="fold")
+    faces = {stage["drop_id"]: stage for stage in summary.get("faces", [])}
     for drop in summary["drops"]:
-        counts = {**drop["counts"], **faces.get(drop["drop_id"], {})}
-        view.add_row(drop["drop_id"], drop["status"], *(str(counts.get(k, 0)) for k in numbers), drop["message"])
+        stage = faces.get(drop["drop_id"], {})
+        counts = {**drop["counts"], **stage.get("counts", {})}
+        note = drop["message"] or stage.get("detector", "")
+        view.add_row(drop["drop_id"], drop["status"], *(str(counts.get(k, 0)) for k in numbers), note)
     return view

@@ -156,7 +156,7 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
     fingerprint = stage_fingerprint(home, drop_id, settings)
     marker = read_marker(home, drop_id, STAGE)
     if marker and marker["fingerprint"] == fingerprint:
-        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"]}
+        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"], "detector": marker.get("detector", "")}
     config = settings.faces
     images = drop_media(home, drop_id)
     scenes = [row for row in images if not row["path"].startswith(KEEPER_FOLDER)]
@@ -176,8 +176,8 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
         keep(detection_crops(row, image, found, config))
     write_rows(home, FACES, drop_id, STAGE, rows)
     counts = {"faces": len(rows), "faces_excluded": sum(r["excluded"] for r in rows), "images_without_face": count_faceless(scenes, rows)}
-    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id})
-    return {"drop_id": drop_id, "status": "detected", "counts": counts}
+    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "detector": label})
+    return {"drop_id": drop_id, "status": "detected", "counts": counts, "detector": label}
 
 
 def finish_row(home: HomeLayout, drop_id: str, run_id: str, row: dict[str, Any], crop: Image.Image, label: str, config: FacesConfig) -> dict[str, Any]:

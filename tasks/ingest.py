@@ -230,7 +230,7 @@ def ingest_drop_dir(drop_dir: Path, home: HomeLayout, run_id: str, settings: Set
     fingerprint = drop_fingerprint(listing, settings, drop_dir)
     marker = read_marker(home, drop_id, STAGE)
     if marker and marker["fingerprint"] == fingerprint:
-        return DropResult(drop_id, "unchanged", "already ingested", marker["counts"])
+        return DropResult(drop_id, "unchanged", "", marker["counts"])
     source = os.path.realpath(drop_dir)
     if marker and marker["source"] != source:
         message = f"drop id {drop_id!r} already belongs to {marker['source']}; rename one of the two folders"
