@@ -11,6 +11,9 @@ endif
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export UV_PYTHON_DOWNLOADS := never
+# Use the platform certificate store, so uv works behind a station proxy with its own CA.
+export UV_SYSTEM_CERTS := 1
+export UV_NATIVE_TLS := 1
 
 .PHONY: demo test install clean
 
