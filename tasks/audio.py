@@ -1,0 +1,65 @@
+"""Read recordings for the audio stage: never a silent downmix or resample; every change is flagged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+PIPELINE_RATE = 44_100
+RESAMPLE_PAD_S = 0.05
+
+
+@dataclass
+class Recording:
+    """Two channels at 44.1 kHz of (part of) a file, with what was done to get them."""
+
+    samples: np.ndarray  # (frames, 2) float32
+    rate: int
+    source_rate: int
+    source_channels: int
+    flags: list[str] = field(default_factory=list)
+
+
+def pick_channels(data: np.ndarray, channel_pair: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """Two channels from any count: mono is duplicated, more than two gives the configured pair."""
+    channels = data.shape[1]
+    if channels == 1:
+        return np.repeat(data, 2, axis=1), ["mono_duplicated"]
+    if channels == 2:
+        return data, []
+    left, right = channel_pair
+    if max(left, right) >= channels:
+        raise ValueError(f"channel pair {channel_pair} does not exist in a {channels}-channel recording")
+    return data[:, [left, right]], [f"channels_{left}_{right}_of_{channels}"]
+
+
+def resample_to_pipeline(data: np.ndarray, rate: int) -> tuple[np.ndarray, list[str]]:
+    """Resample with soxr only when the file's rate differs from 44.1 kHz."""
+    if rate == PIPELINE_RATE:
+        return data, []
+    resampled = soxr.resample(data, rate, PIPELINE_RATE, quality="HQ").astype(np.float32, copy=False)
+    return resampled, [f"resampled_from_{rate}"]
+
+
+def read_span(path: Path, start_s: float, end_s: float, channel_pair: tuple[int, int] = (0, 1)) -> Recording:
+    """Read [start_s, end_s) of a recording as two 44.1 kHz channels, padding the resampler's edges."""
+    info = sf.info(str(path))
+    pad = RESAMPLE_PAD_S if info.samplerate != PIPELINE_RATE else 0.0
+    first = max(int(round((start_s - pad) * info.samplerate)), 0)
+    last = min(int(round((end_s + pad) * info.samplerate)), info.frames)
+    data, rate = sf.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
+    stereo, channel_flags = pick_channels(data, channel_pair)
+    resampled, rate_flags = resample_to_pipeline(stereo, rate)
+    offset = int(round((start_s - first / rate) * PIPELINE_RATE))
+    wanted = int(round((end_s - start_s) * PIPELINE_RATE))
+    samples = np.ascontiguousarray(resampled[offset : offset + wanted])
+    return Recording(samples, PIPELINE_RATE, int(rate), int(info.channels), channel_flags + rate_flags)
+
+
+def read_whole(path: Path, channel_pair: tuple[int, int] = (0, 1)) -> Recording:
+    """Read a whole recording as two 44.1 kHz channels."""
+    return read_span(path, 0.0, sf.info(str(path)).duration, channel_pair)
