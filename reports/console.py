@@ -72,7 +72,7 @@ def table_to_rich(table: pa.Table, title: str | None = None) -> Table:
 
 def run_summary_table(summary: dict[str, Any]) -> Table:
     """The one-screen summary of a run: one line per drop plus totals."""
-    numbers = {"images": "images", "audio": "audio", "duplicates": "dup", "rejected": "rejected", "faces": "faces", "faces_excluded": "excl"}
+    numbers = {"images": "images", "audio": "audio", "duplicates": "dup", "rejected": "rejected", "faces": "faces", "faces_excluded": "excl", "segments": "segments"}
     view = Table(title=f"run {summary['run_id']}")
     view.add_column("drop", overflow="fold")
     view.add_column("result")
@@ -80,9 +80,10 @@ def run_summary_table(summary: dict[str, Any]) -> Table:
         view.add_column(header, justify="right")
     view.add_column("detector / note", overflow="fold")
     faces = {stage["drop_id"]: stage for stage in summary.get("faces", [])}
+    audio = {stage["drop_id"]: stage for stage in summary.get("audio", [])}
     for drop in summary["drops"]:
         stage = faces.get(drop["drop_id"], {})
-        counts = {**drop["counts"], **stage.get("counts", {})}
+        counts = {**drop["counts"], **stage.get("counts", {}), **audio.get(drop["drop_id"], {}).get("counts", {})}
         note = drop["message"] or stage.get("detector", "")
         view.add_row(drop["drop_id"], drop["status"], *(str(counts.get(k, 0)) for k in numbers), note)
     return view

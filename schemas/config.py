@@ -57,6 +57,24 @@ class FacesConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class AudioConfig(BaseModel):
+    """Reading recordings, finding vocal segments and computing MFCC features."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel_pair: tuple[int, int] = Field(default=(0, 1), description="Channels used when a file has more than two.")
+    raven_suffix: str = Field(default=".selections.txt", description="Raven table next to a recording: <stem><suffix>.")
+    vad_frame_s: float = Field(default=0.02, gt=0, le=0.5)
+    vad_threshold_db: float = Field(default=12.0, gt=0, description="Energy above the noise floor that counts as a call.")
+    vad_noise_percentile: float = Field(default=20.0, gt=0, lt=100)
+    vad_min_duration_s: float = Field(default=0.15, ge=0)
+    vad_merge_gap_s: float = Field(default=0.3, ge=0)
+    vad_max_segment_s: float = Field(default=10.0, gt=0)
+    min_last_window_fraction: float = Field(default=0.5, gt=0, le=1, description="A shorter tail of a long call is dropped.")
+    feature_batch: int = Field(default=64, ge=1, le=4096, description="Segments per MFCC batch.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
 class ScheduleConfig(BaseModel):
     """When the nightly flow runs."""
 
@@ -105,6 +123,7 @@ class Settings(BaseSettings):
     default_timezone: str = Field(default="UTC", description="Time zone of EXIF times when a drop does not say.")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     faces: FacesConfig = Field(default_factory=FacesConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 

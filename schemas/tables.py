@@ -10,7 +10,7 @@ import pyarrow as pa
 MediaKind = Literal["image", "audio"]
 MediaStatus = Literal["ok", "rejected"]
 RunStatus = Literal["running", "completed", "failed"]
-Stage = Literal["discover", "manifest", "ingest", "faces"]
+Stage = Literal["discover", "manifest", "ingest", "faces", "segments"]
 FaceSource = Literal["detector", "keeper"]
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -131,6 +131,40 @@ FACES = TableSpec(
     ),
 )
 
+SEGMENTS = TableSpec(
+    "segments",
+    1,
+    pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("media_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("encounter_id", pa.string()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("call_start_s", pa.float64()),
+            ("call_end_s", pa.float64()),
+            ("padded", pa.bool_()),
+            ("source", pa.string()),
+            ("selection", pa.int64()),
+            ("flags", pa.list_(pa.string())),
+        ]
+    ),
+)
+
+SEGMENT_FEATURES = TableSpec(
+    "segment_features",
+    1,
+    pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("feature_version", pa.string()),
+            ("mfcc", pa.list_(pa.float32(), 2 * 86 * 40)),
+        ]
+    ),
+)
+
 DROPS = TableSpec(
     "drops",
     1,
@@ -169,7 +203,7 @@ RUNS = TableSpec(
     partition="run",
 )
 
-LAKE_TABLES: tuple[TableSpec, ...] = (MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, FACES, RUNS)
+LAKE_TABLES: tuple[TableSpec, ...] = (MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, FACES, SEGMENTS, SEGMENT_FEATURES, RUNS)
 
 
 def table_spec(name: str) -> TableSpec:

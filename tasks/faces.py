@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 from PIL import Image
 
 from models.faces import (
@@ -30,6 +29,7 @@ from models.faces import (
 from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, MEDIA
+from tasks.devices import choose_device
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_detector
 
@@ -45,13 +45,6 @@ class LoadedDetector:
 
     mtcnn: Any
     label: str
-
-
-def choose_device(preference: str) -> torch.device:
-    """CUDA when asked or when 'auto' finds a GPU; the CPU otherwise."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def load_face_detector(home: HomeLayout, config: FacesConfig) -> LoadedDetector:

@@ -22,7 +22,7 @@ from schemas.manifest import (
 )
 from schemas.tables import ANIMALS_MANIFEST, DROPS, ENCOUNTER_MANIFEST, MEDIA, REJECTS
 from tasks.discover import DropListing, FoundFile, drop_id_of, walk_drop
-from tasks.lake import read_marker, remove_marker, remove_part, write_marker, write_rows
+from tasks.lake import clear_drop, read_marker, write_marker, write_rows
 from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
 
 STAGE = "ingest"
@@ -211,10 +211,8 @@ def fail_drop(home: HomeLayout, drop_id: str, run_id: str, error: ManifestError 
     path = getattr(error, "filename", "")
     reason = f"The drop was stopped because a manifest is malformed: {error}."
     reject = {"drop_id": drop_id, "path": path, "stage": "manifest", "reason": reason, "run_id": run_id}
+    clear_drop(home, drop_id)
     write_rows(home, REJECTS, drop_id, STAGE, [reject])
-    for spec in (MEDIA, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS):
-        remove_part(home, spec, drop_id, STAGE)
-    remove_marker(home, drop_id, STAGE)
     return DropResult(drop_id, "failed", str(error), {"rejected": 1})
 
 

@@ -73,11 +73,6 @@ def write_rows(home: HomeLayout, spec: TableSpec, key: str, part_name: str, rows
     return path
 
 
-def remove_part(home: HomeLayout, spec: TableSpec, key: str, part_name: str) -> None:
-    """Delete one part if it exists (used when a stage's output for a drop is replaced by nothing)."""
-    home.part(spec.name, spec.partition, key, part_name).unlink(missing_ok=True)
-
-
 def read_table(home: HomeLayout, spec: TableSpec) -> pa.Table:
     """Read every committed part of a table (temp files are never matched)."""
     parts = sorted(home.table_dir(spec.name).glob("*=*/part-*.parquet"))
@@ -112,9 +107,13 @@ def write_marker(home: HomeLayout, drop_id: str, stage: str, payload: dict[str, 
     write_json_atomic(home.stage_marker(drop_id, stage), payload)
 
 
-def remove_marker(home: HomeLayout, drop_id: str, stage: str) -> None:
-    """Un-commit a stage so its parts are rewritten by the next run."""
-    home.stage_marker(drop_id, stage).unlink(missing_ok=True)
+def clear_drop(home: HomeLayout, drop_id: str) -> None:
+    """Remove every part, crop and commit marker of a drop, so its next ingest starts clean."""
+    for part in home.lake.glob(f"*/drop={drop_id}/part-*.parquet") if home.lake.exists() else []:
+        part.unlink(missing_ok=True)
+    for folder in (home.lake / "crops" / f"drop={drop_id}", home.state / f"drop={drop_id}"):
+        for path in folder.glob("*") if folder.exists() else []:
+            path.unlink(missing_ok=True)
 
 
 def sweep_temp_files(home: HomeLayout) -> int:

@@ -16,6 +16,8 @@ from schemas.home import HomeLayout
 from tasks.catalog import refresh_views
 from tasks.faces import detect_drop_faces, stage_fingerprint as faces_fingerprint
 from tasks.faces import STAGE as FACES_STAGE
+from tasks.segments import segment_drop_audio, stage_fingerprint as segments_fingerprint
+from tasks.segments import STAGE as SEGMENTS_STAGE
 from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
@@ -76,8 +78,12 @@ def drop_is_current(layout: HomeLayout, drop_dir: Path, settings: Any) -> bool:
         return False
     if marker is None or marker["fingerprint"] != drop_fingerprint(walk_drop(drop_dir, settings.ingest), settings, drop_dir):
         return False
-    faces = read_marker(layout, drop_dir.name, FACES_STAGE)
-    return faces is not None and faces["fingerprint"] == faces_fingerprint(layout, drop_dir.name, settings)
+    later = ((FACES_STAGE, faces_fingerprint), (SEGMENTS_STAGE, segments_fingerprint))
+    for stage, fingerprint in later:
+        stage_marker = read_marker(layout, drop_dir.name, stage)
+        if stage_marker is None or stage_marker["fingerprint"] != fingerprint(layout, drop_dir.name, settings):
+            return False
+    return True
 
 
 @task(name="ingest-drop", cache_policy=NO_CACHE)
@@ -115,6 +121,23 @@ def find_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, An
     with stage_progress(f"faces {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
         result = detect_drop_faces(layout, source, drop_id, run_id, settings, advance)
     logger.info("drop %s: faces %s %s", drop_id, result["status"], result["counts"])
+    return result
+
+
+@task(name="segment-audio", cache_policy=NO_CACHE)
+def segment_audio(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
+    """Find vocal segments and compute MFCC features for one ingested drop; failed drops are passed over."""
+    if ingested["status"] == "failed":
+        return {"drop_id": ingested["drop_id"], "status": "skipped", "counts": {}}
+    layout = HomeLayout(Path(home))
+    settings = load_run_settings(layout, run_id)
+    drop_id = ingested["drop_id"]
+    source = Path(read_marker(layout, drop_id, STAGE)["source"])
+    logger = get_run_logger()
+    total = ingested["counts"].get("audio", 0)
+    with stage_progress(f"audio {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
+        result = segment_drop_audio(layout, source, drop_id, run_id, settings, advance)
+    logger.info("drop %s: audio %s %s", drop_id, result["status"], result["counts"])
     return result
 
 

@@ -1,0 +1,161 @@
+"""The audio stage: vocal segments (Raven tables or automatic detection), 2 s windows, MFCC features."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from models.audio_features import FEATURE_VERSION, SR, TorchMFCC, segment_window
+from models.segments import RowProblem, Segment, VadSettings, detect_vocal_segments, parse_raven_table, windows_for_segment
+from schemas.config import AudioConfig, Settings
+from schemas.home import HomeLayout
+from schemas.tables import ENCOUNTER_MANIFEST, MEDIA, REJECTS, SEGMENT_FEATURES, SEGMENTS
+from tasks.audio import read_span, read_whole
+from tasks.devices import choose_device
+from tasks.lake import read_marker, write_marker, write_rows
+
+STAGE = "segments"
+SEGMENTS_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Window:
+    """One 2 s model input: where it lies in the recording and the call it comes from."""
+
+    row: dict[str, Any]
+    call: Segment
+
+
+def vad_settings(config: AudioConfig) -> VadSettings:
+    """The automatic detector's settings from the configuration."""
+    return VadSettings(
+        frame_s=config.vad_frame_s,
+        threshold_db=config.vad_threshold_db,
+        noise_percentile=config.vad_noise_percentile,
+        min_duration_s=config.vad_min_duration_s,
+        merge_gap_s=config.vad_merge_gap_s,
+        max_segment_s=config.vad_max_segment_s,
+    )
+
+
+def drop_recordings(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
+    """The usable recordings of one drop, from its committed ingest part."""
+    part = home.part(MEDIA.name, MEDIA.partition, drop_id, "ingest")
+    rows = pq.read_table(part, columns=["media_id", "path", "kind", "status", "duration_s", "flags"]).to_pylist()
+    return [row for row in rows if row["kind"] == "audio" and row["status"] == "ok"]
+
+
+def encounters_by_recording(home: HomeLayout, drop_id: str) -> dict[str, str]:
+    """encounter_id of each recording path named in encounters.csv."""
+    part = home.part(ENCOUNTER_MANIFEST.name, ENCOUNTER_MANIFEST.partition, drop_id, "ingest")
+    if not part.exists():
+        return {}
+    return {row["recording"]: row["encounter_id"] for row in pq.read_table(part, columns=["recording", "encounter_id"]).to_pylist()}
+
+
+def raven_table_for(drop_dir: Path, recording: str, suffix: str) -> Path | None:
+    """The Raven selection table next to a recording, if the keeper left one."""
+    path = drop_dir / recording
+    for candidate in sorted(path.parent.glob(f"{path.stem}*{suffix}")):
+        return candidate
+    return None
+
+
+def find_calls(drop_dir: Path, media: dict[str, Any], config: AudioConfig) -> tuple[list[Segment], list[RowProblem], str | None]:
+    """Calls of one recording from its Raven table, or from automatic detection when there is none."""
+    table = raven_table_for(drop_dir, media["path"], config.raven_suffix)
+    if table is not None:
+        relative = table.relative_to(drop_dir).as_posix()
+        text = table.read_text(encoding="utf-8", errors="replace")
+        calls, problems = parse_raven_table(text, media["duration_s"], relative)
+        return calls, problems, relative
+    recording = read_whole(drop_dir / media["path"], config.channel_pair)
+    return detect_vocal_segments(recording.samples, SR, vad_settings(config)), [], None
+
+
+def window_rows(drop_id: str, media: dict[str, Any], encounter_id: str | None, calls: list[Segment], config: AudioConfig) -> list[Window]:
+    """One segment row per 2 s window of every call."""
+    windows: list[Window] = []
+    for call in calls:
+        for start, end in windows_for_segment(call.start_s, call.end_s, 2.0, config.min_last_window_fraction):
+            row = {
+                "segment_id": f"{media['media_id']}-s{len(windows):04d}",
+                "media_id": media["media_id"], "drop_id": drop_id, "encounter_id": encounter_id,
+                "start_s": start, "end_s": end, "call_start_s": call.start_s, "call_end_s": call.end_s,
+                "padded": (end - start) < 2.0 - 1e-9, "source": call.source, "selection": call.selection,
+                "flags": [],
+            }
+            windows.append(Window(row, call))
+    return windows
+
+
+def window_batches(drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig) -> Iterator[tuple[list[Window], np.ndarray]]:
+    """Peak-normalised (2, 88200) windows, read one call at a time, in batches."""
+    batch: list[Window] = []
+    arrays: list[np.ndarray] = []
+    for call_start, call_end in dict.fromkeys((w.call.start_s, w.call.end_s) for w in windows):
+        recording = read_span(drop_dir / media["path"], call_start, call_end, config.channel_pair)
+        for window in (w for w in windows if (w.call.start_s, w.call.end_s) == (call_start, call_end)):
+            window.row["flags"] = recording.flags
+            arrays.append(segment_window(recording.samples, window.row["start_s"] - call_start, window.row["end_s"] - call_start))
+            batch.append(window)
+            if len(batch) == config.feature_batch:
+                yield batch, np.stack(arrays)
+                batch, arrays = [], []
+    if batch:
+        yield batch, np.stack(arrays)
+
+
+def mfcc_rows(mfcc: TorchMFCC, device: torch.device, batch: list[Window], windows: np.ndarray, drop_id: str) -> list[dict[str, Any]]:
+    """MFCC features (channel, frame, coefficient order) of a batch of windows."""
+    with torch.inference_mode():
+        features = mfcc(torch.from_numpy(windows).to(device)).cpu().numpy()
+    return [
+        {"segment_id": w.row["segment_id"], "drop_id": drop_id, "feature_version": FEATURE_VERSION, "mfcc": f.reshape(-1)}
+        for w, f in zip(batch, features)
+    ]
+
+
+def problem_rows(drop_id: str, run_id: str, problems: list[RowProblem], table: str | None) -> list[dict[str, Any]]:
+    """One rejects row per bad row of a Raven table."""
+    return [{"drop_id": drop_id, "path": table, "stage": STAGE, "reason": p.reason, "run_id": run_id} for p in problems]
+
+
+def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
+    """What must stay the same for the drop's committed segments and features to be reused."""
+    ingest = read_marker(home, drop_id, "ingest")
+    config = settings.audio.model_dump(exclude={"feature_batch", "device"})
+    return f"{SEGMENTS_VERSION}:{FEATURE_VERSION}:{ingest['fingerprint'] if ingest else ''}:{sorted(config.items())}"
+
+
+def segment_drop_audio(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings, advance: Callable[[], None]) -> dict[str, Any]:
+    """Segment every recording of a drop and compute its features, unless identical work is committed."""
+    fingerprint = stage_fingerprint(home, drop_id, settings)
+    marker = read_marker(home, drop_id, STAGE)
+    if marker and marker["fingerprint"] == fingerprint:
+        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"]}
+    config = settings.audio
+    device = choose_device(config.device)
+    mfcc = TorchMFCC().to(device)
+    encounters = encounters_by_recording(home, drop_id)
+    segments, features, rejects = [], [], []
+    for media in drop_recordings(home, drop_id):
+        calls, problems, table = find_calls(drop_dir, media, config)
+        rejects += problem_rows(drop_id, run_id, problems, table)
+        windows = window_rows(drop_id, media, encounters.get(media["path"]), calls, config)
+        for batch, arrays in window_batches(drop_dir, media, windows, config):
+            features += mfcc_rows(mfcc, device, batch, arrays, drop_id)
+        segments += [w.row for w in windows]
+        advance()
+    write_rows(home, SEGMENTS, drop_id, STAGE, segments)
+    write_rows(home, SEGMENT_FEATURES, drop_id, STAGE, features)
+    write_rows(home, REJECTS, drop_id, STAGE, rejects)
+    counts = {"segments": len(segments), "segment_rows_rejected": len(rejects)}
+    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id})
+    return {"drop_id": drop_id, "status": "segmented", "counts": counts}
