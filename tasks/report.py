@@ -24,6 +24,14 @@ YIELD_SQL = """
 SELECT drop_id, camera, night, images, faces, usable_faces, faces_per_image, detector FROM detector_yield
 WHERE list_contains(?, drop_id) ORDER BY drop_id, camera, night
 """
+AUDIO_SQL = """
+SELECT m.drop_id, m.path, s.encounter_id, count(s.segment_id) AS segments,
+       count(DISTINCT (s.call_start_s, s.call_end_s)) AS calls, string_agg(DISTINCT s.source, ', ') AS source,
+       round(sum(s.end_s - s.start_s), 1) AS seconds
+FROM media m LEFT JOIN segments s ON s.media_id = m.media_id AND s.drop_id = m.drop_id
+WHERE m.kind = 'audio' AND m.status = 'ok' AND list_contains(?, m.drop_id)
+GROUP BY ALL ORDER BY m.drop_id, m.path
+"""
 KEEPER_SQL = """
 SELECT drop_id, count(*) AS faces, count(*) FILTER (WHERE NOT excluded) AS usable_faces FROM faces
 WHERE source = 'keeper' AND list_contains(?, drop_id) GROUP BY ALL ORDER BY drop_id
@@ -49,6 +57,7 @@ def report_context(home: HomeLayout, run_id: str, drop_results: list[dict[str, A
         "rejects": query(home, REJECTS_SQL, [drop_ids]).to_pylist(),
         "detector_yield": query(home, YIELD_SQL, [drop_ids]).to_pylist(),
         "keeper_faces": query(home, KEEPER_SQL, [drop_ids]).to_pylist(),
+        "recordings": query(home, AUDIO_SQL, [drop_ids]).to_pylist(),
     }
 
 
