@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's temporary server gets 20 s to start by default; a busy 2-core station server needs more.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import duckdb  # noqa: E402
 import typer  # noqa: E402
