@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -107,9 +107,8 @@ def ingest_drop(drop_dir: str, home: str, run_id: str) -> dict[str, Any]:
     return result.as_dict()
 
 
-@task(name="find-faces", cache_policy=NO_CACHE)
-def find_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
-    """Detect, crop and gate the faces of one ingested drop; failed drops are passed over."""
+def run_drop_stage(ingested: dict[str, Any], home: str, run_id: str, label: str, work_key: str, stage: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Run one per-drop stage after ingest with a progress bar; failed drops are passed over."""
     if ingested["status"] == "failed":
         return {"drop_id": ingested["drop_id"], "status": "skipped", "counts": {}}
     layout = HomeLayout(Path(home))
@@ -117,28 +116,23 @@ def find_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, An
     drop_id = ingested["drop_id"]
     source = Path(read_marker(layout, drop_id, STAGE)["source"])
     logger = get_run_logger()
-    total = ingested["counts"].get("images", 0)
-    with stage_progress(f"faces {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
-        result = detect_drop_faces(layout, source, drop_id, run_id, settings, advance)
-    logger.info("drop %s: faces %s %s", drop_id, result["status"], result["counts"])
+    total = ingested["counts"].get(work_key, 0)
+    with stage_progress(f"{label} {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
+        result = stage(layout, source, drop_id, run_id, settings, advance)
+    logger.info("drop %s: %s %s %s", drop_id, label, result["status"], result["counts"])
     return result
+
+
+@task(name="find-faces", cache_policy=NO_CACHE)
+def find_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
+    """Detect, crop and gate the faces of one ingested drop."""
+    return run_drop_stage(ingested, home, run_id, "faces", "images", detect_drop_faces)
 
 
 @task(name="segment-audio", cache_policy=NO_CACHE)
 def segment_audio(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
-    """Find vocal segments and compute MFCC features for one ingested drop; failed drops are passed over."""
-    if ingested["status"] == "failed":
-        return {"drop_id": ingested["drop_id"], "status": "skipped", "counts": {}}
-    layout = HomeLayout(Path(home))
-    settings = load_run_settings(layout, run_id)
-    drop_id = ingested["drop_id"]
-    source = Path(read_marker(layout, drop_id, STAGE)["source"])
-    logger = get_run_logger()
-    total = ingested["counts"].get("audio", 0)
-    with stage_progress(f"audio {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
-        result = segment_drop_audio(layout, source, drop_id, run_id, settings, advance)
-    logger.info("drop %s: audio %s %s", drop_id, result["status"], result["counts"])
-    return result
+    """Find vocal segments and compute MFCC features for one ingested drop."""
+    return run_drop_stage(ingested, home, run_id, "audio", "audio", segment_drop_audio)
 
 
 @task(name="refresh-catalog", cache_policy=NO_CACHE)
