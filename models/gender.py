@@ -1,0 +1,289 @@
+"""Giant-panda gender nets (pure, no disk): seed 000's ResNet18 + BN + L2 + bias-free FC, and seed 001's mini-Xception.
+
+Both nets output two logits in the order (female, male) and carry a `temperature` buffer, fitted after training
+(temperature scaling), that `calibrated_probs` and `predict_probs` divide the logits by. Inference runs in eval
+mode, so every BatchNorm uses its running statistics and a face's probability never depends on the other faces
+of its batch (the defect of seed 004's web service, whose net normalised with batch statistics at inference).
+Nothing is downloaded: the ResNet18 backbone starts from random weights unless the caller passes a state dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+from torch import Tensor, nn
+from torchvision.transforms.v2 import functional as TF
+
+Arch = Literal["resnet18", "mini_xception"]
+Precision = Literal["bf16", "fp32", "amp"]
+ARCHS: tuple[str, ...] = ("resnet18", "mini_xception")
+CLASSES = ("female", "male")  # logit order: label 0 is female, label 1 is male
+SEED_INPUT_SIZE = 448  # seed 000: crops randomly resized and cropped to 448 x 448
+EMBEDDING_DIM = 512
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_INPUT_SIZE = 32
+RESNET_BLOCKS = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
+
+
+class GenderNet(nn.Module):
+    """Base of the gender nets: architecture name, input size and a temperature buffer (1.0 until calibrated)."""
+
+    arch: str
+
+    def __init__(self, input_size: int) -> None:
+        """Record the input size and register the temperature buffer (saved in the state dict)."""
+        super().__init__()
+        if input_size < MIN_INPUT_SIZE:
+            raise ValueError(f"input size {input_size} is below the minimum of {MIN_INPUT_SIZE} pixels")
+        self.input_size = int(input_size)
+        self.register_buffer("temperature", torch.ones(()))
+
+    def blocks(self) -> list[nn.Module]:
+        """The backbone's stages from input to output (stem first), as freeze_first_blocks counts them."""
+        raise NotImplementedError
+
+    def cam_layer(self) -> nn.Module:
+        """The last convolutional block, whose activations Grad-CAM weighs."""
+        raise NotImplementedError
+
+
+class GenderResNet18(GenderNet):
+    """Seed 000: ResNet18 without its classifier, BatchNorm1d(512), L2 normalisation, Linear(512, 2, bias=False)."""
+
+    arch = "resnet18"
+
+    def __init__(self, input_size: int = SEED_INPUT_SIZE) -> None:
+        """A randomly initialised net; load_backbone_weights puts local ResNet18 weights into the backbone."""
+        super().__init__(input_size)
+        self.backbone = torchvision.models.resnet18(weights=None)
+        self.backbone.fc = nn.Identity()
+        self.bn = nn.BatchNorm1d(EMBEDDING_DIM)
+        self.fc = nn.Linear(EMBEDDING_DIM, len(CLASSES), bias=False)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The unit-length 512-d feature fed to the bias-free classifier."""
+        return F.normalize(self.bn(self.backbone(x)), dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (female, male) of a batch of normalised N x 3 x H x W images."""
+        return self.fc(self.embed(x))
+
+    def blocks(self) -> list[nn.Module]:
+        """conv1+bn1 (the stem), layer1, layer2, layer3, layer4."""
+        return [nn.ModuleList(getattr(self.backbone, name) for name in names) for names in RESNET_BLOCKS]
+
+    def cam_layer(self) -> nn.Module:
+        """layer4, the final convolutional block (seed 000, figure 7)."""
+        return self.backbone.layer4
+
+
+class SeparableConv2d(nn.Sequential):
+    """Depthwise 3x3 then pointwise 1x1 convolution, without bias (Keras SeparableConv2D)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        """Depthwise and pointwise parts; spatial size kept ('same' padding)."""
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        )
+
+
+class XceptionModule(nn.Module):
+    """One mini-Xception residual module: two separable convs with BN (ReLU between), max-pool, strided 1x1 shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        """Halves the spatial size (ceil) and maps in_channels to out_channels."""
+        super().__init__()
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False),
+                                      nn.BatchNorm2d(out_channels))
+        self.body = nn.Sequential(
+            SeparableConv2d(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            SeparableConv2d(out_channels, out_channels), nn.BatchNorm2d(out_channels),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Residual sum of the pooled separable branch and the strided shortcut."""
+        return self.body(x) + self.shortcut(x)
+
+
+class MiniXception(GenderNet):
+    """Seed 001's mini-Xception: two 3x3 conv+BN+ReLU, four residual depthwise-separable modules, conv to 2 maps, GAP.
+
+    Arriaga et al.'s net: stem of two unpadded 8-channel 3x3 convolutions, modules of 16, 32, 64 and 128 channels,
+    a 3x3 convolution to one map per class and global average pooling (softmax applied by the caller), about 57k
+    parameters for two classes. RGB input (seed 001 used grayscale; panda fur tint carries no harm and costs nothing).
+    `stem_stride` 2 halves the stem's resolution for large inputs; 1 is the seed's net.
+    """
+
+    arch = "mini_xception"
+
+    def __init__(self, input_size: int = SEED_INPUT_SIZE, widths: tuple[int, ...] = (16, 32, 64, 128),
+                 stem_channels: int = 8, stem_stride: int = 1) -> None:
+        """Build the stem, the residual modules and the class-map head."""
+        super().__init__(input_size)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, stem_channels, 3, stride=stem_stride, bias=False), nn.BatchNorm2d(stem_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(stem_channels, stem_channels, 3, bias=False), nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True),
+        )
+        channels = (stem_channels, *widths)
+        self.stages = nn.ModuleList(XceptionModule(a, b) for a, b in zip(channels[:-1], channels[1:]))
+        self.head = nn.Conv2d(channels[-1], len(CLASSES), 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (female, male): the class maps averaged over space."""
+        x = self.stem(x)
+        for module in self.stages:
+            x = module(x)
+        return self.head(x).mean(dim=(2, 3))
+
+    def blocks(self) -> list[nn.Module]:
+        """The stem, then each residual module."""
+        return [self.stem, *self.stages]
+
+    def cam_layer(self) -> nn.Module:
+        """The last residual module (the head only maps its 128 channels to two class maps)."""
+        return self.stages[-1]
+
+
+def build_gender_net(arch: Arch, input_size: int = SEED_INPUT_SIZE) -> GenderNet:
+    """A freshly initialised gender net of the named architecture for square inputs of `input_size` pixels."""
+    if arch == "resnet18":
+        return GenderResNet18(input_size)
+    if arch == "mini_xception":
+        return MiniXception(input_size)
+    raise ValueError(f"unknown gender architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def gender_net_from_state(state: Mapping[str, Tensor], arch: Arch, input_size: int) -> GenderNet:
+    """Rebuild a trained net from its state dict (loaded with weights_only=True) and the model card's arch and size."""
+    model = build_gender_net(arch, input_size)
+    model.load_state_dict(dict(state), strict=True)
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class BackboneLoad:
+    """What load_backbone_weights did: tensors loaded, and the keys it ignored (torchvision's fc.*)."""
+
+    loaded: int
+    ignored: tuple[str, ...]
+
+
+def load_backbone_weights(model: GenderResNet18, state_dict: Mapping[str, Tensor]) -> BackboneLoad:
+    """Put a torchvision resnet18 state dict (fc.* ignored, 'backbone.' prefix allowed) into the backbone; ValueError on any mismatch."""
+    state = {k.removeprefix("backbone."): v for k, v in state_dict.items()}
+    ignored = tuple(sorted(k for k in state if k.startswith("fc.")))
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    expected = {k: v.shape for k, v in model.backbone.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k]))
+    problems = [f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                    ("keys with another shape", wrong)) if keys]
+    if problems:
+        raise ValueError("these are not torchvision resnet18 backbone weights: " + "; ".join(problems))
+    model.backbone.load_state_dict(state, strict=True)
+    return BackboneLoad(loaded=len(state), ignored=ignored)
+
+
+def freeze_first_blocks(model: GenderNet, n: int = 2) -> list[str]:
+    """Stop gradients in the stem and the first n stages (seed 000: conv1/bn1, layer1, layer2); the frozen names.
+
+    BatchNorm running statistics of frozen blocks still follow the data in train mode, as in the seed's PyTorch.
+    """
+    blocks = model.blocks()
+    if not 0 <= n <= len(blocks) - 1:
+        raise ValueError(f"can freeze 0 to {len(blocks) - 1} blocks of {model.arch}, not {n}")
+    chosen = blocks[: n + 1] if n > 0 else []
+    frozen_ids = set()
+    for block in chosen:
+        for parameter in block.parameters():
+            parameter.requires_grad_(False)
+            frozen_ids.add(id(parameter))
+    return [name for name, p in model.named_parameters() if id(p) in frozen_ids]
+
+
+def preprocess(image: Image.Image, size: int) -> Tensor:
+    """A PIL image as a float32 3 x size x size tensor: RGB, resized (antialiased), ImageNet mean/std normalised."""
+    tensor = TF.pil_to_tensor(image.convert("RGB"))
+    tensor = TF.resize(tensor, [size, size], antialias=True)
+    return normalise(TF.to_dtype(tensor, torch.float32, scale=True))
+
+
+def normalise(tensor: Tensor) -> Tensor:
+    """ImageNet mean/std normalisation of float images in [0, 1] (3 x H x W or N x 3 x H x W)."""
+    return TF.normalize(tensor, list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CPU for 'bf16' and 'amp', fp16 on CUDA for 'amp', bf16 for 'bf16'; None for fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "amp" and device.type == "cuda":
+        return torch.float16
+    if precision in ("amp", "bf16"):
+        return torch.bfloat16
+    raise ValueError(f"unknown precision {precision!r}; choose bf16, fp32 or amp")
+
+
+def predict_logits(model: nn.Module, batch: Tensor, device: torch.device | str = "cpu",
+                   precision: Precision = "fp32") -> Tensor:
+    """Uncalibrated float32 CPU logits of a batch: eval mode, inference_mode, channels_last, autocast per precision."""
+    device = torch.device(device)
+    dtype = autocast_dtype(device, precision)
+    model.eval().to(device=device, memory_format=torch.channels_last)
+    batch = batch.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        logits = model(batch)
+    return logits.float().cpu()
+
+
+def calibrated_probs(model: nn.Module, logits: Tensor) -> Tensor:
+    """P(male) from logits divided by the model's fitted temperature (1.0 when uncalibrated)."""
+    temperature = getattr(model, "temperature", torch.ones(()))
+    return torch.softmax(logits.float() / temperature.float().cpu(), dim=1)[:, 1]
+
+
+def set_temperature(model: GenderNet, temperature: float) -> None:
+    """Store a fitted temperature in the model (it travels in the state dict)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    model.temperature.fill_(float(temperature))
+
+
+def predict_probs(model: nn.Module, batch: Tensor, device: torch.device | str = "cpu",
+                  precision: Precision = "bf16") -> Tensor:
+    """Calibrated P(male) of each image of a normalised N x 3 x H x W batch, as a float32 CPU tensor."""
+    return calibrated_probs(model, predict_logits(model, batch, device, precision))
+
+
+def grad_cam(model: GenderNet, image_tensor: Tensor, target_class: int) -> np.ndarray:
+    """Grad-CAM (seed 000, figure 7) of one normalised 3 x H x W image for class 0 (female) or 1 (male): H x W in [0, 1]."""
+    layer, store = model.cam_layer(), {}
+    handle = layer.register_forward_hook(lambda _module, _inputs, output: store.__setitem__("maps", output))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            x = image_tensor.detach().float().unsqueeze(0).to(next(model.parameters()).device).requires_grad_(True)
+            logits = model(x)
+            (grads,) = torch.autograd.grad(logits[0, target_class], store["maps"])
+    finally:
+        handle.remove()
+        model.train(was_training)
+    maps = store["maps"].detach()
+    cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * maps).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam.float(), size=tuple(image_tensor.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
+    peak = float(cam.max())
+    return (cam / peak).cpu().numpy() if peak > 0 else np.zeros(tuple(image_tensor.shape[-2:]), np.float32)
