@@ -1,0 +1,563 @@
+"""Training, calibration and evaluation of the gender nets, per-animal sex decisions and the HOG + SVM baseline (pure).
+
+Items are (PIL image, label, animal_id) with label 0 = female, 1 = male. Splits are always by animal (seed 000).
+
+Per-animal decision. Every face i of an animal gives calibrated P(male) p_i; its evidence is the log likelihood
+ratio e_i = logit(p_i) - logit(face_prior), where face_prior is the base rate the per-face probabilities were
+calibrated at (0.5 for a balanced training set). Naive Bayes adds the e_i to the prior log-odds, which assumes the
+faces are independent given the sex. They are not: all photos of one animal share its face, so a net that errs on
+an animal errs on most of its photos, and the plain sum makes ten mediocre faces (p = 0.7 each) look like
+certainty (posterior 0.9998). The default pooling "sqrt_n" divides the summed evidence by sqrt(n): one face counts
+fully, n concordant faces count sqrt(n) times as much as one (plain sum: n times, "mean": once). Pooling never
+changes which side of 0.5 the posterior falls on; it changes how many animals leave the abstain band.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy.optimize import minimize_scalar
+from skimage.feature import hog
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.metrics import (accuracy_score, brier_score_loss, confusion_matrix, f1_score, precision_score,
+                             recall_score, roc_auc_score)
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from torch import Tensor, nn
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from models.gender import (IMAGENET_MEAN, IMAGENET_STD, Arch, GenderNet, MiniXception, build_gender_net,
+                           freeze_first_blocks, load_backbone_weights, normalise, preprocess, set_temperature)
+
+Item = tuple[Image.Image, int, str]
+Pooling = Literal["independent", "sqrt_n", "mean"]
+Sex = Literal["male", "female", "unknown"]
+SEED_SPLIT_PATTERN = ("train", "train", "test", "train", "train")  # seed 000, section 3.1
+SEED_BASE_SIZE, SEED_CROP_SIZE = 512, 448  # seed 000: faces stored at 512, randomly resized and cropped to 448
+ECE_BINS = 10
+EVAL_BATCH = 32
+
+
+# ---------------------------------------------------------------- splits by animal
+
+
+def identity_disjoint_split(animal_image_counts: Mapping[str, int]) -> tuple[list[str], list[str]]:
+    """Seed 000's split: rank animals by image count (descending, ties by id), then train, train, test, train, train, repeated."""
+    ranked = sorted(animal_image_counts, key=lambda a: (-animal_image_counts[a], a))
+    train = [a for i, a in enumerate(ranked) if SEED_SPLIT_PATTERN[i % 5] == "train"]
+    test = [a for i, a in enumerate(ranked) if SEED_SPLIT_PATTERN[i % 5] == "test"]
+    return train, test
+
+
+def identity_disjoint_split_by_sex(animal_image_counts: Mapping[str, int],
+                                   sexes: Mapping[str, int]) -> tuple[list[str], list[str]]:
+    """The seed's rule applied within each sex, so both sexes reach the test set once a sex has three animals."""
+    train, test = [], []
+    for label in sorted(set(sexes[a] for a in animal_image_counts)):
+        part_train, part_test = identity_disjoint_split({a: n for a, n in animal_image_counts.items() if sexes[a] == label})
+        train += part_train
+        test += part_test
+    return train, test
+
+
+def kfold_by_animal(ids: Sequence[str], k: int, seed: int,
+                    sexes: Mapping[str, int] | None = None) -> list[tuple[list[str], list[str]]]:
+    """k (train ids, test ids) folds over animals, shuffled with the seed; stratified by sex when sexes are given."""
+    ordered = sorted(ids)
+    if sexes is None:
+        folds = KFold(k, shuffle=True, random_state=seed).split(ordered)
+    else:
+        folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(ordered, [sexes[a] for a in ordered])
+    return [([ordered[i] for i in tr], [ordered[i] for i in te]) for tr, te in folds]
+
+
+def items_of(items: Sequence[Item], animal_ids: Sequence[str]) -> list[Item]:
+    """The items whose animal is among animal_ids, in their original order."""
+    chosen = set(animal_ids)
+    return [item for item in items if item[2] in chosen]
+
+
+def image_counts(items: Sequence[Item]) -> dict[str, int]:
+    """Number of items per animal id."""
+    counts: dict[str, int] = defaultdict(int)
+    for _, _, animal_id in items:
+        counts[animal_id] += 1
+    return dict(counts)
+
+
+def data_fingerprint(items: Sequence[Item]) -> str:
+    """SHA-256 over every item's animal id, label, size and pixels, independent of item order."""
+    digests = sorted(
+        hashlib.sha256(f"{animal_id}|{label}|{image.mode}|{image.size}|".encode() + image.tobytes()).hexdigest()
+        for image, label, animal_id in items)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- settings and augmentation
+
+
+@dataclass(frozen=True)
+class GenderTrainSettings:
+    """Training recipe; defaults are seed 000's (SGD momentum, lr 0.003 halved every 5 epochs, batch 8, 2 blocks frozen, 448 px).
+
+    The seed names cross entropy "with L2 regularization" without a value: weight_decay 5e-4 is the common ResNet
+    choice. It names its augmentations (noise, rotation, crop, erasing, flips, translation, colour) without
+    magnitudes or probabilities: the values below are moderate choices. It trains "fixed epochs" without a number.
+    precise_bn (not in the seed) recomputes BatchNorm statistics on the un-augmented training faces after each epoch.
+    """
+
+    arch: Arch = "resnet18"
+    input_size: int = SEED_CROP_SIZE
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 0.003
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_step_epochs: int = 5
+    lr_gamma: float = 0.5
+    freeze_blocks: int = 2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    select_by: Literal["val_loss", "val_accuracy"] = "val_loss"
+    precise_bn: bool = True
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    crop_ratio: tuple[float, float] = (0.9, 1.1)
+    rotation_deg: float = 15.0
+    translate: float = 0.1
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02
+    noise_sigma: float = 0.03
+    erase_p: float = 0.25
+
+    def base_size(self) -> int:
+        """Side the faces are resized to before the random crop (seed: 512 for a 448 crop)."""
+        return round(self.input_size * SEED_BASE_SIZE / SEED_CROP_SIZE)
+
+
+def train_transform(settings: GenderTrainSettings) -> v2.Compose:
+    """Seed 000's augmentations on a uint8 3 x B x B tensor; returns a normalised float32 3 x S x S tensor."""
+    return v2.Compose([
+        v2.RandomResizedCrop(settings.input_size, scale=settings.crop_scale, ratio=settings.crop_ratio, antialias=True),
+        v2.RandomHorizontalFlip(settings.hflip_p),
+        v2.RandomVerticalFlip(settings.vflip_p),
+        v2.RandomAffine(degrees=settings.rotation_deg, translate=(settings.translate, settings.translate)),
+        v2.ColorJitter(settings.brightness, settings.contrast, settings.saturation, settings.hue),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.GaussianNoise(sigma=settings.noise_sigma),
+        v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
+        v2.RandomErasing(settings.erase_p),
+    ])
+
+
+def base_tensor(image: Image.Image, size: int) -> Tensor:
+    """A face as a uint8 3 x size x size tensor, the input of train_transform."""
+    return TF.resize(TF.pil_to_tensor(image.convert("RGB")), [size, size], antialias=True)
+
+
+def eval_batch(items: Sequence[Item], size: int) -> tuple[Tensor, Tensor]:
+    """Preprocessed N x 3 x size x size images and their labels, for validation and testing."""
+    if not items:
+        return torch.zeros(0, 3, size, size), torch.zeros(0, dtype=torch.long)
+    return torch.stack([preprocess(image, size) for image, _, _ in items]), torch.tensor([y for _, y, _ in items])
+
+
+def plain_batch(items: Sequence[Item], size: int) -> tuple[Tensor, Tensor]:
+    """Items resized as preprocess resizes them but kept uint8 (a quarter of the memory), and their labels."""
+    if not items:
+        return torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
+    return torch.stack([base_tensor(image, size) for image, _, _ in items]), torch.tensor([y for _, y, _ in items])
+
+
+def as_input(images: Tensor) -> Tensor:
+    """uint8 N x 3 x H x W images as the normalised float32 input preprocess gives."""
+    return normalise(TF.to_dtype(images, torch.float32, scale=True))
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch: learning rate used, mean training loss and accuracy, validation loss and accuracy, seconds."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+
+
+@dataclass
+class TrainingHistory:
+    """Every epoch's record, the epoch whose weights were kept, and the parameters left frozen."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    frozen: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the model card."""
+        return {"epochs": [asdict(e) for e in self.epochs], "best_epoch": self.best_epoch, "n_frozen": len(self.frozen)}
+
+
+def training_memory_format(model: nn.Module) -> torch.memory_format:
+    """channels_last for ResNet18; contiguous for mini-Xception, whose 8-channel strided 1x1 conv corrupts the heap
+    in its weight-gradient kernel under channels_last (torch 2.14 CPU)."""
+    return torch.contiguous_format if isinstance(model, MiniXception) else torch.channels_last
+
+
+def eval_logits(model: nn.Module, images: Tensor, batch_size: int = EVAL_BATCH) -> Tensor:
+    """fp32 eval-mode logits of float or uint8 images in chunks, leaving the model's memory format alone."""
+    model.eval()
+    fmt = training_memory_format(model)
+    with torch.inference_mode():
+        parts = [model(chunk_input(chunk).contiguous(memory_format=fmt)) for chunk in images.split(batch_size)]
+    return torch.cat(parts).float() if parts else torch.zeros(0, 2)
+
+
+def chunk_input(chunk: Tensor) -> Tensor:
+    """Model input from a chunk that is either already normalised float or uint8."""
+    return as_input(chunk) if chunk.dtype == torch.uint8 else chunk
+
+
+def recompute_bn_statistics(model: nn.Module, images: Tensor, batch_size: int = EVAL_BATCH) -> None:
+    """Precise BN: replace every BatchNorm's running mean and variance by their average over un-augmented images.
+
+    With few batches per epoch the running averages lag far behind the weights, and an eval-mode net can then
+    predict one class for every face although it fits its training batches.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over the chunks
+    model.train()
+    fmt = training_memory_format(model)
+    with torch.no_grad():
+        for chunk in images.split(batch_size):
+            if len(chunk) > 1:
+                model(chunk_input(chunk).contiguous(memory_format=fmt))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+
+
+def train_one_epoch(model: nn.Module, bases: list[Tensor], labels: Tensor, augment: v2.Compose,
+                    optimiser: torch.optim.Optimizer, settings: GenderTrainSettings,
+                    generator: torch.Generator) -> tuple[float, float]:
+    """One shuffled pass with fresh augmentations; mean loss and accuracy (a last batch of one is skipped: BatchNorm)."""
+    model.train()
+    fmt = training_memory_format(model)
+    total_loss, correct, seen = 0.0, 0, 0
+    for index in torch.randperm(len(bases), generator=generator).split(settings.batch_size):
+        if len(index) < 2:
+            continue
+        x = torch.stack([augment(bases[i]) for i in index.tolist()]).contiguous(memory_format=fmt)
+        y = labels[index]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total_loss += float(loss.detach()) * len(index)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(index)
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def validation_scores(model: nn.Module, images: Tensor, labels: Tensor) -> tuple[float | None, float | None]:
+    """Validation cross entropy and accuracy, or (None, None) without validation images."""
+    if len(labels) == 0:
+        return None, None
+    logits = eval_logits(model, images)
+    return float(F.cross_entropy(logits, labels)), float((logits.argmax(1) == labels).float().mean())
+
+
+def is_better(record: EpochRecord, best: EpochRecord | None, select_by: str) -> bool:
+    """Whether this epoch beats the best so far (lower val loss, or higher val accuracy then lower loss)."""
+    if best is None or record.val_loss is None:
+        return True
+    if select_by == "val_accuracy" and record.val_accuracy != best.val_accuracy:
+        return record.val_accuracy > best.val_accuracy
+    return record.val_loss < best.val_loss
+
+
+def check_items(items: Sequence[Item], settings: GenderTrainSettings) -> None:
+    """ValueError unless there are training items of both sexes labelled 0 or 1 and at least one epoch."""
+    if settings.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {settings.epochs}")
+    labels = {label for _, label, _ in items}
+    if not labels <= {0, 1}:
+        raise ValueError(f"labels must be 0 (female) or 1 (male), got {sorted(labels)}")
+    if labels != {0, 1}:
+        raise ValueError("the training set needs faces of both sexes")
+
+
+def prepared_model(settings: GenderTrainSettings, backbone_weights: Mapping[str, Tensor] | None) -> tuple[GenderNet, list[str]]:
+    """A fresh net (seeded by the caller), local backbone weights loaded if given, first blocks frozen."""
+    model = build_gender_net(settings.arch, settings.input_size)
+    if backbone_weights is not None:
+        if settings.arch != "resnet18":
+            raise ValueError("backbone weights are ResNet18 weights; they cannot initialise mini_xception")
+        load_backbone_weights(model, backbone_weights)
+    frozen = freeze_first_blocks(model, settings.freeze_blocks)
+    return model.to(memory_format=training_memory_format(model)), frozen
+
+
+def train_gender_net(train_items: Sequence[Item], val_items: Sequence[Item], settings: GenderTrainSettings, seed: int,
+                     progress: Callable[[EpochRecord], None] | None = None,
+                     backbone_weights: Mapping[str, Tensor] | None = None) -> tuple[GenderNet, TrainingHistory]:
+    """Train with the seed's recipe, deterministically on CPU for a given seed; the weights of the best validation epoch."""
+    check_items(train_items, settings)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, frozen = prepared_model(settings, backbone_weights)
+        bases = [base_tensor(image, settings.base_size()) for image, _, _ in train_items]
+        plain, labels = plain_batch(train_items, settings.input_size)
+        val_x, val_y = plain_batch(val_items, settings.input_size)
+        optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
+                                    momentum=settings.momentum, weight_decay=settings.weight_decay)
+        schedule = torch.optim.lr_scheduler.StepLR(optimiser, settings.lr_step_epochs, settings.lr_gamma)
+        augment, generator = train_transform(settings), torch.Generator().manual_seed(seed)
+        history, best, best_state = TrainingHistory(frozen=frozen), None, None
+        for epoch in range(1, settings.epochs + 1):
+            started, lr = time.perf_counter(), schedule.get_last_lr()[0]
+            loss, accuracy = train_one_epoch(model, bases, labels, augment, optimiser, settings, generator)
+            schedule.step()
+            if settings.precise_bn:
+                recompute_bn_statistics(model, plain)
+            record = EpochRecord(epoch, lr, loss, accuracy, *validation_scores(model, val_x, val_y),
+                                 time.perf_counter() - started)
+            history.epochs.append(record)
+            if is_better(record, best, settings.select_by):
+                best, best_state = record, copy.deepcopy(model.state_dict())
+            if progress is not None:
+                progress(record)
+    model.load_state_dict(best_state)
+    history.best_epoch = best.epoch
+    return model.eval(), history
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def fit_temperature(logits: Tensor | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+    """The temperature T minimising the NLL of softmax(logits / T) (bounded search on log T); 1.0 unless both classes occur.
+
+    With one class only the optimum just pushes every probability towards that class, which is not calibration.
+    """
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if len(set(y.tolist())) < 2:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        """Mean NLL at temperature exp(log_t)."""
+        return float(F.cross_entropy(z / math.exp(log_t), y))
+
+    result = minimize_scalar(nll, bounds=(math.log(0.05), math.log(100.0)), method="bounded")
+    return float(math.exp(result.x))
+
+
+def calibrate(model: GenderNet, val_items: Sequence[Item]) -> float:
+    """Fit the temperature on the validation items, store it in the model and return it (1.0 without items)."""
+    images, labels = eval_batch(val_items, model.input_size)
+    temperature = fit_temperature(eval_logits(model, images), labels) if len(labels) else 1.0
+    set_temperature(model, temperature)
+    return temperature
+
+
+def expected_calibration_error(p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                               n_bins: int = ECE_BINS) -> float:
+    """Top-label ECE: confidence max(p, 1-p) in equal-width bins, sum of |accuracy - confidence| weighted by bin share."""
+    p = np.asarray(p_male, np.float64)
+    y = np.asarray(labels, np.int64)
+    if len(p) == 0:
+        return 0.0
+    confidence = np.maximum(p, 1 - p)
+    correct = ((p >= 0.5).astype(np.int64) == y).astype(np.float64)
+    bins = np.minimum(((confidence - 0.5) * 2 * n_bins).astype(np.int64), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        members = bins == b
+        ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+# ---------------------------------------------------------------- per-animal decision
+
+
+def logit(p: float | np.ndarray) -> float | np.ndarray:
+    """log(p / (1 - p))."""
+    return np.log(p) - np.log1p(-p)
+
+
+def animal_posterior(p_male: Sequence[float], prior: float = 0.5, clip: float = 1e-4, pooling: Pooling = "sqrt_n",
+                     face_prior: float = 0.5) -> float:
+    """P(male) of one animal from its faces' calibrated P(male): prior log-odds plus pooled face evidence (module doc)."""
+    p = np.clip(np.asarray(p_male, np.float64), clip, 1 - clip)
+    evidence = float(np.sum(logit(p) - logit(face_prior)))
+    divisor = {"independent": 1.0, "sqrt_n": math.sqrt(len(p)), "mean": float(len(p))}[pooling] if len(p) else 1.0
+    log_odds = float(logit(min(max(prior, clip), 1 - clip))) + evidence / divisor
+    return float(1.0 / (1.0 + math.exp(-log_odds)))
+
+
+def decide_sex(posterior: float, abstain_low: float = 0.2, abstain_high: float = 0.8) -> Sex:
+    """male at or above abstain_high, female at or below abstain_low, unknown in between."""
+    if posterior >= abstain_high:
+        return "male"
+    if posterior <= abstain_low:
+        return "female"
+    return "unknown"
+
+
+def disagreement(p_male: Sequence[float], confident: float = 0.7) -> float:
+    """Share of an animal's confident faces (P(male) >= confident or <= 1 - confident) on the minority side; 0..0.5."""
+    p = np.asarray(p_male, np.float64)
+    n_male, n_female = int((p >= confident).sum()), int((p <= 1 - confident).sum())
+    total = n_male + n_female
+    return min(n_male, n_female) / total if total else 0.0
+
+
+def disagreement_flag(p_male: Sequence[float], share: float = 0.25, confident: float = 0.7) -> bool:
+    """Flag an animal when at least `share` of its confident faces point the other way (wrong id, mixed photos)."""
+    return disagreement(p_male, confident) >= share
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def binary_metrics(p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                   threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 (male positive), confusion [[TN, FP], [FN, TP]], ROC AUC (None with one class), ECE, Brier."""
+    p, y = np.asarray(p_male, np.float64), np.asarray(labels, np.int64)
+    if len(p) == 0:
+        return {"n": 0}
+    predicted = (p >= threshold).astype(np.int64)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, predicted)),
+        "precision": float(precision_score(y, predicted, zero_division=0)),
+        "recall": float(recall_score(y, predicted, zero_division=0)),
+        "f1": float(f1_score(y, predicted, zero_division=0)),
+        "confusion_matrix": confusion_matrix(y, predicted, labels=[0, 1]).tolist(),
+        "roc_auc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None,
+        "ece": expected_calibration_error(p, y),
+        "brier": float(brier_score_loss(y, p, pos_label=1)) if len(set(y.tolist())) == 2 else None,
+    }
+
+
+def group_by_animal(p_male: Sequence[float], labels: Sequence[int], animal_ids: Sequence[str]) -> dict[str, tuple[list[float], int]]:
+    """Each animal's face probabilities and its label; ValueError when one animal carries both labels."""
+    groups: dict[str, tuple[list[float], set[int]]] = {}
+    for p, y, a in zip(p_male, labels, animal_ids):
+        probs, seen = groups.setdefault(a, ([], set()))
+        probs.append(float(p))
+        seen.add(int(y))
+    mixed = sorted(a for a, (_, seen) in groups.items() if len(seen) > 1)
+    if mixed:
+        raise ValueError(f"animals with faces of both labels: {', '.join(mixed[:5])}")
+    return {a: (probs, next(iter(seen))) for a, (probs, seen) in sorted(groups.items())}
+
+
+def animal_rows(groups: Mapping[str, tuple[list[float], int]], pooling: Pooling, abstain: tuple[float, float],
+                prior: float) -> list[dict[str, Any]]:
+    """Per animal: faces, mean face P(male), posterior, decision, true label, disagreement and flag."""
+    rows = []
+    for animal_id, (probs, label) in groups.items():
+        posterior = animal_posterior(probs, prior=prior, pooling=pooling)
+        rows.append({"animal_id": animal_id, "n_faces": len(probs), "mean_p_male": float(np.mean(probs)),
+                     "posterior": posterior, "decision": decide_sex(posterior, *abstain), "label": label,
+                     "disagreement": disagreement(probs), "flagged": disagreement_flag(probs)})
+    return rows
+
+
+def per_animal_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Metrics of the posteriors at 0.5 (every animal decided), plus accuracy and coverage outside the abstain band."""
+    posteriors, labels = [r["posterior"] for r in rows], [r["label"] for r in rows]
+    decided = [r for r in rows if r["decision"] != "unknown"]
+    hits = sum((r["decision"] == "male") == (r["label"] == 1) for r in decided)
+    return {**binary_metrics(posteriors, labels),
+            "n_decided": len(decided), "n_unknown": len(rows) - len(decided),
+            "coverage": len(decided) / len(rows) if rows else 0.0,
+            "accuracy_decided": hits / len(decided) if decided else None,
+            "unknown": [r["animal_id"] for r in rows if r["decision"] == "unknown"],
+            "flagged": [r["animal_id"] for r in rows if r["flagged"]]}
+
+
+def evaluate_predictions(p_male: Sequence[float], labels: Sequence[int], animal_ids: Sequence[str],
+                         pooling: Pooling = "sqrt_n", abstain: tuple[float, float] = (0.2, 0.8),
+                         prior: float = 0.5) -> dict[str, Any]:
+    """Per-image metrics, per-animal metrics from pooled posteriors (abstentions apart) and the per-animal rows."""
+    rows = animal_rows(group_by_animal(p_male, labels, animal_ids), pooling, abstain, prior)
+    return {"per_image": binary_metrics(p_male, labels), "per_animal": per_animal_metrics(rows), "animals": rows}
+
+
+# ---------------------------------------------------------------- HOG + linear SVM baseline (seed 000, table 2)
+
+
+def hog_features(images: Sequence[Image.Image], size: int = 128) -> np.ndarray:
+    """HOG (9 orientations, 16-px cells, 2x2 blocks, L2-Hys) of each image in grayscale resized to size x size."""
+    rows = [hog(np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), np.float32) / 255.0,
+                orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2), block_norm="L2-Hys")
+            for image in images]
+    return np.stack(rows).astype(np.float32)
+
+
+def linear_svm(train_x: np.ndarray, train_y: np.ndarray, seed: int, c: float) -> Any:
+    """Standardised linear SVM, Platt-calibrated by internal cross-validation when each class has 2+ samples."""
+    svm = make_pipeline(StandardScaler(), LinearSVC(C=c, max_iter=20000, random_state=seed))
+    folds = min(3, int(np.bincount(train_y, minlength=2).min()))
+    if folds < 2:
+        return svm.fit(train_x, train_y)
+    return CalibratedClassifierCV(svm, cv=folds, method="sigmoid").fit(train_x, train_y)
+
+
+def hog_svm_baseline(train_images: Sequence[Image.Image], train_labels: Sequence[int],
+                     test_images: Sequence[Image.Image], test_labels: Sequence[int], size: int = 128,
+                     test_animal_ids: Sequence[str] | None = None, seed: int = 0, c: float = 1.0) -> dict[str, Any]:
+    """Seed 000's HOG + linear SVM on the same split: the same metrics as evaluate_predictions (per image only without ids)."""
+    train_y = np.asarray(train_labels, np.int64)
+    model = linear_svm(hog_features(train_images, size), train_y, seed, c)
+    test_x = hog_features(test_images, size)
+    if hasattr(model, "predict_proba"):
+        p_male = model.predict_proba(test_x)[:, 1]
+    else:
+        p_male = 1.0 / (1.0 + np.exp(-model.decision_function(test_x)))
+    if test_animal_ids is None:
+        return {"per_image": binary_metrics(p_male, test_labels)}
+    return evaluate_predictions(p_male.tolist(), list(test_labels), list(test_animal_ids))
+
+
+# ---------------------------------------------------------------- model card
+
+
+def gender_model_card(settings: GenderTrainSettings, seed: int, fingerprint: str, split: Mapping[str, Sequence[str]],
+                      history: TrainingHistory, temperature: float, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON model card stored next to the state dict: recipe, data fingerprint, split, epochs, metrics, calibration."""
+    return {
+        "task": "gender", "arch": settings.arch, "input_size": settings.input_size, "classes": ["female", "male"],
+        "settings": asdict(settings), "seed": seed, "data_fingerprint": fingerprint,
+        "split": {name: list(ids) for name, ids in split.items()},
+        "training": history.as_dict(), "calibration": {"method": "temperature", "temperature": temperature},
+        "metrics": dict(metrics),
+    }
