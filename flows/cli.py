@@ -13,33 +13,19 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import duckdb  # noqa: E402
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
 
 from reports.console import run_summary_table, table_to_csv, table_to_json, table_to_rich  # noqa: E402
-from schemas.config import ConfigError, Settings, load_settings  # noqa: E402
+from schemas.config import Settings  # noqa: E402
+from flows.cli_common import ConfigOption, HomeOption, call_flow, err, out, settings_or_exit  # noqa: E402
 from schemas.home import HomeLayout  # noqa: E402
 from tasks.catalog import CatalogMissingError, query as run_query  # noqa: E402
 from tasks.lake import HomeBusyError  # noqa: E402
 
 app = typer.Typer(help="Nightly pipeline for breeding stations: drops in, catalog and reports out.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
-
-HomeOption = Annotated[Path | None, typer.Option("--home", help="Home folder (default $BREEDWATCH_HOME or ./data).")]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
 YIELD_SUMMARY_SQL = (
     "SELECT drop_id AS drop, camera, night, images, faces, usable_faces AS usable, faces_per_image AS per_image "
     "FROM detector_yield WHERE list_contains(?, drop_id)"
 )
-
-
-def settings_or_exit(home: Path | None, config: Path | None) -> Settings:
-    """Load the configuration or exit with code 2 and its message."""
-    try:
-        return load_settings(config, home=home)
-    except ConfigError as error:
-        err.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
 
 
 def run_nightly(drops: list[str] | None, settings: Settings, config: Path | None) -> dict[str, Any]:
@@ -156,15 +142,6 @@ def annotation_sources(annotations: Path | None, images: Path | None, all_images
         err.print("error: give --annotations and --images, or --sample-drop", highlight=False)
         raise typer.Exit(2)
     return str(annotations), str(images), str(all_images) if all_images else None
-
-
-def call_flow(flow_function: Any, **parameters: Any) -> dict[str, Any]:
-    """Run a training or evaluation flow; a data or model error becomes one line and exit code 1."""
-    try:
-        return flow_function(**parameters)
-    except (ValueError, LookupError, OSError) as error:
-        err.print(f"error: {error}", highlight=False, markup=False)
-        raise typer.Exit(1) from None
 
 
 @train_app.command("detector")
