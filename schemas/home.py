@@ -65,6 +65,10 @@ class HomeLayout:
         """Where one face crop JPEG is stored."""
         return self.lake / "crops" / f"drop={drop_id}" / f"{face_id}.jpg"
 
+    def model_dir(self, kind: str, name: str) -> Path:
+        """Folder of one model's versions: models/<kind>/<name>/v<N>/ (kind: detector, gender or mating)."""
+        return self.models / kind / name
+
     def detector_dir(self, name: str) -> Path:
         """The model-store folder holding every version of a trained detector."""
         return self.models / "detector" / name

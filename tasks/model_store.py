@@ -66,3 +66,14 @@ def load_detector(home: HomeLayout, ref: str) -> tuple[dict[str, Any], dict[str,
     """Fine-tuned P-, R- and O-Net state dicts and the model card of a stored detector."""
     name, version = parse_model_ref(ref)
     return load_checkpoint(home.detector_dir(name), version)
+
+
+def load_model(home: HomeLayout, kind: str, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """State dict and model card of a stored model of the given kind ('name' or 'name@vN')."""
+    name, version = parse_model_ref(ref)
+    return load_checkpoint(home.model_dir(kind, name), version)
+
+
+def model_label(card: dict[str, Any]) -> str:
+    """The 'name@vN' every prediction row records as its model_version."""
+    return f"{card['name']}@v{card['version']}"
