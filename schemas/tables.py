@@ -10,7 +10,7 @@ import pyarrow as pa
 MediaKind = Literal["image", "audio"]
 MediaStatus = Literal["ok", "rejected"]
 RunStatus = Literal["running", "completed", "failed"]
-Stage = Literal["discover", "manifest", "ingest", "faces", "segments"]
+Stage = Literal["discover", "manifest", "ingest", "faces", "segments", "gender", "mating"]
 FaceSource = Literal["detector", "keeper"]
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -165,6 +165,41 @@ SEGMENT_FEATURES = TableSpec(
     ),
 )
 
+GENDER_PREDICTIONS = TableSpec(
+    "gender_predictions",
+    1,
+    pa.schema(
+        [
+            ("face_id", pa.string()),
+            ("media_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("animal_id", pa.string()),
+            ("p_male", pa.float64()),  # calibrated (the model card's temperature applied)
+            ("label", pa.string()),  # female | male at 0.5; views and reports apply their own bands
+            ("model_version", pa.string()),  # name@vN in the model store
+            ("run_id", pa.string()),
+        ]
+    ),
+)
+
+MATING_PREDICTIONS = TableSpec(
+    "mating_predictions",
+    1,
+    pa.schema(
+        [
+            ("segment_id", pa.string()),
+            ("media_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("encounter_id", pa.string()),
+            ("p_success", pa.float64()),
+            ("frame_p_success", pa.list_(pa.float32())),  # per-frame P(success), 86 values (seed 002, eq. 4)
+            ("attention", pa.list_(pa.float32())),  # per-frame attention weights (seed 002, figure 3)
+            ("model_version", pa.string()),
+            ("run_id", pa.string()),
+        ]
+    ),
+)
+
 DROPS = TableSpec(
     "drops",
     1,
@@ -203,7 +238,10 @@ RUNS = TableSpec(
     partition="run",
 )
 
-LAKE_TABLES: tuple[TableSpec, ...] = (MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, FACES, SEGMENTS, SEGMENT_FEATURES, RUNS)
+LAKE_TABLES: tuple[TableSpec, ...] = (
+    MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, FACES, SEGMENTS, SEGMENT_FEATURES,
+    GENDER_PREDICTIONS, MATING_PREDICTIONS, RUNS,
+)
 
 
 def table_spec(name: str) -> TableSpec:
