@@ -34,7 +34,7 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
             results = [ingest_drop(drop_dir, home_dir, run_id) for drop_dir in drop_dirs]
             faces = [find_faces(result, home_dir, run_id) for result in results]
             audio = [segment_audio(result, home_dir, run_id) for result in results]
-            refresh_catalog(home_dir)
+            refresh_catalog(home_dir, run_id)
             counts = finish_run(home_dir, run_id, results, faces + audio)
             report = write_report(home_dir, run_id, results)
         except Exception as error:

@@ -75,6 +75,46 @@ class AudioConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class GenderTrainConfig(BaseModel):
+    """How `breedwatch train gender` trains; defaults are seed 000's recipe (see models/gender_training.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: Literal["resnet18", "mini_xception"] = Field(default="resnet18", description="mini_xception is the light CPU variant (seed 001).")
+    input_size: int = Field(default=448, ge=32, le=1024)
+    epochs: int = Field(default=20, ge=1, le=1000)
+    batch_size: int = Field(default=8, ge=1, le=512)
+    lr: float = Field(default=0.003, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    lr_step_epochs: int = Field(default=5, ge=1)
+    lr_gamma: float = Field(default=0.5, gt=0, le=1)
+    freeze_blocks: int = Field(default=2, ge=0, le=4)
+    split: Literal["seed", "kfold"] = Field(default="seed", description="seed: seed 000's identity-disjoint rule; kfold: k folds by animal.")
+    folds: int = Field(default=5, ge=2, le=20)
+    backbone_weights: Path | None = Field(default=None, description="Local torchvision resnet18 state dict (nothing is downloaded).")
+    seed: int = 0
+
+
+class GenderConfig(BaseModel):
+    """The gender classifier at night, and how animals are decided from their faces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="panda-gender", description="Gender model in the store: 'name' (newest) or 'name@vN'.")
+    batch_size: int = Field(default=32, ge=1, le=1024, description="Face crops per forward pass.")
+    loader_workers: int = Field(default=2, ge=0, le=32, description="DataLoader processes decoding crops.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description="auto: bf16 autocast on CPU, fp16 AMP on CUDA.")
+    abstain_low: float = Field(default=0.2, ge=0, le=0.5, description="Animals at or below this P(male) are female.")
+    abstain_high: float = Field(default=0.8, ge=0.5, le=1, description="Animals at or above this P(male) are male; between: unknown.")
+    disagreement_share: float = Field(default=0.25, gt=0, le=0.5, description="Flag an animal when this share of its confident faces disagree.")
+    confident: float = Field(default=0.7, gt=0.5, lt=1, description="A face counts as confident at this P or 1 - P.")
+    event_gap_s: float = Field(default=300.0, gt=0, description="Camera-trap faces of unknown animals: one event per camera until a gap this long.")
+    gradcam_faces: int = Field(default=6, ge=0, le=100, description="Grad-CAM heatmaps stored per drop for the report.")
+    train: GenderTrainConfig = Field(default_factory=GenderTrainConfig)
+
+
 class ScheduleConfig(BaseModel):
     """When the nightly flow runs."""
 
@@ -124,6 +164,7 @@ class Settings(BaseSettings):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     faces: FacesConfig = Field(default_factory=FacesConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
+    gender: GenderConfig = Field(default_factory=GenderConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
@@ -157,6 +198,15 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain TOML-able data."""
         return self.model_dump(mode="json", exclude_none=True)
+
+    def view_thresholds(self) -> dict[str, float]:
+        """Decision bands the catalog's views apply to stored probabilities (changeable without re-running models)."""
+        gender = self.gender
+        return {
+            "gender.abstain_low": gender.abstain_low, "gender.abstain_high": gender.abstain_high,
+            "gender.disagreement_share": gender.disagreement_share, "gender.confident": gender.confident,
+            "gender.event_gap_s": gender.event_gap_s,
+        }
 
     def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:
         """A hash of the settings that change results (all such sections, or only the given ones)."""

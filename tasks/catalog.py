@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -51,10 +52,18 @@ DERIVED_VIEWS = {
 }
 
 
-def refresh_views(home: HomeLayout) -> list[str]:
+def write_thresholds(con: duckdb.DuckDBPyConnection, thresholds: Mapping[str, float]) -> None:
+    """The `thresholds` table (name, value): decision bands the views read, so a band changes without re-running models."""
+    con.execute("CREATE OR REPLACE TABLE thresholds (name VARCHAR PRIMARY KEY, value DOUBLE NOT NULL)")
+    if thresholds:
+        con.executemany("INSERT INTO thresholds VALUES (?, ?)", [[name, float(value)] for name, value in sorted(thresholds.items())])
+
+
+def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = None) -> list[str]:
     """(Re)create every lake view and derived view; the only code that opens the catalog for writing."""
     ensure_schema_parts(home)
     with connect_with_retry(home.catalog, read_only=False) as con:
+        write_thresholds(con, thresholds or {})
         for spec in LAKE_TABLES:
             con.execute(view_sql(spec, home.lake.resolve()))
         for sql in DERIVED_VIEWS.values():

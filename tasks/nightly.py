@@ -136,9 +136,10 @@ def segment_audio(ingested: dict[str, Any], home: str, run_id: str) -> dict[str,
 
 
 @task(name="refresh-catalog", cache_policy=NO_CACHE)
-def refresh_catalog(home: str) -> list[str]:
-    """Recreate the catalog's views (the only task that writes DuckDB)."""
-    return refresh_views(HomeLayout(Path(home)))
+def refresh_catalog(home: str, run_id: str) -> list[str]:
+    """Recreate the catalog's views and decision thresholds (the only task that writes DuckDB)."""
+    layout = HomeLayout(Path(home))
+    return refresh_views(layout, load_run_settings(layout, run_id).view_thresholds())
 
 
 @task(name="finish-run", cache_policy=NO_CACHE)
