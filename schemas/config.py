@@ -115,6 +115,44 @@ class GenderConfig(BaseModel):
     train: GenderTrainConfig = Field(default_factory=GenderTrainConfig)
 
 
+class MatingTrainConfig(BaseModel):
+    """How `breedwatch train|evaluate mating` train CGANet; defaults are seed 002's (see models/mating_training.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(default=0.01, gt=0)
+    lr_factor: float = Field(default=0.1, gt=0, le=1, description="Learning rate times this after a plateau.")
+    plateau_patience: int = Field(default=125, ge=1, description="Epochs without a better validation accuracy before lr drops.")
+    epochs: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(default=32, ge=2, le=4096)
+    dropout: float = Field(default=0.3, ge=0, lt=1)
+    optimiser: Literal["adam", "sgd"] = Field(default="adam", description="The seed names none; sgd uses momentum.")
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    folds: int = Field(default=5, ge=2, le=20, description="Cross-validation folds of `evaluate mating`.")
+    group_by: Literal["pair", "encounter", "none"] = Field(default="pair", description="What folds and the validation split never share.")
+    validation_fraction: float = Field(default=0.2, ge=0, lt=1, description="Grouped share of the training data used to pick the best epoch.")
+    max_epochs_without_improvement: int | None = Field(default=None, ge=1, description="Early stop; none runs every epoch (seed).")
+    standardise: bool = Field(default=True, description="Per-coefficient input scaling from the training data.")
+    filters: int = Field(default=128, ge=1, le=512, description="Conv filters (seed 128).")
+    hidden: int = Field(default=32, ge=1, le=512, description="GRU units (seed 32).")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    class_weight: Literal["none", "balanced"] = "balanced"
+    seed: int = 0
+
+
+class MatingConfig(BaseModel):
+    """The mating-success classifier at night, and how encounters are called."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="cganet", description="Mating model in the store: 'name' (newest) or 'name@vN'.")
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Segments per forward pass.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    abstain_low: float = Field(default=0.4, ge=0, le=0.5, description="Encounters at or below this P(success) are failures.")
+    abstain_high: float = Field(default=0.6, ge=0.5, le=1, description="Encounters above this P(success) are successes; between: unknown.")
+    train: MatingTrainConfig = Field(default_factory=MatingTrainConfig)
+
 class ScheduleConfig(BaseModel):
     """When the nightly flow runs."""
 
@@ -165,6 +203,7 @@ class Settings(BaseSettings):
     faces: FacesConfig = Field(default_factory=FacesConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     gender: GenderConfig = Field(default_factory=GenderConfig)
+    mating: MatingConfig = Field(default_factory=MatingConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
@@ -206,6 +245,7 @@ class Settings(BaseSettings):
             "gender.abstain_low": gender.abstain_low, "gender.abstain_high": gender.abstain_high,
             "gender.disagreement_share": gender.disagreement_share, "gender.confident": gender.confident,
             "gender.event_gap_s": gender.event_gap_s,
+            "mating.abstain_low": self.mating.abstain_low, "mating.abstain_high": self.mating.abstain_high,
         }
 
     def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:
