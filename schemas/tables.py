@@ -194,6 +194,7 @@ MATING_PREDICTIONS = TableSpec(
             ("p_success", pa.float64()),
             ("frame_p_success", pa.list_(pa.float32())),  # per-frame P(success), 86 values (seed 002, eq. 4)
             ("attention", pa.list_(pa.float32())),  # per-frame attention weights (seed 002, figure 3)
+            ("temperature", pa.float64()),  # the model card's calibration temperature; views apply it to roll-ups
             ("model_version", pa.string()),
             ("run_id", pa.string()),
         ]
