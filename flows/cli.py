@@ -128,6 +128,8 @@ train_app = typer.Typer(help="Train models on the station's own labelled data.",
 evaluate_app = typer.Typer(help="Measure models on labelled data.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+export_app = typer.Typer(help="Export the catalog in formats other tools open (Camtrap DP, Raven).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 AnnotationsOption = Annotated[Path | None, typer.Option(help="Face boxes: CSV (path,x,y,w,h), COCO JSON or Camtrap DP observations.csv / datapackage.json.")]
 ImagesOption = Annotated[Path | None, typer.Option("--images", help="Folder the annotation paths are relative to.")]
 AllImagesOption = Annotated[Path | None, typer.Option(help="CSV or text list of every image, so frames without faces count for precision.")]
