@@ -1,0 +1,64 @@
+"""Columns of the catalog's summary tables (gender_ratio, mating_success, model_cards): what the report shows."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pyarrow as pa
+
+GenderLevel = Literal["deployment", "overall"]
+MatingLevel = Literal["season", "overall"]
+
+GENDER_RATIO = pa.schema(
+    [
+        ("level", pa.string()),  # deployment | overall
+        ("site", pa.string()),
+        ("deployment_id", pa.string()),
+        ("males", pa.int64()),
+        ("females", pa.int64()),
+        ("unknown", pa.int64()),  # animals left in the abstain band; not in n
+        ("n", pa.int64()),  # males + females
+        ("estimate", pa.float64()),  # raw male share males / n
+        ("ci_low", pa.float64()),  # Wilson 95%
+        ("ci_high", pa.float64()),
+        ("corrected", pa.float64()),  # Rogan-Gladen male share, clipped to [0, 1]
+        ("corrected_ci_low", pa.float64()),  # the Wilson bounds, corrected
+        ("corrected_ci_high", pa.float64()),
+        ("model_version", pa.string()),  # gender model of the counted animals (name@vN)
+        ("sensitivity", pa.float64()),  # P(called male | male), per animal, from its model card
+        ("specificity", pa.float64()),  # P(called female | female)
+        ("validation_males", pa.int64()),  # animals those rates were measured on
+        ("validation_females", pa.int64()),
+        ("note", pa.string()),  # why there is no correction, or that it was clipped
+    ]
+)
+
+MATING_SUCCESS = pa.schema(
+    [
+        ("level", pa.string()),  # season | overall
+        ("season", pa.int32()),  # year of started_at in the drop's time zone; null: encounter time unknown
+        ("successes", pa.int64()),
+        ("failures", pa.int64()),
+        ("unknown", pa.int64()),  # encounters left in the abstain band; not in n
+        ("n", pa.int64()),  # successes + failures
+        ("estimate", pa.float64()),  # successes / n
+        ("ci_low", pa.float64()),  # Wilson 95%
+        ("ci_high", pa.float64()),
+    ]
+)
+
+MODEL_CARDS = pa.schema(
+    [
+        ("kind", pa.string()),  # gender | mating | detector
+        ("name", pa.string()),
+        ("version", pa.int32()),
+        ("model_version", pa.string()),  # name@vN, as prediction rows record it
+        ("sensitivity", pa.float64()),  # gender: per-animal test metrics (male positive)
+        ("specificity", pa.float64()),
+        ("n_positive", pa.int64()),
+        ("n_negative", pa.int64()),
+        ("card_path", pa.string()),
+        ("card", pa.string()),  # the whole model card as JSON text
+        ("problem", pa.string()),  # why the card or its metrics could not be read
+    ]
+)

@@ -1,0 +1,133 @@
+"""The catalog's summary tables: model_cards from the model store, gender_ratio and mating_success from the views.
+
+The catalog writer calls write_summary_tables right after refreshing the views, so the tables always hold the
+numbers of the current lake and thresholds; the report, its CSVs and analysts all read these tables (one source).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from models.statistics import ClassifierRates
+from models.summaries import card_rates, gender_ratio_row, mating_success_row
+from schemas.home import HomeLayout
+from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
+
+GENDER_COUNTS_SQL = """
+SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overall' END AS level,
+       site, deployment_id,
+       count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS males,
+       count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS females,
+       count(DISTINCT animal_id) FILTER (WHERE sex_predicted IS NULL OR sex_predicted NOT IN (?, ?)) AS unknown,
+       list_sort(list_distinct(list(model_version) FILTER (WHERE sex_predicted IN (?, ?) AND model_version IS NOT NULL))) AS model_versions
+FROM animals
+GROUP BY GROUPING SETS ((site, deployment_id), ())
+ORDER BY grouping(site, deployment_id), site NULLS LAST, deployment_id NULLS LAST
+"""
+GENDER_PARAMS = ["male", "female", "male", "female", "male", "female"]
+
+MATING_COUNTS_SQL = """
+WITH dated AS (
+    SELECT e.encounter_id, e.predicted,
+           year(e.started_at AT TIME ZONE coalesce(d.timezone, 'UTC')) AS season
+    FROM encounters e LEFT JOIN (SELECT drop_id, any_value(timezone) AS timezone FROM drops GROUP BY drop_id) d USING (drop_id)
+)
+SELECT CASE WHEN grouping(season) = 0 THEN 'season' ELSE 'overall' END AS level, season,
+       count(DISTINCT encounter_id) FILTER (WHERE predicted = ?) AS successes,
+       count(DISTINCT encounter_id) FILTER (WHERE predicted = ?) AS failures,
+       count(DISTINCT encounter_id) FILTER (WHERE predicted IS NULL OR predicted NOT IN (?, ?)) AS unknown
+FROM dated
+GROUP BY GROUPING SETS ((season), ())
+ORDER BY grouping(season), season NULLS LAST
+"""
+MATING_PARAMS = ["success", "failure", "success", "failure"]
+RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
+
+
+def card_paths(home: HomeLayout) -> list[tuple[str, str, int, Path]]:
+    """(kind, name, version, card path) of every complete model version under models/<kind>/<name>/v<N>/."""
+    from tasks.model_store import CARD_FILE, VERSION_DIR  # here: the model store imports torch, the catalog should not
+
+    found = []
+    for path in sorted(home.models.glob(f"*/*/v*/{CARD_FILE}")) if home.models.is_dir() else []:
+        match = VERSION_DIR.match(path.parent.name)
+        if match:
+            found.append((path.parents[2].name, path.parents[1].name, int(match.group(1)), path))
+    return found
+
+
+def read_card(path: Path, kind: str) -> tuple[dict[str, Any] | None, ClassifierRates | None, str | None]:
+    """A model card, its per-animal rates (gender only) and the sentence saying why either could not be read."""
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+        return card, card_rates(card) if kind == "gender" else None, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, None, f"The model card cannot be read ({exc})."
+    except (ValueError, TypeError, AttributeError) as exc:
+        return card, None, f"The model card's per-animal metrics are malformed ({exc})."
+
+
+def model_card_rows(home: HomeLayout) -> list[dict[str, Any]]:
+    """One model_cards row per stored model version; gender cards carry their per-animal sensitivity and specificity."""
+    rows = []
+    for kind, name, version, path in card_paths(home):
+        card, rates, problem = read_card(path, kind)
+        rows.append({
+            "kind": kind, "name": name, "version": version, "model_version": f"{name}@v{version}",
+            "sensitivity": rates.sensitivity if rates else None, "specificity": rates.specificity if rates else None,
+            "n_positive": rates.n_positive if rates else None, "n_negative": rates.n_negative if rates else None,
+            "card_path": str(path), "card": json.dumps(card, sort_keys=True, default=str) if card is not None else None,
+            "problem": problem,
+        })
+    return rows
+
+
+def gender_rates(rows: Sequence[Mapping[str, Any]]) -> dict[str, ClassifierRates]:
+    """Sensitivity and specificity of each gender model version that has them."""
+    return {
+        row["model_version"]: ClassifierRates(row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"])
+        for row in rows
+        if row["kind"] == "gender" and row["sensitivity"] is not None and row["specificity"] is not None
+    }
+
+
+def existing_relations(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> set[str]:
+    """Which of the named tables or views the catalog has."""
+    return {row[0] for row in con.execute(RELATIONS_SQL, [list(names)]).fetchall()}
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> None:
+    """CREATE OR REPLACE a catalog table with the given columns from row dicts (the name is one of ours, never input)."""
+    data = pa.Table.from_pylist([dict(row) for row in rows], schema=schema)
+    con.register("_summary_rows", data)
+    try:
+        con.execute(f"DROP VIEW IF EXISTS {name}")
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _summary_rows")
+    finally:
+        con.unregister("_summary_rows")
+
+
+def summary_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[object], build: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run a counting query and turn each of its rows into a summary row."""
+    relation = con.execute(sql, params)
+    names = [column[0] for column in relation.description]
+    return [build(dict(zip(names, values))) for values in relation.fetchall()]
+
+
+def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> list[str]:
+    """(Re)write model_cards, gender_ratio and mating_success in the open catalog; a missing input view gives an empty table."""
+    cards = model_card_rows(home)
+    replace_table(con, "model_cards", cards, MODEL_CARDS)
+    present = existing_relations(con, ["animals", "encounters", "drops"])
+    rates = gender_rates(cards)
+    gender = summary_rows(con, GENDER_COUNTS_SQL, GENDER_PARAMS, lambda c: gender_ratio_row(c, rates)) if "animals" in present else []
+    mating = summary_rows(con, MATING_COUNTS_SQL, MATING_PARAMS, mating_success_row) if {"encounters", "drops"} <= present else []
+    replace_table(con, "gender_ratio", gender, GENDER_RATIO)
+    replace_table(con, "mating_success", mating, MATING_SUCCESS)
+    return ["model_cards", "gender_ratio", "mating_success"]

@@ -1,0 +1,137 @@
+"""gender_ratio, mating_success and model_cards written into a DuckDB catalog from minimal animals/encounters inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from schemas.home import HomeLayout
+from tasks.summary_tables import write_summary_tables
+
+Z = 1.959963984540054
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson's 95% interval written out by hand."""
+    p = k / n
+    centre, half = p + Z * Z / (2 * n), Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    return (centre - half) / (1 + Z * Z / n), (centre + half) / (1 + Z * Z / n)
+
+
+def write_card(home: HomeLayout, name: str, version: int, card: dict | str) -> Path:
+    """A model card at models/gender/<name>/v<N>/model_card.json."""
+    path = home.model_dir("gender", name) / f"v{version}" / "model_card.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(card if isinstance(card, str) else json.dumps(card))
+    return path
+
+
+def animals(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
+    """The columns of the animals view that gender_ratio reads."""
+    con.execute("CREATE TABLE animals (animal_id VARCHAR, drop_id VARCHAR, site VARCHAR, deployment_id VARCHAR, "
+                "p_male DOUBLE, sex_predicted VARCHAR, model_version VARCHAR)")
+    if rows:
+        con.executemany("INSERT INTO animals VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def herd(prefix: str, site: str, deployment: str, males: int, females: int, unknown: int, version: str = "panda-gender@v1") -> list[tuple]:
+    """Animal rows: the given numbers of males, females and undecided animals."""
+    sexes = ["male"] * males + ["female"] * females + ["unknown"] * unknown
+    return [(f"{prefix}{i}", "drop-1", site, deployment, 0.5, sex, version) for i, sex in enumerate(sexes)]
+
+
+@pytest.fixture()
+def catalog(tmp_path: Path) -> tuple[HomeLayout, duckdb.DuckDBPyConnection]:
+    """An empty home and an in-memory catalog."""
+    home = HomeLayout(tmp_path / "home")
+    with duckdb.connect() as con:
+        yield home, con
+
+
+def test_gender_ratio_counts_wilson_and_rogan_gladen(catalog) -> None:
+    home, con = catalog
+    write_card(home, "panda-gender", 1, {"metrics": {"per_animal": {"confusion_matrix": [[8, 2], [1, 9]]}}})  # Se 0.9, Sp 0.8
+    animals(con, herd("a", "North", "dep-1", 7, 13, 2) + herd("b", "South", "dep-2", 3, 1, 0))
+    write_summary_tables(con, home)
+    rows = {row["deployment_id"] or "overall": row for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()}
+    north = rows["dep-1"]
+    assert (north["level"], north["site"], north["males"], north["females"], north["unknown"], north["n"]) == ("deployment", "North", 7, 13, 2, 20)
+    assert (north["ci_low"], north["ci_high"]) == (pytest.approx(0.18119, abs=5e-5), pytest.approx(0.56715, abs=5e-5))
+    assert north["corrected"] == pytest.approx(0.15 / 0.7)
+    assert north["corrected_ci_low"] == 0.0
+    assert north["corrected_ci_high"] == pytest.approx((0.567149 - 0.2) / 0.7, abs=1e-5)
+    assert (north["sensitivity"], north["specificity"], north["validation_males"], north["validation_females"]) == (0.9, 0.8, 10, 10)
+    overall = rows["overall"]
+    assert (overall["level"], overall["males"], overall["females"], overall["unknown"], overall["n"]) == ("overall", 10, 14, 2, 24)
+    low, high = wilson(10, 24)
+    assert overall["estimate"] == pytest.approx(10 / 24)
+    assert (overall["ci_low"], overall["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert overall["corrected"] == pytest.approx((10 / 24 - 0.2) / 0.7)
+    assert overall["corrected_ci_high"] == pytest.approx((high - 0.2) / 0.7)
+    assert overall["model_version"] == "panda-gender@v1" and overall["note"] is None
+
+
+def test_gender_ratio_without_card_or_with_mixed_versions_says_why(catalog) -> None:
+    home, con = catalog
+    animals(con, herd("a", "North", "dep-1", 2, 2, 0, "g@v1") + herd("b", "South", "dep-2", 1, 3, 0, "g@v2"))
+    write_summary_tables(con, home)
+    rows = {row["deployment_id"] or "overall": row for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()}
+    assert rows["dep-1"]["corrected"] is None and "no model card" in rows["dep-1"]["note"]
+    assert rows["overall"]["corrected"] is None and "2 model versions (g@v1, g@v2)" in rows["overall"]["note"]
+    assert rows["overall"]["estimate"] == pytest.approx(3 / 8)
+
+
+def test_model_cards_table_reads_every_version_and_names_a_broken_card(catalog) -> None:
+    home, con = catalog
+    write_card(home, "panda-gender", 1, {"metrics": {"per_animal": {"confusion_matrix": [[5, 0], [1, 4]]}}})
+    write_card(home, "panda-gender", 2, "{not json")
+    write_summary_tables(con, home)
+    cards = con.sql("SELECT model_version, sensitivity, specificity, problem FROM model_cards ORDER BY version").fetchall()
+    assert cards[0] == ("panda-gender@v1", 0.8, 1.0, None)
+    assert cards[1][0] == "panda-gender@v2" and cards[1][1] is None and "cannot be read" in cards[1][3]
+
+
+def test_no_animals_view_gives_empty_tables_with_their_columns(catalog) -> None:
+    home, con = catalog
+    assert write_summary_tables(con, home) == ["model_cards", "gender_ratio", "mating_success"]
+    assert con.sql("SELECT count(*) FROM gender_ratio").fetchall() == [(0,)]
+    assert "corrected_ci_high" in con.sql("SELECT * FROM gender_ratio").columns
+    assert "ci_high" in con.sql("SELECT * FROM mating_success").columns
+
+
+def test_no_animals_at_all_gives_an_overall_row_without_estimate(catalog) -> None:
+    home, con = catalog
+    animals(con, [])
+    write_summary_tables(con, home)
+    assert con.sql("SELECT level, n, estimate, ci_low, note FROM gender_ratio").fetchall() == [
+        ("overall", 0, None, None, "No correction: the model card gives no sensitivity and specificity.")
+    ]
+
+
+def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
+    home, con = catalog
+    con.execute("CREATE TABLE drops (drop_id VARCHAR, timezone VARCHAR)")
+    con.execute("INSERT INTO drops VALUES ('d1', 'Asia/Shanghai'), ('d2', 'UTC')")
+    con.execute("CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR)")
+    utc = timezone.utc
+    rows = [
+        ("e1", "d1", datetime(2025, 12, 31, 20, 0, tzinfo=utc), "success"),  # 04:00 on 1 January 2026 in Shanghai
+        ("e2", "d1", datetime(2026, 3, 1, 12, 0, tzinfo=utc), "failure"),
+        ("e3", "d2", datetime(2025, 12, 31, 20, 0, tzinfo=utc), "success"),  # still 2025 in UTC
+        ("e4", "d2", datetime(2025, 6, 1, tzinfo=utc), "unknown"),
+        ("e5", "d2", None, "success"),
+    ]
+    con.executemany("INSERT INTO encounters VALUES (?, ?, ?, ?)", rows)
+    write_summary_tables(con, home)
+    table = con.sql("SELECT level, season, successes, failures, unknown, n, estimate, ci_low, ci_high FROM mating_success").fetchall()
+    assert [row[:6] for row in table] == [
+        ("season", 2025, 1, 0, 1, 1), ("season", 2026, 1, 1, 0, 2), ("season", None, 1, 0, 0, 1), ("overall", None, 3, 1, 1, 4),
+    ]
+    low, high = wilson(3, 4)
+    assert table[-1][6:] == (0.75, pytest.approx(low), pytest.approx(high))
+
