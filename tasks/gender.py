@@ -1,0 +1,147 @@
+"""The gender stage: calibrated P(male) for every usable face crop of a drop, batched on the best device, plus Grad-CAM."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from models.gender import Precision, calibrated_probs, grad_cam, predict_logits, preprocess
+from reports.plots import heatmap_overlay
+from schemas.config import GenderConfig, Settings
+from schemas.home import HomeLayout
+from schemas.tables import FACES, GENDER_PREDICTIONS
+from tasks.devices import choose_device
+from tasks.gender_training import KIND, load_gender_model
+from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
+from tasks.model_store import model_label, stored_card
+
+STAGE = "gender"
+GENDER_VERSION = "1"
+NO_MODEL = "none"
+MIN_FACES_PER_WORKER = 64
+
+
+class CropDataset(Dataset):
+    """Face crops on disk as normalised classifier inputs, decoded in DataLoader workers."""
+
+    def __init__(self, paths: list[Path], size: int) -> None:
+        """Remember the crop files and the classifier's input size."""
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        """Number of crops."""
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """One crop as a 3 x size x size float tensor."""
+        with Image.open(self.paths[index]) as image:
+            return preprocess(image, self.size)
+
+
+def usable_faces(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
+    """Faces of a drop that passed the quality gate, from its committed faces part."""
+    part = home.part(FACES.name, FACES.partition, drop_id, "faces")
+    if not part.exists():
+        return []
+    columns = ["face_id", "media_id", "animal_id", "crop_path", "excluded"]
+    return [row for row in pq.read_table(part, columns=columns).to_pylist() if not row["excluded"] and row["crop_path"]]
+
+
+def model_in_use(home: HomeLayout, config: GenderConfig) -> str:
+    """The name@vN the configured gender model resolves to, or 'none' when none is stored."""
+    card = stored_card(home, KIND, config.model)
+    return model_label(card) if card else NO_MODEL
+
+
+def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
+    """What must stay the same for the drop's committed predictions to be reused: its faces and the model version."""
+    faces = read_marker(home, drop_id, "faces")
+    return f"{GENDER_VERSION}:{faces['fingerprint'] if faces else ''}:{model_in_use(home, settings.gender)}:{settings.gender.gradcam_faces}"
+
+
+def inference_precision(config: GenderConfig, device: torch.device) -> Precision:
+    """bf16 autocast on CPU and fp16 AMP on CUDA unless the configuration fixes one."""
+    if config.precision != "auto":
+        return config.precision
+    return "amp" if device.type == "cuda" else "bf16"
+
+
+def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device) -> Iterator[torch.Tensor]:
+    """Batches of crops, decoded by worker processes when the drop is large enough to repay starting them."""
+    workers = config.loader_workers if len(paths) >= MIN_FACES_PER_WORKER * max(config.loader_workers, 1) else 0
+    loader = DataLoader(CropDataset(paths, size), batch_size=config.batch_size, num_workers=workers,
+                        pin_memory=device.type == "cuda", multiprocessing_context="forkserver" if workers else None)
+    yield from loader
+
+
+def predict_p_male(model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]) -> list[float]:
+    """Calibrated P(male) of each crop, in batches on the chosen device."""
+    device = choose_device(config.device)
+    precision = inference_precision(config, device)
+    probabilities: list[float] = []
+    for batch in crop_batches(paths, model.input_size, config, device):
+        logits = predict_logits(model, batch.to(device, non_blocking=True), device, precision)
+        probabilities += calibrated_probs(model, logits).tolist()
+        for _ in range(len(batch)):
+            advance()
+    return probabilities
+
+
+def gradcam_sample(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to n faces spread evenly over the range of P(male), so both sexes and the doubtful middle are shown."""
+    ordered = sorted(rows, key=lambda row: (row["p_male"], row["face_id"]))
+    if n <= 0 or not ordered:
+        return []
+    if len(ordered) <= n:
+        return ordered
+    return [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)] if n > 1 else [ordered[len(ordered) // 2]]
+
+
+def save_gradcam(home: HomeLayout, drop_id: str, model: Any, row: dict[str, Any]) -> str:
+    """Grad-CAM of one face for its predicted class, blended over the crop and stored as PNG; its home-relative path."""
+    with Image.open(home.root / row["crop_path"]) as crop:
+        image = crop.convert("RGB")
+    model.float().to("cpu")
+    cam = grad_cam(model, preprocess(image, model.input_size), 1 if row["p_male"] >= 0.5 else 0)
+    buffer = io.BytesIO()
+    heatmap_overlay(image, cam).save(buffer, format="PNG")
+    path = home.lake / "gradcam" / f"drop={drop_id}" / f"{row['face_id']}.png"
+    write_bytes_atomic(path, buffer.getvalue())
+    return path.relative_to(home.root).as_posix()
+
+
+def prediction_rows(faces: list[dict[str, Any]], p_male: list[float], drop_id: str, run_id: str, label: str) -> list[dict[str, Any]]:
+    """One gender_predictions row per face."""
+    return [{"face_id": f["face_id"], "media_id": f["media_id"], "drop_id": drop_id, "animal_id": f["animal_id"],
+             "p_male": p, "label": "male" if p >= 0.5 else "female", "model_version": label, "run_id": run_id,
+             "gradcam_path": None} for f, p in zip(faces, p_male)]
+
+
+def predict_drop_gender(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings, advance: Callable[[], None]) -> dict[str, Any]:
+    """Predict P(male) for every usable face of one drop unless the same faces met the same model before."""
+    fingerprint = stage_fingerprint(home, drop_id, settings)
+    marker = read_marker(home, drop_id, STAGE)
+    if marker and marker["fingerprint"] == fingerprint:
+        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"], "model": marker["model"]}
+    config, faces = settings.gender, usable_faces(home, drop_id)
+    if model_in_use(home, config) == NO_MODEL:
+        rows, label = [], NO_MODEL
+    else:
+        model, card = load_gender_model(home, config.model)
+        label = card["label"]
+        rows = prediction_rows(faces, predict_p_male(model, [home.root / f["crop_path"] for f in faces], config, advance), drop_id, run_id, label)
+        crops = {face["face_id"]: face["crop_path"] for face in faces}
+        for row in gradcam_sample(rows, config.gradcam_faces):
+            row["gradcam_path"] = save_gradcam(home, drop_id, model, {**row, "crop_path": crops[row["face_id"]]})
+    write_rows(home, GENDER_PREDICTIONS, drop_id, STAGE, rows)
+    counts = {"gender_predictions": len(rows)}
+    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "model": label})
+    status = "no_model" if label == NO_MODEL else "predicted"
+    return {"drop_id": drop_id, "status": status, "counts": counts, "model": label}
