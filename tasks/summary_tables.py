@@ -48,6 +48,7 @@ ORDER BY grouping(season), season NULLS LAST
 """
 MATING_PARAMS = ["success", "failure", "success", "failure"]
 RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
+VIEW_SQL = "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_type = 'VIEW'"
 
 
 def card_paths(home: HomeLayout) -> list[tuple[str, str, int, Path]]:
@@ -107,7 +108,8 @@ def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[Mapp
     data = pa.Table.from_pylist([dict(row) for row in rows], schema=schema)
     con.register("_summary_rows", data)
     try:
-        con.execute(f"DROP VIEW IF EXISTS {name}")
+        if con.execute(VIEW_SQL, [name]).fetchall():
+            con.execute(f"DROP VIEW {name}")
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _summary_rows")
     finally:
         con.unregister("_summary_rows")

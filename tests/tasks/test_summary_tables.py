@@ -135,3 +135,13 @@ def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
     low, high = wilson(3, 4)
     assert table[-1][6:] == (0.75, pytest.approx(low), pytest.approx(high))
 
+
+
+def test_rewriting_replaces_the_tables_and_an_old_view_of_the_same_name(catalog) -> None:
+    home, con = catalog
+    con.execute("CREATE VIEW gender_ratio AS SELECT 1 AS stale")
+    animals(con, herd("a", "North", "dep-1", 1, 1, 0))
+    write_summary_tables(con, home)
+    con.execute("INSERT INTO animals VALUES ('z', 'drop-1', 'North', 'dep-1', 0.9, 'male', 'panda-gender@v1')")
+    write_summary_tables(con, home)
+    assert con.sql("SELECT males, females FROM gender_ratio WHERE level = 'overall'").fetchall() == [(2, 1)]
