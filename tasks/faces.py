@@ -45,6 +45,7 @@ class LoadedDetector:
 
     mtcnn: Any
     label: str
+    landmarks_trained: bool = True
 
 
 def load_face_detector(home: HomeLayout, config: FacesConfig) -> LoadedDetector:
@@ -54,7 +55,8 @@ def load_face_detector(home: HomeLayout, config: FacesConfig) -> LoadedDetector:
         return LoadedDetector(build_mtcnn(DetectorSettings(), None, device), HUMAN_PRESET)
     state, card = load_detector(home, config.detector)
     settings = DetectorSettings(tuple(card["thresholds"]), int(card["min_face_size"]), float(card["factor"]))
-    return LoadedDetector(build_mtcnn(settings, state, device), f"{card['name']}@v{card['version']}")
+    trained = not str(card.get("landmarks", "")).startswith("not trained")
+    return LoadedDetector(build_mtcnn(settings, state, device), f"{card['name']}@v{card['version']}", trained)
 
 
 def detector_label(home: HomeLayout, config: FacesConfig) -> str:
@@ -115,11 +117,11 @@ def keeper_crops(media: dict[str, Any], image: Image.Image, config: FacesConfig)
     return [(face_row(media, 0, crop, None, image.size, config), crop)]
 
 
-def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detection], config: FacesConfig) -> list[tuple[dict[str, Any], Image.Image]]:
-    """One crop and row per detected face, best score first."""
+def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detection], config: FacesConfig, align: bool) -> list[tuple[dict[str, Any], Image.Image]]:
+    """One crop and row per detected face, best score first (aligned on the eyes only when asked and trustworthy)."""
     pairs = []
     for index, detection in enumerate(found):
-        crop = crop_face(image, detection.box, detection.landmarks, config.margin, config.crop_size, config.align)
+        crop = crop_face(image, detection.box, detection.landmarks, config.margin, config.crop_size, align)
         pairs.append((face_row(media, index, crop, detection, image.size, config), crop))
     return pairs
 
@@ -166,11 +168,14 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
         if row["path"].startswith(KEEPER_FOLDER):
             keep(keeper_crops(row, open_upright(drop_dir / row["path"]), config))
     for row, image, found in detect_batches(drop_dir, scenes, detector, config, settings.runtime.io_threads) if detector else []:
-        keep(detection_crops(row, image, found, config))
+        keep(detection_crops(row, image, found, config, config.align and detector.landmarks_trained))
     write_rows(home, FACES, drop_id, STAGE, rows)
     counts = {"faces": len(rows), "faces_excluded": sum(r["excluded"] for r in rows), "images_without_face": count_faceless(scenes, rows)}
     write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "detector": label})
-    return {"drop_id": drop_id, "status": "detected", "counts": counts, "detector": label}
+    result = {"drop_id": drop_id, "status": "detected", "counts": counts, "detector": label}
+    if config.align and detector and not detector.landmarks_trained:
+        result["message"] = f"faces.align ignored: {label} has untrained eye landmarks, crops are not rotated"
+    return result
 
 
 def finish_row(home: HomeLayout, drop_id: str, run_id: str, row: dict[str, Any], crop: Image.Image, label: str, config: FacesConfig) -> dict[str, Any]:
