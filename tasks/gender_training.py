@@ -145,7 +145,7 @@ def fit(items: list[Item], train_ids: list[str], test_ids: list[str], settings: 
 
 
 def split_metrics(model: Any, items: list[Item], train_ids: list[str], test_ids: list[str], seed: int) -> dict[str, Any]:
-    """Net and HOG + linear SVM metrics on the test animals of one split, per image and per animal."""
+    """Net and HOG + linear SVM metrics on the test animals of one split, and the net's held-out predictions (for ROC plots)."""
     test = items_of(items, test_ids)
     images, labels = eval_batch(test, model.input_size)
     p_male = predict_probs(model, images, precision="fp32").tolist()
@@ -154,7 +154,8 @@ def split_metrics(model: Any, items: list[Item], train_ids: list[str], test_ids:
     train = items_of(items, train_ids)
     hog = hog_svm_baseline([i for i, _, _ in train], [y for _, y, _ in train], [i for i, _, _ in test], labels.tolist(),
                            test_animal_ids=animal_ids, seed=seed)
-    return {"net": net, "hog_svm": hog}
+    predictions = {"p_male": [round(p, 6) for p in p_male], "label": labels.tolist(), "animal_id": animal_ids}
+    return {"net": net, "hog_svm": hog, "test_predictions": predictions}
 
 
 def train_gender(home: HomeLayout, config: GenderConfig, name: str, folder: Path | None = None, animals_csv: Path | None = None) -> dict[str, Any]:
@@ -226,9 +227,4 @@ def load_gender_model(home: HomeLayout, ref: str) -> tuple[Any, dict[str, Any]]:
     """A stored gender net in eval mode with its model card (weights loaded with weights_only=True)."""
     state, card = load_model(home, KIND, ref)
     return gender_net_from_state(state, card["arch"], int(card["input_size"])), {**card, "label": model_label(card)}
-
-
-def demo_recipe(config: GenderConfig) -> GenderConfig:
-    """A small, fast recipe for the demo: ResNet18 at 112 px for 15 epochs (the seed's other settings)."""
-    return config.model_copy(update={"train": config.train.model_copy(update={"input_size": 112, "epochs": 15})})
 

@@ -68,6 +68,16 @@ def load_detector(home: HomeLayout, ref: str) -> tuple[dict[str, Any], dict[str,
     return load_checkpoint(home.detector_dir(name), version)
 
 
+def stored_card(home: HomeLayout, kind: str, ref: str) -> dict[str, Any] | None:
+    """The model card a reference resolves to, without loading weights; None when no such model is stored."""
+    name, version = parse_model_ref(ref)
+    available = versions(home.model_dir(kind, name))
+    chosen = available[-1] if available and version is None else version
+    if chosen not in available:
+        return None
+    return json.loads((home.model_dir(kind, name) / f"v{chosen}" / CARD_FILE).read_text())
+
+
 def load_model(home: HomeLayout, kind: str, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """State dict and model card of a stored model of the given kind ('name' or 'name@vN')."""
     name, version = parse_model_ref(ref)
