@@ -6,10 +6,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reports.exports import check_table_name, report_tables, table_csv
 from reports.html import render_run_report
 from schemas.home import HomeLayout
 from tasks.catalog import query
 from tasks.lake import write_bytes_atomic
+from tasks.report_sections import prediction_sections
 
 MEDIA_COUNTS_SQL = """
 SELECT kind, status, count(*) AS n FROM media
@@ -58,12 +60,27 @@ def report_context(home: HomeLayout, run_id: str, drop_results: list[dict[str, A
         "detector_yield": query(home, YIELD_SQL, [drop_ids]).to_pylist(),
         "keeper_faces": query(home, KEEPER_SQL, [drop_ids]).to_pylist(),
         "recordings": query(home, AUDIO_SQL, [drop_ids]).to_pylist(),
+        **prediction_sections(home, drop_ids),
     }
 
 
+IMAGE_KEYS = ("thumbnails", "thumbnail", "image", "plots")
+
+
+def csv_tables(context: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The report's tables for CSV: every table of the context and of its review queue, pictures left out."""
+    tables = {**report_tables(context), **{f"review_{k}": v for k, v in report_tables(context["review"]).items()}}
+    tables.pop("drops", None)
+    tables["drops"] = [{"drop_id": d["drop_id"], "status": d["status"], **d["counts"], "message": d.get("message", "")} for d in context["drops"]]
+    return {name: [{k: v for k, v in row.items() if k not in IMAGE_KEYS} for row in rows] for name, rows in tables.items()}
+
+
 def write_run_report(home: HomeLayout, run_id: str, drop_results: list[dict[str, Any]]) -> Path:
-    """Render reports/<run_id>/report.html and return its path."""
-    path = home.report_dir(run_id) / "report.html"
-    html = render_run_report(report_context(home, run_id, drop_results))
-    write_bytes_atomic(path, html.encode("utf-8"))
+    """Render reports/<run_id>/report.html with a CSV file per report table next to it; return the HTML's path."""
+    folder = home.report_dir(run_id)
+    context = report_context(home, run_id, drop_results)
+    for name, rows in csv_tables(context).items():
+        write_bytes_atomic(folder / f"{check_table_name(name)}.csv", table_csv(rows).encode("utf-8"))
+    path = folder / "report.html"
+    write_bytes_atomic(path, render_run_report(context).encode("utf-8"))
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 
 import tasks.gender as gender_stage
 from flows.cli import app
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from flows.nightly import nightly
 from models.gender_training import animal_posterior
 from schemas.config import load_settings
@@ -24,6 +27,7 @@ from tests.drops import DROP_TOML
 
 LABELLED = {"A01": "female", "A02": "female", "A03": "female", "A04": "male", "A05": "male", "A06": "male"}
 UNLABELLED = {"A07": "male", "A08": "female"}
+ARTIFACT_KEYS = ("breedwatch-run-summary", "breedwatch-gender-ratio", "breedwatch-report")
 TINY_RECIPE = '[faces]\nmin_sharpness = 0\n[gender]\ngradcam_faces = 2\n[gender.train]\narch = "mini_xception"\ninput_size = 32\nepochs = 4\nbatch_size = 4\n'
 
 
@@ -94,9 +98,23 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
         assert animals[animal_id]["n_faces"] == 3
         assert animals[animal_id]["p_male"] == pytest.approx(animal_posterior(faces), abs=1e-9)
     assert animals["A01"]["sex_known"] == "female" and animals["A07"]["sex_known"] is None
+    check_report(Path(summary["report"]), summary["run_id"])
     seen.clear()
     again = nightly(drops=[str(drop)], home=str(home), config_file=str(config))
     assert again["gender"][0]["status"] == "unchanged" and seen == []
+
+
+def check_report(report: Path, run_id: str) -> None:
+    """The HTML is self-contained and shows the gender sections; CSVs sit next to it; artifacts are keyed."""
+    html = report.read_text()
+    assert "Gender ratio" in html and "panda-gender@v1" in html and 'src="data:image/jpeg;base64,' in html
+    assert "Grad-CAM" in html and not re.search(r'(src|href)="(https?:)?//', html)
+    animals_csv = (report.parent / "animals.csv").read_text()
+    assert animals_csv.startswith("animal_id,") and "A07" in animals_csv and "data:image" not in animals_csv
+    assert (report.parent / "rejects.csv").is_file() and (report.parent / "drops.csv").is_file()
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(ARTIFACT_KEYS))))}
+    assert {"breedwatch-run-summary", "breedwatch-report"} <= keys
 
 
 def test_decision_band_changes_without_rerunning_the_model(face_home, tmp_path) -> None:

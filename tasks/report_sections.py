@@ -1,0 +1,179 @@
+"""The report's gender, mating, model and review sections, read from the catalog (its views and summary tables)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from models.statistics import wilson_interval
+from reports.plots import attention_plot, confusion_plot, data_uri, proportion_series_plot, roc_plot, thumbnail_uri
+from schemas.home import HomeLayout
+from tasks.catalog import query
+
+REVIEW_ROWS = 10
+THUMBNAILS_PER_ANIMAL = 3
+RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
+RUN_ANIMALS = """(SELECT animal_id FROM faces WHERE list_contains(?, drop_id) AND animal_id IS NOT NULL
+                  UNION SELECT animal_id FROM animal_manifest WHERE list_contains(?, drop_id))"""
+ANIMALS_SQL = f"SELECT * FROM animals WHERE animal_id IN {RUN_ANIMALS} ORDER BY animal_id"
+THUMBNAILS_SQL = f"""
+SELECT animal_id, crop_path FROM faces
+WHERE NOT excluded AND crop_path IS NOT NULL AND animal_id IN {RUN_ANIMALS}
+QUALIFY row_number() OVER (PARTITION BY animal_id ORDER BY quality.sharpness DESC NULLS LAST, face_id) <= ?
+"""
+EVENTS_SQL = "SELECT * FROM face_events WHERE list_contains(?, drop_id) ORDER BY drop_id, camera, started_at"
+SERIES_SQL = """
+WITH seen AS (
+    SELECT DISTINCT g.drop_id, g.animal_id FROM gender_predictions g WHERE g.animal_id IS NOT NULL
+),
+dated AS (SELECT drop_id, min(captured_at) AS first_capture FROM media WHERE status = 'ok' GROUP BY drop_id)
+SELECT s.drop_id, dt.first_capture AS "when",
+       count(*) FILTER (WHERE a.sex_predicted = 'male') AS males,
+       count(*) FILTER (WHERE a.sex_predicted = 'female') AS females
+FROM seen s JOIN animals a ON a.animal_id = s.animal_id LEFT JOIN dated dt ON dt.drop_id = s.drop_id
+GROUP BY s.drop_id, dt.first_capture ORDER BY dt.first_capture NULLS LAST, s.drop_id
+"""
+DOUBTFUL_FACES_SQL = """
+SELECT g.face_id, g.animal_id, g.p_male, f.crop_path FROM gender_predictions g JOIN faces f USING (face_id, drop_id)
+WHERE list_contains(?, g.drop_id) ORDER BY abs(g.p_male - 0.5), g.face_id LIMIT ?
+"""
+GRADCAM_SQL = """
+SELECT face_id, animal_id, p_male, label, gradcam_path FROM gender_predictions
+WHERE gradcam_path IS NOT NULL AND list_contains(?, drop_id) ORDER BY p_male, face_id
+"""
+MODELS_USED_SQL = """
+SELECT DISTINCT model_version FROM gender_predictions WHERE list_contains(?, drop_id)
+UNION SELECT DISTINCT model_version FROM mating_predictions WHERE list_contains(?, drop_id)
+"""
+ENCOUNTERS_SQL = "SELECT * FROM encounters WHERE list_contains(?, drop_id) ORDER BY started_at NULLS LAST, encounter_id"
+ATTENTION_SQL = "SELECT encounter_id, attention FROM mating_predictions WHERE list_contains(?, drop_id) AND encounter_id IS NOT NULL"
+
+
+def relations(home: HomeLayout, names: list[str]) -> set[str]:
+    """Which of the named views and tables the catalog has."""
+    return {row["table_name"] for row in query(home, RELATIONS_SQL, [names]).to_pylist()}
+
+
+def rows_if(home: HomeLayout, present: set[str], relation: str, sql: str, params: list[object]) -> list[dict[str, Any]]:
+    """Rows of a query over a relation, or none when the catalog does not have that relation."""
+    return query(home, sql, params).to_pylist() if relation in present else []
+
+
+def animal_rows(home: HomeLayout, drop_ids: list[str]) -> list[dict[str, Any]]:
+    """The run's animals with up to three thumbnails of their sharpest usable faces."""
+    animals = query(home, ANIMALS_SQL, [drop_ids, drop_ids]).to_pylist()
+    thumbs: dict[str, list[str]] = defaultdict(list)
+    for row in query(home, THUMBNAILS_SQL, [drop_ids, drop_ids, THUMBNAILS_PER_ANIMAL]).to_pylist():
+        uri = thumbnail_uri(home.root / row["crop_path"])
+        if uri:
+            thumbs[row["animal_id"]].append(uri)
+    return [{**animal, "thumbnails": thumbs.get(animal["animal_id"], [])} for animal in animals]
+
+
+def ratio_series(home: HomeLayout) -> str | None:
+    """The male share (Wilson 95%) among the decided animals seen in each drop, over time, as an embedded plot."""
+    points = []
+    for row in query(home, SERIES_SQL).to_pylist():
+        n = row["males"] + row["females"]
+        interval = wilson_interval(row["males"], n) if n else None
+        points.append({"when": row["when"] or row["drop_id"], "estimate": interval.estimate if interval else None,
+                       "ci_low": interval.ci_low if interval else None, "ci_high": interval.ci_high if interval else None})
+    png = proportion_series_plot(points, "male share") if len({type(p["when"]) for p in points}) == 1 else None
+    return data_uri(png) if png else None
+
+
+def gender_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> dict[str, Any]:
+    """Gender ratio, its series, the per-animal table, camera-trap events and Grad-CAM panels."""
+    gradcams = query(home, GRADCAM_SQL, [drop_ids]).to_pylist()
+    for row in gradcams:
+        row["image"] = thumbnail_uri(home.root / row["gradcam_path"], 160)
+    return {
+        "gender_ratio": rows_if(home, present, "gender_ratio", "SELECT * FROM gender_ratio", []),
+        "ratio_series": ratio_series(home),
+        "animals": animal_rows(home, drop_ids),
+        "face_events": query(home, EVENTS_SQL, [drop_ids]).to_pylist(),
+        "gradcams": gradcams,
+    }
+
+
+def mean_attention(rows: list[dict[str, Any]]) -> list[tuple[str, list[float]]]:
+    """Each encounter's attention weights averaged over its segments, frame by frame."""
+    grouped: dict[str, list[list[float]]] = defaultdict(list)
+    for row in rows:
+        if row["attention"]:
+            grouped[row["encounter_id"]].append(row["attention"])
+    return [(encounter, np.mean(np.asarray(weights, np.float64), axis=0).tolist()) for encounter, weights in sorted(grouped.items())]
+
+
+def mating_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> dict[str, Any]:
+    """Encounters of the run, success per season and the attention plot of the evening's encounters."""
+    attention = mean_attention(query(home, ATTENTION_SQL, [drop_ids]).to_pylist())
+    png = attention_plot(attention)
+    return {
+        "encounters": rows_if(home, present, "encounters", ENCOUNTERS_SQL, [drop_ids]),
+        "mating_success": rows_if(home, present, "mating_success", "SELECT * FROM mating_success", []),
+        "attention_plot": data_uri(png) if png else None,
+    }
+
+
+def card_plots(card: dict[str, Any]) -> list[dict[str, str]]:
+    """ROC curve and confusion matrices of a model card's held-out predictions, as embedded images."""
+    plots = []
+    metrics = card.get("metrics", {})
+    held_out = metrics.get("test_predictions") or card.get("test_predictions")
+    if held_out:
+        score_key = "p_male" if "p_male" in held_out else "p_success"
+        png = roc_plot(held_out.get(score_key, []), held_out.get("label", []), "ROC, held-out faces")
+        if png:
+            plots.append({"title": "ROC curve", "image": data_uri(png)})
+    net = metrics.get("net", {})
+    classes = card.get("classes", ["female", "male"])
+    for level in ("per_image", "per_animal"):
+        matrix = net.get(level, {}).get("confusion_matrix")
+        if matrix:
+            plots.append({"title": f"confusion {level.replace('_', ' ')}", "image": data_uri(confusion_plot(matrix, classes, level.replace("_", " ")))})
+    return plots
+
+
+def scalar_metrics(card: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The card's headline numbers: flat metrics, per-image and per-animal net metrics, calibration."""
+    metrics, flat = card.get("metrics", {}), []
+    for prefix, block in (("", metrics), ("image ", metrics.get("net", {}).get("per_image", {})),
+                          ("animal ", metrics.get("net", {}).get("per_animal", {})), ("calibration ", card.get("calibration", {}))):
+        flat += [(prefix + key, value) for key, value in block.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return flat
+
+
+def models_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> list[dict[str, Any]]:
+    """Model cards of the models whose predictions this run's drops carry."""
+    used = [row["model_version"] for row in query(home, MODELS_USED_SQL, [drop_ids, drop_ids]).to_pylist() if row["model_version"]]
+    rows = rows_if(home, present, "model_cards", "SELECT * FROM model_cards WHERE list_contains(?, model_version) ORDER BY kind, name", [used])
+    cards = []
+    for row in rows:
+        card = json.loads(row["card"]) if row["card"] else {}
+        cards.append({"kind": row["kind"], "model_version": row["model_version"], "problem": row["problem"],
+                      "trained_on": card.get("source") or card.get("data_source"), "fingerprint": card.get("data_fingerprint"),
+                      "split": card.get("split", {}), "metrics": scalar_metrics(card), "plots": card_plots(card)})
+    return cards
+
+
+def review_section(home: HomeLayout, drop_ids: list[str], animals: list[dict[str, Any]], encounters: list[dict[str, Any]]) -> dict[str, Any]:
+    """What needs a human look: faces and encounters nearest the decision boundary, animals whose faces disagree."""
+    faces = query(home, DOUBTFUL_FACES_SQL, [drop_ids, REVIEW_ROWS]).to_pylist()
+    for face in faces:
+        face["thumbnail"] = thumbnail_uri(home.root / face["crop_path"])
+    doubtful = sorted((e for e in encounters if e.get("p_success") is not None), key=lambda e: abs(e["p_success"] - 0.5))
+    return {"faces": faces, "encounters": doubtful[:REVIEW_ROWS],
+            "animals": [a for a in animals if a.get("flagged") or a.get("sex_conflict")]}
+
+
+def prediction_sections(home: HomeLayout, drop_ids: list[str]) -> dict[str, Any]:
+    """Every prediction section of the run report."""
+    present = relations(home, ["gender_ratio", "mating_success", "model_cards", "encounters"])
+    gender = gender_section(home, drop_ids, present)
+    mating = mating_section(home, drop_ids, present)
+    review = review_section(home, drop_ids, gender["animals"], mating["encounters"])
+    return {**gender, **mating, "model_cards": models_section(home, drop_ids, present), "review": review}
