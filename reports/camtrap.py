@@ -36,7 +36,7 @@ OBSERVATION_COLUMNS = (
 )
 ENCOUNTER_FIELDS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("encounterID", "string", {"required": True, "unique": True}, "Identifier of the encounter (encounters.csv of the drop)."),
-    ("deploymentID", "string", {"required": True}, "Deployment of the drop the encounter came with."),
+    ("deploymentID", "string", {"required": False}, "Deployment of the recording (else of its drop); empty when neither was exported."),
     ("mediaID", "string", {"required": False}, "The recording of the encounter in media.csv (empty when it was not exported)."),
     ("maleID", "string", {"required": True}, "Individual ID of the male."),
     ("femaleID", "string", {"required": True}, "Individual ID of the female."),
@@ -44,6 +44,8 @@ ENCOUNTER_FIELDS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("segmentCount", "integer", {"required": True, "minimum": 0}, "Number of 2 s vocal segments classified."),
     ("successProbability", "number", {"required": False, "minimum": 0, "maximum": 1},
      "P(success): success and failure probabilities summed over every frame of every segment (CGANet, seed 002)."),
+    ("calibratedProbability", "number", {"required": False, "minimum": 0, "maximum": 1},
+     "successProbability at the model card's calibration temperature; predictedOutcome applies the band to this."),
     ("predictedOutcome", "string", {"required": True, "enum": ["success", "failure", "unknown"]},
      "The call at the station's abstain band: success, failure, or unknown inside the band."),
     ("recordedOutcome", "string", {"required": False, "enum": ["success", "failure"]}, "The outcome keepers recorded, when known."),
@@ -236,16 +238,19 @@ def build_observations(faces: Sequence[Mapping[str, Any]], media: Sequence[Mappi
 
 def build_encounters(encounters: Sequence[Mapping[str, Any]], media: Sequence[Mapping[str, Any]], timezones: Mapping[str, str | None],
                      deployments: Mapping[str, str], built: Built) -> None:
-    """One encounters.csv row per encounter, pointing at its exported recording."""
-    exported = {(m["drop_id"], m["media_id"]) for m in media}
+    """One encounters.csv row per encounter, pointing at its exported recording and deployment."""
+    exported = {(m["drop_id"], m["media_id"]): deployment_of(m) for m in media}
+    known = {d["deploymentID"] for d in built.deployments}
     for e in encounters:
         recording = (e["drop_id"], e.get("recording_media_id"))
+        deployment = exported.get(recording) or deployments.get(e["drop_id"], e["drop_id"])
         built.encounters.append({
-            "encounterID": qualified(e["drop_id"], e["encounter_id"]), "deploymentID": deployments.get(e["drop_id"], e["drop_id"]),
+            "encounterID": qualified(e["drop_id"], e["encounter_id"]), "deploymentID": deployment if deployment in known else None,
             "mediaID": qualified(*recording) if recording in exported else None,
             "maleID": e["male_id"], "femaleID": e["female_id"], "startedAt": local_time(e.get("started_at"), timezones.get(e["drop_id"])),
             "segmentCount": e.get("n_segments") or 0,
             "successProbability": round(e["p_success"], 6) if e.get("p_success") is not None else None,
+            "calibratedProbability": round(e["p_calibrated"], 6) if e.get("p_calibrated") is not None else None,
             "predictedOutcome": e.get("predicted") or "unknown", "recordedOutcome": e.get("outcome"),
             "classifiedBy": e.get("model_version"),
         })

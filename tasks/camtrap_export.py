@@ -61,7 +61,7 @@ WHERE {DROP_FILTER.format(column="f.drop_id")}
 ORDER BY f.drop_id, f.face_id
 """
 ENCOUNTERS_SQL = f"""
-SELECT e.encounter_id, e.drop_id, e.male_id, e.female_id, e.started_at, e.n_segments, e.p_success, e.predicted,
+SELECT e.encounter_id, e.drop_id, e.male_id, e.female_id, e.started_at, e.n_segments, e.p_success, e.p_calibrated, e.predicted,
        e.outcome, e.model_version, m.media_id AS recording_media_id
 FROM encounters e
 LEFT JOIN media m ON m.drop_id = e.drop_id AND m.status = 'ok'
