@@ -187,13 +187,15 @@ def grouped_folds(groups: Sequence[str], labels: Sequence[int], k: int, seed: in
 def validation_split(groups: Sequence[str], labels: Sequence[int], fraction: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(fit indices, validation indices): about `fraction` of the groups held out, grouped and stratified (the
-    first inner fold whose fit part keeps both labels); no validation (all indices fit) when fraction is 0, there
-    are fewer than 2 groups, or every hold-out would take a label's last group."""
+    first inner fold whose fit and validation parts both hold every label); no validation (all indices fit) when
+    fraction is 0, there are fewer than 2 groups, or no hold-out has both labels while leaving both to fit: a
+    one-label validation part would pick the epoch that calls everything that label, and fit no temperature."""
     everything, y = np.arange(len(labels)), np.asarray(labels, np.int64)
     if fraction <= 0 or len(set(groups)) < 2:
         return everything, everything[:0]
+    wanted = set(y.tolist())
     for fit, val in grouped_folds(groups, labels, max(2, round(1.0 / fraction)), seed):
-        if len(set(y[fit].tolist())) == len(set(y.tolist())):
+        if set(y[fit].tolist()) == wanted and set(y[val].tolist()) == wanted:
             return fit, val
     return everything, everything[:0]
 
@@ -665,9 +667,10 @@ def baseline_features(x: np.ndarray, features: BaselineFeatures) -> np.ndarray:
 
 
 def cross_validate_sklearn(make_model: Callable[[], Any], x: np.ndarray, y: Sequence[int], folds: FoldPlan,
-                           name: str) -> dict[str, Any]:
+                           name: str, encounter_ids: Sequence[str] | None = None) -> dict[str, Any]:
     """Fit a fresh scikit-learn classifier per fold; metrics of the logistic of its decision function (monotone, so
-    AUC is the score's, and p > 0.5 iff score > 0, the classifier's own call). Folds lacking a label are skipped."""
+    AUC is the score's, and p > 0.5 iff score > 0, the classifier's own call). Folds lacking a label are skipped.
+    Given encounter ids, "encounter" rolls windows up as CGANet's Eq. 4 does (each window one "frame")."""
     y_arr = np.asarray(y, np.int64)
     usable, skipped = usable_folds(folds, y_arr)
     scores, tested, per_fold = np.zeros(len(y_arr), np.float64), np.zeros(len(y_arr), bool), []
@@ -676,17 +679,29 @@ def cross_validate_sklearn(make_model: Callable[[], Any], x: np.ndarray, y: Sequ
         model = make_model().fit(x[train_idx], y_arr[train_idx])
         scores[test_idx], tested[test_idx] = model.decision_function(x[test_idx]), True
         per_fold.append(binary_metrics(expit(scores[test_idx]), y_arr[test_idx]))
-    return {"model": name, "folds": fold_summary(folds, skipped),
-            "segment": level_report(per_fold, expit(scores[tested]), y_arr[tested])}
+    result = {"model": name, "folds": fold_summary(folds, skipped),
+              "segment": level_report(per_fold, expit(scores[tested]), y_arr[tested])}
+    if encounter_ids is not None:
+        result["encounter"] = encounter_level(folds, usable, list(encounter_ids), window_as_frame(expit(scores)), y_arr,
+                                              np.where(tested, 1.0, np.nan))
+    return result
+
+
+def window_as_frame(p_success: np.ndarray) -> np.ndarray:
+    """(N, 1, 2) success/failure probabilities of windows, so the Eq. 4 roll-up of an encounter is the mean of its
+    windows' p (as it is for CGANet, whose windows all have 86 frames)."""
+    p = np.asarray(p_success, np.float64)
+    return np.stack([p, 1.0 - p], axis=1)[:, None, :]
 
 
 def svm_baseline(x: np.ndarray, y: Sequence[int], folds: FoldPlan, features: BaselineFeatures = "flat",
-                 c: float = 1.0, class_weight: ClassWeight = "balanced") -> dict[str, Any]:
+                 c: float = 1.0, class_weight: ClassWeight = "balanced",
+                 encounter_ids: Sequence[str] | None = None) -> dict[str, Any]:
     """Standardised RBF SVC (sklearn defaults, gamma "scale"; classes weighted as CGANet's loss) on the MFCCs,
     cross-validated on the given folds."""
     weight = "balanced" if class_weight == "balanced" else None
     return cross_validate_sklearn(lambda: make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", class_weight=weight)),
-                                  baseline_features(x, features), y, folds, "svm")
+                                  baseline_features(x, features), y, folds, "svm", encounter_ids)
 
 
 def flda_model(features: BaselineFeatures, class_weight: ClassWeight = "balanced") -> Any:
@@ -700,10 +715,10 @@ def flda_model(features: BaselineFeatures, class_weight: ClassWeight = "balanced
 
 
 def flda_baseline(x: np.ndarray, y: Sequence[int], folds: FoldPlan, features: BaselineFeatures = "flat",
-                  class_weight: ClassWeight = "balanced") -> dict[str, Any]:
+                  class_weight: ClassWeight = "balanced", encounter_ids: Sequence[str] | None = None) -> dict[str, Any]:
     """Fisher LDA (flda_model) on the MFCCs, cross-validated on the given folds."""
     return cross_validate_sklearn(lambda: flda_model(features, class_weight), baseline_features(x, features), y,
-                                  folds, "flda")
+                                  folds, "flda", encounter_ids)
 
 
 # ---------------------------------------------------------------- all three on the same folds
@@ -716,8 +731,8 @@ def evaluate_mating(x: np.ndarray, y: Sequence[int], groups: Sequence[str], sett
     folds = grouped_folds(list(groups), list(y), settings.folds, seed)
     return {"folds": fold_summary(folds, usable_folds(folds, np.asarray(y, np.int64))[1]),
             "cganet": cross_validate_cganet(x, y, groups, settings, seed, encounter_ids, folds, progress),
-            "svm": svm_baseline(x, y, folds, features, class_weight=settings.class_weight),
-            "flda": flda_baseline(x, y, folds, features, settings.class_weight)}
+            "svm": svm_baseline(x, y, folds, features, class_weight=settings.class_weight, encounter_ids=encounter_ids),
+            "flda": flda_baseline(x, y, folds, features, settings.class_weight, encounter_ids)}
 
 
 def format_percent(mean: float | None, std: float | None, n_folds: int | None = None, k: int | None = None) -> str:
