@@ -1,0 +1,247 @@
+"""Train and evaluate the mating-success CGANet on labelled windows from the catalog or from a folder laid out like a drop.
+
+Labelled windows are the MFCC features (`segment_features`) of segments whose encounter has a known outcome:
+segments -> encounter_manifest on drop_id + encounter_id, outcome success or failure. A window's pair is
+"male_id|female_id" and its encounter "drop_id/encounter_id". A folder of recordings with Raven tables and
+encounters.csv is ingested like a drop into a scratch home under <home>/training/, with the same ingest and
+segment code as the nightly run, and read back through that home's catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from models.audio_features import FEATURE_VERSION
+from models.mating_training import (
+    EpochRecord,
+    GroupBy,
+    MatingTrainSettings,
+    binary_metrics,
+    data_fingerprint,
+    encounter_metrics,
+    evaluate_mating,
+    fold_groups,
+    mating_model_card,
+    mating_model_from_state,
+    metrics_table,
+    predict_frame_probs,
+    train_cganet,
+    validation_split,
+)
+from schemas.config import MatingTrainConfig, Settings
+from schemas.home import HomeLayout
+from tasks.catalog import CatalogMissingError, query, refresh_views
+from tasks.discover import drop_id_of
+from tasks.ingest import ingest_drop_dir
+from tasks.model_store import load_model, model_label, save_checkpoint
+from tasks.runs import code_version, new_run_id
+from tasks.segments import segment_drop_audio
+
+KIND = "mating"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SCRATCH_FOLDER = "training"
+LABELLED_SQL = """
+    SELECT s.drop_id, s.segment_id, s.encounter_id, e.male_id, e.female_id, e.outcome, f.mfcc
+    FROM segment_features f
+    JOIN segments s ON s.segment_id = f.segment_id AND s.drop_id = f.drop_id
+    JOIN encounter_manifest e ON e.drop_id = s.drop_id AND e.encounter_id = s.encounter_id
+    WHERE e.outcome IN ('success', 'failure') AND f.feature_version = ?
+    ORDER BY s.drop_id, s.segment_id
+"""
+REJECTS_SQL = "SELECT path, reason FROM rejects WHERE drop_id = ? ORDER BY path, reason"
+
+
+@dataclass(frozen=True)
+class MatingData:
+    """Labelled windows: MFCC x (N, 2, 86, 40), y (1 success, 0 failure), pair, encounter and segment of each."""
+
+    x: np.ndarray
+    y: np.ndarray
+    pairs: list[str]
+    encounters: list[str]
+    segment_ids: list[str]
+    source: str
+    rejects: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        """Counts for people and model cards: windows, encounters and pairs by outcome."""
+        outcome = {e: int(label) for e, label in zip(self.encounters, self.y)}
+        return {"source": self.source, "n_windows": int(len(self.y)), "n_windows_success": int(self.y.sum()),
+                "n_encounters": len(outcome), "n_encounters_success": sum(outcome.values()),
+                "n_pairs": len(set(self.pairs)), "n_rejects": len(self.rejects)}
+
+
+def checked_name(name: str) -> str:
+    """A model name usable as a folder of the store, or ValueError."""
+    if not MODEL_NAME.match(name):
+        raise ValueError(f"model name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def train_settings(config: MatingTrainConfig, **overrides: Any) -> MatingTrainSettings:
+    """The pure training recipe from the [mating.train] configuration, with CLI overrides that are not None."""
+    values = config.model_dump(exclude={"seed"})
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return MatingTrainSettings(**values)
+
+
+def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingData:
+    """MatingData from rows of LABELLED_SQL."""
+    mfcc = table.column("mfcc").combine_chunks()
+    x = mfcc.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 2, 86, 40)
+    rows = table.drop_columns(["mfcc"]).to_pylist()
+    return MatingData(
+        x=x, y=np.asarray([int(r["outcome"] == "success") for r in rows], np.int64),
+        pairs=[f"{r['male_id']}|{r['female_id']}" for r in rows],
+        encounters=[f"{r['drop_id']}/{r['encounter_id']}" for r in rows],
+        segment_ids=[r["segment_id"] for r in rows], source=source, rejects=rejects)
+
+
+def catalog_data(home: HomeLayout, source: str | None = None, drop_id: str | None = None) -> MatingData:
+    """Labelled windows of every drop in a home's catalog; ValueError when there is no catalog."""
+    try:
+        table = query(home, LABELLED_SQL, [FEATURE_VERSION])
+        rejects = [] if drop_id is None else [reject_sentence(r) for r in query(home, REJECTS_SQL, [drop_id]).to_pylist()]
+    except CatalogMissingError as error:
+        raise ValueError(str(error)) from None
+    return table_to_data(table, source or f"the catalog of {home.root}", rejects)
+
+
+def reject_sentence(row: dict[str, Any]) -> str:
+    """A rejects row as one sentence that names its file."""
+    path, reason = row["path"] or "", row["reason"]
+    return reason if not path or reason.startswith(path) else f"{path}: {reason}"
+
+
+def scratch_home(home: HomeLayout, folder: Path) -> HomeLayout:
+    """The scratch home a training folder is ingested into (one per folder, reused while its files are unchanged)."""
+    digest = hashlib.sha256(os.path.realpath(folder).encode()).hexdigest()[:12]
+    return HomeLayout(home.root / SCRATCH_FOLDER / f"mating-{digest}")
+
+
+def folder_data(home: HomeLayout, folder: Path, settings: Settings) -> MatingData:
+    """Labelled windows of a folder laid out like a drop (audio/**, Raven tables, encounters.csv): ingested and
+    segmented into a scratch home by the nightly run's own code; its rejects come back as sentences."""
+    if not folder.is_dir():
+        raise ValueError(f"training folder {folder} does not exist")
+    drop_id, scratch = drop_id_of(folder), scratch_home(home, folder)
+    run_id = new_run_id(datetime.now(timezone.utc))
+    ingested = ingest_drop_dir(folder, scratch, run_id, settings, lambda: None)
+    if ingested.status == "failed":
+        raise ValueError(f"training folder {folder} cannot be used: {ingested.message}")
+    segment_drop_audio(scratch, folder, drop_id, run_id, settings, lambda: None)
+    refresh_views(scratch, settings.view_thresholds())
+    return catalog_data(scratch, str(folder), drop_id)
+
+
+def load_data(home: HomeLayout, settings: Settings, folder: Path | None) -> MatingData:
+    """Labelled windows from the folder when given, else from the home's catalog; ValueError unless both outcomes occur."""
+    data = folder_data(home, folder, settings) if folder is not None else catalog_data(home)
+    check_labelled(data)
+    return data
+
+
+def check_labelled(data: MatingData) -> None:
+    """ValueError naming the source when it has no labelled windows or only one outcome."""
+    if len(data.y) == 0:
+        raise ValueError(f"no segments of encounters with a known outcome (success or failure) in {data.source}; "
+                         "give encounters.csv an outcome per encounter and run 'breedwatch run' on the drop first")
+    if len(set(data.y.tolist())) < 2:
+        outcome = "success" if data.y[0] == 1 else "failure"
+        n = len(set(data.encounters))
+        raise ValueError(f"all {n} labelled encounters in {data.source} are '{outcome}'; "
+                         "training and evaluation need encounters of both outcomes")
+
+
+def validation_metrics(model: Any, data: MatingData, val: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Segment and encounter metrics of the kept model on the validation windows (empty without them)."""
+    if len(val) == 0:
+        return {"note": "no validation split (too few groups of one outcome); the last epoch was kept"}
+    probs = predict_frame_probs(model, data.x[val])
+    encounters = [data.encounters[i] for i in val]
+    return {"segment": binary_metrics(probs.mean(axis=1)[:, 0], data.y[val]),
+            "encounter": encounter_metrics(encounters, probs, data.y[val], temperature)}
+
+
+def train_mating(home: HomeLayout, settings: Settings, name: str, folder: Path | None = None, seed: int | None = None,
+                 epochs: int | None = None, progress: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
+    """Train CGANet on every labelled window (a grouped validation part picks the best epoch and the temperature)
+    and store it as the next version of models/mating/<name>; returns the model card with version and path."""
+    checked_name(name)
+    data = load_data(home, settings, folder)
+    recipe = train_settings(settings.mating.train, epochs=epochs)
+    seed = settings.mating.train.seed if seed is None else seed
+    groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
+    fit, val = validation_split(groups, data.y.tolist(), recipe.validation_fraction, seed)
+    started = time.perf_counter()
+    state, history = train_cganet(data.x[fit], data.y[fit], data.x[val], data.y[val], recipe, seed, progress)
+    seconds = time.perf_counter() - started
+    metrics = validation_metrics(mating_model_from_state(state), data, val, history.temperature)
+    split = {"train": sorted({groups[i] for i in fit}), "validation": sorted({groups[i] for i in val})}
+    band = (settings.mating.abstain_low, settings.mating.abstain_high)
+    card = mating_model_card(recipe, seed, data_fingerprint(data.x, data.y, data.encounters), split, history, metrics, band)
+    card.update(name=name, temperature=history.temperature, train_seconds=round(seconds, 2), split_by=recipe.group_by,
+                feature_version=FEATURE_VERSION, data=data.describe(), rejects=data.rejects, code_version=code_version(),
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    version, path = save_checkpoint(home.model_dir(KIND, name), state, card)
+    return {**card, "version": version, "path": str(path)}
+
+
+def stored_model_scores(home: HomeLayout, ref: str, data: MatingData) -> dict[str, Any]:
+    """Pooled metrics of a stored model on the data, and how many windows come from pairs it was trained on."""
+    state, card = load_model(home, KIND, ref)
+    probs = predict_frame_probs(mating_model_from_state(state), data.x)
+    temperature = float(card.get("temperature", 1.0))
+    seen = set(card.get("split", {}).get("train", [])) | set(card.get("split", {}).get("validation", []))
+    groups = fold_groups(card.get("split_by", "pair"), data.pairs, data.encounters)
+    return {"model": model_label(card), "temperature": temperature,
+            "n_windows_of_training_groups": sum(g in seen for g in groups),
+            "segment": binary_metrics(probs.mean(axis=1)[:, 0], data.y),
+            "encounter": encounter_metrics(data.encounters, probs, data.y, temperature)}
+
+
+def evaluate_mating_data(home: HomeLayout, settings: Settings, folder: Path | None = None, group_by: GroupBy | None = None,
+                         folds: int | None = None, epochs: int | None = None, seed: int | None = None,
+                         model: str | None = None,
+                         progress: Callable[[int, EpochRecord], None] | None = None) -> dict[str, Any]:
+    """CGANet, SVM and FLDA cross-validated on the same grouped folds (segment and encounter level), plus the
+    stored model `model` scored on the same windows when given."""
+    if model is not None:
+        load_model(home, KIND, model)  # an unknown name fails before minutes of cross-validation
+    data = load_data(home, settings, folder)
+    recipe = train_settings(settings.mating.train, group_by=group_by, folds=folds, epochs=epochs)
+    seed = settings.mating.train.seed if seed is None else seed
+    groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
+    started = time.perf_counter()
+    results = evaluate_mating(data.x, data.y, groups, recipe, seed, data.encounters, progress=progress)
+    results.update(data=data.describe(), rejects=data.rejects, group_by=recipe.group_by, seed=seed,
+                   settings=asdict(recipe), seconds=round(time.perf_counter() - started, 1),
+                   tables={level: metrics_table(results, level) for level in ("segment", "encounter")})
+    if model is not None:
+        results["stored"] = stored_model_scores(home, model, data)
+    return results
+
+
+
+def ensure_demo_mating_model(home: HomeLayout, drop: Path, settings: Settings) -> str | None:
+    """Train the configured mating model on a sample drop's labelled encounters unless one is stored; a note for people."""
+    from tasks.mating import resolve_model
+
+    if resolve_model(home, settings.mating.model)[0] is not None:
+        return None
+    name = settings.mating.model.partition("@")[0]
+    card = train_mating(home, settings, name, folder=drop)
+    data, recipe = card["data"], card["settings"]
+    return (f"trained {name}@v{card['version']} on {data['n_windows']} windows of {data['n_encounters']} labelled encounters "
+            f"in {card['train_seconds']:.0f} s ({recipe['epochs']} epochs, {recipe['filters']} filters, {recipe['hidden']} GRU units)")
