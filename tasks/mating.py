@@ -1,0 +1,180 @@
+"""The mating stage: CGANet on each drop's stored MFCC windows, batched, into `mating_predictions`; Raven export."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from models.audio_features import FEATURE_VERSION
+from models.mating_training import StandardisedCGANet, calibrate, mating_model_from_state
+from reports.raven import PredictedWindow, raven_selection_table
+from schemas.config import MatingConfig, Settings
+from schemas.home import HomeLayout
+from schemas.tables import MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
+from tasks.catalog import query
+from tasks.devices import choose_device
+from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
+from tasks.model_store import load_model, parse_model_ref, versions
+from tasks.segments import STAGE as SEGMENTS_STAGE
+from tasks.segments import stage_fingerprint as segments_fingerprint
+
+STAGE = "mating"
+MATING_VERSION = "1"
+KIND = "mating"
+RAVEN_SUFFIX = ".mating.selections.txt"
+EXPORT_SQL = """
+    SELECT p.drop_id, m.path, m.sample_rate, s.start_s, s.end_s, p.p_success, p.temperature, p.segment_id,
+           p.encounter_id, p.model_version
+    FROM mating_predictions p
+    JOIN segments s ON s.segment_id = p.segment_id AND s.drop_id = p.drop_id
+    JOIN media m ON m.media_id = p.media_id AND m.drop_id = p.drop_id
+    WHERE ? IS NULL OR p.drop_id = ?
+    ORDER BY p.drop_id, m.path, s.start_s
+"""
+
+
+def resolve_model(home: HomeLayout, ref: str) -> tuple[str | None, str]:
+    """(the 'name@vN' the configured model resolves to, "") or (None, why there is none), reading no weights."""
+    try:
+        name, version = parse_model_ref(ref)
+    except ValueError as error:
+        return None, f"[mating] model: {error}; mating stage skipped"
+    folder = home.model_dir(KIND, name)
+    stored = versions(folder)
+    if not stored:
+        return None, f"no mating model '{name}' in {folder}; train one with 'breedwatch train mating' (mating stage skipped)"
+    if version is not None and version not in stored:
+        return None, f"mating model {ref} is not stored (have {', '.join(f'v{v}' for v in stored)}); mating stage skipped"
+    return f"{name}@v{version if version is not None else stored[-1]}", ""
+
+
+def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
+    """What must stay the same for the drop's committed predictions to be reused: its segments and the model."""
+    label, _ = resolve_model(home, settings.mating.model)
+    return f"{MATING_VERSION}:{label or 'no-model'}:{segments_fingerprint(home, drop_id, settings)}"
+
+
+def drop_segments(home: HomeLayout, drop_id: str) -> dict[str, dict[str, Any]]:
+    """media_id and encounter_id of every committed segment of a drop."""
+    part = home.part(SEGMENTS.name, SEGMENTS.partition, drop_id, SEGMENTS_STAGE)
+    if not part.exists():
+        return {}
+    rows = pq.read_table(part, columns=["segment_id", "media_id", "encounter_id"]).to_pylist()
+    return {row["segment_id"]: row for row in rows}
+
+
+def feature_batches(home: HomeLayout, drop_id: str, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(segment ids, MFCC (B, 2, 86, 40) float32) of the drop's current-version features, batch by batch from disk."""
+    part = home.part(SEGMENT_FEATURES.name, SEGMENT_FEATURES.partition, drop_id, SEGMENTS_STAGE)
+    if not part.exists():
+        return
+    for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=["segment_id", "feature_version", "mfcc"]):
+        table = pa.Table.from_batches([batch])
+        keep = [v == FEATURE_VERSION for v in table.column("feature_version").to_pylist()]
+        table = table.filter(pa.array(keep, pa.bool_()))
+        if table.num_rows:
+            mfcc = table.column("mfcc").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            yield table.column("segment_id").to_pylist(), mfcc.astype(np.float32).reshape(-1, 2, 86, 40)
+
+
+def load_mating_model(home: HomeLayout, label: str, device: torch.device) -> tuple[StandardisedCGANet, float]:
+    """The stored model in eval mode on the device, and its calibration temperature."""
+    state, card = load_model(home, KIND, label)
+    return mating_model_from_state(state).to(device).eval(), float(card.get("temperature", 1.0))
+
+
+def forward(model: StandardisedCGANet, mfcc: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batched forward pass: p_success (B,), per-frame P(success) (B, 86) and attention (B, 86), float32 on the CPU."""
+    with torch.inference_mode():
+        output = model(torch.from_numpy(mfcc).to(device))
+    return (output.p_success.float().cpu().numpy(), output.frame_probs[..., 0].float().cpu().numpy(),
+            output.attention.float().cpu().numpy())
+
+
+def prediction_rows(ids: list[str], outputs: tuple[np.ndarray, np.ndarray, np.ndarray], segments: dict[str, dict[str, Any]],
+                    context: dict[str, Any]) -> list[dict[str, Any]]:
+    """mating_predictions rows of one batch; context holds drop_id, temperature, model_version and run_id."""
+    p_success, frames, attention = outputs
+    return [{"segment_id": sid, "media_id": segments[sid]["media_id"], "encounter_id": segments[sid]["encounter_id"],
+             "p_success": float(p), "frame_p_success": f, "attention": a, **context}
+            for sid, p, f, a in zip(ids, p_success, frames, attention) if sid in segments]
+
+
+def predict_windows(home: HomeLayout, drop_id: str, model: StandardisedCGANet, config: MatingConfig, device: torch.device,
+                    context: dict[str, Any], advance: Callable[[], None]) -> list[dict[str, Any]]:
+    """Prediction rows of every stored window of a drop, advancing once per recording whose windows are all done."""
+    segments = drop_segments(home, drop_id)
+    left = Counter(row["media_id"] for row in segments.values())
+    rows: list[dict[str, Any]] = []
+    for ids, mfcc in feature_batches(home, drop_id, config.batch_size):
+        batch = prediction_rows(ids, forward(model, mfcc, device), segments, context)
+        rows.extend(batch)
+        for row in batch:
+            left[row["media_id"]] -= 1
+            if left[row["media_id"]] == 0:
+                advance()
+    return rows
+
+
+def predict_drop_mating(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings,
+                        advance: Callable[[], None]) -> dict[str, Any]:
+    """Predict mating success of every window of one drop with the configured model, unless identical work is
+    committed; without a stored model the stage is skipped (status "no_model"), not failed."""
+    label, why = resolve_model(home, settings.mating.model)
+    fingerprint = stage_fingerprint(home, drop_id, settings)
+    marker = read_marker(home, drop_id, STAGE)
+    if label is None:
+        if not marker or marker["fingerprint"] != fingerprint:
+            write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": {}, "run_id": run_id, "model": None})
+        return {"drop_id": drop_id, "status": "no_model", "counts": {}, "message": why}
+    if marker and marker["fingerprint"] == fingerprint:
+        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"], "model": label}
+    device = choose_device(settings.mating.device)
+    model, temperature = load_mating_model(home, label, device)
+    context = {"drop_id": drop_id, "temperature": temperature, "model_version": label, "run_id": run_id}
+    rows = predict_windows(home, drop_id, model, settings.mating, device, context, advance)
+    write_rows(home, MATING_PREDICTIONS, drop_id, STAGE, rows)
+    counts = {"mating_predictions": len(rows)}
+    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "model": label})
+    return {"drop_id": drop_id, "status": "predicted", "counts": counts, "model": label}
+
+
+# ---------------------------------------------------------------- Raven export
+
+
+def predicted_window(row: dict[str, Any]) -> PredictedWindow:
+    """A Raven export window from an EXPORT_SQL row (band: the whole spectrum of the recording)."""
+    temperature = row["temperature"] if row["temperature"] is not None else 1.0
+    return PredictedWindow(start_s=row["start_s"], end_s=row["end_s"], low_hz=0.0, high_hz=row["sample_rate"] / 2.0,
+                           p_success=row["p_success"], p_calibrated=float(calibrate(row["p_success"], temperature)),
+                           segment_id=row["segment_id"], encounter_id=row["encounter_id"], model_version=row["model_version"])
+
+
+def raven_path(out: Path, drop_id: str, recording: str) -> Path:
+    """OUT/<drop_id>/<recording path without its suffix>.mating.selections.txt."""
+    relative = Path(recording)
+    return out / drop_id / relative.parent / f"{relative.stem}{RAVEN_SUFFIX}"
+
+
+def export_raven_tables(home: HomeLayout, out: Path, drop_id: str | None = None) -> list[Path]:
+    """Write one Raven selection table per recording with predictions (of one drop, or all) and return their paths."""
+    rows = query(home, EXPORT_SQL, [drop_id, drop_id]).to_pylist()
+    if not rows:
+        where = f"drop {drop_id}" if drop_id else "the catalog"
+        raise ValueError(f"no mating predictions in {where}; train a mating model and run 'breedwatch run' first")
+    recordings: dict[tuple[str, str], list[PredictedWindow]] = {}
+    for row in rows:
+        recordings.setdefault((row["drop_id"], row["path"]), []).append(predicted_window(row))
+    written = []
+    for (drop, recording), windows in recordings.items():
+        path = raven_path(out, drop, recording)
+        write_bytes_atomic(path, raven_selection_table(windows).encode("utf-8"))
+        written.append(path)
+    return written
