@@ -169,7 +169,11 @@ def grouped_folds(groups: Sequence[str], labels: Sequence[int], k: int, seed: in
     stratify = len(set(y.tolist())) == 2
     if not stratify:
         notes.append("every window carries the same label, so the folds are grouped but not stratified")
-    splits = raw_splits(g, y, used, seed, stratify)
+    try:
+        splits = raw_splits(g, y, used, seed, stratify)
+    except ValueError:  # StratifiedGroupKFold refuses k above the window count of every label
+        stratify, splits = False, raw_splits(g, y, used, seed, False)
+        notes.append(f"too few windows of each label to stratify {used} folds, so GroupKFold was used")
     if stratify and any(len(te) == 0 for _, te in splits):
         stratify, splits = False, raw_splits(g, y, used, seed, False)
         notes.append("stratification left a test fold empty, so GroupKFold was used")

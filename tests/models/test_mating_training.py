@@ -120,6 +120,8 @@ def test_validation_split_is_grouped_and_keeps_both_labels_for_fitting() -> None
     assert len(val) and not set(g[fit]) & set(g[val]) and set(y[fit].tolist()) == {0, 1}
     fit, val = validation_split(["a", "a", "b"], [1, 1, 0], 0.5, seed=0)  # holding out either group loses a label
     assert len(val) == 0 and len(fit) == 3
+    fit, val = validation_split(list("abcde"), [1, 1, 1, 1, 0], 0.2, seed=0)  # no hold-out holds both outcomes
+    assert len(val) == 0 and len(fit) == 5
 
 
 # ---------------------------------------------------------------- training
@@ -206,6 +208,10 @@ def test_baselines_run_on_the_same_folds_and_return_the_metrics() -> None:
             assert set(result["segment"]["mean"]) == set(METRICS)
             assert result["segment"]["mean"]["accuracy"] > 0.8  # the classes are separable
             assert all(set(METRICS) <= set(fold) for fold in result["segment"]["per_fold"])
+    encounters = [f"E{p}" for p in pairs]
+    for result in (svm_baseline(x, y, plan, "summary", encounter_ids=encounters),
+                   flda_baseline(x, y, plan, "summary", encounter_ids=encounters)):
+        assert result["encounter"]["pooled"]["n"] == 10 and result["encounter"]["mean"]["accuracy"] > 0.8
 
 
 def test_data_fingerprint_ignores_order_and_sees_labels() -> None:
