@@ -129,6 +129,15 @@ def test_decision_band_changes_without_rerunning_the_model(face_home, tmp_path) 
     refresh_views(layout, wide.view_thresholds())
     decided = query(layout, "SELECT p_male, sex_predicted FROM animals").to_pylist()
     assert all(r["sex_predicted"] == ("male" if r["p_male"] >= 0.5 else "female") for r in decided)
+    today = datetime.now(timezone.utc).date()
+    rebuilt = CliRunner().invoke(app, ["report", "--home", str(home), "--since", str(today - timedelta(days=1)), "--until", str(today)])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    period = home / "reports" / f"period-{today - timedelta(days=1)}_{today}"
+    assert "A07" in (period / "animals.csv").read_text() and "faces-drop" in (period / "report.html").read_text()
+    empty = CliRunner().invoke(app, ["report", "--home", str(home), "--until", "2000-01-01"])
+    assert empty.exit_code == 0 and "A07" not in (home / "reports" / "period-start_2000-01-01" / "animals.csv").read_text()
+    backwards = CliRunner().invoke(app, ["report", "--home", str(home), "--since", "2026-02-01", "--until", "2026-01-01"])
+    assert backwards.exit_code == 2 and "before" in backwards.output
 
 
 def test_batch_equals_one_at_a_time(face_home) -> None:
