@@ -169,20 +169,28 @@ def train_gender(home: HomeLayout, config: GenderConfig, name: str, folder: Path
     seconds = time.perf_counter() - started
     metrics = split_metrics(model, faces.items, train_ids, test_ids, seed)
     card = gender_model_card(settings, seed, data_fingerprint(faces.items), {"train": train_ids, "test": test_ids},
-                             history, temperature, {**metrics, "rates": error_rates(metrics["net"])})
+                             history, temperature, card_metrics(metrics))
     card = {**card, "name": name, "source": faces.source, "n_faces": len(faces.items), "train_seconds": seconds}
     version, path = save_checkpoint(home.model_dir(KIND, name), model.state_dict(), card)
     return {**card, "version": version, "path": str(path), "label": f"{name}@v{version}"}
 
 
-def error_rates(net_metrics: dict[str, Any]) -> dict[str, float | None]:
-    """Per-animal sensitivity (male recall) and specificity (female recall) for Rogan-Gladen correction."""
-    matrix = net_metrics["per_animal"].get("confusion_matrix")
-    if not matrix:
-        return {"sensitivity": None, "specificity": None, "level": "animal"}
-    (tn, fp), (fn, tp) = matrix
-    return {"sensitivity": tp / (tp + fn) if tp + fn else None, "specificity": tn / (tn + fp) if tn + fp else None,
-            "level": "animal", "n_male": tp + fn, "n_female": tn + fp}
+def error_rates(net_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Per-animal sensitivity (males called male) and specificity (females called female) among the held-out animals
+    the abstain band decided, as the animals view counts them; None for a sex with no decided animal."""
+    decided = [row for row in net_metrics["animals"] if row["decision"] != "unknown"]
+    males = [row["decision"] == "male" for row in decided if row["label"] == 1]
+    females = [row["decision"] == "female" for row in decided if row["label"] == 0]
+    return {"sensitivity": sum(males) / len(males) if males else None, "specificity": sum(females) / len(females) if females else None,
+            "decided_males": len(males), "decided_females": len(females), "level": "animal, decided by the abstain band"}
+
+
+def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Card metrics: the net's per-image and per-animal figures on top (with the rates the gender ratio corrects for)."""
+    net = metrics["net"]
+    rates = error_rates(net)
+    per_animal = {**net["per_animal"], **{k: v for k, v in rates.items() if k in ("sensitivity", "specificity") and v is not None}}
+    return {"per_image": net["per_image"], "per_animal": per_animal, "rates": rates, **metrics}
 
 
 def evaluation_splits(items: list[Item], config: GenderConfig, folds: int | None) -> list[tuple[list[str], list[str]]]:
