@@ -1,0 +1,60 @@
+"""Terminal renderings of `breedwatch bench`: the throughput table and the equality statements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+WAYS = (("pipeline", "pipeline (nightly stages)"), ("naive", "naive way"), ("bound", "model-only bound"))
+UNITS = {"image": "images/s", "audio": "segments/s"}
+
+
+def seconds_text(parts: dict[str, float]) -> str:
+    """Median seconds of each timed part, e.g. 'faces 3.1 + gender 1.2'."""
+    return " + ".join(f"{name} {value:.2f}" for name, value in parts.items() if name != "total")
+
+
+def bench_table(summary: dict[str, Any]) -> Table:
+    """One row per path and way: items per second, median seconds by part, the pipeline's ratio to it."""
+    table = Table(title=f"breedwatch bench on {summary['device']} ({summary['repeats']} repeat(s), medians)")
+    for column in ("path", "way", "rate", "seconds (median, by part)", "pipeline / this"):
+        table.add_column(column, justify="right" if column in ("rate", "pipeline / this") else "left")
+    for path in ("image", "audio"):
+        result = summary[path]
+        for way, label in WAYS:
+            ratio = {"pipeline": "1.00", "naive": f"{result['vs_naive']:.2f}", "bound": f"{result['vs_bound']:.2f}"}[way]
+            table.add_row(path, label, f"{result[f'{way}_per_s']:.2f} {UNITS[path]}", seconds_text(result["seconds"][way]), ratio)
+    return table
+
+
+def check_lines(summary: dict[str, Any]) -> list[str]:
+    """One sentence per comparison of the pipeline's results with the naive way's."""
+    image, audio = summary["image"]["checks"], summary["audio"]["checks"]
+    boxes, gender, mfcc, mating = image["boxes"], image["gender"], audio["mfcc"], audio["mating"]
+    iou = "no boxes to compare" if boxes["min_iou"] is None else f"lowest IoU {boxes['min_iou']:.4f} (must be above {boxes['threshold']})"
+    return [
+        f"face boxes: {boxes['boxes_pipeline']} by the pipeline, {boxes['boxes_naive']} by per-image MTCNN on "
+        f"{boxes['images']} images; {iou}: {verdict(boxes['passed'])}",
+        f"gender: {gender['n']} faces, largest |P(male) bf16 batched - fp32 one at a time| {gender['max_abs_diff']:.2e} "
+        f"(tolerance {gender['tolerance']}): {verdict(gender['passed'])}",
+        f"MFCC: {mfcc['n']} segments, largest relative error of torch against librosa {mfcc['max_relative_error']:.2e} "
+        f"(tolerance {mfcc['tolerance']}): {verdict(mfcc['passed'])}",
+        f"mating: {mating['n']} segments, largest |p_success batched - one at a time on librosa MFCC| "
+        f"{mating['max_abs_diff']:.2e} (tolerance {mating['tolerance']}): {verdict(mating['passed'])}",
+    ]
+
+
+def verdict(passed: bool) -> str:
+    """'equal' or 'DIFFERENT'."""
+    return "equal" if passed else "DIFFERENT"
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """Audio real-time factor, peak memory and the overall verdict."""
+    audio = summary["audio"]
+    return [
+        f"audio: {audio['realtime_x']:.0f}x real time on {summary['drop']['segment_audio_s']:.0f} s of segment audio",
+        f"peak RSS: {summary['peak_rss_mb']:.0f} MiB (after the pipeline stages: {summary['pipeline_peak_rss_mb']:.0f} MiB)",
+        "results equal the naive way's" if summary["results_equal_naive"] else "RESULTS DIFFER from the naive way's",
+    ]

@@ -1,0 +1,56 @@
+"""`breedwatch bench` on a tiny drop: the JSON's shape and the statements that results equal the naive way's (never times)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.conftest import realfile
+
+TINY = ["--gender-size", "32", "--cganet-filters", "4"]
+RATES = ("pipeline_per_s", "naive_per_s", "bound_per_s", "vs_naive", "vs_bound")
+
+
+def run_bench(tmp_path: Path, *options: str) -> dict:
+    """Run `bench --quick --json` with tiny nets in a kept work folder and return the JSON."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--json", str(out), "--workdir", str(tmp_path / "work"), *TINY, *options])
+    assert result.exit_code == 0, result.output
+    assert "results equal the naive way's" in result.output
+    return json.loads(out.read_text())
+
+
+def test_quick_bench_json_shape_and_equality(tmp_path: Path) -> None:
+    summary = run_bench(tmp_path, "--frames", "1")
+    assert summary["device"].startswith(("cpu", "cuda")) and summary["peak_rss_mb"] > 0
+    for path in ("image", "audio"):
+        result = summary[path]
+        assert set(RATES) <= set(result) and all(result[key] > 0 for key in RATES)
+        assert result["vs_naive"] == pytest.approx(result["pipeline_per_s"] / result["naive_per_s"])
+        assert result["vs_bound"] == pytest.approx(result["pipeline_per_s"] / result["bound_per_s"])
+    assert summary["audio"]["realtime_x"] > 0
+    assert summary["drop"]["images"] == summary["image"]["items"] and summary["drop"]["scene_images"] == 1
+    checks = {**summary["image"]["checks"], **summary["audio"]["checks"]}
+    assert checks["gender"]["n"] == summary["drop"]["faces_classified"] > 0 and checks["gender"]["same_items"]
+    assert checks["mfcc"]["n"] == checks["mating"]["n"] == summary["drop"]["segments"] > 0
+    assert checks["mfcc"]["max_relative_error"] <= 1e-4 and checks["gender"]["max_abs_diff"] <= 0.01
+    assert all(check["passed"] for check in checks.values()) and summary["results_equal_naive"] is True
+
+
+def test_bench_boxes_match_per_image_mtcnn_on_real_faces(tmp_path: Path, realdata: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(realfile(realdata, "facenet-pytorch/multiface.jpg"), photos / "multiface.jpg")
+    boxes = run_bench(tmp_path, "--frames", "0", "--extra-images", str(photos))["image"]["checks"]["boxes"]
+    assert boxes["boxes_pipeline"] == boxes["boxes_naive"] > 0 and boxes["counts_equal"]
+    assert boxes["min_iou"] > 0.9 and boxes["passed"]
+
+
+def test_bench_refuses_a_missing_extra_images_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "--quick", *TINY, "--extra-images", str(tmp_path / "nope"), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 1 and f"extra images folder {tmp_path / 'nope'} does not exist" in " ".join(result.output.split())
