@@ -54,7 +54,7 @@ def read_span(path: Path, start_s: float, end_s: float, channel_pair: tuple[int,
     data, rate = sf.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
     stereo, channel_flags = pick_channels(data, channel_pair)
     resampled, rate_flags = resample_to_pipeline(stereo, rate)
-    offset = int(round((start_s - first / rate) * PIPELINE_RATE))
+    offset = max(int(round((start_s - first / rate) * PIPELINE_RATE)), 0)  # -1 when first was rounded up past start_s
     wanted = int(round((end_s - start_s) * PIPELINE_RATE))
     samples = np.ascontiguousarray(resampled[offset : offset + wanted])
     return Recording(samples, PIPELINE_RATE, int(rate), int(info.channels), channel_flags + rate_flags)
