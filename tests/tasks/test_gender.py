@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import re
+from typing import Any
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -113,8 +116,23 @@ def check_report(report: Path, run_id: str) -> None:
     assert animals_csv.startswith("animal_id,") and "A07" in animals_csv and "data:image" not in animals_csv
     assert (report.parent / "rejects.csv").is_file() and (report.parent / "drops.csv").is_file()
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(ARTIFACT_KEYS))))}
-    assert {"breedwatch-run-summary", "breedwatch-report"} <= keys
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(ARTIFACT_KEYS))))
+    assert {"breedwatch-run-summary", "breedwatch-report", "breedwatch-gender-ratio"} <= {a.key for a in artifacts}
+    check_numbers_agree(report, html, next(a for a in artifacts if a.key == "breedwatch-gender-ratio"))
+
+
+def check_numbers_agree(report: Path, html: str, artifact: Any) -> None:
+    """The gender ratio is the same in the catalog, the CSV, the table artifact and the HTML."""
+    catalog = query(HomeLayout(report.parents[2]), "SELECT level, males, females, unknown, estimate, ci_low, ci_high FROM gender_ratio").to_pylist()
+    with (report.parent / "gender_ratio.csv").open() as handle:
+        csv_rows = list(csv.DictReader(handle))
+    table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert len(catalog) == len(csv_rows) == len(table) >= 1
+    for row, csv_row, artifact_row in zip(catalog, csv_rows, table):
+        for key in ("males", "females", "unknown"):
+            assert row[key] == int(csv_row[key]) == int(artifact_row[key])
+        assert float(csv_row["estimate"]) == pytest.approx(row["estimate"]) == float(artifact_row["estimate"])
+        assert f"{row['estimate']:.2f} ({row['ci_low']:.2f}-{row['ci_high']:.2f})" in html
 
 
 def test_decision_band_changes_without_rerunning_the_model(face_home, tmp_path) -> None:
