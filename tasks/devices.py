@@ -1,8 +1,15 @@
-"""Choosing the compute device."""
+"""Choosing the compute device, sharing one GPU between flows, and surviving GPU out-of-memory."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
 import torch
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def choose_device(preference: str) -> torch.device:
@@ -10,3 +17,27 @@ def choose_device(preference: str) -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def gpu_slot(device: torch.device, limit: str) -> Iterator[None]:
+    """Hold one slot of the named Prefect global concurrency limit while work runs on CUDA; nothing on the CPU."""
+    if device.type != "cuda" or not limit:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(limit, occupy=1):
+        yield
+
+
+def halve_on_oom(run: Callable[[Sequence[Item]], list[Result]], items: Sequence[Item]) -> list[Result]:
+    """run(items); on CUDA out-of-memory, free the cache and run each half instead, down to a single item."""
+    try:
+        return run(items)
+    except torch.cuda.OutOfMemoryError:
+        if len(items) <= 1:
+            raise
+        torch.cuda.empty_cache()
+        middle = len(items) // 2
+        return halve_on_oom(run, items[:middle]) + halve_on_oom(run, items[middle:])

@@ -29,7 +29,7 @@ from models.faces import (
 from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, MEDIA
-from tasks.devices import choose_device
+from tasks.devices import choose_device, halve_on_oom
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_detector
 
@@ -127,13 +127,13 @@ def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detec
 
 
 def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
-    """Decode and detect same-size batches, yielding each image with its detections."""
+    """Decode and detect same-size batches (halved when one runs out of GPU memory), yielding each image with its detections."""
     by_id = {row["media_id"]: row for row in images}
     batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], config.batch_size)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for batch in batches:
             decoded = list(pool.map(lambda key: open_upright(drop_dir / by_id[key]["path"]), batch))
-            found = detect_faces(detector.mtcnn, [np.asarray(image) for image in decoded])
+            found = halve_on_oom(lambda arrays: detect_faces(detector.mtcnn, arrays), [np.asarray(image) for image in decoded])
             yield from ((by_id[key], image, faces) for key, image, faces in zip(batch, decoded, found))
 
 

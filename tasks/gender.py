@@ -17,7 +17,7 @@ from reports.plots import heatmap_overlay
 from schemas.config import GenderConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS
-from tasks.devices import choose_device
+from tasks.devices import choose_device, halve_on_oom
 from tasks.gender_training import KIND, load_gender_model
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import model_label, stored_card
@@ -82,16 +82,21 @@ def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: tor
 
 
 def predict_p_male(model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]) -> list[float]:
-    """Calibrated P(male) of each crop, in batches on the chosen device."""
+    """Calibrated P(male) of each crop, in batches on the chosen device (a batch that runs out of GPU memory is halved)."""
     device = choose_device(config.device)
     precision = inference_precision(config, device)
     probabilities: list[float] = []
     for batch in crop_batches(paths, model.input_size, config, device):
-        logits = predict_logits(model, batch.to(device, non_blocking=True), device, precision)
-        probabilities += calibrated_probs(model, logits).tolist()
+        probabilities += halve_on_oom(lambda part: batch_p_male(model, part, device, precision), batch)
         for _ in range(len(batch)):
             advance()
     return probabilities
+
+
+def batch_p_male(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, precision: Precision) -> list[float]:
+    """Calibrated P(male) of one batch of crops on the device."""
+    logits = predict_logits(model, batch.to(device, non_blocking=True), device, precision)
+    return calibrated_probs(model, logits).tolist()
 
 
 def gradcam_sample(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
