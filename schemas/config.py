@@ -189,6 +189,18 @@ class RuntimeConfig(BaseModel):
     progress: bool | None = Field(default=None, description="Progress bars; None means only on a terminal.")
 
 
+class RunnerConfig(BaseModel):
+    """Where the per-drop stage tasks run, and the GPU's concurrency limit (neither changes results)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["default", "dask"] = Field(default="default", description="default: Prefect's thread pool in the flow's process; dask: prefect-dask's DaskTaskRunner.")
+    address: str = Field(default="", description="Scheduler of an existing Dask cluster (tcp://host:8786); empty starts a local cluster.")
+    n_workers: int = Field(default=2, ge=1, le=1024, description="default: stage tasks running at once; dask: worker processes of the local cluster.")
+    threads_per_worker: int = Field(default=1, ge=1, le=64, description="Threads per worker process of the local Dask cluster.")
+    gpu_limit: str = Field(default="breedwatch-gpu", description="Prefect global concurrency limit a stage holds while it uses CUDA (create it with 'prefect gcl create breedwatch-gpu --limit 1'); empty: none.")
+
+
 class Settings(BaseSettings):
     """breedwatch configuration (TOML via --config, then BREEDWATCH_* variables override)."""
 
@@ -206,6 +218,7 @@ class Settings(BaseSettings):
     mating: MatingConfig = Field(default_factory=MatingConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
 
     @field_validator("default_timezone")
     @classmethod
@@ -250,7 +263,7 @@ class Settings(BaseSettings):
 
     def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:
         """A hash of the settings that change results (all such sections, or only the given ones)."""
-        data = self.model_dump(mode="json", exclude={"home", "inbox", "runtime", "schedule"})
+        data = self.model_dump(mode="json", exclude={"home", "inbox", "runtime", "runner", "schedule"})
         if sections is not None:
             data = {key: value for key, value in data.items() if key in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
