@@ -96,13 +96,13 @@ def rogan_gladen(apparent: float, sensitivity: float, specificity: float) -> flo
 
 def corrected_proportion(observed: Proportion, sensitivity: float | None, specificity: float | None) -> Corrected:
     """Rogan-Gladen correction of a share and of its Wilson bounds, with a note whenever it cannot be or was clipped."""
+    if observed.estimate is None or observed.ci_low is None or observed.ci_high is None:
+        return Corrected(None, None, None, "No correction: no individual was counted.")
     if sensitivity is None or specificity is None:
         return Corrected(None, None, None, "No correction: the model card gives no sensitivity and specificity.")
     se, sp = check_rate(sensitivity, "sensitivity"), check_rate(specificity, "specificity")
     if se + sp <= 1:
         return Corrected(None, None, None, f"No correction: sensitivity {se:.3f} + specificity {sp:.3f} <= 1, the classifier is no better than chance.")
-    if observed.estimate is None or observed.ci_low is None or observed.ci_high is None:
-        return Corrected(None, None, None, "No correction: no individual was counted.")
     estimate = rogan_gladen(observed.estimate, se, sp)
     low, high = rogan_gladen(observed.ci_low, se, sp), rogan_gladen(observed.ci_high, se, sp)
     return Corrected(estimate, low, high, clipping_note(observed.estimate, se, sp))

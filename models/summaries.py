@@ -9,16 +9,35 @@ from models.statistics import ClassifierRates, corrected_proportion, rates_from_
 
 
 def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
-    """Per-animal sensitivity and specificity (male positive) from a gender model card's metrics.per_animal, if it has them."""
-    per_animal = (card.get("metrics") or {}).get("per_animal") or {}
+    """Per-animal sensitivity and specificity (male positive) of a gender model card, if it has them.
+
+    Read from metrics.rates (sensitivity, specificity, n_male, n_female: the card's test animals) when present,
+    else from metrics.per_animal (explicit sensitivity/specificity, else its confusion matrix [[TN, FP], [FN, TP]]).
+    """
+    metrics = card.get("metrics") or {}
+    rates = metrics.get("rates")
+    if isinstance(rates, Mapping):
+        se, sp = rates.get("sensitivity"), rates.get("specificity")
+        return ClassifierRates(None if se is None else float(se), None if sp is None else float(sp),
+                               int(rates.get("n_male") or 0), int(rates.get("n_female") or 0))
+    per_animal = metrics.get("per_animal") or {}
     matrix = per_animal.get("confusion_matrix")
     if matrix is None:
         return None
-    rates = rates_from_confusion(matrix)
+    counted = rates_from_confusion(matrix)
     se, sp = per_animal.get("sensitivity"), per_animal.get("specificity")
     if se is not None and sp is not None:  # stated explicitly (e.g. measured on decided animals only): use them
-        return ClassifierRates(float(se), float(sp), rates.n_positive, rates.n_negative)
-    return rates
+        return ClassifierRates(float(se), float(sp), counted.n_positive, counted.n_negative)
+    return counted
+
+
+def missing_rate_note(rates: ClassifierRates) -> str | None:
+    """Say which rate the card cannot give and why (no test animal of that sex)."""
+    missing = [name for name, value in (("sensitivity", rates.sensitivity), ("specificity", rates.specificity)) if value is None]
+    if not missing:
+        return None
+    return (f"No correction: the model card's test animals are {rates.n_positive} male and {rates.n_negative} female, "
+            f"so its {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} unknown.")
 
 
 def versions_note(versions: Sequence[str]) -> str:
@@ -35,7 +54,7 @@ def group_rates(versions: Sequence[str], rates: Mapping[str, ClassifierRates]) -
     found = rates.get(versions[0])
     if found is None:
         return versions[0], None, f"No correction: no model card with per-animal test metrics was found for {versions[0]}."
-    return versions[0], found, None
+    return versions[0], found, missing_rate_note(found)
 
 
 def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRates]) -> dict[str, Any]:
@@ -44,6 +63,7 @@ def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRa
     raw = wilson_interval(males, males + females)
     version, found, note = group_rates(sorted(counts.get("model_versions") or []), rates)
     corrected = corrected_proportion(raw, found.sensitivity if found else None, found.specificity if found else None)
+    note = corrected.note if raw.n == 0 else note or corrected.note
     return {
         "level": counts["level"], "site": counts.get("site"), "deployment_id": counts.get("deployment_id"),
         "males": males, "females": females, "unknown": int(counts["unknown"]), "n": raw.n,
@@ -52,7 +72,7 @@ def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRa
         "model_version": version,
         "sensitivity": found.sensitivity if found else None, "specificity": found.specificity if found else None,
         "validation_males": found.n_positive if found else None, "validation_females": found.n_negative if found else None,
-        "note": note or corrected.note,
+        "note": note,
     }
 
 

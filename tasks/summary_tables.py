@@ -94,7 +94,7 @@ def gender_rates(rows: Sequence[Mapping[str, Any]]) -> dict[str, ClassifierRates
     return {
         row["model_version"]: ClassifierRates(row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"])
         for row in rows
-        if row["kind"] == "gender" and row["sensitivity"] is not None and row["specificity"] is not None
+        if row["kind"] == "gender" and row["n_positive"] is not None
     }
 
 

@@ -109,7 +109,7 @@ def test_no_animals_at_all_gives_an_overall_row_without_estimate(catalog) -> Non
     animals(con, [])
     write_summary_tables(con, home)
     assert con.sql("SELECT level, n, estimate, ci_low, note FROM gender_ratio").fetchall() == [
-        ("overall", 0, None, None, "No correction: the model card gives no sensitivity and specificity.")
+        ("overall", 0, None, None, "No correction: no individual was counted.")
     ]
 
 
@@ -145,3 +145,20 @@ def test_rewriting_replaces_the_tables_and_an_old_view_of_the_same_name(catalog)
     con.execute("INSERT INTO animals VALUES ('z', 'drop-1', 'North', 'dep-1', 0.9, 'male', 'panda-gender@v1')")
     write_summary_tables(con, home)
     assert con.sql("SELECT males, females FROM gender_ratio WHERE level = 'overall'").fetchall() == [(2, 1)]
+
+
+def test_rates_come_from_the_cards_metrics_rates_and_a_missing_rate_is_named(catalog) -> None:
+    home, con = catalog
+    write_card(home, "panda-gender", 1, {"metrics": {"rates": {"level": "animal", "sensitivity": 0.75, "specificity": 0.9,
+                                                               "n_male": 4, "n_female": 10}}})
+    write_card(home, "panda-gender", 2, {"metrics": {"rates": {"level": "animal", "sensitivity": None, "specificity": 1.0,
+                                                               "n_male": 0, "n_female": 1}}})
+    animals(con, herd("a", "North", "dep-1", 3, 5, 1, "panda-gender@v1") + herd("b", "South", "dep-2", 2, 2, 0, "panda-gender@v2"))
+    write_summary_tables(con, home)
+    rows = {row["deployment_id"] or "overall": row for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()}
+    north = rows["dep-1"]
+    assert (north["sensitivity"], north["specificity"], north["validation_males"], north["validation_females"]) == (0.75, 0.9, 4, 10)
+    assert north["corrected"] == pytest.approx((3 / 8 + 0.9 - 1) / (0.75 + 0.9 - 1))
+    south = rows["dep-2"]
+    assert south["corrected"] is None and south["estimate"] == 0.5
+    assert south["note"] == "No correction: the model card's test animals are 0 male and 1 female, so its sensitivity is unknown."
