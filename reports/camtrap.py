@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schemas.camtrap import SCHEMA_BASE
+from schemas.camtrap import ANYWHERE_M, SCHEMA_BASE
 
 DEPLOYMENT_COLUMNS = (
     "deploymentID", "locationID", "locationName", "latitude", "longitude", "coordinateUncertainty", "deploymentStart",
@@ -34,6 +34,7 @@ OBSERVATION_COLUMNS = (
     "individualPositionAngle", "individualSpeed", "bboxX", "bboxY", "bboxWidth", "bboxHeight", "classificationMethod",
     "classifiedBy", "classificationTimestamp", "classificationProbability", "observationTags", "observationComments",
 )
+ENCOUNTERS_FILE = "mating-encounters.csv"  # not encounters.csv: that name is a drop manifest, and exports are read back as drops
 ENCOUNTER_FIELDS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("encounterID", "string", {"required": True, "unique": True}, "Identifier of the encounter (encounters.csv of the drop)."),
     ("deploymentID", "string", {"required": False}, "Deployment of the recording (else of its drop); empty when neither was exported."),
@@ -53,7 +54,7 @@ ENCOUNTER_FIELDS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
 )
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 MEDIATYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".wav": "audio/wav", ".flac": "audio/flac"}
-EARTH_HALF_CIRCUMFERENCE_M = 20_037_509  # coordinateUncertainty of an unknown location: anywhere on Earth
+EARTH_HALF_CIRCUMFERENCE_M = ANYWHERE_M  # coordinateUncertainty of an unknown location: anywhere on Earth
 UNKNOWN_LOCATION = (
     "Location unknown to breedwatch: latitude 0 and longitude 0 are placeholders required by the schema, and "
     "coordinateUncertainty says the point may be anywhere on Earth. Set latitude and longitude in drop.toml."
@@ -107,13 +108,18 @@ def first_given(rows: Iterable[Mapping[str, Any]], key: str) -> Any:
     return next((row[key] for row in rows if row.get(key) is not None), None)
 
 
+def camera_name(make: str | None, model: str) -> str:
+    """'Make Model', without repeating a make the model already starts with (Canon Canon EOS ...)."""
+    return model if not make or model.lower().startswith(make.lower()) else f"{make} {model}"
+
+
 def deployment_row(key: str, media: Sequence[Mapping[str, Any]], known: Sequence[Mapping[str, Any]], tz: str | None) -> dict[str, Any]:
     """One deployments.csv row from its exported media and what the drops or package said about it."""
     times = [m["captured_at"] for m in media if m.get("captured_at") is not None]
     start = first_given(known, "deployment_start") or min(times)
     end = first_given(known, "deployment_end") or max(times)
     latitude, longitude = first_given(known, "latitude"), first_given(known, "longitude")
-    cameras = Counter(" ".join(filter(None, (m.get("camera_make"), m.get("camera_model")))) for m in media if m.get("camera_model"))
+    cameras = Counter(camera_name(m.get("camera_make"), m["camera_model"]) for m in media if m.get("camera_model"))
     drops = sorted({m["drop_id"] for m in media} | {k["drop_id"] for k in known})
     comments = [f"breedwatch drop(s): {', '.join(drops)}."]
     if latitude is None or longitude is None:
@@ -238,7 +244,7 @@ def build_observations(faces: Sequence[Mapping[str, Any]], media: Sequence[Mappi
 
 def build_encounters(encounters: Sequence[Mapping[str, Any]], media: Sequence[Mapping[str, Any]], timezones: Mapping[str, str | None],
                      deployments: Mapping[str, str], built: Built) -> None:
-    """One encounters.csv row per encounter, pointing at its exported recording and deployment."""
+    """One mating-encounters.csv row per encounter, pointing at its exported recording and deployment."""
     exported = {(m["drop_id"], m["media_id"]): deployment_of(m) for m in media}
     known = {d["deploymentID"] for d in built.deployments}
     for e in encounters:
@@ -286,7 +292,7 @@ def resources() -> list[dict[str, Any]]:
     core = [{"name": name, "path": f"{name}.csv", "profile": "tabular-data-resource", "format": "csv", "mediatype": "text/csv",
              "encoding": "utf-8", "schema": f"{SCHEMA_BASE}/{name}-table-schema.json"} for name in ("deployments", "media", "observations")]
     encounters = {
-        "name": "encounters", "path": "encounters.csv", "profile": "tabular-data-resource", "format": "csv", "mediatype": "text/csv",
+        "name": "encounters", "path": ENCOUNTERS_FILE, "profile": "tabular-data-resource", "format": "csv", "mediatype": "text/csv",
         "encoding": "utf-8", "schema": encounters_schema(),
         "description": ("Custom table, not part of the Camtrap DP model: mating encounters recorded as dual-track audio, with "
                         "the probability of success from breedwatch's vocal mating-success classifier (CGANet) and the outcome "

@@ -24,6 +24,7 @@ VERSION = "1.0.2"
 SCHEMA_BASE = f"https://raw.githubusercontent.com/tdwg/camtrap-dp/{VERSION}"
 MISSING_VALUES = ("", "NA", "NaN", "nan")  # the table schemas' missingValues
 BBOX = ("bboxX", "bboxY", "bboxWidth", "bboxHeight")
+ANYWHERE_M = 20_037_509  # coordinateUncertainty of half the Earth's circumference: the point may be anywhere
 
 
 def missing_to_none(data: Any) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from schemas.camtrap import (
+    ANYWHERE_M,
     DESCRIPTOR,
     CamtrapDeployment,
     CamtrapMedia,
@@ -117,7 +118,7 @@ def remote_reject(package: CamtrapPackage) -> list[FoundReject]:
     if not remote:
         return []
     filename = package.resources["media"]
-    reason = (f"{len(remote)} rows of {filename} name remote files ({remote[0].filePath} ...), which breedwatch never downloads, "
+    reason = (f"{len(remote)} rows of {filename} name files by URL ({remote[0].filePath} ...), which breedwatch never fetches, "
               f"so they were not ingested (lines {line_ranges(m.csv_line or 0 for m in remote)}); their observations are kept.")
     return [FoundReject(filename, reason)]
 
@@ -213,11 +214,19 @@ def deployment_rows(drop_id: str, package: CamtrapPackage | None, info: DropInfo
                  "latitude": info.latitude, "longitude": info.longitude, "source": "drop.toml"}]
     return [
         {"drop_id": drop_id, "deployment_id": d.deploymentID, "location_id": d.locationID, "location_name": d.locationName,
-         "latitude": d.latitude, "longitude": d.longitude, "coordinate_uncertainty": d.coordinateUncertainty,
+         **located(d),
          "deployment_start": as_utc(d.deploymentStart), "deployment_end": as_utc(d.deploymentEnd),
          "camera_id": d.cameraID, "camera_model": d.cameraModel, "source": SOURCE}
         for d in package.deployments
     ]
+
+
+def located(deployment: CamtrapDeployment) -> dict[str, Any]:
+    """Coordinates and their uncertainty, or none when the uncertainty spans the Earth (a placeholder such as ours)."""
+    if deployment.coordinateUncertainty is not None and deployment.coordinateUncertainty >= ANYWHERE_M:
+        return {"latitude": None, "longitude": None, "coordinate_uncertainty": None}
+    return {"latitude": deployment.latitude, "longitude": deployment.longitude,
+            "coordinate_uncertainty": deployment.coordinateUncertainty}
 
 
 def observation_rows(drop_id: str, package: CamtrapPackage | None, media: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from reports.camtrap import (
     DEPLOYMENT_COLUMNS,
     ENCOUNTER_FIELDS,
+    ENCOUNTERS_FILE,
     MEDIA_COLUMNS,
     OBSERVATION_COLUMNS,
     Built,
@@ -146,9 +147,9 @@ def build_export(home: HomeLayout, package: Path, mode: MediaMode, drops: Sequen
 def write_package(package: Path, built: Built, settings: ExportSettings, species: Sequence[str]) -> None:
     """Write the four CSVs and datapackage.json into the package folder."""
     encounter_columns = [name for name, *_ in ENCOUNTER_FIELDS]
-    for name, table, columns in (("deployments", built.deployments, DEPLOYMENT_COLUMNS), ("media", built.media, MEDIA_COLUMNS),
-                                 ("observations", built.observations, OBSERVATION_COLUMNS), ("encounters", built.encounters, encounter_columns)):
-        write_bytes_atomic(package / f"{name}.csv", to_csv(table, columns).encode("utf-8"))
+    for name, table, columns in (("deployments.csv", built.deployments, DEPLOYMENT_COLUMNS), ("media.csv", built.media, MEDIA_COLUMNS),
+                                 ("observations.csv", built.observations, OBSERVATION_COLUMNS), (ENCOUNTERS_FILE, built.encounters, encounter_columns)):
+        write_bytes_atomic(package / name, to_csv(table, columns).encode("utf-8"))
     document = descriptor(built, settings, species)
     write_bytes_atomic(package / "datapackage.json", json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
 
