@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from models.gender import gender_net_from_state, predict_probs
 from models.gender_training import (
+    EpochRecord,
     GenderTrainSettings,
     Item,
     calibrate,
@@ -45,6 +47,9 @@ LABELLED_FACES_SQL = """
     WHERE NOT f.excluded AND f.crop_path IS NOT NULL
     ORDER BY f.animal_id, f.face_id
 """
+
+
+Progress = Callable[[EpochRecord], None]
 
 
 class TrainingDataError(ValueError):
@@ -137,9 +142,10 @@ def seed_split(items: list[Item]) -> tuple[list[str], list[str]]:
     return train, test
 
 
-def fit(items: list[Item], train_ids: list[str], test_ids: list[str], settings: GenderTrainSettings, seed: int, backbone: dict[str, Any] | None) -> tuple[Any, Any, float]:
+def fit(items: list[Item], train_ids: list[str], test_ids: list[str], settings: GenderTrainSettings, seed: int, backbone: dict[str, Any] | None,
+        progress: Progress | None = None) -> tuple[Any, Any, float]:
     """Train on train_ids, select the epoch and fit the temperature on test_ids."""
-    model, history = train_gender_net(items_of(items, train_ids), items_of(items, test_ids), settings, seed, backbone_weights=backbone)
+    model, history = train_gender_net(items_of(items, train_ids), items_of(items, test_ids), settings, seed, progress, backbone)
     temperature = calibrate(model, items_of(items, test_ids))
     return model, history, temperature
 
@@ -158,14 +164,15 @@ def split_metrics(model: Any, items: list[Item], train_ids: list[str], test_ids:
     return {"net": net, "hog_svm": hog, "test_predictions": predictions}
 
 
-def train_gender(home: HomeLayout, config: GenderConfig, name: str, folder: Path | None = None, animals_csv: Path | None = None) -> dict[str, Any]:
+def train_gender(home: HomeLayout, config: GenderConfig, name: str, folder: Path | None = None, animals_csv: Path | None = None,
+                 progress: Progress | None = None) -> dict[str, Any]:
     """Train on the seed split, calibrate, measure on the held-out animals and store a new model version."""
     check_safe_id(name, "model name")
     faces = labelled_faces(home, folder, animals_csv)
     settings, seed = recipe(config), config.train.seed
     train_ids, test_ids = seed_split(faces.items)
     started = time.perf_counter()
-    model, history, temperature = fit(faces.items, train_ids, test_ids, settings, seed, backbone_state(config))
+    model, history, temperature = fit(faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress)
     seconds = time.perf_counter() - started
     metrics = split_metrics(model, faces.items, train_ids, test_ids, seed)
     card = gender_model_card(settings, seed, data_fingerprint(faces.items), {"train": train_ids, "test": test_ids},
@@ -203,13 +210,14 @@ def evaluation_splits(items: list[Item], config: GenderConfig, folds: int | None
     return kfold_by_animal(sorted(sexes), folds, config.train.seed, sexes)
 
 
-def evaluate_gender(home: HomeLayout, config: GenderConfig, folder: Path | None = None, animals_csv: Path | None = None, folds: int | None = None) -> dict[str, Any]:
+def evaluate_gender(home: HomeLayout, config: GenderConfig, folder: Path | None = None, animals_csv: Path | None = None, folds: int | None = None,
+                    progress: Progress | None = None) -> dict[str, Any]:
     """Train the configured recipe on each split and measure it and HOG + SVM on the held-out animals."""
     faces = labelled_faces(home, folder, animals_csv)
     settings, seed, backbone = recipe(config), config.train.seed, backbone_state(config)
     results = []
     for train_ids, test_ids in evaluation_splits(faces.items, config, folds):
-        model, history, temperature = fit(faces.items, train_ids, test_ids, settings, seed, backbone)
+        model, history, temperature = fit(faces.items, train_ids, test_ids, settings, seed, backbone, progress)
         results.append({"train": train_ids, "test": test_ids, "temperature": temperature, "best_epoch": history.best_epoch,
                         **split_metrics(model, faces.items, train_ids, test_ids, seed)})
     return {"source": faces.source, "n_faces": len(faces.items), "n_animals": len(image_counts(faces.items)),
