@@ -25,7 +25,7 @@ def camtrap_dp(
     config: ConfigOption = None,
 ) -> None:
     """Export deployments, media, face observations (sex, individual, boxes) and mating encounters as Camtrap DP 1.0.2."""
-    from reports.camtrap import ExportSettings
+    from schemas.camtrap import ExportSettings
     from tasks.camtrap_export import ExportError, export_camtrap_dp
     from tasks.catalog import CatalogMissingError
 

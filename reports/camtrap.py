@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schemas.camtrap import ANYWHERE_M, SCHEMA_BASE
+from schemas.camtrap import ANYWHERE_M, SCHEMA_BASE, ExportSettings
 
 DEPLOYMENT_COLUMNS = (
     "deploymentID", "locationID", "locationName", "latitude", "longitude", "coordinateUncertainty", "deploymentStart",
@@ -59,20 +59,6 @@ UNKNOWN_LOCATION = (
     "Location unknown to breedwatch: latitude 0 and longitude 0 are placeholders required by the schema, and "
     "coordinateUncertainty says the point may be anywhere on Earth. Set latitude and longitude in drop.toml."
 )
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    """What the package says about itself that the catalog cannot know."""
-
-    title: str = "breedwatch export"
-    contributor: str = "breedwatch (automated classification)"
-    project_title: str = "breedwatch station monitoring"
-    sampling_design: str = "targeted"
-    capture_method: str = "activityDetection"
-    created: str = ""  # RFC 3339 time of the export
-    package_id: str = ""
-    software_version: str = ""
 
 
 @dataclass

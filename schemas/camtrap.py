@@ -135,6 +135,20 @@ class CamtrapObservation(CamtrapRow):
         return self.bboxX, self.bboxY, self.bboxWidth, self.bboxHeight
 
 
+@dataclass(frozen=True)
+class ExportSettings:
+    """What the package says about itself that the catalog cannot know."""
+
+    title: str = "breedwatch export"
+    contributor: str = "breedwatch (automated classification)"
+    project_title: str = "breedwatch station monitoring"
+    sampling_design: str = "targeted"
+    capture_method: str = "activityDetection"
+    created: str = ""  # RFC 3339 time of the export
+    package_id: str = ""
+    software_version: str = ""
+
+
 RowModel = TypeVar("RowModel", bound=CamtrapRow)
 
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +20,6 @@ from reports.camtrap import (
     MEDIA_COLUMNS,
     OBSERVATION_COLUMNS,
     Built,
-    ExportSettings,
     build_deployments,
     build_encounters,
     build_observations,
@@ -30,6 +29,7 @@ from reports.camtrap import (
     timed_media,
     to_csv,
 )
+from schemas.camtrap import ExportSettings
 from schemas.home import HomeLayout
 from tasks.catalog import query
 from tasks.lake import write_bytes_atomic
@@ -169,9 +169,9 @@ def export_camtrap_dp(home: HomeLayout, out: Path, settings: ExportSettings, mod
     staging.mkdir()
     try:
         now = datetime.now(timezone.utc).replace(microsecond=0)
-        settings = ExportSettings(**{**vars(settings), "created": settings.created or now.isoformat().replace("+00:00", "Z"),
-                                     "package_id": settings.package_id or str(uuid.uuid4()),
-                                     "software_version": settings.software_version or code_version()})
+        settings = replace(settings, created=settings.created or now.isoformat().replace("+00:00", "Z"),
+                           package_id=settings.package_id or str(uuid.uuid4()),
+                           software_version=settings.software_version or code_version())
         built, species = build_export(home, staging, mode, drops)
         write_package(staging, built, settings, species)
         if out.exists():
