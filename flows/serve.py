@@ -9,6 +9,7 @@ from prefect.schedules import Cron
 
 from flows.nightly import nightly
 from schemas.config import Settings
+from tasks.runner import task_runner_for
 
 DEPLOYMENT_NAME = "nightly"
 
@@ -24,8 +25,8 @@ def nightly_parameters(settings: Settings, config: Path | None) -> dict[str, Any
 
 
 def serve_nightly(settings: Settings, config: Path | None) -> None:
-    """Block, starting a nightly run at each scheduled time."""
-    nightly.serve(
+    """Block, starting a nightly run on the configured task runner at each scheduled time."""
+    nightly.with_options(task_runner=task_runner_for(settings.runner)).serve(
         name=DEPLOYMENT_NAME,
         schedules=[nightly_schedule(settings)],
         parameters=nightly_parameters(settings, config),

@@ -1,0 +1,26 @@
+"""The task runner of the nightly flow's per-drop stages: Prefect's thread pool here, or a Dask cluster (prefect-dask)."""
+
+from __future__ import annotations
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from schemas.config import RunnerConfig
+
+LOCAL_HOST = "127.0.0.1"
+
+
+def local_cluster_kwargs(config: RunnerConfig) -> dict[str, object]:
+    """A LocalCluster of worker processes on this machine, listening on localhost only, without a dashboard."""
+    return {"n_workers": config.n_workers, "threads_per_worker": config.threads_per_worker, "processes": True,
+            "host": LOCAL_HOST, "dashboard_address": None}
+
+
+def task_runner_for(config: RunnerConfig) -> TaskRunner:
+    """Prefect's thread pool (n_workers threads), or DaskTaskRunner on the given scheduler or on a new local cluster."""
+    if config.kind == "default":
+        return ThreadPoolTaskRunner(max_workers=config.n_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if config.address:
+        return DaskTaskRunner(address=config.address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(config))
