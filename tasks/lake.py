@@ -7,7 +7,7 @@ import fcntl
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,25 @@ def write_rows(home: HomeLayout, spec: TableSpec, key: str, part_name: str, rows
     path = home.part(spec.name, spec.partition, key, part_name)
     write_table_atomic(rows_to_table(rows, spec), path, {"breedwatch.schema_version": str(spec.version)})
     return path
+
+
+@contextlib.contextmanager
+def part_writer(home: HomeLayout, spec: TableSpec, key: str, part_name: str) -> Iterator[Callable[[Sequence[dict[str, Any]]], None]]:
+    """Yield a function that appends rows to a part as one row group per call; the part appears atomically only when
+    the block ends without error, so memory holds one batch of rows, not the whole part."""
+    path = home.part(spec.name, spec.partition, key, part_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
+    metadata = {**(spec.schema.metadata or {}), b"breedwatch.schema_version": str(spec.version).encode()}
+    try:
+        with pq.ParquetWriter(temp, spec.schema.with_metadata(metadata), compression="zstd") as writer:
+            yield lambda rows: writer.write_table(rows_to_table(rows, spec)) if rows else None
+        with open(temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def read_table(home: HomeLayout, spec: TableSpec) -> pa.Table:

@@ -18,7 +18,7 @@ from schemas.home import HomeLayout
 from schemas.tables import ENCOUNTER_MANIFEST, MEDIA, REJECTS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_span, read_whole
 from tasks.devices import choose_device
-from tasks.lake import read_marker, write_marker, write_rows
+from tasks.lake import part_writer, read_marker, write_marker, write_rows
 
 STAGE = "segments"
 SEGMENTS_VERSION = "1"
@@ -144,17 +144,17 @@ def segment_drop_audio(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: s
     device = choose_device(config.device)
     mfcc = TorchMFCC().to(device)
     encounters = encounters_by_recording(home, drop_id)
-    segments, features, rejects = [], [], []
-    for media in drop_recordings(home, drop_id):
-        calls, problems, table = find_calls(drop_dir, media, config)
-        rejects += problem_rows(drop_id, run_id, problems, table)
-        windows = window_rows(drop_id, media, encounters.get(media["path"]), calls, config)
-        for batch, arrays in window_batches(drop_dir, media, windows, config):
-            features += mfcc_rows(mfcc, device, batch, arrays, drop_id)
-        segments += [w.row for w in windows]
-        advance()
+    segments, rejects = [], []
+    with part_writer(home, SEGMENT_FEATURES, drop_id, STAGE) as write_features:  # one batch of features in memory
+        for media in drop_recordings(home, drop_id):
+            calls, problems, table = find_calls(drop_dir, media, config)
+            rejects += problem_rows(drop_id, run_id, problems, table)
+            windows = window_rows(drop_id, media, encounters.get(media["path"]), calls, config)
+            for batch, arrays in window_batches(drop_dir, media, windows, config):
+                write_features(mfcc_rows(mfcc, device, batch, arrays, drop_id))
+            segments += [w.row for w in windows]
+            advance()
     write_rows(home, SEGMENTS, drop_id, STAGE, segments)
-    write_rows(home, SEGMENT_FEATURES, drop_id, STAGE, features)
     write_rows(home, REJECTS, drop_id, STAGE, rejects)
     counts = {"segments": len(segments), "segment_rows_rejected": len(rejects)}
     write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id})
