@@ -134,11 +134,18 @@ def backbone_state(config: GenderConfig) -> dict[str, Any] | None:
 
 
 def seed_split(items: list[Item]) -> tuple[list[str], list[str]]:
-    """Seed 000's identity-disjoint split, applied within each sex so both sexes are tested."""
-    sexes = {animal_id: label for _, label, animal_id in items}
-    train, test = identity_disjoint_split_by_sex(image_counts(items), sexes)
+    """Seed 000's identity-disjoint split within each sex; a sex too small for the rule (one or two animals) still
+    gives its least-photographed animal to the test side when it has two, so both sexes are measured."""
+    sexes, counts = {animal_id: label for _, label, animal_id in items}, image_counts(items)
+    train, test = identity_disjoint_split_by_sex(counts, sexes)
+    for label in (0, 1):
+        candidates = [a for a in train if sexes[a] == label]
+        if len(candidates) >= 2 and not any(sexes[a] == label for a in test):
+            smallest = min(candidates, key=lambda a: (counts[a], a))
+            train.remove(smallest)
+            test.append(smallest)
     if not test:
-        raise TrainingDataError(f"only {len(sexes)} labelled animals: the seed split needs at least three of one sex to test on")
+        raise TrainingDataError(f"only {len(sexes)} labelled animals: a held-out test needs two animals of one sex")
     return train, test
 
 

@@ -24,7 +24,7 @@ from schemas.config import load_settings
 from schemas.home import HomeLayout
 from schemas.tables import DROPS, GENDER_PREDICTIONS, MEDIA
 from tasks.catalog import query, refresh_views
-from tasks.gender_training import TrainingDataError, evaluate_gender, labelled_faces, train_gender
+from tasks.gender_training import TrainingDataError, evaluate_gender, labelled_faces, seed_split, train_gender
 from tasks.lake import write_rows
 from tests.drops import DROP_TOML
 
@@ -251,3 +251,15 @@ def test_disagreeing_faces_flag_the_animal(tmp_path) -> None:
     refresh_views(layout, load_settings(None, home=layout.root).view_thresholds())
     flags = {r["animal_id"]: (r["flagged"], r["disagreement"]) for r in query(layout, "SELECT * FROM animals").to_pylist()}
     assert flags["A01"] == (True, pytest.approx(1 / 3)) and flags["A02"] == (False, 0.0)
+
+
+def test_seed_split_tests_both_sexes_even_with_two_males() -> None:
+    image = Image.new("RGB", (8, 8))
+    counts = {"M1": 6, "M2": 12, "F1": 12, "F2": 8, "F3": 4, "F4": 7, "F5": 12}
+    items = [(image, 1 if a.startswith("M") else 0, a) for a, n in counts.items() for _ in range(n)]
+    train, test = seed_split(items)
+    assert not set(train) & set(test) and set(train) | set(test) == set(counts)
+    assert "M1" in test and "M2" in train  # the least-photographed male is held out
+    assert any(a.startswith("F") for a in test)
+    with pytest.raises(TrainingDataError, match="two animals of one sex"):
+        seed_split([(image, 1, "M1"), (image, 0, "F1")])
