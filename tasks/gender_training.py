@@ -112,13 +112,19 @@ def labelled_faces(home: HomeLayout, folder: Path | None, animals_csv: Path | No
 
 
 def recipe(config: GenderConfig) -> GenderTrainSettings:
-    """The training recipe from the [gender.train] configuration."""
+    """The training recipe from the [gender.train] configuration (blocks are frozen only over pretrained weights)."""
     train = config.train
     return GenderTrainSettings(
         arch=train.arch, input_size=train.input_size, epochs=train.epochs, batch_size=train.batch_size, lr=train.lr,
         momentum=train.momentum, weight_decay=train.weight_decay, lr_step_epochs=train.lr_step_epochs,
-        lr_gamma=train.lr_gamma, freeze_blocks=train.freeze_blocks if train.arch == "resnet18" else 0,
+        lr_gamma=train.lr_gamma, freeze_blocks=frozen_blocks(config),
     )
+
+
+def frozen_blocks(config: GenderConfig) -> int:
+    """Seed 000 freezes the first blocks of a pretrained backbone; randomly initialised blocks must learn, so none then."""
+    train = config.train
+    return train.freeze_blocks if train.arch == "resnet18" and train.backbone_weights is not None else 0
 
 
 def backbone_state(config: GenderConfig) -> dict[str, Any] | None:
