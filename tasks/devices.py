@@ -31,6 +31,23 @@ def gpu_slot(device: torch.device, limit: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, count: int) -> Iterator[None]:
+    """Run the block with `count` intra-op threads on the CPU, then restore the previous count; nothing on CUDA.
+
+    With torch's OpenMP backend (the PyPI wheels') the count is per calling thread, so concurrent stages keep theirs.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def halve_on_oom(run: Callable[[Sequence[Item]], list[Result]], items: Sequence[Item]) -> list[Result]:
     """run(items); on CUDA out-of-memory, free the cache and run each half instead, down to a single item."""
     try:

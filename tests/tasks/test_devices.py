@@ -17,7 +17,7 @@ import tasks.gender as gender_stage
 from models.faces import DetectorSettings, build_mtcnn
 from models.gender import build_gender_net
 from schemas.config import FacesConfig, GenderConfig
-from tasks.devices import gpu_slot, halve_on_oom
+from tasks.devices import cpu_threads, gpu_slot, halve_on_oom
 
 
 def out_of_memory_above(limit: int, work, sizes: list[int]):
@@ -90,3 +90,12 @@ def test_gpu_slot_holds_the_global_limit_on_cuda_only() -> None:
     assert active_slots(name) == 0
     with gpu_slot(torch.device("cuda"), ""):
         assert active_slots(name) == 0
+
+
+def test_cpu_threads_sets_and_restores_the_intra_op_count_on_the_cpu_only() -> None:
+    before = torch.get_num_threads()
+    with cpu_threads(torch.device("cpu"), 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(torch.device("cuda"), 1):
+        assert torch.get_num_threads() == before
