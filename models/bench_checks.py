@@ -63,6 +63,20 @@ def mfcc_check(naive: Mapping[str, np.ndarray], pipeline: Mapping[str, np.ndarra
             "tolerance": MFCC_RELATIVE_TOLERANCE, "passed": same_keys and largest <= MFCC_RELATIVE_TOLERANCE}
 
 
+def even_sample(items: Sequence[Any], limit: int | None) -> list[Any]:
+    """All items, or `limit` of them spread evenly over the sequence (first and last included)."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    if limit <= 1:
+        return list(items[:limit])
+    return [items[round(i * (len(items) - 1) / (limit - 1))] for i in range(limit)]
+
+
+def scale(seconds: float, total: int, sampled: int) -> float:
+    """Seconds for `total` items from the seconds measured on `sampled` of them."""
+    return seconds * total / sampled if sampled else 0.0
+
+
 def median_seconds(repeats: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """The median over repeats of each timed part, and of their total."""
     parts = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}

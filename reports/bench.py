@@ -52,8 +52,12 @@ def verdict(passed: bool) -> str:
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """Audio real-time factor, peak memory and the overall verdict."""
-    audio = summary["audio"]
+    audio, drop = summary["audio"], summary["drop"]
+    sample = (f"naive way timed on {drop['naive_images']} of {drop['images']} images, {drop['naive_faces']} of "
+              f"{drop['faces_classified']} faces and {drop['naive_segments']} of {drop['segments']} segments (its rate is "
+              "scaled to the whole drop); results compared on those items")
     return [
+        sample,
         f"audio: {audio['realtime_x']:.0f}x real time on {summary['drop']['segment_audio_s']:.0f} s of segment audio",
         f"peak RSS: {summary['peak_rss_mb']:.0f} MiB (after the pipeline stages: {summary['pipeline_peak_rss_mb']:.0f} MiB)",
         "results equal the naive way's" if summary["results_equal_naive"] else "RESULTS DIFFER from the naive way's",

@@ -34,9 +34,11 @@ from models.bench_checks import (
     MATING_TOLERANCE,
     Box,
     box_check,
+    even_sample,
     median_seconds,
     mfcc_check,
     rates,
+    scale,
     value_check,
 )
 from models.faces import DetectorSettings, build_mtcnn, crop_face, detect_faces, group_by_size, relative_box
@@ -46,7 +48,7 @@ from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_span
-from tasks.devices import choose_device
+from tasks.devices import choose_device, cpu_threads
 from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, drop_media, open_upright
 from tasks.gender import inference_precision, predict_drop_gender
 from tasks.gender_training import KIND as GENDER_KIND
@@ -63,11 +65,13 @@ GENDER_MODEL = "bench-gender"
 MATING_MODEL = "bench-cganet"
 EXTRA_SUFFIXES = (".jpg", ".jpeg", ".png")
 QUICK_ANIMALS = 4
+QUICK_NAIVE_LIMIT = 12
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What to bench: drop size and seed, repeats, model sizes (defaults are the production nets), extra photos, frames kept."""
+    """What to bench: drop size and seed, repeats, model sizes (defaults are the production nets), extra photos, frames kept,
+    and how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to the drop)."""
 
     animals: int = 12
     seed: int = 0
@@ -76,6 +80,7 @@ class BenchOptions:
     cganet_filters: int = 128
     extra_images: Path | None = None
     frames: int | None = None
+    naive_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -277,13 +282,14 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.device) -> float:
-    """Seconds of batched MTCNN on same-size images already decoded in memory (decoding not timed)."""
+    """Seconds of batched MTCNN on same-size images already decoded in memory (decoding not timed), threaded as the pipeline."""
     mtcnn = build_mtcnn(DetectorSettings(), None, device)
     by_id = {row["media_id"]: row for row in scenes}
     total = 0.0
     for batch in group_by_size([(row["media_id"], (row["width"], row["height"])) for row in scenes], scratch.settings.faces.batch_size):
         arrays = [np.asarray(open_upright(scratch.drop_dir / by_id[key]["path"])) for key in batch]
-        total += timed(lambda: detect_faces(mtcnn, arrays))[0]
+        with cpu_threads(device, scratch.settings.faces.cpu_threads):
+            total += timed(lambda: detect_faces(mtcnn, arrays))[0]
     return total
 
 
@@ -331,6 +337,45 @@ def stored_results(scratch: Scratch) -> tuple[dict[str, float], dict[str, np.nda
     return p_male, mfcc, p_success
 
 
+@dataclass(frozen=True)
+class NaiveRun:
+    """The naive way's seconds per part (scaled up from its sample to the whole drop) and its results."""
+
+    image: dict[str, float]
+    audio: dict[str, float]
+    boxes: dict[str, list[Box]]
+    p_male: dict[str, float]
+    mfcc: dict[str, np.ndarray]
+    p_success: dict[str, float]
+    sampled: dict[str, int]
+
+
+def run_naive(scratch: Scratch, images: list[dict[str, Any]], crops: dict[str, Path], segments: list[dict[str, Any]],
+              limit: int | None, device: torch.device) -> NaiveRun:
+    """The naive way on at most `limit` evenly spread images, faces and segments; times scaled to every item."""
+    some_images, some_faces, some_segments = even_sample(images, limit), even_sample(list(crops), limit), even_sample(segments, limit)
+    detect_s, boxes = naive_detect(scratch, some_images, device)
+    gender_s, p_male = naive_gender(scratch, {face_id: crops[face_id] for face_id in some_faces}, device)
+    audio_s, mfcc, p_success = naive_audio(scratch, some_segments, device)
+    return NaiveRun(
+        image={"detect": scale(detect_s, len(images), len(some_images)), "gender": scale(gender_s, len(crops), len(some_faces))},
+        audio={part: scale(value, len(segments), len(some_segments)) for part, value in audio_s.items()},
+        boxes=boxes, p_male=p_male, mfcc=mfcc, p_success=p_success,
+        sampled={"images": len(some_images), "faces": len(some_faces), "segments": len(some_segments),
+                 "scene_media_ids": [r["media_id"] for r in some_images if not r["path"].startswith(KEEPER_FOLDER)]},
+    )
+
+
+def compare(naive: NaiveRun, scratch: Scratch) -> dict[str, dict[str, Any]]:
+    """The pipeline's stored results on the naive way's items against the naive way's."""
+    p_male, mfcc, p_success = stored_results(scratch)
+    boxes = {key: value for key, value in pipeline_boxes(scratch).items() if key in naive.sampled["scene_media_ids"]}
+    return {"boxes": box_check(naive.boxes, boxes),
+            "gender": value_check(naive.p_male, {k: p_male[k] for k in naive.p_male if k in p_male}, BF16_PROB_TOLERANCE),
+            "mfcc": mfcc_check(naive.mfcc, {k: mfcc[k] for k in naive.mfcc if k in mfcc}),
+            "mating": value_check(naive.p_success, {k: p_success[k] for k in naive.p_success if k in p_success}, MATING_TOLERANCE)}
+
+
 def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> Repeat:
     """Pipeline, naive way and bound on a fresh home, with the comparisons of their results."""
     scratch = prepare_scratch(folder, drop_dir, base, options)
@@ -339,22 +384,16 @@ def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptio
     images = drop_media(scratch.layout, scratch.drop_id)
     scenes = [row for row in images if not row["path"].startswith(KEEPER_FOLDER)]
     crops, segments = classified_crops(scratch), drop_segments(scratch)
-    detect_s, naive_boxes = naive_detect(scratch, images, device)
-    gender_s, naive_p_male = naive_gender(scratch, crops, device)
-    audio_s, naive_mfcc, naive_p_success = naive_audio(scratch, segments, device)
+    naive = run_naive(scratch, images, crops, segments, options.naive_limit, device)
     bound_audio_s = bound_audio(scratch, segments, device)
-    p_male, mfcc, p_success = stored_results(scratch)
     return Repeat(
-        image={"pipeline": {"faces": pipeline["faces"], "gender": pipeline["gender"]},
-               "naive": {"detect": detect_s, "gender": gender_s},
+        image={"pipeline": {"faces": pipeline["faces"], "gender": pipeline["gender"]}, "naive": naive.image,
                "bound": {"detect": bound_detect(scratch, scenes, device), "gender": bound_gender(scratch, list(crops.values()), device)}},
-        audio={"pipeline": {"segments": pipeline["segments"], "mating": pipeline["mating"]}, "naive": audio_s, "bound": bound_audio_s},
-        checks={"boxes": box_check(naive_boxes, pipeline_boxes(scratch)),
-                "gender": value_check(naive_p_male, p_male, BF16_PROB_TOLERANCE),
-                "mfcc": mfcc_check(naive_mfcc, mfcc),
-                "mating": value_check(naive_p_success, p_success, MATING_TOLERANCE)},
+        audio={"pipeline": {"segments": pipeline["segments"], "mating": pipeline["mating"]}, "naive": naive.audio, "bound": bound_audio_s},
+        checks=compare(naive, scratch),
         counts={"images": len(images), "scene_images": len(scenes), "faces_classified": len(crops), "segments": len(segments),
-                "segment_audio_s": sum(s["end_s"] - s["start_s"] for s in segments), "pipeline_peak_rss_mb": pipeline_rss},
+                "segment_audio_s": sum(s["end_s"] - s["start_s"] for s in segments), "pipeline_peak_rss_mb": pipeline_rss,
+                **{f"naive_{key}": value for key, value in naive.sampled.items() if key != "scene_media_ids"}},
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.bench_checks import box_check, box_iou, median_seconds, mfcc_check, rates, value_check
+from models.bench_checks import box_check, box_iou, even_sample, median_seconds, mfcc_check, rates, scale, value_check
 
 
 def test_box_iou_of_known_overlaps() -> None:
@@ -38,3 +38,9 @@ def test_rates_use_medians_of_totals() -> None:
     assert seconds["pipeline"] == {"a": 2.0, "b": 1.0, "total": 3.0}
     result = rates(12, seconds)
     assert result["pipeline_per_s"] == 4.0 and result["vs_naive"] == pytest.approx(8 / 3) and result["vs_bound"] == pytest.approx(2 / 3)
+
+
+def test_even_sample_spreads_over_the_items_and_scale_extrapolates() -> None:
+    assert even_sample(list(range(10)), 4) == [0, 3, 6, 9]
+    assert even_sample([1, 2], 5) == [1, 2] and even_sample([1, 2, 3], None) == [1, 2, 3]
+    assert scale(3.0, 30, 10) == 9.0 and scale(1.0, 5, 0) == 0.0
