@@ -16,7 +16,12 @@ import typer  # noqa: E402
 
 from reports.console import run_summary_table, table_to_csv, table_to_json, table_to_rich  # noqa: E402
 from schemas.config import Settings  # noqa: E402
+from flows import cli_gender  # noqa: E402
+from flows import cli_report  # noqa: E402
+from flows import cli_bench  # noqa: E402
+from flows import cli_mating  # noqa: E402
 from flows.cli_common import ConfigOption, HomeOption, call_flow, err, out, settings_or_exit  # noqa: E402
+from flows.cli_export import camtrap_dp  # noqa: E402
 from schemas.home import HomeLayout  # noqa: E402
 from tasks.catalog import CatalogMissingError, query as run_query  # noqa: E402
 from tasks.lake import HomeBusyError  # noqa: E402
@@ -29,11 +34,13 @@ YIELD_SUMMARY_SQL = (
 
 
 def run_nightly(drops: list[str] | None, settings: Settings, config: Path | None) -> dict[str, Any]:
-    """Run the nightly flow and exit non-zero only if the run itself failed."""
+    """Run the nightly flow on the configured task runner and exit non-zero only if the run itself failed."""
     from flows.nightly import nightly
+    from tasks.runner import task_runner_for
 
     try:
-        return nightly(drops=drops, home=str(settings.home), config_file=str(config) if config else None)
+        on_runner = nightly.with_options(task_runner=task_runner_for(settings.runner))
+        return on_runner(drops=drops, home=str(settings.home), config_file=str(config) if config else None)
     except HomeBusyError as error:
         err.print(f"error: {error}", highlight=False)
         raise typer.Exit(1) from None
@@ -130,6 +137,14 @@ app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 export_app = typer.Typer(help="Export the catalog in formats other tools open (Camtrap DP, Raven).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+export_app.command("camtrap-dp")(camtrap_dp)
+train_app.command("gender")(cli_gender.train_gender)
+app.command("report")(cli_report.report)
+evaluate_app.command("gender")(cli_gender.evaluate_gender)
+train_app.command("mating")(cli_mating.train_mating)
+evaluate_app.command("mating")(cli_mating.evaluate_mating)
+export_app.command("raven")(cli_mating.export_raven)
+app.command("bench")(cli_bench.bench)
 AnnotationsOption = Annotated[Path | None, typer.Option(help="Face boxes: CSV (path,x,y,w,h), COCO JSON or Camtrap DP observations.csv / datapackage.json.")]
 ImagesOption = Annotated[Path | None, typer.Option("--images", help="Folder the annotation paths are relative to.")]
 AllImagesOption = Annotated[Path | None, typer.Option(help="CSV or text list of every image, so frames without faces count for precision.")]
@@ -173,6 +188,7 @@ def evaluate_detector(
     detector: Annotated[str, typer.Option(help="'mtcnn-human', a stored name, or name@vN.")] = "mtcnn-panda",
     annotations: AnnotationsOption = None, images: ImagesOption = None, all_images: AllImagesOption = None,
     sample_drop: SampleDropOption = None,
+    unannotated_faceless: Annotated[bool, typer.Option(help="Images under --images without annotations have no face (count their detections as false positives).")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full result as JSON.")] = None,
     home: HomeOption = None, config: ConfigOption = None,
 ) -> None:
@@ -182,7 +198,7 @@ def evaluate_detector(
     settings = settings_or_exit(home, config)
     boxes, root, every = annotation_sources(annotations, images, all_images, sample_drop)
     result = call_flow(evaluate_detector_flow, detector=detector, annotations=boxes, images_root=root, all_images=every,
-                       home=str(settings.home), config_file=str(config) if config else None)
+                       unannotated_faceless=unannotated_faceless, home=str(settings.home), config_file=str(config) if config else None)
     out.print(f"{result['detector']}: recall {result['recall']:.3f}, precision {result['precision']:.3f}, "
               f"mean IoU {result['mean_iou']:.3f} on {result.get('n_images', '?')} images with {result.get('n_faces', '?')} faces "
               f"({result['seconds_per_image']:.3f} s per image)", highlight=False)

@@ -1,14 +1,17 @@
-"""The nightly flow: wiring only (discover, ingest, catalogue, report)."""
+"""The nightly flow: wiring only (discover, ingest, per-drop stages on the task runner, catalogue, report)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, unmapped
+from prefect.futures import PrefectFuture, wait
 
 from tasks.nightly import (
     find_drops,
     find_faces,
+    predict_gender,
+    predict_mating,
     segment_audio,
     finish_run,
     home_writer,
@@ -20,6 +23,22 @@ from tasks.nightly import (
 )
 
 
+def resolve(futures: list[PrefectFuture[Any]]) -> list[Any]:
+    """Wait for every future, then return their results in order (the first failure raises)."""
+    wait(futures)
+    return [future.result() for future in futures]
+
+
+def run_drop_stages(results: list[dict[str, Any]], home: str, run_id: str) -> tuple[list[dict[str, Any]], ...]:
+    """Submit faces then gender, and segments then mating, of every ingested drop to the flow's task runner."""
+    faces = find_faces.map(results, unmapped(home), unmapped(run_id))
+    audio = segment_audio.map(results, unmapped(home), unmapped(run_id))
+    gender = [predict_gender.submit(result, home, run_id, wait_for=[done]) for result, done in zip(results, faces)]
+    mating = [predict_mating.submit(result, home, run_id, wait_for=[done]) for result, done in zip(results, audio)]
+    wait([*faces, *audio, *gender, *mating])
+    return resolve(faces), resolve(gender), resolve(audio), resolve(mating)
+
+
 @flow(name="nightly", log_prints=True, validate_parameters=True)
 def nightly(drops: list[str] | None = None, home: str | None = None, config_file: str | None = None) -> dict[str, Any]:
     """Process the given drops, or every new drop in the inbox, into the lake, catalog and report."""
@@ -28,16 +47,17 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
         run_id = start_run(home_dir, config_file)
         results: list[dict[str, Any]] = []
         faces: list[dict[str, Any]] = []
+        gender: list[dict[str, Any]] = []
         audio: list[dict[str, Any]] = []
+        mating: list[dict[str, Any]] = []
         try:
             drop_dirs = find_drops(home_dir, run_id, drops)
-            results = [ingest_drop(drop_dir, home_dir, run_id) for drop_dir in drop_dirs]
-            faces = [find_faces(result, home_dir, run_id) for result in results]
-            audio = [segment_audio(result, home_dir, run_id) for result in results]
+            results = resolve(ingest_drop.map(drop_dirs, unmapped(home_dir), unmapped(run_id)))
+            faces, gender, audio, mating = run_drop_stages(results, home_dir, run_id)
             refresh_catalog(home_dir, run_id)
-            counts = finish_run(home_dir, run_id, results, faces + audio)
-            report = write_report(home_dir, run_id, results)
+            counts = finish_run(home_dir, run_id, results, faces + gender + audio + mating)
+            report = write_report(home_dir, run_id, results, counts)
         except Exception as error:
-            finish_run(home_dir, run_id, results, faces + audio, error=f"{type(error).__name__}: {error}")
+            finish_run(home_dir, run_id, results, faces + gender + audio + mating, error=f"{type(error).__name__}: {error}")
             raise
-    return {"run_id": run_id, "home": home_dir, "report": report, "drops": results, "faces": faces, "audio": audio, "counts": counts}
+    return {"run_id": run_id, "home": home_dir, "report": report, "drops": results, "faces": faces, "gender": gender, "audio": audio, "mating": mating, "counts": counts}

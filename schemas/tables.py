@@ -178,6 +178,7 @@ GENDER_PREDICTIONS = TableSpec(
             ("label", pa.string()),  # female | male at 0.5; views and reports apply their own bands
             ("model_version", pa.string()),  # name@vN in the model store
             ("run_id", pa.string()),
+            ("gradcam_path", pa.string()),  # Grad-CAM overlay (relative to the home) for the run's sample of faces
         ]
     ),
 )
@@ -239,9 +240,63 @@ RUNS = TableSpec(
     partition="run",
 )
 
+DEPLOYMENTS = TableSpec(
+    "deployments",
+    1,
+    pa.schema(
+        [
+            ("drop_id", pa.string()),
+            ("deployment_id", pa.string()),  # as media rows carry it (null when drop.toml gives none)
+            ("location_id", pa.string()),
+            ("location_name", pa.string()),
+            ("latitude", pa.float64()),  # WGS84; null when not known (never guessed)
+            ("longitude", pa.float64()),
+            ("coordinate_uncertainty", pa.int64()),  # metres
+            ("deployment_start", UTC_TIMESTAMP),
+            ("deployment_end", UTC_TIMESTAMP),
+            ("camera_id", pa.string()),
+            ("camera_model", pa.string()),
+            ("source", pa.string()),  # drop.toml | camtrap-dp
+        ]
+    ),
+)
+
+CAMTRAP_OBSERVATIONS = TableSpec(
+    "camtrap_observations",
+    1,
+    pa.schema(
+        [
+            ("drop_id", pa.string()),
+            ("observation_id", pa.string()),
+            ("deployment_id", pa.string()),
+            ("media_id", pa.string()),  # breedwatch media id; null when the package's media row was not ingested
+            ("package_media_id", pa.string()),  # mediaID in the package
+            ("event_id", pa.string()),
+            ("event_start", UTC_TIMESTAMP),
+            ("event_end", UTC_TIMESTAMP),
+            ("observation_level", pa.string()),
+            ("observation_type", pa.string()),
+            ("scientific_name", pa.string()),
+            ("count", pa.int64()),
+            ("life_stage", pa.string()),
+            ("sex", pa.string()),
+            ("behavior", pa.string()),
+            ("individual_id", pa.string()),
+            ("bbox_x", pa.float64()),  # relative 0..1, top-left origin, as faces
+            ("bbox_y", pa.float64()),
+            ("bbox_w", pa.float64()),
+            ("bbox_h", pa.float64()),
+            ("classification_method", pa.string()),
+            ("classified_by", pa.string()),
+            ("classification_probability", pa.float64()),
+            ("csv_line", pa.int64()),
+        ]
+    ),
+)
+
 LAKE_TABLES: tuple[TableSpec, ...] = (
     MEDIA, REJECTS, ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, DROPS, FACES, SEGMENTS, SEGMENT_FEATURES,
-    GENDER_PREDICTIONS, MATING_PREDICTIONS, RUNS,
+    GENDER_PREDICTIONS, MATING_PREDICTIONS, RUNS, DEPLOYMENTS, CAMTRAP_OBSERVATIONS,
 )
 
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES, TableSpec
 from tasks.lake import ensure_schema_parts
+from tasks.summary_tables import write_summary_tables
 
 LOCK_RETRIES = 20
 LOCK_WAIT_S = 0.25
@@ -30,7 +31,91 @@ def view_sql(spec: TableSpec, lake: Path) -> str:
     )
 
 
+# Per-face evidence for the animal posterior: log-odds of the clipped calibrated P(male) (clip 1e-4, as in
+# models/gender_training.animal_posterior). An animal's posterior is the sum of its faces' log-odds divided by
+# sqrt(n) ("sqrt_n" pooling: its photos share one face, so they are not independent evidence), prior 0.5.
+FACE_EVIDENCE = "ln(greatest(least(p_male, 1 - 1e-4), 1e-4)) - ln(1 - greatest(least(p_male, 1 - 1e-4), 1e-4))"
+THRESHOLD = "(SELECT value FROM thresholds WHERE name = '{name}')"
+
+
+def gender_band(p: str) -> str:
+    """SQL deciding male / female / unknown from a P(male) expression with the thresholds table's band."""
+    low, high = THRESHOLD.format(name="gender.abstain_low"), THRESHOLD.format(name="gender.abstain_high")
+    return f"CASE WHEN {p} IS NULL THEN 'unknown' WHEN {p} >= {high} THEN 'male' WHEN {p} <= {low} THEN 'female' ELSE 'unknown' END"
+
+
+def pooled_gender(group: str) -> str:
+    """SELECT list pooling gender_predictions rows per group: n_faces, posterior, disagreement, model versions."""
+    confident = THRESHOLD.format(name="gender.confident")
+    return f"""{group}, count(*) AS n_faces,
+               1 / (1 + exp(-sum({FACE_EVIDENCE}) / sqrt(count(*)))) AS p_male,
+               avg(p_male) AS mean_face_p_male,
+               count(*) FILTER (WHERE p_male >= {confident}) AS confident_male,
+               count(*) FILTER (WHERE p_male <= 1 - {confident}) AS confident_female,
+               string_agg(DISTINCT model_version, ', ' ORDER BY model_version) AS model_version"""
+
+
+def disagreement_columns() -> str:
+    """Share of confident faces on the minority side, and the flag when it reaches the configured share."""
+    share = "least(confident_male, confident_female) / nullif(confident_male + confident_female, 0)"
+    return f"coalesce({share}, 0) AS disagreement, coalesce({share}, 0) >= {THRESHOLD.format(name='gender.disagreement_share')} AS flagged"
+
+
+ANIMALS_VIEW = f"""
+    CREATE OR REPLACE VIEW animals AS
+    WITH pooled AS (SELECT {pooled_gender("animal_id")} FROM gender_predictions WHERE animal_id IS NOT NULL GROUP BY animal_id),
+    registry AS (
+        SELECT animal_id, max(drop_id) AS drop_id FROM (
+            SELECT animal_id, drop_id FROM animal_manifest
+            UNION ALL SELECT animal_id, drop_id FROM faces WHERE animal_id IS NOT NULL
+            UNION ALL SELECT animal_id, drop_id FROM gender_predictions WHERE animal_id IS NOT NULL)
+        GROUP BY animal_id
+    ),
+    known AS (
+        SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known,
+               count(DISTINCT sex) > 1 AS sex_conflict, any_value(name) AS name
+        FROM animal_manifest WHERE sex IS NOT NULL OR name IS NOT NULL GROUP BY animal_id
+    )
+    SELECT r.animal_id, k.name, r.drop_id, d.site, d.deployment_id, coalesce(p.n_faces, 0) AS n_faces,
+           p.p_male, {gender_band("p.p_male")} AS sex_predicted, k.sex_known, coalesce(k.sex_conflict, false) AS sex_conflict,
+           p.mean_face_p_male, {disagreement_columns()}, p.model_version
+    FROM registry r LEFT JOIN pooled p USING (animal_id) LEFT JOIN known k USING (animal_id)
+    LEFT JOIN drops d ON d.drop_id = r.drop_id
+    ORDER BY r.animal_id
+"""
+
+# Camera-trap faces of no known animal, grouped per camera into events (a new event after a configured gap),
+# until re-identification exists. Several animals in one event are pooled as one: the view says so by n_frames.
+FACE_EVENTS_VIEW = f"""
+    CREATE OR REPLACE VIEW face_events AS
+    WITH unknown_faces AS (
+        SELECT g.face_id, g.p_male, g.model_version, g.drop_id, m.media_id, split_part(m.path, '/', 2) AS camera, m.captured_at
+        FROM gender_predictions g JOIN media m ON m.media_id = g.media_id AND m.drop_id = g.drop_id
+        WHERE g.animal_id IS NULL
+    ),
+    marked AS (
+        SELECT *, CASE WHEN lag(captured_at) OVER w IS NULL OR captured_at IS NULL
+                         OR epoch(captured_at) - epoch(lag(captured_at) OVER w) > {THRESHOLD.format(name="gender.event_gap_s")}
+                       THEN 1 ELSE 0 END AS starts_event
+        FROM unknown_faces WINDOW w AS (PARTITION BY drop_id, camera ORDER BY captured_at, face_id)
+    ),
+    numbered AS (
+        SELECT *, sum(starts_event) OVER (PARTITION BY drop_id, camera ORDER BY captured_at, face_id ROWS UNBOUNDED PRECEDING) AS event_no
+        FROM marked
+    ),
+    pooled AS (
+        SELECT {pooled_gender("drop_id, camera, event_no")}, min(captured_at) AS started_at, max(captured_at) AS ended_at,
+               count(DISTINCT media_id) AS n_frames
+        FROM numbered GROUP BY drop_id, camera, event_no
+    )
+    SELECT drop_id || '/' || camera || '/e' || event_no AS event_id, drop_id, camera, started_at, ended_at, n_frames,
+           n_faces, p_male, {gender_band("p_male")} AS sex_predicted, {disagreement_columns()}, model_version
+    FROM pooled ORDER BY drop_id, camera, started_at
+"""
+
 DERIVED_VIEWS = {
+    "animals": ANIMALS_VIEW,
+    "face_events": FACE_EVENTS_VIEW,
     # Detector yield: faces per image per camera (first folder under images/) per local night.
     "detector_yield": """
         CREATE OR REPLACE VIEW detector_yield AS
@@ -48,6 +133,49 @@ DERIVED_VIEWS = {
                any_value(f.detector) AS detector
         FROM frames fr LEFT JOIN faces f ON f.media_id = fr.media_id AND f.drop_id = fr.drop_id
         GROUP BY ALL ORDER BY fr.drop_id, fr.camera, fr.night
+    """,
+    # Encounters (seed 002 Eq. 4 over all segments): p_success = P_s / (P_s + P_f), the success and failure
+    # probabilities summed over every frame of every predicted 2 s window; the call applies the thresholds
+    # table's mating band (defaults 0.4 / 0.6) to p_calibrated, p_success at the model card's temperature.
+    "encounters": """
+        CREATE OR REPLACE VIEW encounters AS
+        WITH band AS (
+            SELECT coalesce(max(value) FILTER (WHERE name = 'mating.abstain_low'), 0.4) AS low,
+                   coalesce(max(value) FILTER (WHERE name = 'mating.abstain_high'), 0.6) AS high
+            FROM thresholds
+        ), windows AS (
+            SELECT drop_id, encounter_id, count(*) AS n_segments
+            FROM segments WHERE encounter_id IS NOT NULL GROUP BY ALL
+        ), frames AS (
+            SELECT drop_id, encounter_id, count(*) AS n_predicted,
+                   sum(list_sum(list_transform(frame_p_success, lambda p: CAST(p AS DOUBLE)))) AS p_s,
+                   sum(list_sum(list_transform(frame_p_success, lambda p: 1.0 - CAST(p AS DOUBLE)))) AS p_f,
+                   max(temperature) AS temperature,
+                   string_agg(DISTINCT model_version, ', ' ORDER BY model_version) AS model_version
+            FROM mating_predictions WHERE encounter_id IS NOT NULL GROUP BY ALL
+        ), rolled AS (
+            SELECT e.encounter_id, e.drop_id, e.male_id, e.female_id, e.started_at, e.recording,
+                   coalesce(w.n_segments, 0) AS n_segments, coalesce(f.n_predicted, 0) AS n_predicted,
+                   f.p_s / (f.p_s + f.p_f) AS p_success, coalesce(f.temperature, 1.0) AS temperature,
+                   e.outcome, e.outcome IS NOT NULL AS outcome_known, f.model_version
+            FROM encounter_manifest e
+            LEFT JOIN windows w ON w.drop_id = e.drop_id AND w.encounter_id = e.encounter_id
+            LEFT JOIN frames f ON f.drop_id = e.drop_id AND f.encounter_id = e.encounter_id
+        ), calibrated AS (
+            SELECT *, 1.0 / (1.0 + exp(-ln(greatest(least(p_success, 1 - 1e-12), 1e-12)
+                                          / (1 - greatest(least(p_success, 1 - 1e-12), 1e-12))) / temperature))
+                      AS p_calibrated
+            FROM rolled
+        )
+        SELECT c.encounter_id, c.drop_id, c.male_id, c.female_id, c.started_at, c.recording, c.n_segments,
+               c.n_predicted, c.p_success, c.p_calibrated,
+               CASE WHEN c.p_calibrated IS NULL THEN 'unknown'
+                    WHEN c.p_calibrated > b.high THEN 'success'
+                    WHEN c.p_calibrated <= b.low THEN 'failure'
+                    ELSE 'unknown' END AS predicted,
+               c.outcome, c.outcome_known, c.model_version, c.temperature
+        FROM calibrated c CROSS JOIN band b
+        ORDER BY c.drop_id, c.started_at, c.encounter_id
     """,
 }
 
@@ -68,7 +196,8 @@ def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = Non
             con.execute(view_sql(spec, home.lake.resolve()))
         for sql in DERIVED_VIEWS.values():
             con.execute(sql)
-    return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS)
+        summaries = write_summary_tables(con, home)
+    return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS) + summaries
 
 
 def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,15 @@ from schemas.manifest import (
     parse_csv_manifest,
     parse_drop_toml,
 )
-from schemas.tables import ANIMALS_MANIFEST, DROPS, ENCOUNTER_MANIFEST, MEDIA, REJECTS
-from tasks.discover import DropListing, FoundFile, drop_id_of, walk_drop
+from schemas.tables import ANIMALS_MANIFEST, CAMTRAP_OBSERVATIONS, DEPLOYMENTS, DROPS, ENCOUNTER_MANIFEST, MEDIA, REJECTS
+from tasks.camtrap_dp import CamtrapPackage, deployment_rows, media_overrides, observation_rows, package_animals, package_listing, read_package
+from tasks.discover import DropListing, FoundFile, FoundReject, drop_id_of, walk_drop
 from tasks.lake import clear_drop, read_marker, write_marker, write_rows
 from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
 
 STAGE = "ingest"
 INGEST_SETTINGS = ("ingest", "default_timezone")
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"  # 2: deployments and camtrap_observations tables, Camtrap DP packages
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Manifests:
     info: DropInfo
     animals: list[AnimalRow]
     encounters: list[EncounterRow]
+    package: CamtrapPackage | None = None  # a Camtrap DP package (datapackage.json) read as a drop
+    notes: list[FoundReject] = field(default_factory=list)  # manifest rows left out, one sentence each
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per path: what the package says of a file
 
 
 @dataclass
@@ -69,7 +73,9 @@ def read_manifests(drop_dir: Path) -> Manifests:
     info = parse_drop_toml(read_text(drop_dir / "drop.toml"), "drop.toml") if (drop_dir / "drop.toml").exists() else DropInfo()
     animals = read_csv_manifest(drop_dir, "animals.csv", AnimalRow, "animal_id")
     encounters = read_csv_manifest(drop_dir, "encounters.csv", EncounterRow, "encounter_id")
-    return Manifests(info, animals, encounters)
+    package = read_package(drop_dir)
+    individuals, notes = package_animals(package, animals)
+    return Manifests(info, animals + individuals, encounters, package, notes, media_overrides(package, info))
 
 
 def read_text(path: Path) -> str:
@@ -146,6 +152,7 @@ def media_row(drop_id: str, probed: ProbedFile, manifests: Manifests, known_anim
     }
     if probed.probe:
         row.update(probed.probe.metadata)
+    row.update(manifests.overrides.get(found.rel, {}))
     return row
 
 
@@ -235,6 +242,8 @@ def ingest_drop_dir(drop_dir: Path, home: HomeLayout, run_id: str, settings: Set
         return DropResult(drop_id, "failed", message, {})
     try:
         manifests = read_manifests(drop_dir)
+        listing = package_listing(listing, manifests.package, drop_dir, settings.ingest)
+        listing = replace(listing, rejects=listing.rejects + manifests.notes)
         check_recordings(manifests, listing)
     except ManifestError as error:
         return fail_drop(home, drop_id, run_id, error)
@@ -263,8 +272,11 @@ def write_drop_tables(
     animals = [{**animal.model_dump(), "drop_id": drop_id} for animal in manifests.animals]
     drop_row = {**manifests.info.model_dump(), "drop_id": drop_id, "source": source, "timezone": tz,
                 "fingerprint": listing.fingerprint, "n_files": len(listing.files) + len(listing.rejects), "run_id": run_id}
+    deployments = deployment_rows(drop_id, manifests.package, manifests.info)
+    observations = observation_rows(drop_id, manifests.package, media)
     for spec, rows in ((MEDIA, media), (REJECTS, rejects), (ANIMALS_MANIFEST, animals),
-                       (ENCOUNTER_MANIFEST, encounters), (DROPS, [drop_row])):
+                       (ENCOUNTER_MANIFEST, encounters), (DROPS, [drop_row]), (DEPLOYMENTS, deployments),
+                       (CAMTRAP_OBSERVATIONS, observations)):
         write_rows(home, spec, drop_id, STAGE, rows)
     return {
         "images": sum(row["kind"] == "image" and row["status"] == "ok" for row in media),

@@ -18,10 +18,16 @@ from tasks.faces import detect_drop_faces, stage_fingerprint as faces_fingerprin
 from tasks.faces import STAGE as FACES_STAGE
 from tasks.segments import segment_drop_audio, stage_fingerprint as segments_fingerprint
 from tasks.segments import STAGE as SEGMENTS_STAGE
+from tasks.gender import STAGE as GENDER_STAGE
+from tasks.gender import predict_drop_gender, stage_fingerprint as gender_fingerprint
+from tasks.mating import STAGE as MATING_STAGE
+from tasks.mating import predict_drop_mating, stage_fingerprint as mating_fingerprint
 from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
+from tasks.devices import choose_device, gpu_slot
 from tasks.progress import progress_wanted, stage_progress
+from tasks.artifacts import publish_run_artifacts
 from tasks.report import write_run_report
 from tasks.runs import load_run_settings, mark_abandoned_runs, new_run_id, record_run, save_run_config
 
@@ -78,7 +84,8 @@ def drop_is_current(layout: HomeLayout, drop_dir: Path, settings: Any) -> bool:
         return False
     if marker is None or marker["fingerprint"] != drop_fingerprint(walk_drop(drop_dir, settings.ingest), settings, drop_dir):
         return False
-    later = ((FACES_STAGE, faces_fingerprint), (SEGMENTS_STAGE, segments_fingerprint))
+    later = ((FACES_STAGE, faces_fingerprint), (SEGMENTS_STAGE, segments_fingerprint), (GENDER_STAGE, gender_fingerprint),
+             (MATING_STAGE, mating_fingerprint))
     for stage, fingerprint in later:
         stage_marker = read_marker(layout, drop_dir.name, stage)
         if stage_marker is None or stage_marker["fingerprint"] != fingerprint(layout, drop_dir.name, settings):
@@ -108,7 +115,7 @@ def ingest_drop(drop_dir: str, home: str, run_id: str) -> dict[str, Any]:
 
 
 def run_drop_stage(ingested: dict[str, Any], home: str, run_id: str, label: str, work_key: str, stage: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Run one per-drop stage after ingest with a progress bar; failed drops are passed over."""
+    """Run one per-drop stage after ingest with a progress bar, holding the GPU slot on CUDA; failed drops are passed over."""
     if ingested["status"] == "failed":
         return {"drop_id": ingested["drop_id"], "status": "skipped", "counts": {}}
     layout = HomeLayout(Path(home))
@@ -116,11 +123,21 @@ def run_drop_stage(ingested: dict[str, Any], home: str, run_id: str, label: str,
     drop_id = ingested["drop_id"]
     source = Path(read_marker(layout, drop_id, STAGE)["source"])
     logger = get_run_logger()
-    total = ingested["counts"].get(work_key, 0)
-    with stage_progress(f"{label} {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
+    total = work_total(layout, ingested, work_key)
+    device = choose_device(getattr(settings, label).device)  # each stage's label names its config section
+    with gpu_slot(device, settings.runner.gpu_limit), \
+            stage_progress(f"{label} {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
         result = stage(layout, source, drop_id, run_id, settings, advance)
-    logger.info("drop %s: %s %s %s", drop_id, label, result["status"], result["counts"])
+    logger.info("drop %s: %s %s %s %s", drop_id, label, result["status"], result["counts"], result.get("message", ""))
     return result
+
+
+def work_total(layout: HomeLayout, ingested: dict[str, Any], work_key: str) -> int:
+    """Items a stage will work through: an ingest count, or the usable faces its faces stage committed."""
+    if work_key != "usable_faces":
+        return int(ingested["counts"].get(work_key, 0))
+    marker = read_marker(layout, ingested["drop_id"], FACES_STAGE) or {"counts": {}}
+    return int(marker["counts"].get("faces", 0)) - int(marker["counts"].get("faces_excluded", 0))
 
 
 @task(name="find-faces", cache_policy=NO_CACHE)
@@ -129,10 +146,22 @@ def find_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, An
     return run_drop_stage(ingested, home, run_id, "faces", "images", detect_drop_faces)
 
 
+@task(name="predict-gender", cache_policy=NO_CACHE)
+def predict_gender(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
+    """Calibrated P(male) for every usable face of one ingested drop (after its faces stage)."""
+    return run_drop_stage(ingested, home, run_id, "gender", "usable_faces", predict_drop_gender)
+
+
 @task(name="segment-audio", cache_policy=NO_CACHE)
 def segment_audio(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
     """Find vocal segments and compute MFCC features for one ingested drop."""
     return run_drop_stage(ingested, home, run_id, "audio", "audio", segment_drop_audio)
+
+
+@task(name="predict-mating", cache_policy=NO_CACHE)
+def predict_mating(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
+    """P(success) per frame and window of one ingested drop's segments with the stored CGANet (after segment-audio)."""
+    return run_drop_stage(ingested, home, run_id, "mating", "audio", predict_drop_mating)
 
 
 @task(name="refresh-catalog", cache_policy=NO_CACHE)
@@ -168,6 +197,8 @@ def total_counts(results: list[dict[str, Any]]) -> dict[str, int]:
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
-def write_report(home: str, run_id: str, results: list[dict[str, Any]]) -> str:
-    """Render the run's HTML report and return its path."""
-    return str(write_run_report(HomeLayout(Path(home)), run_id, results))
+def write_report(home: str, run_id: str, results: list[dict[str, Any]], counts: dict[str, int] | None = None) -> str:
+    """Render the run's HTML report and CSVs, publish its Prefect artifacts and return the HTML's path."""
+    path = write_run_report(HomeLayout(Path(home)), run_id, results)
+    publish_run_artifacts(run_id, results, counts or {}, path)
+    return str(path)
