@@ -9,6 +9,7 @@ segment code as the nightly run, and read back through that home's catalog.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from models.audio_features import FEATURE_VERSION
 from models.mating_training import (
@@ -42,6 +44,7 @@ from models.mating_training import (
 from schemas.config import MatingTrainConfig, Settings
 from schemas.home import HomeLayout
 from tasks.catalog import CatalogMissingError, query, refresh_views
+from tasks.devices import cpu_threads
 from tasks.discover import drop_id_of
 from tasks.ingest import ingest_drop_dir
 from tasks.model_store import load_model, model_label, save_checkpoint
@@ -91,9 +94,14 @@ def checked_name(name: str) -> str:
 
 def train_settings(config: MatingTrainConfig, **overrides: Any) -> MatingTrainSettings:
     """The pure training recipe from the [mating.train] configuration, with CLI overrides that are not None."""
-    values = config.model_dump(exclude={"seed"})
+    values = config.model_dump(exclude={"seed", "threads"})
     values.update({key: value for key, value in overrides.items() if value is not None})
     return MatingTrainSettings(**values)
+
+
+def training_threads(threads: int | None) -> contextlib.AbstractContextManager[None]:
+    """cpu_threads around CGANet training (always on the CPU) when [mating.train] threads is set; else torch's default."""
+    return contextlib.nullcontext() if threads is None else cpu_threads(torch.device("cpu"), threads)
 
 
 def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingData:
@@ -185,7 +193,8 @@ def train_mating(home: HomeLayout, settings: Settings, name: str, folder: Path |
     groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
     fit, val = validation_split(groups, data.y.tolist(), recipe.validation_fraction, seed)
     started = time.perf_counter()
-    state, history = train_cganet(data.x[fit], data.y[fit], data.x[val], data.y[val], recipe, seed, progress)
+    with training_threads(settings.mating.train.threads):
+        state, history = train_cganet(data.x[fit], data.y[fit], data.x[val], data.y[val], recipe, seed, progress)
     seconds = time.perf_counter() - started
     metrics = validation_metrics(mating_model_from_state(state), data, val, history.temperature)
     split = {"train": sorted({groups[i] for i in fit}), "validation": sorted({groups[i] for i in val})}
@@ -224,7 +233,8 @@ def evaluate_mating_data(home: HomeLayout, settings: Settings, folder: Path | No
     seed = settings.mating.train.seed if seed is None else seed
     groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
     started = time.perf_counter()
-    results = evaluate_mating(data.x, data.y, groups, recipe, seed, data.encounters, progress=progress)
+    with training_threads(settings.mating.train.threads):
+        results = evaluate_mating(data.x, data.y, groups, recipe, seed, data.encounters, progress=progress)
     results.update(data=data.describe(), rejects=data.rejects, group_by=recipe.group_by, seed=seed,
                    settings=asdict(recipe), seconds=round(time.perf_counter() - started, 1),
                    tables={level: metrics_table(results, level) for level in ("segment", "encounter")})

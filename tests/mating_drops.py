@@ -11,7 +11,7 @@ RATE = 44_100
 SECONDS = 8.0
 CALLS = ((1.0, 2.5), (3.5, 5.0), (5.5, 7.0))
 RAVEN_HEADER = "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\n"
-TINY_CONFIG = "[mating.train]\nepochs = 2\nfilters = 4\nhidden = 4\nbatch_size = 8\n"
+TINY_CONFIG = "[mating.train]\nepochs = 2\nfilters = 4\nhidden = 4\nbatch_size = 8\nthreads = 1\n"
 
 
 def encounter_audio(seed: int, outcome: str) -> np.ndarray:

@@ -147,6 +147,9 @@ def test_encounters_view_equals_the_pure_rollup_and_its_band_changes_without_rer
 def test_raven_export_is_read_back_by_the_raven_parser(predicted, tmp_path):
     layout, _ = predicted
     written = export_raven_tables(layout, tmp_path / "raven", DROP)
+    assert len(export_raven_tables(layout, tmp_path / "every", None)) == len(written) == 9
+    with pytest.raises(ValueError, match="no mating predictions in drop nope"):
+        export_raven_tables(layout, tmp_path / "none", "nope")
     assert sorted(p.name for p in written) == sorted([f"{e}.mating.selections.txt" for e, *_ in ENCOUNTERS] + ["loose.mating.selections.txt"])
     windows = query(layout, "SELECT m.path, s.start_s, s.end_s, p.p_success FROM mating_predictions p JOIN segments s "
                             "USING (segment_id) JOIN media m ON m.media_id = p.media_id ORDER BY s.start_s").to_pylist()
@@ -202,7 +205,9 @@ def test_train_store_predict_and_rerun_only_what_changed(tmp_path, monkeypatch):
     first = run(drop, home, config)
     assert first["mating"][0]["status"] == "no_model" and "train one with 'breedwatch train mating'" in first["mating"][0]["message"]
     assert query(layout, "SELECT count(*) AS n FROM mating_predictions").column("n")[0].as_py() == 0
+    threads = torch.get_num_threads()
     card = train_mating(layout, settings, "cganet", seed=1)
+    assert torch.get_num_threads() == threads  # [mating.train] threads = 1 held only while training
     assert card["version"] == 1 and card["data"]["n_encounters"] == 6 and len(card["training"]["epochs"]) == 2
     assert not set(card["split"]["train"]) & set(card["split"]["validation"])
     assert {p.name for p in (home / "models" / "mating" / "cganet" / "v1").iterdir()} == {"weights.pt", "model_card.json"}
