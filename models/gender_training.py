@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from models.epochs import EpochRecord
 from models.gender import (IMAGENET_MEAN, IMAGENET_STD, Arch, GenderNet, MiniXception, build_gender_net,
                            freeze_first_blocks, load_backbone_weights, normalise, preprocess, set_temperature)
 
@@ -191,19 +192,6 @@ def as_input(images: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------- training
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch: learning rate used, mean training loss and accuracy, validation loss and accuracy, seconds."""
-
-    epoch: int
-    lr: float
-    train_loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
 
 
 @dataclass

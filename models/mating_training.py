@@ -47,6 +47,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import Tensor, nn
 
+from models.epochs import EpochRecord
 from models.cganet import N_COEFFS, CGANet, CGANetOutput, build_cganet, predicted_success, segment_nll
 
 GroupBy = Literal["pair", "encounter", "none"]
@@ -255,19 +256,6 @@ def predict_frame_probs(model: nn.Module, x: np.ndarray, batch_size: int = EVAL_
 
 
 # ---------------------------------------------------------------- training
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch: learning rate used, mean training loss and accuracy, validation loss and accuracy, seconds."""
-
-    epoch: int
-    lr: float
-    train_loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
 
 
 @dataclass
