@@ -18,6 +18,7 @@ import tasks.gender as gender_stage
 from flows.cli import app
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from flows.nightly import nightly
 from models.gender_training import animal_posterior
 from schemas.config import load_settings
@@ -116,7 +117,8 @@ def check_report(report: Path, run_id: str) -> None:
     assert animals_csv.startswith("animal_id,") and "A07" in animals_csv and "data:image" not in animals_csv
     assert (report.parent / "rejects.csv").is_file() and (report.parent / "drops.csv").is_file()
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(ARTIFACT_KEYS))))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(ARTIFACT_KEYS))),
+                                          sort=ArtifactSort.CREATED_DESC)  # newest first: the keys keep every run's history
     assert {"breedwatch-run-summary", "breedwatch-report", "breedwatch-gender-ratio"} <= {a.key for a in artifacts}
     check_numbers_agree(report, html, next(a for a in artifacts if a.key == "breedwatch-gender-ratio"))
 
