@@ -29,7 +29,7 @@ from models.faces import (
 from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, MEDIA
-from tasks.devices import choose_device, halve_on_oom
+from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_detector
 
@@ -83,7 +83,7 @@ def open_upright(path: Path) -> Image.Image:
 def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
     """What must stay the same for the drop's committed faces to be reused."""
     ingest = read_marker(home, drop_id, "ingest")
-    config = settings.faces.model_dump(exclude={"batch_size", "device"})
+    config = settings.faces.model_dump(exclude={"batch_size", "device", "cpu_threads"})
     return f"{FACES_VERSION}:{ingest['fingerprint'] if ingest else ''}:{detector_label(home, settings.faces)}:{sorted(config.items())}"
 
 
@@ -133,7 +133,8 @@ def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: Loade
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for batch in batches:
             decoded = list(pool.map(lambda key: open_upright(drop_dir / by_id[key]["path"]), batch))
-            found = halve_on_oom(lambda arrays: detect_faces(detector.mtcnn, arrays), [np.asarray(image) for image in decoded])
+            with cpu_threads(detector.mtcnn.device, config.cpu_threads):
+                found = halve_on_oom(lambda arrays: detect_faces(detector.mtcnn, arrays), [np.asarray(image) for image in decoded])
             yield from ((by_id[key], image, faces) for key, image, faces in zip(batch, decoded, found))
 
 
