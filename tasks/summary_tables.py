@@ -103,14 +103,23 @@ def existing_relations(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> 
     return {row[0] for row in con.execute(RELATIONS_SQL, [list(names)]).fetchall()}
 
 
+# DDL cannot take identifiers as parameters: each summary table's statements are written out in full.
+SUMMARY_STATEMENTS = {
+    "model_cards": ("DROP VIEW model_cards", "CREATE OR REPLACE TABLE model_cards AS SELECT * FROM _summary_rows"),
+    "gender_ratio": ("DROP VIEW gender_ratio", "CREATE OR REPLACE TABLE gender_ratio AS SELECT * FROM _summary_rows"),
+    "mating_success": ("DROP VIEW mating_success", "CREATE OR REPLACE TABLE mating_success AS SELECT * FROM _summary_rows"),
+}
+
+
 def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> None:
-    """CREATE OR REPLACE a catalog table with the given columns from row dicts (the name is one of ours, never input)."""
+    """CREATE OR REPLACE one of the summary tables (SUMMARY_STATEMENTS) with the given columns from row dicts."""
     data = pa.Table.from_pylist([dict(row) for row in rows], schema=schema)
     con.register("_summary_rows", data)
     try:
+        drop_view, create_table = SUMMARY_STATEMENTS[name]
         if con.execute(VIEW_SQL, [name]).fetchall():
-            con.execute(f"DROP VIEW {name}")
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _summary_rows")
+            con.execute(drop_view)
+        con.execute(create_table)
     finally:
         con.unregister("_summary_rows")
 
