@@ -6,8 +6,6 @@ stops the drop; a bad row becomes one problem sentence naming file, line and fie
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.manifest import ManifestError, check_safe_id, validate_row
+from schemas.manifest import ManifestError, check_safe_id, checked_csv_reader, validate_row
 
 DESCRIPTOR = "datapackage.json"
 CORE_RESOURCES = ("deployments", "media", "observations")
@@ -206,12 +204,7 @@ def resource_paths(data: dict[str, Any]) -> dict[str, str]:
 
 def csv_rows(text: str, filename: str, row_model: type[CamtrapRow]) -> Iterator[tuple[int, dict[str, str | None]]]:
     """(line, row) of a resource CSV whose header has every column the row model requires."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [name.strip() for name in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    for name, field in row_model.model_fields.items():
-        if field.is_required() and name not in header:
-            raise ManifestError(filename, 1, name, "required column is missing from the header")
+    reader = checked_csv_reader(text, filename, row_model)
     for row in reader:
         yield reader.line_num, row
 

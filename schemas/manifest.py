@@ -146,14 +146,20 @@ class EncounterRow(BaseModel):
 RowModel = TypeVar("RowModel", bound=BaseModel)
 
 
-def parse_csv_manifest(text: str, filename: str, row_model: type[RowModel], key: str) -> list[RowModel]:
-    """Parse a CSV manifest strictly; the first bad cell raises ManifestError with its line and field."""
+def checked_csv_reader(text: str, filename: str, row_model: type[BaseModel]) -> csv.DictReader:
+    """A CSV reader with stripped header names, once the header has every column the row model requires."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [name.strip() for name in (reader.fieldnames or [])]
     reader.fieldnames = header
     for name, field in row_model.model_fields.items():
         if field.is_required() and name not in header:
             raise ManifestError(filename, 1, name, "required column is missing from the header")
+    return reader
+
+
+def parse_csv_manifest(text: str, filename: str, row_model: type[RowModel], key: str) -> list[RowModel]:
+    """Parse a CSV manifest strictly; the first bad cell raises ManifestError with its line and field."""
+    reader = checked_csv_reader(text, filename, row_model)
     rows: list[RowModel] = []
     seen: dict[str, int] = {}
     for row in reader:

@@ -34,3 +34,14 @@ def realfile(realdata: Path, relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"real file {relative} is absent")
     return path
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny training loops run in one intra-op thread: on a busy 2-core host, 2 threads can be 40x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,13 +21,6 @@ def model() -> CGANet:
     return build_cganet(seed=0).eval()
 
 
-@pytest.fixture()
-def one_thread():
-    """Tiny training loops run in one intra-op thread: on a busy 2-core host, 2 threads can be 40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def mfcc_batch(n: int, seed: int = 0) -> torch.Tensor:

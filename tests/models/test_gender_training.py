@@ -203,14 +203,6 @@ def striped_face(rng: np.random.Generator, vertical: bool, size: int = 64) -> Im
     return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
 
 
-@pytest.fixture
-def one_thread():
-    """Run a tiny training on one thread: on 32-px inputs a second thread saves nothing, and when the two cores
-    are shared with other work every small op of a two-thread pool waits for the descheduled thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -36,13 +36,6 @@ from models.mating_training import (
 TINY = MatingTrainSettings(epochs=6, batch_size=16, filters=8, hidden=8, folds=3)
 
 
-@pytest.fixture()
-def one_thread():
-    """Tiny training loops run in one intra-op thread (as the caller sets it); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def mfcc_like(labels: np.ndarray, seed: int) -> np.ndarray:
