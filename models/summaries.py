@@ -11,7 +11,8 @@ from models.statistics import ClassifierRates, corrected_proportion, rates_from_
 def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
     """Per-animal sensitivity and specificity (male positive) of a gender model card, if it has them.
 
-    Read from metrics.rates (sensitivity, specificity, n_male, n_female: the card's test animals) when present,
+    Read from metrics.rates (sensitivity, specificity, decided_males, decided_females: the test animals the abstain
+    band decided, as train_gender writes them) when present,
     else from metrics.per_animal (explicit sensitivity/specificity, else its confusion matrix [[TN, FP], [FN, TP]]).
     """
     metrics = card.get("metrics") or {}
@@ -19,7 +20,7 @@ def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
     if isinstance(rates, Mapping):
         se, sp = rates.get("sensitivity"), rates.get("specificity")
         return ClassifierRates(None if se is None else float(se), None if sp is None else float(sp),
-                               int(rates.get("n_male") or 0), int(rates.get("n_female") or 0))
+                               int(rates.get("decided_males") or 0), int(rates.get("decided_females") or 0))
     per_animal = metrics.get("per_animal") or {}
     matrix = per_animal.get("confusion_matrix")
     if matrix is None:

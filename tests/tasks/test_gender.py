@@ -25,6 +25,8 @@ from schemas.config import load_settings
 from schemas.home import HomeLayout
 from schemas.tables import DROPS, GENDER_PREDICTIONS, MEDIA
 from tasks.catalog import query, refresh_views
+from models.summaries import card_rates
+from tasks.model_store import CARD_FILE
 from tasks.gender_training import TrainingDataError, evaluate_gender, labelled_faces, seed_split, train_gender
 from tasks.lake import write_rows
 from tests.drops import DROP_TOML
@@ -88,6 +90,9 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
     assert not set(card["split"]["train"]) & set(card["split"]["test"])
     assert set(card["split"]["train"]) | set(card["split"]["test"]) == set(LABELLED)
     assert card["label"] == "panda-gender@v1" and card["metrics"]["rates"]["level"].startswith("animal")
+    rates = card["metrics"]["rates"]
+    stored = card_rates(json.loads((Path(card["path"]) / CARD_FILE).read_text()))
+    assert (stored.n_positive, stored.n_negative) == (rates["decided_males"], rates["decided_females"]) != (0, 0)
     seen = count_forward_passes(monkeypatch)
     summary = nightly(drops=[str(drop)], home=str(home), config_file=str(config))
     assert summary["gender"][0]["status"] == "predicted" and sum(seen) == 24

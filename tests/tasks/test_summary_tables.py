@@ -150,9 +150,9 @@ def test_rewriting_replaces_the_tables_and_an_old_view_of_the_same_name(catalog)
 def test_rates_come_from_the_cards_metrics_rates_and_a_missing_rate_is_named(catalog) -> None:
     home, con = catalog
     write_card(home, "panda-gender", 1, {"metrics": {"rates": {"level": "animal", "sensitivity": 0.75, "specificity": 0.9,
-                                                               "n_male": 4, "n_female": 10}}})
+                                                               "decided_males": 4, "decided_females": 10}}})
     write_card(home, "panda-gender", 2, {"metrics": {"rates": {"level": "animal", "sensitivity": None, "specificity": 1.0,
-                                                               "n_male": 0, "n_female": 1}}})
+                                                               "decided_males": 0, "decided_females": 1}}})
     animals(con, herd("a", "North", "dep-1", 3, 5, 1, "panda-gender@v1") + herd("b", "South", "dep-2", 2, 2, 0, "panda-gender@v2"))
     write_summary_tables(con, home)
     rows = {row["deployment_id"] or "overall": row for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()}
