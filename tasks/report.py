@@ -9,9 +9,10 @@ from typing import Any
 from reports.exports import check_table_name, report_tables, table_csv
 from reports.html import render_run_report
 from schemas.home import HomeLayout
-from tasks.catalog import query
+from tasks.catalog import CatalogMissingError, connect_with_retry, query
 from tasks.lake import write_bytes_atomic
 from tasks.report_sections import prediction_sections
+from tasks.summary_tables import period_summaries
 
 MEDIA_COUNTS_SQL = """
 SELECT kind, status, count(*) AS n FROM media
@@ -58,6 +59,7 @@ def report_context(home: HomeLayout, run: dict[str, Any], drop_results: list[dic
     drop_ids = [result["drop_id"] for result in drop_results]
     return {
         "run": run,
+        "ratio_scope": "every animal and encounter in the catalog (its gender_ratio and mating_success tables)",
         "drops": drop_results,
         "media_counts": query(home, MEDIA_COUNTS_SQL, [drop_ids]).to_pylist(),
         "rejects": query(home, REJECTS_SQL, [drop_ids]).to_pylist(),
@@ -113,9 +115,23 @@ def period_drops(home: HomeLayout, since: date | None, until: date | None) -> li
     return [{"drop_id": r.pop("drop_id"), "status": "in catalog", "counts": r, "message": ""} for r in rows]
 
 
+def period_ratios(home: HomeLayout, drop_ids: list[str]) -> dict[str, Any]:
+    """Gender ratio and mating success of the period's drops only, computed as the catalog's summary tables are."""
+    if not home.catalog.exists():
+        raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")
+    with connect_with_retry(home.catalog, read_only=True) as con:
+        rows = period_summaries(con, home, drop_ids)
+    scope = (f"the animals and encounters of the period's {len(drop_ids)} drop{'s' if len(drop_ids) != 1 else ''}; "
+             "the catalog's gender_ratio and mating_success tables hold every drop")
+    return {**rows, "ratio_scope": scope}
+
+
 def write_period_report(home: HomeLayout, since: date | None, until: date | None) -> Path:
     """Rebuild a report for the drops captured in a period from the catalog alone: reports/period-<since>_<until>/."""
     label = f"{since or 'start'}_{until or 'now'}"
     header = {"run_id": f"period {label}", "status": "completed", "started_at": datetime.now(timezone.utc),
               "duration": "n/a (rebuilt from the catalog)", "code_version": "", "config_hash": ""}
-    return write_report_files(home.reports / f"period-{label}", report_context(home, header, period_drops(home, since, until)))
+    drops = period_drops(home, since, until)
+    context = report_context(home, header, drops)
+    context.update(period_ratios(home, [d["drop_id"] for d in drops]))
+    return write_report_files(home.reports / f"period-{label}", context)

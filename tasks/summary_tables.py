@@ -7,6 +7,7 @@ numbers of the current lake and thresholds; the report, its CSVs and analysts al
 from __future__ import annotations
 
 import json
+from functools import partial
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,24 +20,30 @@ from models.summaries import card_rates, gender_ratio_row, mating_success_row
 from schemas.home import HomeLayout
 from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
 
-GENDER_COUNTS_SQL = """
+GENDER_COUNTS_TEMPLATE = """
 SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overall' END AS level,
        site, deployment_id,
        count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS males,
        count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS females,
        count(DISTINCT animal_id) FILTER (WHERE sex_predicted IS NULL OR sex_predicted NOT IN (?, ?)) AS unknown,
        list_sort(list_distinct(list(model_version) FILTER (WHERE sex_predicted IN (?, ?) AND model_version IS NOT NULL))) AS model_versions
-FROM animals
+FROM animals {where}
 GROUP BY GROUPING SETS ((site, deployment_id), ())
 ORDER BY grouping(site, deployment_id), site NULLS LAST, deployment_id NULLS LAST
 """
+# A period's report counts the animals registered or photographed in its drops (ids twice, after GENDER_PARAMS).
+PERIOD_ANIMALS = """WHERE animal_id IN (SELECT animal_id FROM animal_manifest WHERE list_contains(?, drop_id)
+                   UNION SELECT animal_id FROM gender_predictions WHERE list_contains(?, drop_id))"""
+GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where="")
+PERIOD_GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where=PERIOD_ANIMALS)
 GENDER_PARAMS = ["male", "female", "male", "female", "male", "female"]
 
-MATING_COUNTS_SQL = """
+MATING_COUNTS_TEMPLATE = """
 WITH dated AS (
     SELECT e.encounter_id, e.predicted,
            year(e.started_at AT TIME ZONE coalesce(d.timezone, 'UTC')) AS season
     FROM encounters e LEFT JOIN (SELECT drop_id, any_value(timezone) AS timezone FROM drops GROUP BY drop_id) d USING (drop_id)
+    {where}
 )
 SELECT CASE WHEN grouping(season) = 0 THEN 'season' ELSE 'overall' END AS level, season,
        count(DISTINCT encounter_id) FILTER (WHERE predicted = ?) AS successes,
@@ -46,6 +53,8 @@ FROM dated
 GROUP BY GROUPING SETS ((season), ())
 ORDER BY grouping(season), season NULLS LAST
 """
+MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="")
+PERIOD_MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="WHERE list_contains(?, e.drop_id)")  # ids first
 MATING_PARAMS = ["success", "failure", "success", "failure"]
 RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
 VIEW_SQL = "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_type = 'VIEW'"
@@ -131,14 +140,33 @@ def summary_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[object],
     return [build(dict(zip(names, values))) for values in relation.fetchall()]
 
 
+def ratio_rows(con: duckdb.DuckDBPyConnection, cards: Sequence[Mapping[str, Any]],
+               drop_ids: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """gender_ratio and mating_success rows over every drop, or over the animals and encounters of the given drops."""
+    present = existing_relations(con, ["animals", "encounters", "drops"])
+    rates = gender_rates(cards)
+    gender_row = partial(gender_ratio_row, rates=rates)
+    if drop_ids is None:
+        gender_query, mating_query = (GENDER_COUNTS_SQL, GENDER_PARAMS), (MATING_COUNTS_SQL, MATING_PARAMS)
+    else:
+        ids = list(drop_ids)
+        gender_query, mating_query = (PERIOD_GENDER_COUNTS_SQL, [*GENDER_PARAMS, ids, ids]), (PERIOD_MATING_COUNTS_SQL, [ids, *MATING_PARAMS])
+    gender = summary_rows(con, *gender_query, gender_row) if "animals" in present else []
+    mating = summary_rows(con, *mating_query, mating_success_row) if {"encounters", "drops"} <= present else []
+    return gender, mating
+
+
+def period_summaries(con: duckdb.DuckDBPyConnection, home: HomeLayout, drop_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The gender_ratio and mating_success rows of the given drops only (a period's report), computed as the tables are."""
+    gender, mating = ratio_rows(con, model_card_rows(home), drop_ids)
+    return {"gender_ratio": gender, "mating_success": mating}
+
+
 def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> list[str]:
     """(Re)write model_cards, gender_ratio and mating_success in the open catalog; a missing input view gives an empty table."""
     cards = model_card_rows(home)
     replace_table(con, "model_cards", cards, MODEL_CARDS)
-    present = existing_relations(con, ["animals", "encounters", "drops"])
-    rates = gender_rates(cards)
-    gender = summary_rows(con, GENDER_COUNTS_SQL, GENDER_PARAMS, lambda c: gender_ratio_row(c, rates)) if "animals" in present else []
-    mating = summary_rows(con, MATING_COUNTS_SQL, MATING_PARAMS, mating_success_row) if {"encounters", "drops"} <= present else []
+    gender, mating = ratio_rows(con, cards)
     replace_table(con, "gender_ratio", gender, GENDER_RATIO)
     replace_table(con, "mating_success", mating, MATING_SUCCESS)
     return ["model_cards", "gender_ratio", "mating_success"]
