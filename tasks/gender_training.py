@@ -155,12 +155,37 @@ def seed_split(items: list[Item]) -> tuple[list[str], list[str]]:
     return train, test
 
 
+MIN_ANIMALS_FOR_VALIDATION = 5  # per sex on the training side: the seed rule then holds out one and keeps four
+
+
+@dataclass(frozen=True)
+class FitSplit:
+    """Animals the net learns from, and those that choose its epoch and temperature (validation, else the test)."""
+
+    fit: list[str]
+    select: list[str]
+    selected_on: str
+
+
+def fit_split(items: list[Item], train_ids: list[str], test_ids: list[str]) -> FitSplit:
+    """Carve validation animals from the training animals by the seed rule within each sex, so the test animals the
+    card's metrics (and the gender ratio's correction) come from never chose the epoch or the temperature; with fewer
+    than MIN_ANIMALS_FOR_VALIDATION training animals of a sex, the test animals choose, and the card says so."""
+    sexes = {animal_id: label for _, label, animal_id in items}
+    if any(sum(sexes[a] == label for a in train_ids) < MIN_ANIMALS_FOR_VALIDATION for label in (0, 1)):
+        return FitSplit(list(train_ids), list(test_ids), "test animals (too few training animals for a validation split)")
+    counts = image_counts(items_of(items, train_ids))
+    fit_ids, validation_ids = identity_disjoint_split_by_sex(counts, {a: sexes[a] for a in counts})
+    return FitSplit(fit_ids, validation_ids, "validation animals")
+
+
 def fit(items: list[Item], train_ids: list[str], test_ids: list[str], settings: GenderTrainSettings, seed: int, backbone: dict[str, Any] | None,
-        progress: Progress | None = None) -> tuple[Any, Any, float]:
-    """Train on train_ids, select the epoch and fit the temperature on test_ids."""
-    model, history = train_gender_net(items_of(items, train_ids), items_of(items, test_ids), settings, seed, progress, backbone)
-    temperature = calibrate(model, items_of(items, test_ids))
-    return model, history, temperature
+        progress: Progress | None = None) -> tuple[Any, Any, float, FitSplit]:
+    """Train on the fit animals, select the epoch and fit the temperature on the validation animals (see fit_split)."""
+    split = fit_split(items, train_ids, test_ids)
+    model, history = train_gender_net(items_of(items, split.fit), items_of(items, split.select), settings, seed, progress, backbone)
+    temperature = calibrate(model, items_of(items, split.select))
+    return model, history, temperature, split
 
 
 def split_metrics(model: Any, items: list[Item], train_ids: list[str], test_ids: list[str], seed: int) -> dict[str, Any]:
@@ -185,12 +210,13 @@ def train_gender(home: HomeLayout, config: GenderConfig, name: str, folder: Path
     settings, seed = recipe(config), config.train.seed
     train_ids, test_ids = seed_split(faces.items)
     started = time.perf_counter()
-    model, history, temperature = fit(faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress)
+    model, history, temperature, split = fit(faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress)
     seconds = time.perf_counter() - started
     metrics = split_metrics(model, faces.items, train_ids, test_ids, seed)
-    card = gender_model_card(settings, seed, data_fingerprint(faces.items), {"train": train_ids, "test": test_ids},
-                             history, temperature, card_metrics(metrics))
-    card = {**card, "name": name, "source": faces.source, "n_faces": len(faces.items), "train_seconds": seconds}
+    animals = {"train": split.fit, "validation": split.select if split.select != test_ids else [], "test": test_ids}
+    card = gender_model_card(settings, seed, data_fingerprint(faces.items), animals, history, temperature, card_metrics(metrics))
+    card = {**card, "name": name, "source": faces.source, "n_faces": len(faces.items), "train_seconds": seconds,
+            "selected_on": split.selected_on}
     version, path = save_checkpoint(home.model_dir(KIND, name), model.state_dict(), card)
     return {**card, "version": version, "path": str(path), "label": f"{name}@v{version}"}
 
@@ -230,8 +256,9 @@ def evaluate_gender(home: HomeLayout, config: GenderConfig, folder: Path | None 
     settings, seed, backbone = recipe(config), config.train.seed, backbone_state(config)
     results = []
     for train_ids, test_ids in evaluation_splits(faces.items, config, folds):
-        model, history, temperature = fit(faces.items, train_ids, test_ids, settings, seed, backbone, progress)
-        results.append({"train": train_ids, "test": test_ids, "temperature": temperature, "best_epoch": history.best_epoch,
+        model, history, temperature, split = fit(faces.items, train_ids, test_ids, settings, seed, backbone, progress)
+        results.append({"train": split.fit, "validation": split.select if split.select != test_ids else [], "test": test_ids,
+                        "selected_on": split.selected_on, "temperature": temperature, "best_epoch": history.best_epoch,
                         **split_metrics(model, faces.items, train_ids, test_ids, seed)})
     return {"source": faces.source, "n_faces": len(faces.items), "n_animals": len(image_counts(faces.items)),
             "arch": settings.arch, "input_size": settings.input_size, "epochs": settings.epochs,

@@ -27,7 +27,7 @@ from schemas.tables import DROPS, GENDER_PREDICTIONS, MEDIA
 from tasks.catalog import query, refresh_views
 from models.summaries import card_rates
 from tasks.model_store import CARD_FILE
-from tasks.gender_training import TrainingDataError, evaluate_gender, labelled_faces, seed_split, train_gender
+from tasks.gender_training import TrainingDataError, evaluate_gender, fit_split, labelled_faces, seed_split, train_gender
 from tasks.lake import write_rows
 from tests.drops import DROP_TOML
 
@@ -88,7 +88,8 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
     layout, settings = HomeLayout(home), load_settings(config, home=home)
     card = train_gender(layout, settings.gender, "panda-gender")
     assert not set(card["split"]["train"]) & set(card["split"]["test"])
-    assert set(card["split"]["train"]) | set(card["split"]["test"]) == set(LABELLED)
+    assert set(card["split"]["train"]) | set(card["split"]["validation"]) | set(card["split"]["test"]) == set(LABELLED)
+    assert card["selected_on"].startswith("test animals")  # three labelled animals a sex: too few for a validation split
     assert card["label"] == "panda-gender@v1" and card["metrics"]["rates"]["level"].startswith("animal")
     rates = card["metrics"]["rates"]
     stored = card_rates(json.loads((Path(card["path"]) / CARD_FILE).read_text()))
@@ -270,3 +271,17 @@ def test_seed_split_tests_both_sexes_even_with_two_males() -> None:
     assert any(a.startswith("F") for a in test)
     with pytest.raises(TrainingDataError, match="two animals of one sex"):
         seed_split([(image, 1, "M1"), (image, 0, "F1")])
+
+
+def test_validation_animals_choose_the_epoch_when_each_sex_has_five_training_animals() -> None:
+    image = Image.new("RGB", (8, 8))
+    counts = {f"{sex}{i}": 3 + i for sex in "MF" for i in range(8)}
+    items = [(image, 1 if a.startswith("M") else 0, a) for a, n in counts.items() for _ in range(n)]
+    train, test = seed_split(items)
+    split = fit_split(items, train, test)
+    assert split.selected_on == "validation animals"
+    assert set(split.fit) | set(split.select) == set(train) and not set(split.fit) & set(split.select)
+    assert not set(split.select) & set(test) and {a[0] for a in split.select} == {"M", "F"}
+    small = [item for item in items if item[2] in {"M0", "M1", "M2", "F0", "F1", "F2"}]
+    train, test = seed_split(small)
+    assert fit_split(small, train, test).select == test  # too few animals for a validation split: the test animals choose
