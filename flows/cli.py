@@ -58,8 +58,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         out.print(table_to_rich(detector_yield, title="faces per camera and night"))
     totals = ", ".join(f"{key} {value}" for key, value in sorted(summary["counts"].items())) or "nothing to do"
     out.print(f"totals: {totals}", highlight=False)
-    out.print(f"report: {summary['report']}", highlight=False)
-    out.print(f"catalog: {HomeLayout(Path(summary['home'])).catalog}  (try: breedwatch query \"select kind, status, count(*) from media group by all\")", highlight=False)
+    out.print(f"catalog: {HomeLayout(Path(summary['home'])).catalog}  (try: breedwatch query \"select kind, status, count(*) from media group by all\")", highlight=False, soft_wrap=True)
+    out.print(f"report: {summary['report']}", highlight=False, soft_wrap=True)  # a path must stay copyable: never wrapped
 
 
 @app.command()
@@ -82,13 +82,15 @@ def demo(
     animals: Annotated[int, typer.Option(help="Animals in the generated sample drop.")] = 12,
 ) -> None:
     """Generate a sample drop (once), train a species face detector on a separate sample archive (once), run the nightly flow."""
-    from tasks.demo import prepare_demo
+    from tasks.demo import gender_truth_check, prepare_demo
 
     settings = settings_or_exit(home, config)
     plan = prepare_demo(settings, config, seed, animals)
     for note in plan.notes:
         out.print(note, highlight=False)
-    print_summary(run_nightly([str(plan.drop)], settings_or_exit(settings.home, plan.config), plan.config))
+    summary = run_nightly([str(plan.drop)], settings_or_exit(settings.home, plan.config), plan.config)
+    out.print(gender_truth_check(HomeLayout(settings.home), plan.drop), highlight=False)
+    print_summary(summary)
 
 
 @app.command("sample-drop")

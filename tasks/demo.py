@@ -1,8 +1,10 @@
 """Prepare `breedwatch demo`: the sample drop, a species detector trained on a separate sample archive, a gender net
-trained on the drop's animals of registered sex, a small CGANet trained on its labelled encounters, and the config."""
+trained on a separate studbook archive of sexed animals, a small CGANet trained on the drop's labelled encounters, and
+the config."""
 
 from __future__ import annotations
 
+import csv
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,17 +15,23 @@ from schemas.config import Settings, load_settings
 from schemas.home import HomeLayout
 from tasks.detector_training import train_detector_on_sample_drop
 from tasks.gender_training import KIND as GENDER_KIND, train_gender
+from tasks.catalog import query
 from tasks.lake import write_bytes_atomic
 from tasks.mating_training import ensure_demo_mating_model
 from tasks.model_store import versions
-from tasks.sample_drop import write_sample_drop
+from tasks.sample_drop import write_keeper_archive, write_sample_drop
 
 DEMO_DETECTOR = "mtcnn-panda"
 ARCHIVE_SEED_OFFSET = 1000
+STUDBOOK_SEED_OFFSET = 2000
+# Keeper photos of 40 sexed animals: with the 7 labelled animals of a 12-animal drop (2 of them male) the net learnt
+# from one male and called every animal female; 40 animals give it both sexes to learn and to be measured on.
+STUDBOOK_ANIMALS = 40
 DEMO_CONFIG = "demo.toml"
 # The light CPU variant (seed 001): with no pretrained backbone on the station, a from-scratch mini-Xception at 64 px
 # beat a from-scratch ResNet18 at 112 px and HOG + SVM on held-out sample animals (see README, "Gender").
 DEMO_GENDER_TRAIN = {"arch": "mini_xception", "input_size": 64, "epochs": 25, "lr": 0.01}
+OVERALL_RATIO_SQL = "SELECT males, females, unknown, corrected, corrected_ci_low, corrected_ci_high, note FROM gender_ratio WHERE level = ?"
 DEMO_MATING_TRAIN = {"epochs": 40, "filters": 16, "hidden": 16, "threads": 1}  # a small CGANet, one thread: well under 90 s on 2 CPU cores
 
 
@@ -43,6 +51,13 @@ def ensure_sample_drop(path: Path, seed: int, animals: int) -> str | None:
     return f"generated sample drop {path}: {write_sample_drop(path, seed=seed, n_animals=animals)}"
 
 
+def ensure_studbook(path: Path, seed: int, animals: int) -> str | None:
+    """Write the studbook archive (keeper photos of sexed animals) once; say so when it was written."""
+    if path.exists():
+        return None
+    return f"generated studbook archive {path}: {write_keeper_archive(path, seed=seed, n_animals=animals)}"
+
+
 def ensure_demo_detector(home: HomeLayout, archive: Path) -> str | None:
     """Train the demo's species detector on an annotated sample archive unless one is stored."""
     if versions(home.detector_dir(DEMO_DETECTOR)):
@@ -53,12 +68,12 @@ def ensure_demo_detector(home: HomeLayout, archive: Path) -> str | None:
             f"{metrics['recall']:.2f}, precision {metrics['precision']:.2f}")
 
 
-def ensure_demo_gender_model(home: HomeLayout, drop: Path, settings: Settings) -> str | None:
-    """Train the gender net once on the drop's keeper photos of animals with a registered sex."""
+def ensure_demo_gender_model(home: HomeLayout, studbook: Path, settings: Settings) -> str | None:
+    """Train the gender net once on the studbook archive's keeper photos of sexed animals."""
     name = settings.gender.model.partition("@")[0]
     if versions(home.model_dir(GENDER_KIND, name)):
         return None
-    card = train_gender(home, settings.gender, name, drop / "faces", drop / "animals.csv")
+    card = train_gender(home, settings.gender, name, studbook / "faces", studbook / "animals.csv")
     net = card["metrics"]["net"]
     return (f"trained {card['label']} ({card['arch']} at {card['input_size']} px) on {card['n_faces']} keeper photos of "
             f"{len(card['split']['train'])} animals in {card['train_seconds']:.0f} s; held-out animals "
@@ -83,15 +98,39 @@ def write_demo_config(home: HomeLayout, user_config: Path | None) -> Path:
 def prepare_demo(settings: Settings, user_config: Path | None, seed: int, animals: int) -> DemoPlan:
     """Generate the demo drop and the detector archive, train each missing model once, write the demo config.
 
-    The gender net learns from the drop's labelled animals and the CGANet from its labelled encounters; the nightly
-    run then predicts the unlabelled animals and encounters."""
+    The gender net learns from a studbook archive of other animals, so every animal of the drop is one it never saw;
+    the CGANet learns from the drop's labelled encounters and the nightly run predicts the others."""
     home = HomeLayout(settings.home)
     drop = settings.inbox_dir / f"sample-seed{seed}-{animals}"
     archive = home.root / "training" / f"detector-archive-seed{seed + ARCHIVE_SEED_OFFSET}"
-    notes = [ensure_sample_drop(drop, seed, animals), ensure_sample_drop(archive, seed + ARCHIVE_SEED_OFFSET, animals)]
+    studbook = home.root / "training" / f"studbook-seed{seed + STUDBOOK_SEED_OFFSET}-{STUDBOOK_ANIMALS}"
+    notes = [ensure_sample_drop(drop, seed, animals), ensure_sample_drop(archive, seed + ARCHIVE_SEED_OFFSET, animals),
+             ensure_studbook(studbook, seed + STUDBOOK_SEED_OFFSET, STUDBOOK_ANIMALS)]
     notes.append(ensure_demo_detector(home, archive))
     config = write_demo_config(home, user_config)
     demo_settings = load_settings(config, home=settings.home)
-    notes.append(ensure_demo_gender_model(home, drop, demo_settings))
+    notes.append(ensure_demo_gender_model(home, studbook, demo_settings))
     notes.append(ensure_demo_mating_model(home, drop, demo_settings))
     return DemoPlan(drop, config, [note for note in notes if note])
+
+
+def true_male_share(drop: Path) -> tuple[int, int]:
+    """Males and animals in the sample drop's ground truth (truth/animals.csv)."""
+    with (drop / "truth" / "animals.csv").open(newline="", encoding="utf-8") as handle:
+        sexes = [row["sex"] for row in csv.DictReader(handle)]
+    return sexes.count("male"), len(sexes)
+
+
+def gender_truth_check(home: HomeLayout, drop: Path) -> str:
+    """One sentence comparing the catalog's corrected male share (overall) with the sample drop's true share."""
+    males, animals = true_male_share(drop)
+    rows = query(home, OVERALL_RATIO_SQL, ["overall"]).to_pylist()
+    truth = f"the sample drop's true male share is {males}/{animals} = {males / animals:.2f}"
+    if not rows or rows[0]["corrected"] is None:
+        return f"gender ratio check: {truth}; the report has no corrected share ({rows[0]['note'] if rows else 'no animals'})."
+    row = rows[0]
+    inside = row["corrected_ci_low"] <= males / animals <= row["corrected_ci_high"]
+    return (f"gender ratio check: {truth}; the report counts {row['males']} male, {row['females']} female, "
+            f"{row['unknown']} unknown and corrects the share to {row['corrected']:.2f} "
+            f"(95% CI {row['corrected_ci_low']:.2f}-{row['corrected_ci_high']:.2f}), which "
+            f"{'contains' if inside else 'does NOT contain'} the true share.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -78,6 +79,35 @@ def write_sample_drop(out: Path, seed: int = 0, n_animals: int = 12) -> SampleDr
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summarise(out, plan, len(boxes), files)
+
+
+def write_keeper_archive(out: Path, seed: int, n_animals: int) -> SampleDropSummary:
+    """Write a studbook archive into `out`: keeper face photos of (seed, n_animals) with every animal's sex registered.
+
+    It is what a station trains its gender net on: labelled photos of its own (or a partner zoo's) animals, not the
+    night's drop. truth/animals.csv holds the drawn identities, as in a sample drop."""
+    out = Path(out)
+    refuse_non_empty(out)
+    plan = studbook_plan(syn.plan_drop(seed, n_animals))
+    staging = staging_folder(out)
+    try:
+        write_animals(staging, plan)
+        write_keeper_photos(staging, plan)
+        write_csv(staging / "truth" / "animals.csv", TRUTH_ANIMALS_HEADER, [truth_animal_row(a) for a in plan.animals])
+        files = relative_files(staging)
+        publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summarise(out, plan, 0, files)
+
+
+def studbook_plan(plan: syn.DropPlan) -> syn.DropPlan:
+    """The plan's animals and keeper photos only, every sex registered, ids S01.. so they never read as a drop's A01.."""
+    ids = {a.animal_id: "S" + a.animal_id[1:] for a in plan.animals}
+    animals = tuple(dataclasses.replace(a, animal_id=ids[a.animal_id], sex_labelled=True) for a in plan.animals)
+    photos = tuple(dataclasses.replace(p, animal_id=ids[p.animal_id]) for p in plan.keeper_photos)
+    return dataclasses.replace(plan, animals=animals, keeper_photos=photos, cameras=(), frames=(), encounters=())
 
 
 def refuse_non_empty(out: Path) -> None:
