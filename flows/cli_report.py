@@ -28,4 +28,4 @@ def report(since: DateOption = None, until: DateOption = None, home: HomeOption 
     except (CatalogMissingError, duckdb.Error) as error:
         err.print(f"error: {error}", highlight=False, markup=False)
         raise typer.Exit(1) from None
-    out.print(f"report: {path}", highlight=False)
+    out.print(f"report: {path}", highlight=False, soft_wrap=True)

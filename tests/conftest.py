@@ -45,3 +45,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`breedwatch demo` once per session in a fresh home (about two minutes on 2 cores): the home and what it printed.
+
+    The command function is called with its console captured, not through CliRunner: a first flow run inside
+    CliRunner's swapped streams would leave Prefect's log handler writing to a closed stream for later tests."""
+    from flows.cli import demo
+    from flows.cli_common import out
+
+    home = tmp_path_factory.mktemp("demo") / "home"
+    with out.capture() as captured:
+        demo(home=home, config=None, seed=0, animals=12)
+    return home, captured.get()
