@@ -18,6 +18,11 @@ MFCC_RELATIVE_TOLERANCE = 1e-4
 MATING_TOLERANCE = 1e-3  # |p_success on torch MFCC - p_success on librosa MFCC|, both fp32
 
 
+def mating_tolerance(precision: str) -> float:
+    """How far the pipeline's p_success may be from the naive fp32 one: MATING_TOLERANCE in fp32, else the autocast one."""
+    return MATING_TOLERANCE if precision == "fp32" else BF16_PROB_TOLERANCE
+
+
 def box_iou(a: Box, b: Box) -> float:
     """Intersection over union of two (x, y, w, h) boxes; 0 when either is empty."""
     left, top = max(a[0], b[0]), max(a[1], b[1])

@@ -69,7 +69,7 @@ class FrameAttention(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) to (F_attn (B, T, D), alpha (B, T, D))."""
-        alpha = torch.softmax(self.phi(features.transpose(1, 2)), dim=-1).transpose(1, 2)
+        alpha = torch.softmax(self.phi(features.transpose(1, 2)).float(), dim=-1).transpose(1, 2)  # float32 under autocast too
         return alpha * features, alpha
 
 
@@ -100,7 +100,7 @@ class CGANet(nn.Module):
     def forward(self, mfcc: torch.Tensor) -> CGANetOutput:
         """Per-frame success/failure probabilities, their sums over frames and the attention weights."""
         attended, alpha = self.attention(self.gru2(self.gru1(self.features(mfcc))))
-        frame_probs = torch.softmax(self.classifier(attended), dim=-1)
+        frame_probs = torch.softmax(self.classifier(attended).float(), dim=-1)  # the sums of Eq. 4 in float32
         scores = frame_probs.sum(dim=1)
         return CGANetOutput(frame_probs=frame_probs, scores=scores, p_success=scores[:, 0] / frame_probs.shape[1],
                             attention=alpha.mean(dim=-1), alpha=alpha)

@@ -21,8 +21,9 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
+from models.precision import Precision, autocast_dtype
+
 Arch = Literal["resnet18", "mini_xception"]
-Precision = Literal["bf16", "fp32", "amp"]
 ARCHS: tuple[str, ...] = ("resnet18", "mini_xception")
 CLASSES = ("female", "male")  # logit order: label 0 is female, label 1 is male
 SEED_INPUT_SIZE = 448  # seed 000: crops randomly resized and cropped to 448 x 448
@@ -224,17 +225,6 @@ def preprocess(image: Image.Image, size: int) -> Tensor:
 def normalise(tensor: Tensor) -> Tensor:
     """ImageNet mean/std normalisation of float images in [0, 1] (3 x H x W or N x 3 x H x W)."""
     return TF.normalize(tensor, list(IMAGENET_MEAN), list(IMAGENET_STD))
-
-
-def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CPU for 'bf16' and 'amp', fp16 on CUDA for 'amp', bf16 for 'bf16'; None for fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "amp" and device.type == "cuda":
-        return torch.float16
-    if precision in ("amp", "bf16"):
-        return torch.bfloat16
-    raise ValueError(f"unknown precision {precision!r}; choose bf16, fp32 or amp")
 
 
 def predict_logits(model: nn.Module, batch: Tensor, device: torch.device | str = "cpu",

@@ -31,11 +31,11 @@ from PIL import Image
 from models.audio_features import TorchMFCC, librosa_mfcc, segment_window
 from models.bench_checks import (
     BF16_PROB_TOLERANCE,
-    MATING_TOLERANCE,
     Box,
     box_check,
     even_sample,
     median_seconds,
+    mating_tolerance,
     mfcc_check,
     rates,
     scale,
@@ -43,7 +43,8 @@ from models.bench_checks import (
 )
 from models.faces import DetectorSettings, build_mtcnn, crop_face, detect_faces, group_by_size, relative_box
 from models.gender import SEED_INPUT_SIZE, build_gender_net, calibrated_probs, gender_net_from_state, predict_logits, preprocess
-from models.mating_training import MatingTrainSettings, build_mating_model
+from models.mating_training import MatingTrainSettings, build_mating_model, predict_segments
+from models.precision import resolved_precision
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
@@ -319,9 +320,9 @@ def bound_audio(scratch: Scratch, segments: list[dict[str, Any]], device: torch.
         seconds["mfcc"] += spent
         features.append(computed)
     inputs = torch.cat(features) if features else torch.zeros((0, 2, 86, 40), device=device)
+    precision = resolved_precision(scratch.settings.mating.precision, device)
     for batch in inputs.split(scratch.settings.mating.batch_size):
-        with torch.inference_mode():
-            seconds["cganet"] += timed(lambda: model(batch).p_success.float().cpu())[0]
+        seconds["cganet"] += timed(lambda: predict_segments(model, batch, device, precision).p_success)[0]
     return seconds
 
 
@@ -366,14 +367,15 @@ def run_naive(scratch: Scratch, images: list[dict[str, Any]], crops: dict[str, P
     )
 
 
-def compare(naive: NaiveRun, scratch: Scratch) -> dict[str, dict[str, Any]]:
+def compare(naive: NaiveRun, scratch: Scratch, device: torch.device) -> dict[str, dict[str, Any]]:
     """The pipeline's stored results on the naive way's items against the naive way's."""
     p_male, mfcc, p_success = stored_results(scratch)
     boxes = {key: value for key, value in pipeline_boxes(scratch).items() if key in naive.sampled["scene_media_ids"]}
     return {"boxes": box_check(naive.boxes, boxes),
             "gender": value_check(naive.p_male, {k: p_male[k] for k in naive.p_male if k in p_male}, BF16_PROB_TOLERANCE),
             "mfcc": mfcc_check(naive.mfcc, {k: mfcc[k] for k in naive.mfcc if k in mfcc}),
-            "mating": value_check(naive.p_success, {k: p_success[k] for k in naive.p_success if k in p_success}, MATING_TOLERANCE)}
+            "mating": value_check(naive.p_success, {k: p_success[k] for k in naive.p_success if k in p_success},
+                                  mating_tolerance(resolved_precision(scratch.settings.mating.precision, device)))}
 
 
 def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> Repeat:
@@ -390,7 +392,7 @@ def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptio
         image={"pipeline": {"faces": pipeline["faces"], "gender": pipeline["gender"]}, "naive": naive.image,
                "bound": {"detect": bound_detect(scratch, scenes, device), "gender": bound_gender(scratch, list(crops.values()), device)}},
         audio={"pipeline": {"segments": pipeline["segments"], "mating": pipeline["mating"]}, "naive": naive.audio, "bound": bound_audio_s},
-        checks=compare(naive, scratch),
+        checks=compare(naive, scratch, device),
         counts={"images": len(images), "scene_images": len(scenes), "faces_classified": len(crops), "segments": len(segments),
                 "segment_audio_s": sum(s["end_s"] - s["start_s"] for s in segments), "pipeline_peak_rss_mb": pipeline_rss,
                 **{f"naive_{key}": value for key, value in naive.sampled.items() if key != "scene_media_ids"}},

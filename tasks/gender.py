@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from models.gender import Precision, calibrated_probs, grad_cam, predict_logits, preprocess
+from models.gender import calibrated_probs, grad_cam, predict_logits, preprocess
+from models.precision import Precision, resolved_precision
 from reports.plots import heatmap_overlay
 from schemas.config import GenderConfig, Settings
 from schemas.home import HomeLayout
@@ -69,9 +70,7 @@ def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str
 
 def inference_precision(config: GenderConfig, device: torch.device) -> Precision:
     """bf16 autocast on CPU and fp16 AMP on CUDA unless the configuration fixes one."""
-    if config.precision != "auto":
-        return config.precision
-    return "amp" if device.type == "cuda" else "bf16"
+    return resolved_precision(config.precision, device)
 
 
 def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device) -> Iterator[torch.Tensor]:

@@ -13,20 +13,21 @@ import pyarrow.parquet as pq
 import torch
 
 from models.audio_features import FEATURE_VERSION
-from models.mating_training import StandardisedCGANet, calibrate, mating_model_from_state
+from models.mating_training import StandardisedCGANet, calibrate, mating_model_from_state, predict_segments
+from models.precision import Precision, resolved_precision
 from reports.raven import PredictedWindow, raven_selection_table
 from schemas.config import MatingConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.catalog import query
-from tasks.devices import choose_device
+from tasks.devices import choose_device, halve_on_oom
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_model, parse_model_ref, versions
 from tasks.segments import STAGE as SEGMENTS_STAGE
 from tasks.segments import stage_fingerprint as segments_fingerprint
 
 STAGE = "mating"
-MATING_VERSION = "1"
+MATING_VERSION = "2"  # 2: bf16 autocast and channels_last on the CPU by default
 KIND = "mating"
 RAVEN_SUFFIX = ".mating.selections.txt"
 EXPORT_SQL = """
@@ -90,31 +91,34 @@ def load_mating_model(home: HomeLayout, label: str, device: torch.device) -> tup
     return mating_model_from_state(state).to(device).eval(), float(card.get("temperature", 1.0))
 
 
-def forward(model: StandardisedCGANet, mfcc: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One batched forward pass: p_success (B,), per-frame P(success) (B, 86) and attention (B, 86), float32 on the CPU."""
-    with torch.inference_mode():
-        output = model(torch.from_numpy(mfcc).to(device))
-    return (output.p_success.float().cpu().numpy(), output.frame_probs[..., 0].float().cpu().numpy(),
-            output.attention.float().cpu().numpy())
+Window = tuple[float, list[float], list[float]]  # p_success, per-frame P(success), attention
 
 
-def prediction_rows(ids: list[str], outputs: tuple[np.ndarray, np.ndarray, np.ndarray], segments: dict[str, dict[str, Any]],
+def forward(model: StandardisedCGANet, mfcc: np.ndarray, device: torch.device, precision: Precision) -> list[Window]:
+    """One batched forward pass: each window's p_success, per-frame P(success) (86) and attention (86), float32."""
+    output = predict_segments(model, torch.from_numpy(np.ascontiguousarray(mfcc)), device, precision)
+    return list(zip(output.p_success.tolist(), output.frame_probs[..., 0].tolist(), output.attention.tolist()))
+
+
+def prediction_rows(ids: list[str], outputs: list[Window], segments: dict[str, dict[str, Any]],
                     context: dict[str, Any]) -> list[dict[str, Any]]:
     """mating_predictions rows of one batch; context holds drop_id, temperature, model_version and run_id."""
-    p_success, frames, attention = outputs
     return [{"segment_id": sid, "media_id": segments[sid]["media_id"], "encounter_id": segments[sid]["encounter_id"],
-             "p_success": float(p), "frame_p_success": f, "attention": a, **context}
-            for sid, p, f, a in zip(ids, p_success, frames, attention) if sid in segments]
+             "p_success": p, "frame_p_success": f, "attention": a, **context}
+            for sid, (p, f, a) in zip(ids, outputs) if sid in segments]
 
 
 def predict_windows(home: HomeLayout, drop_id: str, model: StandardisedCGANet, config: MatingConfig, device: torch.device,
                     context: dict[str, Any], advance: Callable[[], None]) -> list[dict[str, Any]]:
-    """Prediction rows of every stored window of a drop, advancing once per recording whose windows are all done."""
+    """Prediction rows of every stored window of a drop, advancing once per recording whose windows are all done; a
+    batch that runs out of GPU memory is halved."""
     segments = drop_segments(home, drop_id)
     left = Counter(row["media_id"] for row in segments.values())
     rows: list[dict[str, Any]] = []
+    precision = resolved_precision(config.precision, device)
     for ids, mfcc in feature_batches(home, drop_id, config.batch_size):
-        batch = prediction_rows(ids, forward(model, mfcc, device), segments, context)
+        outputs = halve_on_oom(lambda part: forward(model, part, device, precision), mfcc)
+        batch = prediction_rows(ids, outputs, segments, context)
         rows.extend(batch)
         for row in batch:
             left[row["media_id"]] -= 1
