@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,21 +95,48 @@ def window_rows(drop_id: str, media: dict[str, Any], encounter_id: str | None, c
     return windows
 
 
-def window_batches(drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig) -> Iterator[tuple[list[Window], np.ndarray]]:
-    """Peak-normalised (2, 88200) windows, read one call at a time, in batches."""
-    batch: list[Window] = []
-    arrays: list[np.ndarray] = []
+def recording_windows(drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig) -> Iterator[tuple[Window, np.ndarray]]:
+    """Each window of one recording with its peak-normalised (2, 88200) samples, read one call at a time."""
     for call_start, call_end in dict.fromkeys((w.call.start_s, w.call.end_s) for w in windows):
         recording = read_span(drop_dir / media["path"], call_start, call_end, config.channel_pair)
         for window in (w for w in windows if (w.call.start_s, w.call.end_s) == (call_start, call_end)):
             window.row["flags"] = recording.flags
-            arrays.append(segment_window(recording.samples, window.row["start_s"] - call_start, window.row["end_s"] - call_start))
-            batch.append(window)
-            if len(batch) == config.feature_batch:
-                yield batch, np.stack(arrays)
-                batch, arrays = [], []
+            yield window, segment_window(recording.samples, window.row["start_s"] - call_start, window.row["end_s"] - call_start)
+
+
+def window_batches(pairs: Iterable[tuple[Window, np.ndarray]], size: int) -> Iterator[tuple[list[Window], np.ndarray]]:
+    """Windows and their stacked samples in batches of `size`, across recordings (a few calls per recording would
+    otherwise make batches of a handful); one batch in memory at a time."""
+    batch: list[Window] = []
+    arrays: list[np.ndarray] = []
+    for window, samples in pairs:
+        batch.append(window)
+        arrays.append(samples)
+        if len(batch) == size:
+            yield batch, np.stack(arrays)
+            batch, arrays = [], []
     if batch:
         yield batch, np.stack(arrays)
+
+
+@dataclass
+class DropWindows:
+    """What segmenting a drop's recordings collects besides the samples: segment rows, rejects, and progress."""
+
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+    def windows(self, home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, config: AudioConfig,
+                advance: Callable[[], None]) -> Iterator[tuple[Window, np.ndarray]]:
+        """Every window of every recording of the drop with its samples; rows and rejects are kept as they go."""
+        encounters = encounters_by_recording(home, drop_id)
+        for media in drop_recordings(home, drop_id):
+            calls, problems, table = find_calls(drop_dir, media, config)
+            self.rejects += problem_rows(drop_id, run_id, problems, table)
+            windows = window_rows(drop_id, media, encounters.get(media["path"]), calls, config)
+            yield from recording_windows(drop_dir, media, windows, config)
+            self.segments += [w.row for w in windows]
+            advance()
 
 
 def mfcc_rows(mfcc: TorchMFCC, device: torch.device, batch: list[Window], windows: np.ndarray, drop_id: str) -> list[dict[str, Any]]:
@@ -143,19 +170,13 @@ def segment_drop_audio(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: s
     config = settings.audio
     device = choose_device(config.device)
     mfcc = TorchMFCC().to(device)
-    encounters = encounters_by_recording(home, drop_id)
-    segments, rejects = [], []
+    collected = DropWindows()
     with part_writer(home, SEGMENT_FEATURES, drop_id, STAGE) as write_features:  # one batch of features in memory
-        for media in drop_recordings(home, drop_id):
-            calls, problems, table = find_calls(drop_dir, media, config)
-            rejects += problem_rows(drop_id, run_id, problems, table)
-            windows = window_rows(drop_id, media, encounters.get(media["path"]), calls, config)
-            for batch, arrays in window_batches(drop_dir, media, windows, config):
-                write_features(mfcc_rows(mfcc, device, batch, arrays, drop_id))
-            segments += [w.row for w in windows]
-            advance()
-    write_rows(home, SEGMENTS, drop_id, STAGE, segments)
-    write_rows(home, REJECTS, drop_id, STAGE, rejects)
-    counts = {"segments": len(segments), "segment_rows_rejected": len(rejects)}
+        pairs = collected.windows(home, drop_dir, drop_id, run_id, config, advance)
+        for batch, arrays in window_batches(pairs, config.feature_batch):
+            write_features(mfcc_rows(mfcc, device, batch, arrays, drop_id))
+    write_rows(home, SEGMENTS, drop_id, STAGE, collected.segments)
+    write_rows(home, REJECTS, drop_id, STAGE, collected.rejects)
+    counts = {"segments": len(collected.segments), "segment_rows_rejected": len(collected.rejects)}
     write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id})
     return {"drop_id": drop_id, "status": "segmented", "counts": counts}

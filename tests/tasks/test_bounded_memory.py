@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import weakref
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import soundfile
 
 import tasks.faces as faces_stage
 import tasks.segments as segments_stage
@@ -20,11 +22,16 @@ from tests.drops import camera_jpeg
 from tests.pipeline_home import write_staged_drop
 
 
-def ingested(tmp_path: Path, config: str, frames: int = 0) -> tuple[HomeLayout, Path, object]:
-    """A staged drop (plus extra same-size frames) ingested into a new home, with its settings."""
+def ingested(tmp_path: Path, config: str, frames: int = 0, recordings: int = 1) -> tuple[HomeLayout, Path, object]:
+    """A staged drop (plus extra same-size frames and copies of its recording, each a little quieter) ingested into a
+    new home, with its settings."""
     drop = write_staged_drop(tmp_path / "d1")
     for index in range(frames):
         camera_jpeg(drop / "images" / "cam02" / f"F{index:03d}.jpg", 1000 + index)
+    samples, rate = soundfile.read(drop / "audio" / "E01.wav", dtype="float32")
+    for index in range(2, recordings + 1):
+        soundfile.write(drop / "audio" / f"E{index:02d}.wav", samples / index, rate, subtype="PCM_16")
+        shutil.copy(drop / "audio" / "E01.selections.txt", drop / "audio" / f"E{index:02d}.selections.txt")
     (tmp_path / "c.toml").write_text(config)
     settings = load_settings(tmp_path / "c.toml", home=tmp_path / "home")
     layout = HomeLayout(tmp_path / "home")
@@ -55,8 +62,9 @@ def test_faces_stage_holds_one_batch_of_decoded_images(tmp_path: Path, monkeypat
     assert max(most) <= 2 + 1  # this batch, and at most the last image of the previous one still being cropped
 
 
-def test_segments_stage_writes_features_one_batch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    layout, drop, settings = ingested(tmp_path, "[audio]\nfeature_batch = 1\ndevice = \"cpu\"\n")
+@pytest.mark.parametrize("feature_batch", [1, 64])
+def test_segments_stage_writes_features_one_batch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feature_batch: int) -> None:
+    layout, drop, settings = ingested(tmp_path, f"[audio]\nfeature_batch = {feature_batch}\ndevice = \"cpu\"\n", recordings=2)
     writes: list[int] = []
     real = segments_stage.part_writer
 
@@ -76,7 +84,9 @@ def test_segments_stage_writes_features_one_batch_at_a_time(tmp_path: Path, monk
     monkeypatch.setattr(segments_stage, "part_writer", recording_writer)
     result = segments_stage.segment_drop_audio(layout, drop, "d1", "run-1", settings, lambda: None)
     n_segments = result["counts"]["segments"]
-    assert n_segments >= 2 and writes == [1] * n_segments
+    recordings = {row["media_id"] for row in pq.read_table(layout.part(SEGMENTS.name, SEGMENTS.partition, "d1", "segments")).to_pylist()}
+    assert n_segments >= 2 and len(recordings) >= 2
+    assert writes == ([1] * n_segments if feature_batch == 1 else [n_segments])  # batches fill across recordings
     stored = pq.read_table(layout.part(SEGMENT_FEATURES.name, SEGMENT_FEATURES.partition, "d1", "segments"))
     assert stored.num_rows == n_segments and stored.schema.metadata[b"breedwatch.schema_version"] == str(SEGMENT_FEATURES.version).encode()
 
