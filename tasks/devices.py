@@ -32,12 +32,13 @@ def gpu_slot(device: torch.device, limit: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def cpu_threads(device: torch.device, count: int) -> Iterator[None]:
-    """Run the block with `count` intra-op threads on the CPU, then restore the previous count; nothing on CUDA.
+def cpu_threads(device: torch.device, count: int | None) -> Iterator[None]:
+    """Run the block with `count` intra-op threads on the CPU, then restore the previous count; nothing on CUDA or
+    when count is None.
 
     With torch's OpenMP backend (the PyPI wheels') the count is per calling thread, so concurrent stages keep theirs.
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or count is None:
         yield
         return
     before = torch.get_num_threads()

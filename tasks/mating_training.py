@@ -101,7 +101,7 @@ def train_settings(config: MatingTrainConfig, **overrides: Any) -> MatingTrainSe
 
 def training_threads(threads: int | None) -> contextlib.AbstractContextManager[None]:
     """cpu_threads around CGANet training (always on the CPU) when [mating.train] threads is set; else torch's default."""
-    return contextlib.nullcontext() if threads is None else cpu_threads(torch.device("cpu"), threads)
+    return cpu_threads(torch.device("cpu"), threads)
 
 
 def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingData:

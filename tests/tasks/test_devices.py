@@ -99,3 +99,5 @@ def test_cpu_threads_sets_and_restores_the_intra_op_count_on_the_cpu_only() -> N
     assert torch.get_num_threads() == before
     with cpu_threads(torch.device("cuda"), 1):
         assert torch.get_num_threads() == before
+    with cpu_threads(torch.device("cpu"), None):  # unset: torch's default stays
+        assert torch.get_num_threads() == before
