@@ -61,11 +61,12 @@ def group_by_size(sizes: Sequence[tuple[Hashable, tuple[int, int]]], batch_size:
     return [group[i : i + batch_size] for group in ordered for i in range(0, len(group), batch_size)]
 
 
-def detect_faces(mtcnn: MTCNN, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-    """Detect faces in a batch of same-size HxWx3 uint8 RGB arrays."""
-    if not images:
+def detect_faces(mtcnn: MTCNN, images: Sequence[np.ndarray] | torch.Tensor) -> list[list[Detection]]:
+    """Detect faces in a batch of same-size HxWx3 uint8 RGB arrays, or in a (B, H, W, 3) uint8 tensor already on
+    the detector's device (decoded there)."""
+    if len(images) == 0:
         return []
-    batch = np.stack(images)
+    batch = images if isinstance(images, torch.Tensor) else np.stack(images)
     boxes, probs, points = mtcnn.detect(batch, landmarks=True)
     return [to_detections(b, p, pts) for b, p, pts in zip(boxes, probs, points)]
 
@@ -137,6 +138,21 @@ def exclusion_reason(size_px: float, sharp: float, score: float | None, min_size
     if score is not None and score < min_score:
         return f"detector score {score:.3f} is below the minimum of {min_score:.3f}"
     return None
+
+
+def upright_tensor(frame: torch.Tensor, orientation: int | None) -> torch.Tensor:
+    """A decoded (C, H, W) image turned upright by its EXIF orientation (1-8), as Pillow's exif_transpose does."""
+    turns = {
+        2: lambda x: x.flip(-1),
+        3: lambda x: x.flip(-1).flip(-2),
+        4: lambda x: x.flip(-2),
+        5: lambda x: x.transpose(-1, -2),
+        6: lambda x: torch.rot90(x, -1, dims=(-2, -1)),
+        7: lambda x: x.transpose(-1, -2).flip(-1).flip(-2),
+        8: lambda x: torch.rot90(x, 1, dims=(-2, -1)),
+    }
+    turn = turns.get(orientation or 1)
+    return turn(frame) if turn else frame
 
 
 def upright_rgb(image: Image.Image) -> Image.Image:

@@ -55,6 +55,7 @@ class FacesConfig(BaseModel):
     min_score: float = Field(default=0.9, ge=0, le=1, description="Minimum detector score for classification.")
     crop_jpeg_quality: int = Field(default=90, ge=50, le=100)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    decode: Literal["auto", "pillow", "torchvision"] = Field(default="auto", description="JPEG decoding of camera-trap frames: auto is torchvision's batched nvjpeg on CUDA, Pillow on the CPU.")
     cpu_threads: int | None = Field(default=None, ge=1, le=256, description="Intra-op threads of MTCNN on the CPU; unset: torch's default (every core), 1.7x faster than one on an idle 2-core server; 1 on a busy shared one, where its thousands of tiny per-box ops ran 3-6x faster on one thread than on two.")
 
 

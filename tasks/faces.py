@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,7 +12,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from models.faces import (
     DetectorSettings,
@@ -25,6 +28,7 @@ from models.faces import (
     relative_box,
     sharpness,
     upright_rgb,
+    upright_tensor,
 )
 from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
@@ -37,6 +41,7 @@ STAGE = "faces"
 FACES_VERSION = "1"
 HUMAN_PRESET = "mtcnn-human"
 KEEPER_FOLDER = "faces/"
+JPEG_MAGIC = b"\xff\xd8"
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ def detector_label(home: HomeLayout, config: FacesConfig) -> str:
 def drop_media(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
     """The usable images of one drop, from its committed ingest part."""
     part = home.part(MEDIA.name, MEDIA.partition, drop_id, "ingest")
-    rows = pq.read_table(part, columns=["media_id", "path", "kind", "status", "width", "height", "animal_id"]).to_pylist()
+    rows = pq.read_table(part, columns=["media_id", "path", "kind", "status", "width", "height", "orientation", "animal_id"]).to_pylist()
     return [row for row in rows if row["kind"] == "image" and row["status"] == "ok"]
 
 
@@ -126,15 +131,50 @@ def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detec
     return pairs
 
 
+def uses_torchvision(config: FacesConfig, device: torch.device) -> bool:
+    """Whether frames are decoded by torchvision (nvjpeg on CUDA): configured, or auto on a CUDA detector."""
+    return config.decode == "torchvision" or (config.decode == "auto" and device.type == "cuda")
+
+
+def torchvision_frames(drop_dir: Path, rows: list[dict[str, Any]], device: torch.device) -> torch.Tensor | None:
+    """Same-size JPEGs decoded in one torchvision call on the device (nvjpeg on CUDA) and turned upright by their EXIF
+    orientation: (B, H, W, 3) uint8; None when one is not a JPEG torchvision can decode, so the batch uses Pillow."""
+    data = [torch.frombuffer(bytearray((drop_dir / row["path"]).read_bytes()), dtype=torch.uint8) for row in rows]
+    if any(bytes(raw[:2].tolist()) != JPEG_MAGIC for raw in data):
+        return None
+    try:
+        with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec, which is not among our packages
+            warnings.simplefilter("ignore", DeprecationWarning)
+            frames = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:  # CMYK, arithmetic coding, a truncated file: Pillow decodes or rejects it
+        return None
+    upright = [upright_tensor(frame, row["orientation"]) for frame, row in zip(frames, rows)]
+    if any(tuple(frame.shape[1:]) != (row["height"], row["width"]) for frame, row in zip(upright, rows)):
+        return None
+    return torch.stack(upright).permute(0, 2, 3, 1)
+
+
+def decode_batch(drop_dir: Path, rows: list[dict[str, Any]], device: torch.device, config: FacesConfig,
+                 pool: ThreadPoolExecutor) -> tuple[list[Image.Image], np.ndarray | torch.Tensor]:
+    """A same-size batch as Pillow images (for crops) and as the detector's input: decoded on the device by torchvision
+    when configured (the images then come back from it), else by Pillow in the thread pool."""
+    frames = torchvision_frames(drop_dir, rows, device) if uses_torchvision(config, device) else None
+    if frames is not None:
+        return [Image.fromarray(frame) for frame in frames.cpu().numpy()], frames
+    images = list(pool.map(lambda row: open_upright(drop_dir / row["path"]), rows))
+    return images, np.stack([np.asarray(image) for image in images])
+
+
 def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
     """Decode and detect same-size batches (halved when one runs out of GPU memory), yielding each image with its detections."""
     by_id = {row["media_id"]: row for row in images}
     batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], config.batch_size)
+    device = detector.mtcnn.device
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for batch in batches:
-            decoded = list(pool.map(lambda key: open_upright(drop_dir / by_id[key]["path"]), batch))
-            with cpu_threads(detector.mtcnn.device, config.cpu_threads):
-                found = halve_on_oom(lambda arrays: detect_faces(detector.mtcnn, arrays), [np.asarray(image) for image in decoded])
+            decoded, frames = decode_batch(drop_dir, [by_id[key] for key in batch], device, config, pool)
+            with cpu_threads(device, config.cpu_threads):
+                found = halve_on_oom(lambda part: detect_faces(detector.mtcnn, part), frames)
             yield from ((by_id[key], image, faces) for key, image, faces in zip(batch, decoded, found))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from facenet_pytorch import MTCNN
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageOps
 
 from models.faces import (
     DetectorSettings,
@@ -19,6 +19,7 @@ from models.faces import (
     sharpness,
     square_box,
     upright_rgb,
+    upright_tensor,
 )
 from tests.conftest import realfile
 
@@ -137,3 +138,15 @@ def test_quality_gate_reasons():
     flat = Image.new("RGB", (32, 32), "gray")
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     assert sharpness(flat) == 0.0 < sharpness(noisy)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_tensor_turns_like_pillows_exif_transpose(orientation: int) -> None:
+    pixels = np.random.default_rng(orientation).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(image))
+    turned = upright_tensor(torch.from_numpy(pixels).permute(2, 0, 1), orientation).permute(1, 2, 0).numpy()
+    assert turned.shape == expected.shape and (turned == expected).all()

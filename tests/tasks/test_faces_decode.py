@@ -1,0 +1,76 @@
+"""Frames decoded by torchvision (nvjpeg on CUDA; the same code on the CPU here) give the faces Pillow's decoding gives."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import tasks.faces as faces_stage
+from schemas.config import load_settings
+from schemas.home import HomeLayout
+from tasks.catalog import query, refresh_views
+from tasks.ingest import ingest_drop_dir
+from tests.conftest import realfile
+from tests.drops import DROP_TOML
+from tests.models.test_faces import iou
+
+
+def real_frames_drop(realdata: Path, root: Path) -> Path:
+    """Real photos as camera-trap frames: faces, a copy turned by its EXIF tag, a CMYK JPEG and a PNG (not a JPEG)."""
+    cam = root / "images" / "cam01"
+    cam.mkdir(parents=True)
+    (root / "drop.toml").write_text(DROP_TOML)
+    shutil.copy(realfile(realdata, "facenet-pytorch/multiface.jpg"), cam / "multiface.jpg")
+    shutil.copy(realfile(realdata, "cameratrapai/test_data/african_elephants_cmyk.jpg"), cam / "cmyk.jpg")
+    with Image.open(realfile(realdata, "face_recognition/two_people.jpg")) as raw:
+        people = raw.convert("RGB")
+    people.resize((900, 528)).save(cam / "two_people.png")  # another size: a batch holds one size, and one PNG sends its batch to Pillow
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: the upright picture is the stored one rotated 90 degrees clockwise
+    people.transpose(Image.Transpose.ROTATE_90).save(cam / "turned.jpg", quality=95, exif=exif)
+    return root
+
+
+def faces_with(tmp_path: Path, drop: Path, decode: str, name: str) -> list[dict]:
+    """Faces rows of the drop in a new home with the given decoder, on the CPU."""
+    config = tmp_path / f"{name}.toml"
+    config.write_text(f'[faces]\ndevice = "cpu"\ndecode = "{decode}"\nmin_sharpness = 0\n')
+    settings = load_settings(config, home=tmp_path / name)
+    layout = HomeLayout(tmp_path / name)
+    assert ingest_drop_dir(drop, layout, "run-1", settings, lambda: None).status == "ingested"
+    refresh_views(layout, settings.view_thresholds())
+    drop_id = query(layout, "SELECT DISTINCT drop_id FROM media").to_pylist()[0]["drop_id"]
+    faces_stage.detect_drop_faces(layout, drop, drop_id, "run-1", settings, lambda: None)
+    refresh_views(layout, settings.view_thresholds())
+    return query(layout, "SELECT m.path, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h FROM faces f JOIN media m USING (media_id) "
+                         "ORDER BY m.path, f.bbox_x").to_pylist()
+
+
+def test_torchvision_decoding_finds_the_faces_pillow_finds(realdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drop = real_frames_drop(realdata, tmp_path / "drop")
+    decoded_by_torchvision: list[str] = []
+    real = faces_stage.torchvision_frames
+
+    def counting(drop_dir, rows, device):
+        frames = real(drop_dir, rows, device)
+        if frames is not None:
+            decoded_by_torchvision.extend(row["path"] for row in rows)
+        return frames
+
+    monkeypatch.setattr(faces_stage, "torchvision_frames", counting)
+    pillow = faces_with(tmp_path, drop, "pillow", "pillow")
+    assert decoded_by_torchvision == []
+    torchvision = faces_with(tmp_path, drop, "torchvision", "torchvision")
+    assert sorted(decoded_by_torchvision) == [f"images/cam01/{name}" for name in ("cmyk.jpg", "multiface.jpg", "turned.jpg")]  # the PNG: Pillow
+    assert [row["path"] for row in torchvision] == [row["path"] for row in pillow]
+    assert sum(row["path"].endswith("turned.jpg") for row in pillow) == 2 and len(pillow) >= 8
+    for a, b in zip(pillow, torchvision):
+        assert iou(corners(a), corners(b)) > 0.95
+
+
+def corners(row: dict) -> tuple[float, float, float, float]:
+    """A faces row's relative box as (x1, y1, x2, y2)."""
+    return row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"]
