@@ -50,7 +50,7 @@ from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_span
 from tasks.devices import choose_device, cpu_threads
-from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, drop_media, open_upright
+from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, detection_batch_size, drop_media, open_upright
 from tasks.gender import inference_precision, predict_drop_gender
 from tasks.gender_training import KIND as GENDER_KIND
 from tasks.ingest import ingest_drop_dir
@@ -287,7 +287,7 @@ def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.d
     mtcnn = build_mtcnn(DetectorSettings(), None, device)
     by_id = {row["media_id"]: row for row in scenes}
     total = 0.0
-    for batch in group_by_size([(row["media_id"], (row["width"], row["height"])) for row in scenes], scratch.settings.faces.batch_size):
+    for batch in group_by_size([(row["media_id"], (row["width"], row["height"])) for row in scenes], detection_batch_size(scratch.settings.faces, device)):
         arrays = [np.asarray(open_upright(scratch.drop_dir / by_id[key]["path"])) for key in batch]
         with cpu_threads(device, scratch.settings.faces.cpu_threads):
             total += timed(lambda: detect_faces(mtcnn, arrays))[0]

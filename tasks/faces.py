@@ -88,7 +88,7 @@ def open_upright(path: Path) -> Image.Image:
 def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
     """What must stay the same for the drop's committed faces to be reused."""
     ingest = read_marker(home, drop_id, "ingest")
-    config = settings.faces.model_dump(exclude={"batch_size", "device", "cpu_threads"})
+    config = settings.faces.model_dump(exclude={"batch_size", "cpu_batch_size", "device", "cpu_threads"})
     return f"{FACES_VERSION}:{ingest['fingerprint'] if ingest else ''}:{detector_label(home, settings.faces)}:{sorted(config.items())}"
 
 
@@ -131,6 +131,11 @@ def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detec
     return pairs
 
 
+def detection_batch_size(config: FacesConfig, device: torch.device) -> int:
+    """Same-size images per MTCNN call: batch_size on CUDA, cpu_batch_size on the CPU."""
+    return config.batch_size if device.type == "cuda" else config.cpu_batch_size
+
+
 def uses_torchvision(config: FacesConfig, device: torch.device) -> bool:
     """Whether frames are decoded by torchvision (nvjpeg on CUDA): configured, or auto on a CUDA detector."""
     return config.decode == "torchvision" or (config.decode == "auto" and device.type == "cuda")
@@ -168,8 +173,8 @@ def decode_batch(drop_dir: Path, rows: list[dict[str, Any]], device: torch.devic
 def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
     """Decode and detect same-size batches (halved when one runs out of GPU memory), yielding each image with its detections."""
     by_id = {row["media_id"]: row for row in images}
-    batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], config.batch_size)
     device = detector.mtcnn.device
+    batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], detection_batch_size(config, device))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for batch in batches:
             decoded, frames = decode_batch(drop_dir, [by_id[key] for key in batch], device, config, pool)

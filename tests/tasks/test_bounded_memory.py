@@ -40,7 +40,7 @@ def ingested(tmp_path: Path, config: str, frames: int = 0, recordings: int = 1) 
 
 
 def test_faces_stage_holds_one_batch_of_decoded_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    layout, drop, settings = ingested(tmp_path, "[faces]\nbatch_size = 2\ndevice = \"cpu\"\n", frames=8)
+    layout, drop, settings = ingested(tmp_path, "[faces]\ncpu_batch_size = 2\ndevice = \"cpu\"\n", frames=8)
     alive: list[weakref.ref] = []
     most: list[int] = []
     real_open, real_detect = faces_stage.open_upright, faces_stage.detect_faces

@@ -64,7 +64,7 @@ def test_face_batches_that_run_out_of_memory_are_halved(tmp_path: Path, monkeypa
         Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(tmp_path / f"f{index}.png")
         rows.append({"media_id": f"m{index}", "path": f"f{index}.png", "width": 128, "height": 96})
     detector = faces_stage.LoadedDetector(build_mtcnn(DetectorSettings(), None, torch.device("cpu")), "mtcnn-human")
-    config = FacesConfig(batch_size=4, device="cpu")
+    config = FacesConfig(cpu_batch_size=4, device="cpu")
     expected = [(row["media_id"], found) for row, _, found in faces_stage.detect_batches(tmp_path, rows, detector, config, 1)]
     sizes: list[int] = []
     real = faces_stage.detect_faces
