@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-from models.precision import Precision, autocast_dtype
+from models.precision import Precision, inference
 
 Arch = Literal["resnet18", "mini_xception"]
 ARCHS: tuple[str, ...] = ("resnet18", "mini_xception")
@@ -231,10 +231,9 @@ def predict_logits(model: nn.Module, batch: Tensor, device: torch.device | str =
                    precision: Precision = "fp32") -> Tensor:
     """Uncalibrated float32 CPU logits of a batch: eval mode, inference_mode, channels_last, autocast per precision."""
     device = torch.device(device)
-    dtype = autocast_dtype(device, precision)
     model.eval().to(device=device, memory_format=torch.channels_last)
     batch = batch.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with inference(device, precision):
         logits = model(batch)
     return logits.float().cpu()
 

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from models.cganet import N_COEFFS, CGANet, CGANetOutput, build_cganet, predicted_success, segment_nll
 from models.epochs import EpochRecord
-from models.precision import Precision, autocast_dtype
+from models.precision import Precision, inference
 
 GroupBy = Literal["pair", "encounter", "none"]
 Optimiser = Literal["adam", "sgd"]
@@ -233,10 +233,9 @@ def predict_segments(model: StandardisedCGANet, mfcc: Tensor, device: torch.devi
     """Eval-mode forward pass of raw MFCCs (B, 2, 86, 40) on a device: channels_last convolutions, autocast per
     precision (bf16 and channels_last ran the seed-size net 2x faster than fp32 in the default layout on a 2-core
     CPU), every output float32 on the CPU."""
-    dtype = autocast_dtype(device, precision)
     model.eval().to(device=device, memory_format=torch.channels_last)
     batch = mfcc.to(device=device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with inference(device, precision):
         output = model(batch)
     return CGANetOutput(*(part.float().cpu() for part in output))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -26,3 +28,11 @@ def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | 
     if precision in ("amp", "bf16"):
         return torch.bfloat16
     raise ValueError(f"unknown precision {precision!r}; choose bf16, fp32 or amp")
+
+
+@contextlib.contextmanager
+def inference(device: torch.device, precision: Precision) -> Iterator[None]:
+    """inference_mode with autocast per precision (none for fp32): how every net runs at night."""
+    dtype = autocast_dtype(device, precision)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        yield

@@ -51,7 +51,7 @@ from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMEN
 from tasks.audio import read_span
 from tasks.devices import choose_device, cpu_threads
 from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, detection_batch_size, drop_media, open_upright
-from tasks.gender import inference_precision, predict_drop_gender
+from tasks.gender import predict_drop_gender
 from tasks.gender_training import KIND as GENDER_KIND
 from tasks.ingest import ingest_drop_dir
 from tasks.lake import write_json_atomic
@@ -299,7 +299,7 @@ def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> f
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
     model = gender_net_from_state(state, card["arch"], int(card["input_size"]))
     config = scratch.settings.gender
-    precision = inference_precision(config, device)
+    precision = resolved_precision(config.precision, device)
     total = 0.0
     for paths in chunks(crops, config.batch_size):
         batch = torch.stack([load_crop(path, model.input_size) for path in paths]).to(device)

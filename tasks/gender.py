@@ -68,11 +68,6 @@ def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str
     return f"{GENDER_VERSION}:{faces['fingerprint'] if faces else ''}:{model_in_use(home, settings.gender)}:{settings.gender.gradcam_faces}"
 
 
-def inference_precision(config: GenderConfig, device: torch.device) -> Precision:
-    """bf16 autocast on CPU and fp16 AMP on CUDA unless the configuration fixes one."""
-    return resolved_precision(config.precision, device)
-
-
 def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device) -> Iterator[torch.Tensor]:
     """Batches of crops, decoded by worker processes on CUDA when the drop is large enough to repay starting them, else
     by a thread one batch ahead of the forward passes (on the CPU the net, not decoding, is the bottleneck: starting
@@ -90,7 +85,7 @@ def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: tor
 def predict_p_male(model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]) -> list[float]:
     """Calibrated P(male) of each crop, in batches on the chosen device (a batch that runs out of GPU memory is halved)."""
     device = choose_device(config.device)
-    precision = inference_precision(config, device)
+    precision = resolved_precision(config.precision, device)
     probabilities: list[float] = []
     for batch in crop_batches(paths, model.input_size, config, device):
         probabilities += halve_on_oom(lambda part: batch_p_male(model, part, device, precision), batch)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from tests.browser import chromium_path, visit
+from tests.test_demo import report_of
 
 EXPECTED_SECTIONS = {"Drops", "Gender ratio", "Mating success", "Models used", "Review queue", "Rejected files and rows"}
 
@@ -16,8 +16,7 @@ EXPECTED_SECTIONS = {"Drops", "Gender ratio", "Mating success", "Models used", "
 @pytest.mark.skipif(chromium_path() is None, reason="no Chromium installed (apt-get install chromium; .ci/run installs it)")
 def test_demo_report_loads_in_headless_chromium(demo_run, tmp_path: Path) -> None:
     _, output = demo_run
-    report = Path(re.findall(r"^report: (\S+report\.html)$", output, re.MULTILINE)[-1])
-    seen = visit(report)
+    seen = visit(report_of(output))
     (tmp_path / "report.png").write_bytes(seen.screenshot)
     if os.environ.get("BREEDWATCH_SCREENSHOT"):
         Path(os.environ["BREEDWATCH_SCREENSHOT"]).write_bytes(seen.screenshot)

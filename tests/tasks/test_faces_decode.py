@@ -40,10 +40,9 @@ def faces_with(tmp_path: Path, drop: Path, decode: str, name: str) -> list[dict]
     config.write_text(f'[faces]\ndevice = "cpu"\ndecode = "{decode}"\nmin_sharpness = 0\n')
     settings = load_settings(config, home=tmp_path / name)
     layout = HomeLayout(tmp_path / name)
-    assert ingest_drop_dir(drop, layout, "run-1", settings, lambda: None).status == "ingested"
-    refresh_views(layout, settings.view_thresholds())
-    drop_id = query(layout, "SELECT DISTINCT drop_id FROM media").to_pylist()[0]["drop_id"]
-    faces_stage.detect_drop_faces(layout, drop, drop_id, "run-1", settings, lambda: None)
+    ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
+    assert ingested.status == "ingested"
+    faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: None)
     refresh_views(layout, settings.view_thresholds())
     return query(layout, "SELECT m.path, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h FROM faces f JOIN media m USING (media_id) "
                          "ORDER BY m.path, f.bbox_x").to_pylist()

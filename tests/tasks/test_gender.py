@@ -29,6 +29,7 @@ from models.summaries import card_rates
 from tasks.model_store import CARD_FILE
 from tasks.gender_training import TrainingDataError, evaluate_gender, fit_split, labelled_faces, seed_split, train_gender
 from tasks.lake import write_rows
+from tasks.sample_drop import exif_stamp
 from tests.drops import DROP_TOML
 
 LABELLED = {"A01": "female", "A02": "female", "A03": "female", "A04": "male", "A05": "male", "A06": "male"}
@@ -37,13 +38,14 @@ ARTIFACT_KEYS = ("breedwatch-run-summary", "breedwatch-gender-ratio", "breedwatc
 TINY_RECIPE = '[faces]\nmin_sharpness = 0\n[gender]\ngradcam_faces = 2\n[gender.train]\narch = "mini_xception"\ninput_size = 32\nepochs = 4\nbatch_size = 4\n'
 
 
-def face_photo(path: Path, bright: bool, seed: int) -> None:
-    """A 48 px keeper face: bright for males, dark for females, with noise."""
+def face_photo(path: Path, bright: bool, seed: int, taken: datetime | None = None) -> None:
+    """A 48 px keeper face: bright for males, dark for females, with noise; EXIF-dated when `taken` is given."""
     rng = np.random.default_rng(seed)
     level = 200 if bright else 50
     pixels = np.clip(level + rng.normal(0, 20, (48, 48, 3)), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, quality=95)
+    dated = {"exif": exif_stamp("Keeper", "Cam", taken)} if taken else {}
+    Image.fromarray(pixels).save(path, quality=95, **dated)
 
 
 def write_face_drop(root: Path, photos: int = 3) -> Path:

@@ -6,8 +6,6 @@ import csv
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -16,9 +14,8 @@ from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.catalog import query
 from tasks.gender_training import train_gender
-from tasks.sample_drop import exif_stamp
 from tests.drops import DROP_TOML
-from tests.tasks.test_gender import TINY_RECIPE
+from tests.tasks.test_gender import TINY_RECIPE, face_photo
 
 MARCH = {"A01": "female", "A02": "female", "A03": "male", "A04": "male"}
 MAY = {"B01": "female", "B02": "male", "B03": "male"}
@@ -29,14 +26,9 @@ def dated_face_drop(root: Path, animals: dict[str, str], taken: datetime) -> Pat
     root.mkdir(parents=True)
     (root / "drop.toml").write_text(DROP_TOML)
     (root / "animals.csv").write_text("animal_id,sex,birth_date,name\n" + "".join(f"{a},{s},,\n" for a, s in animals.items()))
-    rng = np.random.default_rng(len(animals))
-    for animal_id, sex in animals.items():
+    for number, (animal_id, sex) in enumerate(animals.items()):
         for index in range(3):
-            level = 200 if sex == "male" else 50
-            pixels = np.clip(level + rng.normal(0, 20, (48, 48, 3)), 0, 255).astype(np.uint8)
-            path = root / "faces" / animal_id / f"{animal_id}_{index}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(path, quality=95, exif=exif_stamp("Keeper", "Cam", taken))
+            face_photo(root / "faces" / animal_id / f"{animal_id}_{index}.jpg", sex == "male", number * 10 + index, taken)
     return root
 
 
