@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from facenet_pytorch import MTCNN
 from PIL import Image
 
 from models.audio_features import TorchMFCC, librosa_mfcc, segment_window
@@ -202,7 +203,7 @@ def classified_crops(scratch: Scratch) -> dict[str, Path]:
 
 def naive_detect(scratch: Scratch, images: list[dict[str, Any]], device: torch.device) -> tuple[float, dict[str, list[Box]]]:
     """Decode, facenet-pytorch MTCNN.detect one image at a time and crop each face, as a user's loop would."""
-    mtcnn = build_mtcnn(DetectorSettings(), None, device)
+    mtcnn = MTCNN(keep_all=True, device=device).eval()  # facenet-pytorch as shipped: its human preset
     config = scratch.settings.faces
     boxes: dict[str, list[Box]] = {}
 

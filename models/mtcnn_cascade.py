@@ -1,0 +1,177 @@
+"""MTCNN's three-stage cascade over facenet-pytorch's P-, R- and O-Nets, resampling from one summed-area table per
+frame (pure, no disk).
+
+facenet-pytorch's `detect_face` resizes the whole frame once per pyramid scale and every candidate box once per
+stage with `interpolate(mode="area")`: on a CPU that is the larger half of detection. Area resampling is the mean
+of each output cell's pixel rectangle (the same integer bins as `adaptive_avg_pool2d`), so every pyramid level
+and every 24 or 48 pixel candidate crop is a handful of lookups in one integer summed-area table, exact and in one
+vectorised call per stage. P-Net runs channels_last. Thresholds, NMS and box regression are facenet-pytorch's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from facenet_pytorch.models.utils.detect_face import (
+    batched_nms_numpy,
+    bbreg,
+    fixed_batch_process,
+    generateBoundingBox,
+    pad,
+    rerec,
+)
+from torch import nn
+from torchvision.ops.boxes import batched_nms
+
+PIXEL_CENTRE = 127.5
+PIXEL_SCALE = 0.0078125
+PNET_CELL = 12
+RNET_SIZE = 24
+ONET_SIZE = 48
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Boxes (N, 5: x1, y1, x2, y2, score) with the index of the frame each lies in."""
+
+    boxes: torch.Tensor
+    image_inds: torch.Tensor
+
+
+def table_dtype(height: int, width: int) -> torch.dtype:
+    """int32 (twice as fast as int64) while a whole frame's channel sum fits in it, else int64."""
+    return torch.int32 if height * width * 255 <= torch.iinfo(torch.int32).max else torch.int64
+
+
+def summed_area_table(frames: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 frames as (B, H + 1, W + 1, 3) integer sums of every top-left rectangle."""
+    dtype = table_dtype(frames.shape[1], frames.shape[2])
+    table = frames.cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
+    return F.pad(table, (0, 0, 1, 0, 1, 0))
+
+
+def bin_edges(start: torch.Tensor, length: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and one-past-last source index of each of `bins` output cells over [start, start + length), the
+    integer bins of adaptive average pooling: floor(i * length / bins) and ceil((i + 1) * length / bins)."""
+    cells = torch.arange(bins, device=length.device)
+    low = start[:, None] + (cells * length[:, None]) // bins
+    high = start[:, None] + ((cells + 1) * length[:, None] + bins - 1) // bins
+    return low, high
+
+
+def area_level(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Every frame resized to size (h, w) by area averaging, as (B, 3, h, w) float32 in channels_last layout."""
+    height, width = table.shape[1] - 1, table.shape[2] - 1
+    zero = torch.zeros(1, dtype=torch.int64, device=table.device)
+    row_low, row_high = (edge[0] for edge in bin_edges(zero, zero + height, size[0]))
+    col_low, col_high = (edge[0] for edge in bin_edges(zero, zero + width, size[1]))
+    band = table.index_select(1, row_high) - table.index_select(1, row_low)
+    sums = band.index_select(2, col_high) - band.index_select(2, col_low)
+    counts = (row_high - row_low)[:, None] * (col_high - col_low)[None, :]
+    return (sums.to(torch.float32) / counts[None, :, :, None]).permute(0, 3, 1, 2)
+
+
+def area_crops(table: torch.Tensor, image_inds: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor],
+               cols: tuple[torch.Tensor, torch.Tensor], size: int) -> torch.Tensor:
+    """Rectangles [row0, row1) x [col0, col1) of their frames resized to size x size by area averaging: (N, 3, size, size)."""
+    row_low, row_high = bin_edges(rows[0], rows[1] - rows[0], size)
+    col_low, col_high = bin_edges(cols[0], cols[1] - cols[0], size)
+    frame = image_inds[:, None, None]
+    r0, r1, c0, c1 = row_low[:, :, None], row_high[:, :, None], col_low[:, None, :], col_high[:, None, :]
+    sums = table[frame, r1, c1] - table[frame, r0, c1] - table[frame, r1, c0] + table[frame, r0, c0]
+    counts = (r1 - r0) * (c1 - c0)
+    return (sums.to(torch.float32) / counts[..., None]).permute(0, 3, 1, 2)
+
+
+def normalised(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixel values mapped to MTCNN's input range, about [-1, 1]."""
+    return (pixels - PIXEL_CENTRE) * PIXEL_SCALE
+
+
+def pyramid_scales(height: int, width: int, min_face_size: int, factor: float) -> list[float]:
+    """The scales at which P-Net's 12-pixel window covers faces from min_face_size up to the frame's shorter side."""
+    scale = PNET_CELL / min_face_size
+    shorter = min(height, width) * scale
+    scales = []
+    while shorter >= PNET_CELL:
+        scales.append(scale)
+        scale *= factor
+        shorter *= factor
+    return scales
+
+
+def proposals(table: torch.Tensor, pnet: nn.Module, min_face_size: int, factor: float, threshold: float) -> Candidates:
+    """Stage 1: P-Net over the pyramid, NMS within each scale and then within each frame, boxes regressed and squared."""
+    height, width = table.shape[1] - 1, table.shape[2] - 1
+    boxes, image_inds = [], []
+    for scale in pyramid_scales(height, width, min_face_size, factor):
+        level = area_level(table, (int(height * scale + 1), int(width * scale + 1)))
+        reg, probs = pnet(normalised(level))
+        found, inds = generateBoundingBox(reg, probs[:, 1], scale, threshold)
+        pick = batched_nms(found[:, :4], found[:, 4], inds, 0.5)
+        boxes.append(found[pick])
+        image_inds.append(inds[pick])
+    found, inds = torch.cat(boxes), torch.cat(image_inds)
+    pick = batched_nms(found[:, :4], found[:, 4], inds, 0.7)
+    found, inds = found[pick], inds[pick]
+    size = (found[:, 2:4] - found[:, 0:2]).repeat(1, 2)
+    regressed = torch.cat([found[:, :4] + found[:, 5:9] * size, found[:, 4:5]], dim=1)
+    return Candidates(rerec(regressed), inds)
+
+
+def candidate_crops(table: torch.Tensor, candidates: Candidates, size: int) -> tuple[Candidates, torch.Tensor]:
+    """The candidates that overlap their frame, and their normalised size x size crops (clipped to the frame)."""
+    height, width = table.shape[1] - 1, table.shape[2] - 1
+    y, ey, x, ex = (torch.as_tensor(v, dtype=torch.int64, device=table.device) for v in pad(candidates.boxes, width, height))
+    inside = (ey > y - 1) & (ex > x - 1)
+    kept = Candidates(candidates.boxes[inside], candidates.image_inds[inside])
+    crops = area_crops(table, kept.image_inds, (y[inside] - 1, ey[inside]), (x[inside] - 1, ex[inside]), size)
+    return kept, normalised(crops)
+
+
+def refine(table: torch.Tensor, candidates: Candidates, rnet: nn.Module, threshold: float) -> Candidates:
+    """Stage 2: R-Net rescores 24-pixel crops, NMS within each frame, boxes regressed and squared."""
+    kept, crops = candidate_crops(table, candidates, RNET_SIZE)
+    if len(crops) == 0:
+        return kept
+    regression, scores = fixed_batch_process(crops, rnet)
+    score = scores[:, 1]
+    passed = score > threshold
+    boxes = torch.cat((kept.boxes[passed, :4], score[passed, None]), dim=1)
+    inds, shift = kept.image_inds[passed], regression[passed]
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.7)
+    return Candidates(rerec(bbreg(boxes[pick], shift[pick])), inds[pick])
+
+
+def finalise(table: torch.Tensor, candidates: Candidates, onet: nn.Module, threshold: float) -> tuple[Candidates, torch.Tensor]:
+    """Stage 3: O-Net rescores 48-pixel crops and places five landmarks, boxes regressed, NMS ("Min") within each frame."""
+    kept, crops = candidate_crops(table, candidates, ONET_SIZE)
+    if len(crops) == 0:
+        return kept, torch.zeros(0, 5, 2, device=table.device)
+    regression, marks, scores = fixed_batch_process(crops, onet)
+    score = scores[:, 1]
+    passed = score > threshold
+    boxes = torch.cat((kept.boxes[passed, :4], score[passed, None]), dim=1)
+    inds, marks = kept.image_inds[passed], marks[passed]
+    side_w, side_h = (boxes[:, 2] - boxes[:, 0] + 1)[:, None], (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+    points = torch.stack((side_w * marks[:, :5] + boxes[:, 0:1] - 1, side_h * marks[:, 5:] + boxes[:, 1:2] - 1), dim=2)
+    boxes = bbreg(boxes, regression[passed])
+    pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], inds, 0.7, "Min")
+    return Candidates(boxes[pick], inds[pick]), points[pick]
+
+
+def cascade(frames: torch.Tensor, nets: tuple[nn.Module, nn.Module, nn.Module], min_face_size: int, factor: float,
+            thresholds: tuple[float, float, float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Detect faces in (B, H, W, 3) uint8 frames on the nets' device: per frame an (n, 5) array of boxes with scores
+    and an (n, 5, 2) array of landmarks, as facenet-pytorch's detect_face returns them."""
+    pnet, rnet, onet = nets
+    with torch.inference_mode():
+        table = summed_area_table(frames)
+        found = proposals(table, pnet, min_face_size, factor, thresholds[0])
+        found = refine(table, found, rnet, thresholds[1])
+        found, points = finalise(table, found, onet, thresholds[2])
+    boxes, points, inds = found.boxes.cpu().numpy(), points.cpu().numpy(), found.image_inds.cpu().numpy()
+    return [(boxes[inds == frame], points[inds == frame]) for frame in range(len(frames))]

@@ -1,0 +1,74 @@
+"""MTCNN's cascade over summed-area tables: exact area resampling and facenet-pytorch's detections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from facenet_pytorch import MTCNN
+from facenet_pytorch.models.utils.detect_face import detect_face
+from PIL import Image
+from torch.nn.functional import interpolate
+
+from models.faces import upright_rgb
+from models.mtcnn_cascade import area_crops, area_level, cascade, summed_area_table, table_dtype
+from tests.conftest import realfile
+
+
+@pytest.fixture(scope="module")
+def frame() -> torch.Tensor:
+    """One random (1, 37, 53, 3) uint8 frame with odd sides, so no bin is regular."""
+    return torch.randint(0, 256, (1, 37, 53, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+def reference_area(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """torch's own area resampling of a (B, H, W, 3) frame, as facenet-pytorch calls it."""
+    return interpolate(frame.permute(0, 3, 1, 2).float(), size=size, mode="area")
+
+
+@pytest.mark.parametrize("size", [(37, 53), (26, 38), (12, 12), (5, 7), (60, 80)])
+def test_area_level_equals_torch_area_interpolation(frame, size):
+    ours = area_level(summed_area_table(frame), size)
+    assert ours.shape == (1, 3, *size)
+    torch.testing.assert_close(ours, reference_area(frame, size), rtol=0, atol=1e-4)
+
+
+def test_area_level_is_channels_last_for_p_net(frame):
+    assert area_level(summed_area_table(frame), (20, 30)).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_area_crops_equal_one_interpolation_per_box(frame):
+    frames = torch.cat([frame, frame.flip(1)])
+    boxes = [(0, 0, 0, 37, 53), (1, 3, 7, 30, 40), (0, 10, 20, 15, 26), (1, 36, 52, 37, 53)]  # whole, inner, 5x6, 1 pixel
+    inds, top, left, bottom, right = (torch.tensor(column) for column in zip(*boxes))
+    ours = area_crops(summed_area_table(frames), inds, (top, bottom), (left, right), 24)
+    for crop, (i, y0, x0, y1, x1) in zip(ours, boxes):
+        expected = reference_area(frames[i:i + 1, y0:y1, x0:x1], (24, 24))[0]
+        torch.testing.assert_close(crop, expected, rtol=0, atol=1e-4)
+
+
+def test_sums_switch_to_int64_before_int32_would_overflow():
+    assert table_dtype(1080, 1920) == torch.int32
+    assert table_dtype(4000, 3000) == torch.int64
+
+
+def test_a_frame_without_faces_gives_empty_arrays():
+    mtcnn = MTCNN(keep_all=True)
+    blank = torch.full((2, 120, 160, 3), 128, dtype=torch.uint8)
+    for boxes, points in cascade(blank, (mtcnn.pnet, mtcnn.rnet, mtcnn.onet), 20, 0.709, (0.6, 0.7, 0.7)):
+        assert boxes.shape == (0, 5) and points.shape == (0, 5, 2)
+
+
+def test_cascade_equals_facenet_pytorch_detect_face(realdata):
+    with Image.open(realfile(realdata, "facenet-pytorch/multiface.jpg")) as raw:
+        image = np.asarray(upright_rgb(raw))
+    mtcnn = MTCNN(keep_all=True).eval()
+    nets = (mtcnn.pnet, mtcnn.rnet, mtcnn.onet)
+    with torch.no_grad():
+        expected_boxes, expected_points = detect_face(image[None], 20, *nets, [0.6, 0.7, 0.7], 0.709, "cpu")
+    boxes, points = cascade(torch.from_numpy(image.copy())[None], nets, 20, 0.709, (0.6, 0.7, 0.7))[0]
+    expected_boxes = np.asarray(expected_boxes[0], dtype=np.float64)
+    assert len(boxes) == len(expected_boxes) == 6
+    order = [int(np.abs(expected_boxes[:, :4] - box[:4]).sum(axis=1).argmin()) for box in boxes]
+    np.testing.assert_allclose(boxes, expected_boxes[order], atol=1e-2)
+    np.testing.assert_allclose(points, np.asarray(expected_points[0], dtype=np.float64)[order], atol=1e-2)
