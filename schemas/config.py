@@ -105,7 +105,8 @@ class GenderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default="panda-gender", description="Gender model in the store: 'name' (newest) or 'name@vN'.")
-    batch_size: int = Field(default=32, ge=1, le=1024, description="Face crops per forward pass.")
+    batch_size: int = Field(default=32, ge=1, le=1024, description="Face crops per forward pass on CUDA.")
+    cpu_batch_size: int = Field(default=8, ge=1, le=1024, description="Face crops per forward pass on the CPU, where small batches stay in cache (ResNet18 at 448 px, bf16, 2 cores: 50 faces/s in batches of 8, 42 in batches of 32).")
     loader_workers: int = Field(default=2, ge=0, le=32, description="DataLoader processes decoding crops.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description="auto: bf16 autocast on CPU, fp16 AMP on CUDA.")

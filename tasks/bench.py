@@ -43,7 +43,7 @@ from models.bench_checks import (
     value_check,
 )
 from models.faces import DetectorSettings, build_mtcnn, crop_face, detect_faces, group_by_size, relative_box
-from models.gender import SEED_INPUT_SIZE, build_gender_net, calibrated_probs, gender_net_from_state, predict_logits, preprocess
+from models.gender import SEED_INPUT_SIZE, build_gender_net, calibrated_probs, folded_copy, gender_net_from_state, predict_logits, preprocess
 from models.mating_training import MatingTrainSettings, build_mating_model, predict_segments
 from models.precision import resolved_precision
 from schemas.config import Settings
@@ -52,7 +52,7 @@ from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMEN
 from tasks.audio import read_span
 from tasks.devices import choose_device, cpu_threads
 from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, detection_batch_size, drop_media, open_upright
-from tasks.gender import predict_drop_gender
+from tasks.gender import gender_batch_size, predict_drop_gender
 from tasks.gender_training import KIND as GENDER_KIND
 from tasks.ingest import ingest_drop_dir
 from tasks.lake import write_json_atomic
@@ -296,13 +296,14 @@ def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.d
 
 
 def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> float:
-    """Seconds of the gender net's batched forward passes at the pipeline's precision on crops already in memory."""
+    """Seconds of the gender net's batched forward passes at the pipeline's precision, batch size and BatchNorm folding
+    on crops already in memory."""
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
-    model = gender_net_from_state(state, card["arch"], int(card["input_size"]))
+    model = folded_copy(gender_net_from_state(state, card["arch"], int(card["input_size"])))
     config = scratch.settings.gender
     precision = resolved_precision(config.precision, device)
     total = 0.0
-    for paths in chunks(crops, config.batch_size):
+    for paths in chunks(crops, gender_batch_size(config, device)):
         batch = torch.stack([load_crop(path, model.input_size) for path in paths]).to(device)
         total += timed(lambda: predict_logits(model, batch, device, precision))[0]
     return total

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from models.gender import calibrated_probs, grad_cam, predict_logits, preprocess
+from models.gender import calibrated_probs, folded_copy, grad_cam, predict_logits, preprocess
 from models.precision import Precision, resolved_precision
 from reports.plots import heatmap_overlay
 from schemas.config import GenderConfig, Settings
@@ -68,6 +68,11 @@ def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str
     return f"{GENDER_VERSION}:{faces['fingerprint'] if faces else ''}:{model_in_use(home, settings.gender)}:{settings.gender.gradcam_faces}"
 
 
+def gender_batch_size(config: GenderConfig, device: torch.device) -> int:
+    """Crops per forward pass: batch_size on CUDA, cpu_batch_size on the CPU."""
+    return config.batch_size if device.type == "cuda" else config.cpu_batch_size
+
+
 def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device) -> Iterator[torch.Tensor]:
     """Batches of crops, decoded by worker processes on CUDA when the drop is large enough to repay starting them, else
     by a thread one batch ahead of the forward passes (on the CPU the net, not decoding, is the bottleneck: starting
@@ -75,20 +80,22 @@ def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: tor
     large = len(paths) >= MIN_FACES_PER_WORKER * max(config.loader_workers, 1)
     workers = config.loader_workers if device.type == "cuda" and large else 0
     if not workers:
-        yield from prefetched_batches(CropDataset(paths, size).__getitem__, range(len(paths)), config.batch_size, device.type == "cuda")
+        yield from prefetched_batches(CropDataset(paths, size).__getitem__, range(len(paths)), gender_batch_size(config, device), device.type == "cuda")
         return
-    loader = DataLoader(CropDataset(paths, size), batch_size=config.batch_size, num_workers=workers,
+    loader = DataLoader(CropDataset(paths, size), batch_size=gender_batch_size(config, device), num_workers=workers,
                         pin_memory=device.type == "cuda", multiprocessing_context="forkserver" if workers else None)
     yield from loader
 
 
 def predict_p_male(model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]) -> list[float]:
-    """Calibrated P(male) of each crop, in batches on the chosen device (a batch that runs out of GPU memory is halved)."""
+    """Calibrated P(male) of each crop, in batches on the chosen device by the net with BatchNorm folded into its
+    convolutions (a batch that runs out of GPU memory is halved)."""
     device = choose_device(config.device)
     precision = resolved_precision(config.precision, device)
+    folded = folded_copy(model)
     probabilities: list[float] = []
     for batch in crop_batches(paths, model.input_size, config, device):
-        probabilities += halve_on_oom(lambda part: batch_p_male(model, part, device, precision), batch)
+        probabilities += halve_on_oom(lambda part: batch_p_male(folded, part, device, precision), batch)
         for _ in range(len(batch)):
             advance()
     return probabilities

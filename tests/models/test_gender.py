@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from models.gender import (
     MiniXception,
     build_gender_net,
     calibrated_probs,
+    folded_copy,
     freeze_first_blocks,
     gender_net_from_state,
     grad_cam,
@@ -181,6 +184,43 @@ def test_temperature_softens_probabilities_and_travels_in_the_state_dict(resnet:
     torch.testing.assert_close(predict_probs(restored, x, precision="fp32"), predict_probs(model, x, precision="fp32"))
     with pytest.raises(ValueError, match="positive"):
         set_temperature(model, 0.0)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mini_xception"])
+def test_folded_copy_gives_the_same_probabilities_without_batchnorm2d(arch: str) -> None:
+    model = trained_statistics(build_gender_net(arch, SIZE))
+    set_temperature(model, 1.7)
+    folded = folded_copy(model)
+    x = batch(3)
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in folded.modules())
+    assert any(isinstance(layer, torch.nn.BatchNorm2d) for layer in model.modules())  # the original is untouched
+    assert folded.input_size == SIZE and float(folded.temperature) == pytest.approx(1.7)
+    torch.testing.assert_close(predict_probs(folded, x, precision="fp32"), predict_probs(model, x, precision="fp32"), atol=1e-5, rtol=1e-4)
+
+
+def test_folding_leaves_modules_running_in_other_threads_alone() -> None:
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_running() -> None:
+        while not stop.is_set():
+            try:
+                with torch.no_grad():
+                    other(torch.zeros(1, 3, 8, 8))
+            except BaseException as error:  # noqa: BLE001 - any error in the other thread fails the test
+                failures.append(error)
+                return
+
+    runner = threading.Thread(target=keep_running)
+    runner.start()
+    try:
+        for arch in ("resnet18", "mini_xception"):
+            folded_copy(build_gender_net(arch, SIZE))
+    finally:
+        stop.set()
+        runner.join()
+    assert failures == []
 
 
 def test_predict_logits_precisions(xception: MiniXception) -> None:

@@ -48,7 +48,7 @@ def test_gender_batches_that_run_out_of_memory_are_halved(tmp_path: Path, monkey
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(paths[-1])
     torch.manual_seed(0)
     model = build_gender_net("mini_xception", 32)
-    config = GenderConfig(batch_size=6, loader_workers=0, device="cpu", precision="fp32")
+    config = GenderConfig(cpu_batch_size=6, loader_workers=0, device="cpu", precision="fp32")
     expected = gender_stage.predict_p_male(model, paths, config, lambda: None)
     sizes: list[int] = []
     real = gender_stage.predict_logits

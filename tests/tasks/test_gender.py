@@ -175,10 +175,22 @@ def test_batch_equals_one_at_a_time(face_home) -> None:
     model, _ = gender_stage.load_gender_model(layout, "panda-gender")
     paths = sorted((drop / "faces").rglob("*.jpg"))
     for precision, tolerance in (("fp32", 1e-5), ("bf16", 2e-2)):
-        config_of = lambda size: settings.gender.model_copy(update={"batch_size": size, "precision": precision, "loader_workers": 0})  # noqa: E731
+        config_of = lambda size: settings.gender.model_copy(update={"cpu_batch_size": size, "precision": precision, "loader_workers": 0})  # noqa: E731
         batched = gender_stage.predict_p_male(model, paths, config_of(16), lambda: None)
         single = gender_stage.predict_p_male(model, paths, config_of(1), lambda: None)
         assert np.allclose(batched, single, atol=tolerance), precision
+
+
+def test_cpu_batches_follow_cpu_batch_size(face_home, monkeypatch) -> None:
+    home, drop, config = face_home
+    layout, settings = HomeLayout(home), load_settings(config, home=home)
+    train_gender(layout, settings.gender, "panda-gender")
+    model, _ = gender_stage.load_gender_model(layout, "panda-gender")
+    paths = sorted((drop / "faces").rglob("*.jpg"))[:7]
+    seen = count_forward_passes(monkeypatch)
+    update = {"batch_size": 32, "cpu_batch_size": 3, "device": "cpu", "loader_workers": 0}
+    gender_stage.predict_p_male(model, paths, settings.gender.model_copy(update=update), lambda: None)
+    assert seen == [3, 3, 1]
 
 
 def test_training_data_errors_are_one_sentence(tmp_path, face_home) -> None:
