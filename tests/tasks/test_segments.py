@@ -7,13 +7,15 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import soundfile as sf
+import torch
 
-from models.audio_features import librosa_mfcc, relative_error, segment_window
+from models.audio_features import WINDOW_SAMPLES, TorchMFCC, librosa_mfcc, relative_error, segment_window
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import REJECTS, SEGMENT_FEATURES, SEGMENTS
 from tasks.ingest import ingest_drop_dir
 from tasks.lake import read_table
+from tasks import segments as segments_stage
 from tasks.segments import segment_drop_audio
 from tests.conftest import realfile
 from tests.drops import stereo_wav
@@ -84,3 +86,11 @@ def test_mono_48k_recording_is_duplicated_resampled_and_flagged(tmp_path):
     (row,) = read_table(layout, SEGMENT_FEATURES).to_pylist()
     channels = np.asarray(row["mfcc"]).reshape(2, 86, 40)
     assert np.array_equal(channels[0], channels[1])
+
+
+def test_cpu_features_are_stacked_in_chunks_and_keep_the_window_order():
+    windows = [np.random.default_rng(i).standard_normal((2, WINDOW_SAMPLES)).astype(np.float32) for i in range(11)]
+    mfcc = TorchMFCC(cpu_chunk=4)
+    with torch.inference_mode():
+        expected = TorchMFCC(cpu_chunk=11)(torch.from_numpy(np.stack(windows))).numpy()
+    np.testing.assert_array_equal(segments_stage.mfcc_features(mfcc, torch.device("cpu"), windows), expected)
