@@ -56,8 +56,29 @@ def write_table_atomic(table: pa.Table, path: Path, metadata: dict[str, str] | N
         merged.update({key.encode(): value.encode() for key, value in metadata.items()})
         table = table.replace_schema_metadata(merged)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", **float_encoding(table.schema))
     write_bytes_atomic(path, sink.getvalue().to_pybytes())
+
+
+def leaf_paths(field: pa.Field, prefix: str = "") -> Iterator[tuple[str, pa.DataType]]:
+    """Parquet column paths of a field's leaves with their types ('mfcc.list.element', 'quality.size_px')."""
+    path = f"{prefix}{field.name}"
+    if pa.types.is_struct(field.type):
+        for child in field.type:
+            yield from leaf_paths(child, f"{path}.")
+    elif pa.types.is_list(field.type) or pa.types.is_fixed_size_list(field.type) or pa.types.is_large_list(field.type):
+        yield from leaf_paths(pa.field("element", field.type.value_type), f"{path}.list.")
+    else:
+        yield path, field.type
+
+
+def float_encoding(schema: pa.Schema) -> dict[str, Any]:
+    """Writer options storing float columns byte-stream-split instead of trying a dictionary first (64 MFCC rows:
+    3 ms and 1.5 MB against 27 ms and 2.3 MB), other columns as before."""
+    leaves = [leaf for field in schema for leaf in leaf_paths(field)]
+    floats = [path for path, kind in leaves if pa.types.is_floating(kind)]
+    return {"use_dictionary": [path for path, kind in leaves if path not in floats],
+            "column_encoding": dict.fromkeys(floats, "BYTE_STREAM_SPLIT")}
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
@@ -82,7 +103,7 @@ def part_writer(home: HomeLayout, spec: TableSpec, key: str, part_name: str) -> 
     temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
     metadata = {**(spec.schema.metadata or {}), b"breedwatch.schema_version": str(spec.version).encode()}
     try:
-        with pq.ParquetWriter(temp, spec.schema.with_metadata(metadata), compression="zstd") as writer:
+        with pq.ParquetWriter(temp, spec.schema.with_metadata(metadata), compression="zstd", **float_encoding(spec.schema)) as writer:
             yield lambda rows: writer.write_table(rows_to_table(rows, spec)) if rows else None
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
