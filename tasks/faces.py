@@ -36,6 +36,7 @@ from schemas.tables import FACES, MEDIA
 from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_detector
+from tasks.prefetch import one_ahead
 
 STAGE = "faces"
 FACES_VERSION = "1"
@@ -171,13 +172,18 @@ def decode_batch(drop_dir: Path, rows: list[dict[str, Any]], device: torch.devic
 
 
 def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
-    """Decode and detect same-size batches (halved when one runs out of GPU memory), yielding each image with its detections."""
+    """Decode and detect same-size batches (the next one decoded on a thread meanwhile; halved when one runs out of GPU
+    memory), yielding each image with its detections."""
     by_id = {row["media_id"]: row for row in images}
     device = detector.mtcnn.device
     batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], detection_batch_size(config, device))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for batch in batches:
-            decoded, frames = decode_batch(drop_dir, [by_id[key] for key in batch], device, config, pool)
+
+        def decode(batch: list[Any]) -> tuple[list[Image.Image], np.ndarray | torch.Tensor]:
+            """One batch decoded (through the pool)."""
+            return decode_batch(drop_dir, [by_id[key] for key in batch], device, config, pool)
+
+        for batch, (decoded, frames) in zip(batches, one_ahead(decode, batches)):
             with cpu_threads(device, config.cpu_threads):
                 found = halve_on_oom(lambda part: detect_faces(detector.mtcnn, part), frames)
             yield from ((by_id[key], image, faces) for key, image, faces in zip(batch, decoded, found))

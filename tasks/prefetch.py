@@ -9,6 +9,7 @@ from typing import TypeVar
 import torch
 
 Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def stacked(load: Callable[[Item], torch.Tensor], items: Sequence[Item]) -> torch.Tensor:
@@ -16,12 +17,19 @@ def stacked(load: Callable[[Item], torch.Tensor], items: Sequence[Item]) -> torc
     return torch.stack([load(item) for item in items])
 
 
+def one_ahead(work: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]:
+    """work(item) for each item in order, the next one running on a thread while the caller uses this one's result
+    (two results in memory at most)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[Result] | None = pool.submit(work, items[0]) if items else None
+        for index in range(len(items)):
+            result = pending.result()
+            pending = pool.submit(work, items[index + 1]) if index + 1 < len(items) else None
+            yield result
+
+
 def prefetched_batches(load: Callable[[Item], torch.Tensor], items: Sequence[Item], batch_size: int, pin: bool = False) -> Iterator[torch.Tensor]:
     """Batches of loaded items in order, each loaded on a thread while the previous one is in use (two in memory at most)."""
     chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: Future[torch.Tensor] | None = pool.submit(stacked, load, chunks[0]) if chunks else None
-        for index in range(len(chunks)):
-            batch = pending.result()
-            pending = pool.submit(stacked, load, chunks[index + 1]) if index + 1 < len(chunks) else None
-            yield batch.pin_memory() if pin else batch
+    for batch in one_ahead(lambda chunk: stacked(load, chunk), chunks):
+        yield batch.pin_memory() if pin else batch

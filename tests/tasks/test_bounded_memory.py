@@ -39,7 +39,7 @@ def ingested(tmp_path: Path, config: str, frames: int = 0, recordings: int = 1) 
     return layout, drop, settings
 
 
-def test_faces_stage_holds_one_batch_of_decoded_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_faces_stage_holds_two_batches_of_decoded_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     layout, drop, settings = ingested(tmp_path, "[faces]\ncpu_batch_size = 2\ndevice = \"cpu\"\n", frames=8)
     alive: list[weakref.ref] = []
     most: list[int] = []
@@ -59,7 +59,7 @@ def test_faces_stage_holds_one_batch_of_decoded_images(tmp_path: Path, monkeypat
     monkeypatch.setattr(faces_stage, "detect_faces", counting_detect)
     result = faces_stage.detect_drop_faces(layout, drop, "d1", "run-1", settings, lambda: None)
     assert result["status"] == "detected" and len(most) >= 6 and len(alive) >= 14
-    assert max(most) <= 2 + 1  # this batch, and at most the last image of the previous one still being cropped
+    assert max(most) <= 2 + 2 + 1  # this batch, the next one being decoded, the last image of the previous one being cropped
 
 
 @pytest.mark.parametrize("feature_batch", [1, 64])
