@@ -95,7 +95,7 @@ class TorchMFCC(torch.nn.Module):
     matrix, the window scipy's periodic hann (as librosa uses), the DCT scipy's type-II ortho matrix, so only rounding
     differs from the reference: about 4e-7 relative in float32 (the default: librosa itself computes in float32),
     1e-7 in float64, against the 1e-4 contract. On CUDA float32 needs TF32 matmuls left off (PyTorch's default).
-    On the CPU the windows go through in chunks of `cpu_chunk`: a 64-window batch's spectrum is hundreds of MB,
+    On the CPU the windows go through in chunks of `cpu_chunk`: a 64-window batch's spectrum is 181 MB in float32,
     which the allocator maps afresh on every call, while 8 windows' stay in the heap and in cache (2 cores, 64
     windows: 0.26 s in one float64 call, 0.08 s in chunks of 8, 0.044 s in float32 chunks of 8).
     """

@@ -62,12 +62,17 @@ def bin_edges(start: torch.Tensor, length: torch.Tensor, bins: int) -> tuple[tor
     return low, high
 
 
+def axis_bins(length: int, bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """bin_edges over a whole axis [0, length), as two (bins,) index tensors."""
+    start = torch.zeros(1, dtype=torch.int64, device=device)
+    low, high = bin_edges(start, start + length, bins)
+    return low[0], high[0]
+
+
 def area_level(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Every frame resized to size (h, w) by area averaging, as (B, 3, h, w) float32 in channels_last layout."""
-    height, width = table.shape[1] - 1, table.shape[2] - 1
-    zero = torch.zeros(1, dtype=torch.int64, device=table.device)
-    row_low, row_high = (edge[0] for edge in bin_edges(zero, zero + height, size[0]))
-    col_low, col_high = (edge[0] for edge in bin_edges(zero, zero + width, size[1]))
+    row_low, row_high = axis_bins(table.shape[1] - 1, size[0], table.device)
+    col_low, col_high = axis_bins(table.shape[2] - 1, size[1], table.device)
     band = table.index_select(1, row_high) - table.index_select(1, row_low)
     sums = band.index_select(2, col_high) - band.index_select(2, col_low)
     counts = (row_high - row_low)[:, None] * (col_high - col_low)[None, :]
