@@ -119,6 +119,8 @@ def proposals(table: torch.Tensor, pnet: nn.Module, min_face_size: int, factor: 
         pick = batched_nms(found[:, :4], found[:, 4], inds, 0.5)
         boxes.append(found[pick])
         image_inds.append(inds[pick])
+    if not boxes:  # the frame's shorter side is below min_face_size: no face of that size fits (facenet-pytorch raised)
+        return Candidates(torch.zeros((0, 5), device=table.device), torch.zeros(0, dtype=torch.int64, device=table.device))
     found, inds = torch.cat(boxes), torch.cat(image_inds)
     pick = batched_nms(found[:, :4], found[:, 4], inds, 0.7)
     found, inds = found[pick], inds[pick]

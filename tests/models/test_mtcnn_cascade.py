@@ -59,6 +59,13 @@ def test_a_frame_without_faces_gives_empty_arrays():
         assert boxes.shape == (0, 5) and points.shape == (0, 5, 2)
 
 
+def test_a_frame_smaller_than_the_smallest_face_gives_empty_arrays():
+    mtcnn = MTCNN(keep_all=True)
+    tiny = torch.full((1, 15, 18, 3), 100, dtype=torch.uint8)  # facenet-pytorch's detect_face raises on it
+    [(boxes, points)] = cascade(tiny, (mtcnn.pnet, mtcnn.rnet, mtcnn.onet), 20, 0.709, (0.6, 0.7, 0.7))
+    assert boxes.shape == (0, 5) and points.shape == (0, 5, 2)
+
+
 def test_cascade_equals_facenet_pytorch_detect_face(realdata):
     with Image.open(realfile(realdata, "facenet-pytorch/multiface.jpg")) as raw:
         image = np.asarray(upright_rgb(raw))

@@ -14,7 +14,7 @@ from schemas.home import HomeLayout
 from tasks.catalog import query, refresh_views
 from tasks.ingest import ingest_drop_dir
 from tests.conftest import realfile
-from tests.drops import DROP_TOML
+from tests.drops import DROP_TOML, camera_jpeg
 from tests.models.test_faces import iou
 
 
@@ -73,3 +73,16 @@ def test_torchvision_decoding_finds_the_faces_pillow_finds(realdata: Path, tmp_p
 def corners(row: dict) -> tuple[float, float, float, float]:
     """A faces row's relative box as (x1, y1, x2, y2)."""
     return row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"]
+
+
+def test_a_frame_smaller_than_the_smallest_face_is_faceless_not_a_failure(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    camera_jpeg(drop / "images" / "cam01" / "thumb.jpg", 1, size=(18, 15))  # facenet-pytorch's detect_face raised on it
+    camera_jpeg(drop / "images" / "cam01" / "frame.jpg", 2)
+    (drop / "drop.toml").write_text(DROP_TOML)
+    (tmp_path / "c.toml").write_text('[faces]\ndevice = "cpu"\n')
+    settings = load_settings(tmp_path / "c.toml", home=tmp_path / "home")
+    layout = HomeLayout(tmp_path / "home")
+    ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
+    result = faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: None)
+    assert result["status"] == "detected" and result["counts"]["images_without_face"] == 2
