@@ -11,6 +11,7 @@ from PIL import Image
 from torch.nn.functional import interpolate
 
 from models.faces import upright_rgb
+from models import mtcnn_cascade
 from models.mtcnn_cascade import area_crops, area_level, cascade, summed_area_table, table_dtype
 from tests.conftest import realfile
 
@@ -48,8 +49,24 @@ def test_area_crops_equal_one_interpolation_per_box(frame):
 
 
 def test_sums_switch_to_int64_before_int32_would_overflow():
-    assert table_dtype(1080, 1920) == torch.int32
-    assert table_dtype(4000, 3000) == torch.int64
+    assert table_dtype(3000, 4000) == torch.int32  # 12 MP: offset pixels sum to at most 128 each
+    assert table_dtype(4000, 6000) == torch.int64
+
+
+def test_sums_over_a_white_9_megapixel_frame_stay_exact_in_int32():
+    white = torch.full((1, 3000, 3000, 3), 255, dtype=torch.uint8)  # unoffset, its sums would pass 2**31
+    table = summed_area_table(white)
+    assert table.dtype == torch.int32
+    assert torch.equal(area_level(table, (12, 12)), torch.full((1, 3, 12, 12), 255.0))
+    corner = area_crops(table, torch.tensor([0]), (torch.tensor([2900]), torch.tensor([3000])), (torch.tensor([2900]), torch.tensor([3000])), 24)
+    assert torch.equal(corner, torch.full((1, 3, 24, 24), 255.0))
+
+
+def test_int64_tables_resample_alike(frame, monkeypatch):
+    monkeypatch.setattr(mtcnn_cascade, "table_dtype", lambda height, width: torch.int64)
+    table = summed_area_table(frame)
+    assert table.dtype == torch.int64
+    torch.testing.assert_close(area_level(table, (26, 38)), reference_area(frame, (26, 38)), rtol=0, atol=1e-4)
 
 
 def test_a_frame_without_faces_gives_empty_arrays():
