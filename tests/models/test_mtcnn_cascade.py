@@ -34,6 +34,11 @@ def test_area_level_equals_torch_area_interpolation(frame, size):
     torch.testing.assert_close(ours, reference_area(frame, size), rtol=0, atol=1e-4)
 
 
+def test_area_level_in_bands_of_rows_equals_torch(frame, monkeypatch):
+    monkeypatch.setattr(mtcnn_cascade, "CPU_BAND_BYTES", 2 * 54 * 3 * 4)  # two table rows per band
+    torch.testing.assert_close(area_level(summed_area_table(frame), (25, 30)), reference_area(frame, (25, 30)), rtol=0, atol=1e-4)
+
+
 def test_area_level_is_channels_last_for_p_net(frame):
     assert area_level(summed_area_table(frame), (20, 30)).is_contiguous(memory_format=torch.channels_last)
 
