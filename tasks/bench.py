@@ -50,9 +50,9 @@ from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_span
-from tasks.devices import choose_device, cpu_threads
-from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, detection_batch_size, drop_media, open_upright
-from tasks.gender import gender_batch_size, predict_drop_gender
+from tasks.devices import batch_size_on, choose_device, cpu_threads
+from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, drop_media, open_upright
+from tasks.gender import predict_drop_gender
 from tasks.gender_training import KIND as GENDER_KIND
 from tasks.ingest import ingest_drop_dir
 from tasks.lake import write_json_atomic
@@ -288,7 +288,7 @@ def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.d
     mtcnn = build_mtcnn(DetectorSettings(), None, device)
     by_id = {row["media_id"]: row for row in scenes}
     total = 0.0
-    for batch in group_by_size([(row["media_id"], (row["width"], row["height"])) for row in scenes], detection_batch_size(scratch.settings.faces, device)):
+    for batch in group_by_size([(row["media_id"], (row["width"], row["height"])) for row in scenes], batch_size_on(device, scratch.settings.faces)):
         arrays = [np.asarray(open_upright(scratch.drop_dir / by_id[key]["path"])) for key in batch]
         with cpu_threads(device, scratch.settings.faces.cpu_threads):
             total += timed(lambda: detect_faces(mtcnn, arrays))[0]
@@ -303,7 +303,7 @@ def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> f
     config = scratch.settings.gender
     precision = resolved_precision(config.precision, device)
     total = 0.0
-    for paths in chunks(crops, gender_batch_size(config, device)):
+    for paths in chunks(crops, batch_size_on(device, config)):
         batch = torch.stack([load_crop(path, model.input_size) for path in paths]).to(device)
         total += timed(lambda: predict_logits(model, batch, device, precision))[0]
     return total

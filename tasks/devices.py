@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import torch
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+class DeviceBatches(Protocol):
+    """A stage configuration with one batch size for CUDA and one for the CPU."""
+
+    batch_size: int
+    cpu_batch_size: int
+
+
+def batch_size_on(device: torch.device, config: DeviceBatches) -> int:
+    """Items per forward pass on this device: batch_size on CUDA, cpu_batch_size on the CPU."""
+    return config.batch_size if device.type == "cuda" else config.cpu_batch_size
 
 
 def choose_device(preference: str) -> torch.device:

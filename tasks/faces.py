@@ -33,7 +33,7 @@ from models.faces import (
 from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, MEDIA
-from tasks.devices import choose_device, cpu_threads, halve_on_oom
+from tasks.devices import batch_size_on, choose_device, cpu_threads, halve_on_oom
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_detector
 from tasks.prefetch import one_ahead
@@ -132,11 +132,6 @@ def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detec
     return pairs
 
 
-def detection_batch_size(config: FacesConfig, device: torch.device) -> int:
-    """Same-size images per MTCNN call: batch_size on CUDA, cpu_batch_size on the CPU."""
-    return config.batch_size if device.type == "cuda" else config.cpu_batch_size
-
-
 def uses_torchvision(config: FacesConfig, device: torch.device) -> bool:
     """Whether frames are decoded by torchvision (nvjpeg on CUDA): configured, or auto on a CUDA detector."""
     return config.decode == "torchvision" or (config.decode == "auto" and device.type == "cuda")
@@ -176,7 +171,7 @@ def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: Loade
     memory), yielding each image with its detections."""
     by_id = {row["media_id"]: row for row in images}
     device = detector.mtcnn.device
-    batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], detection_batch_size(config, device))
+    batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], batch_size_on(device, config))
     with ThreadPoolExecutor(max_workers=threads) as pool:
 
         def decode(batch: list[Any]) -> tuple[list[Image.Image], np.ndarray | torch.Tensor]:

@@ -18,7 +18,7 @@ from reports.plots import heatmap_overlay
 from schemas.config import GenderConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS
-from tasks.devices import choose_device, halve_on_oom
+from tasks.devices import batch_size_on, choose_device, halve_on_oom
 from tasks.gender_training import KIND, load_gender_model
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import model_label, stored_card
@@ -68,11 +68,6 @@ def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str
     return f"{GENDER_VERSION}:{faces['fingerprint'] if faces else ''}:{model_in_use(home, settings.gender)}:{settings.gender.gradcam_faces}"
 
 
-def gender_batch_size(config: GenderConfig, device: torch.device) -> int:
-    """Crops per forward pass: batch_size on CUDA, cpu_batch_size on the CPU."""
-    return config.batch_size if device.type == "cuda" else config.cpu_batch_size
-
-
 def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device) -> Iterator[torch.Tensor]:
     """Batches of crops, decoded by worker processes on CUDA when the drop is large enough to repay starting them, else
     by a thread one batch ahead of the forward passes (on the CPU the net, not decoding, is the bottleneck: starting
@@ -80,9 +75,9 @@ def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: tor
     large = len(paths) >= MIN_FACES_PER_WORKER * max(config.loader_workers, 1)
     workers = config.loader_workers if device.type == "cuda" and large else 0
     if not workers:
-        yield from prefetched_batches(CropDataset(paths, size).__getitem__, range(len(paths)), gender_batch_size(config, device), device.type == "cuda")
+        yield from prefetched_batches(CropDataset(paths, size).__getitem__, range(len(paths)), batch_size_on(device, config), device.type == "cuda")
         return
-    loader = DataLoader(CropDataset(paths, size), batch_size=gender_batch_size(config, device), num_workers=workers,
+    loader = DataLoader(CropDataset(paths, size), batch_size=batch_size_on(device, config), num_workers=workers,
                         pin_memory=device.type == "cuda", multiprocessing_context="forkserver" if workers else None)
     yield from loader
 

@@ -17,7 +17,7 @@ import tasks.gender as gender_stage
 from models.faces import DetectorSettings, build_mtcnn
 from models.gender import build_gender_net
 from schemas.config import FacesConfig, GenderConfig
-from tasks.devices import cpu_threads, gpu_slot, halve_on_oom
+from tasks.devices import batch_size_on, cpu_threads, gpu_slot, halve_on_oom
 
 
 def out_of_memory_above(limit: int, work, sizes: list[int]):
@@ -101,3 +101,9 @@ def test_cpu_threads_sets_and_restores_the_intra_op_count_on_the_cpu_only() -> N
         assert torch.get_num_threads() == before
     with cpu_threads(torch.device("cpu"), None):  # unset: torch's default stays
         assert torch.get_num_threads() == before
+
+
+def test_each_stage_batches_by_its_device() -> None:
+    for config in (FacesConfig(batch_size=8, cpu_batch_size=1), GenderConfig(batch_size=32, cpu_batch_size=8)):
+        assert batch_size_on(torch.device("cuda"), config) == config.batch_size
+        assert batch_size_on(torch.device("cpu"), config) == config.cpu_batch_size
