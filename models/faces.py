@@ -13,7 +13,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from models.mtcnn_cascade import cascade
+from models.mtcnn_cascade import PairMaxPool, cascade
 
 HUMAN_THRESHOLDS = (0.6, 0.7, 0.7)  # facenet-pytorch's defaults
 HUMAN_MIN_FACE_SIZE = 20
@@ -52,6 +52,7 @@ def build_mtcnn(settings: DetectorSettings, stage_weights: dict[str, dict[str, t
         for stage in STAGES:
             getattr(mtcnn, stage).load_state_dict(stage_weights[stage])
     mtcnn.pnet.to(memory_format=torch.channels_last)  # the pyramid levels arrive channels_last: 1.8x faster on a CPU
+    mtcnn.pnet.pool1 = PairMaxPool()  # exact, and 4x faster than max_pool2d on its 10 channels_last channels
     return mtcnn.eval()
 
 

@@ -8,11 +8,13 @@ import torch
 from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils.detect_face import detect_face
 from PIL import Image
+from torch import nn
 from torch.nn.functional import interpolate
 
 from models.faces import upright_rgb
 from models import mtcnn_cascade
-from models.mtcnn_cascade import area_crops, area_level, cascade, summed_area_table, table_dtype
+from models.faces import build_mtcnn, DetectorSettings
+from models.mtcnn_cascade import PairMaxPool, area_crops, area_level, cascade, summed_area_table, table_dtype
 from tests.conftest import realfile
 
 
@@ -101,3 +103,19 @@ def test_cascade_equals_facenet_pytorch_detect_face(realdata):
     order = [int(np.abs(expected_boxes[:, :4] - box[:4]).sum(axis=1).argmin()) for box in boxes]
     np.testing.assert_allclose(boxes, expected_boxes[order], atol=1e-2)
     np.testing.assert_allclose(points, np.asarray(expected_points[0], dtype=np.float64)[order], atol=1e-2)
+
+
+@pytest.mark.parametrize("shape", [(1, 10, 646, 1150), (2, 10, 37, 53), (3, 4, 1, 1), (1, 10, 2, 5), (1, 3, 7, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pair_max_pool_equals_ceil_mode_max_pool(shape, dtype):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    reference = nn.MaxPool2d(2, 2, ceil_mode=True)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        laid_out = x.contiguous(memory_format=layout)
+        assert torch.equal(PairMaxPool()(laid_out), reference(laid_out))
+
+
+def test_built_p_net_pools_pairs_and_keeps_its_weights():
+    mtcnn = build_mtcnn(DetectorSettings(), None, torch.device("cpu"))
+    assert isinstance(mtcnn.pnet.pool1, PairMaxPool)
+    assert set(mtcnn.pnet.state_dict()) == set(MTCNN(keep_all=True).pnet.state_dict())
