@@ -60,5 +60,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         sample,
         f"audio: {audio['realtime_x']:.0f}x real time on {summary['drop']['segment_audio_s']:.0f} s of segment audio",
         f"peak RSS: {summary['peak_rss_mb']:.0f} MiB (after the pipeline stages: {summary['pipeline_peak_rss_mb']:.0f} MiB)",
+        allocator_line(summary.get("retain_freed_mb", 0)),
         "results equal the naive way's" if summary["results_equal_naive"] else "RESULTS DIFFER from the naive way's",
     ]
+
+
+def allocator_line(retained_mb: int) -> str:
+    """How the C allocator ran for all three ways."""
+    if retained_mb:
+        return f"allocator (all three ways): glibc malloc keeping up to {retained_mb} MiB freed (runtime.retain_freed_mb)"
+    return "allocator (all three ways): the C library's defaults"

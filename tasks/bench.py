@@ -50,7 +50,7 @@ from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_span
-from tasks.devices import batch_size_on, choose_device, cpu_threads
+from tasks.devices import batch_size_on, choose_device, cpu_threads, retain_freed_memory
 from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, drop_media, open_upright
 from tasks.gender import predict_drop_gender
 from tasks.gender_training import KIND as GENDER_KIND
@@ -449,13 +449,14 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
     if options.extra_images is not None and not options.extra_images.is_dir():
         raise ValueError(f"extra images folder {options.extra_images} does not exist")
     device = choose_device(base.faces.device)
+    retained = retain_freed_memory(base.runtime.retain_freed_mb)  # before any way runs: all three share the allocator
     report(f"writing a sample drop of {options.animals} animals")
     drop_dir = write_drop(folder, options)
     repeats = []
     for index in range(options.repeat):
         report(f"repeat {index + 1} of {options.repeat}: pipeline, naive way, model-only bound")
         repeats.append(run_repeat(folder / f"home-{index}", drop_dir, base, options, device))
-    return summarise(repeats, device, options)
+    return {**summarise(repeats, device, options), "retain_freed_mb": base.runtime.retain_freed_mb if retained else 0}
 
 
 @contextlib.contextmanager

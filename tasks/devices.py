@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import platform
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 import torch
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+M_MMAP_MAX = -4
+MIB = 2**20
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -71,3 +77,18 @@ def halve_on_oom(run: Callable[[Sequence[Item]], list[Result]], items: Sequence[
         torch.cuda.empty_cache()
         middle = len(items) // 2
         return halve_on_oom(run, items[:middle]) + halve_on_oom(run, items[middle:])
+
+
+def retain_freed_memory(megabytes: int) -> bool:
+    """Have glibc's malloc serve every allocation from its heap and keep up to `megabytes` of freed memory there, so
+    each batch's large tensors reuse pages instead of being mapped and faulted in afresh; whether it was applied
+    (never with 0, nor where the C library is not glibc).
+
+    By default glibc maps allocations above 32 MiB (a gender batch's 51 MB stem output) with mmap and returns them
+    on free; on 2 cores that page faulting cost 18% of the gender net's time and 15% of MTCNN's. Process-wide and
+    idempotent.
+    """
+    if megabytes <= 0 or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, megabytes * MIB))

@@ -25,7 +25,7 @@ from tasks.mating import predict_drop_mating, stage_fingerprint as mating_finger
 from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
-from tasks.devices import choose_device, gpu_slot
+from tasks.devices import choose_device, gpu_slot, retain_freed_memory
 from tasks.progress import progress_wanted, stage_progress
 from tasks.artifacts import publish_run_artifacts
 from tasks.report import write_run_report
@@ -125,6 +125,7 @@ def run_drop_stage(ingested: dict[str, Any], home: str, run_id: str, label: str,
     logger = get_run_logger()
     total = work_total(layout, ingested, work_key)
     device = choose_device(getattr(settings, label).device)  # each stage's label names its config section
+    retain_freed_memory(settings.runtime.retain_freed_mb)  # in whichever process (Dask worker) runs the stage
     with gpu_slot(device, settings.runner.gpu_limit), \
             stage_progress(f"{label} {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
         result = stage(layout, source, drop_id, run_id, settings, advance)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -107,3 +110,36 @@ def test_each_stage_batches_by_its_device() -> None:
     for config in (FacesConfig(batch_size=8, cpu_batch_size=1), GenderConfig(batch_size=32, cpu_batch_size=8)):
         assert batch_size_on(torch.device("cuda"), config) == config.batch_size
         assert batch_size_on(torch.device("cpu"), config) == config.cpu_batch_size
+
+
+REFAULT_PROBE = """
+import ctypes, resource, sys
+from tasks.devices import retain_freed_memory
+applied = retain_freed_memory(int(sys.argv[1]))
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+size = 64 * 2**20
+block = libc.malloc(size); ctypes.memset(block, 1, size); libc.free(ctypes.c_void_p(block))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = libc.malloc(size); ctypes.memset(block, 1, size)
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def refaults(retained_mb: int) -> tuple[bool, int]:
+    """In a fresh process: whether retention applied, and the page faults of re-allocating and touching a freed 64 MiB block."""
+    done = subprocess.run([sys.executable, "-c", REFAULT_PROBE, str(retained_mb)], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    applied, faults = done.stdout.split()
+    return applied == "True", int(faults)
+
+
+def test_retained_freed_memory_is_reused_without_page_faults():
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    default_applied, default_faults = refaults(0)
+    applied, faults = refaults(128)
+    assert not default_applied and applied
+    if default_faults < 8192:  # 16,384 pages of 4 KiB; transparent huge pages would hide the difference
+        pytest.skip(f"the default allocator refaulted only {default_faults} pages here")
+    assert faults < default_faults / 8
