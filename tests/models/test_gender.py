@@ -170,6 +170,14 @@ def test_preprocess_resizes_and_normalises() -> None:
     assert grey.shape == (3, 40, 40) and float(grey.min()) > 1.5
 
 
+def test_preprocess_is_contiguous_with_each_channel_normalised_by_its_own_mean_and_std() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 37, 3), dtype=np.uint8)
+    tensor = preprocess(Image.fromarray(pixels), 37)
+    assert tensor.is_contiguous()
+    expected = (torch.from_numpy(pixels).permute(2, 0, 1) / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6)
+
+
 def test_temperature_softens_probabilities_and_travels_in_the_state_dict(resnet: GenderResNet18, tmp_path) -> None:
     model = build_gender_net("resnet18", SIZE)
     model.load_state_dict(resnet.state_dict())
