@@ -13,6 +13,7 @@ from PIL import Image
 
 from models.gender import (
     IMAGENET_MEAN,
+    IMAGENET_STD,
     GenderResNet18,
     MiniXception,
     build_gender_net,
