@@ -167,8 +167,8 @@ def decode_batch(drop_dir: Path, rows: list[dict[str, Any]], device: torch.devic
 
 
 def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
-    """Decode and detect same-size batches (the next one decoded on a thread meanwhile; halved when one runs out of GPU
-    memory), yielding each image with its detections."""
+    """Decode and detect same-size batches (on CUDA the next one decoded on a thread meanwhile; halved when one runs
+    out of GPU memory), yielding each image with its detections."""
     by_id = {row["media_id"]: row for row in images}
     device = detector.mtcnn.device
     batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], batch_size_on(device, config))
@@ -178,7 +178,7 @@ def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: Loade
             """One batch decoded (through the pool)."""
             return decode_batch(drop_dir, [by_id[key] for key in batch], device, config, pool)
 
-        for batch, (decoded, frames) in zip(batches, one_ahead(decode, batches)):
+        for batch, (decoded, frames) in zip(batches, one_ahead(decode, batches, ahead=device.type == "cuda")):
             with cpu_threads(device, config.cpu_threads):
                 found = halve_on_oom(lambda part: detect_faces(detector.mtcnn, part), frames)
             yield from ((by_id[key], image, faces) for key, image, faces in zip(batch, decoded, found))
