@@ -34,7 +34,7 @@ from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, MEDIA
 from tasks.devices import batch_size_on, choose_device, cpu_threads, halve_on_oom
-from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
+from tasks.lake import read_marker, sync_filesystem, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_detector
 from tasks.prefetch import one_ahead
 
@@ -185,11 +185,12 @@ def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: Loade
 
 
 def save_crop(home: HomeLayout, drop_id: str, face_id: str, crop: Image.Image, quality: int) -> str:
-    """Store a crop as JPEG in the lake and return its path relative to the home."""
+    """Store a crop as JPEG in the lake (atomically, flushed to disk with the stage's others) and return its path
+    relative to the home."""
     buffer = io.BytesIO()
     crop.save(buffer, format="JPEG", quality=quality)
     path = home.crop(drop_id, face_id)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue(), durable=False)  # flushed together before the stage commits
     return path.relative_to(home.root).as_posix()
 
 
@@ -215,6 +216,8 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
     rows.extend(keeper_rows(home, drop_dir, drop_id, run_id, keepers, label, settings, advance))
     for row, image, found in detect_batches(drop_dir, scenes, detector, config, settings.runtime.io_threads) if detector else []:
         keep(detection_crops(row, image, found, config, config.align and detector.landmarks_trained))
+    if rows:
+        sync_filesystem(home.lake)  # every crop on disk before the part and the marker that commit them
     write_rows(home, FACES, drop_id, STAGE, rows)
     counts = {"faces": len(rows), "faces_excluded": sum(r["excluded"] for r in rows), "images_without_face": count_faceless(scenes, rows)}
     write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "detector": label})

@@ -101,7 +101,7 @@ def keeper_faces(tmp_path: Path, drop: Path, threads: int) -> tuple[list[dict], 
     ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
     advanced: list[None] = []
     faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: advanced.append(None))
-    assert len(advanced) == 13  # one step per image, keeper photos counted from their threads
+    assert len(advanced) == len(list((drop / "faces").rglob("*.jpg"))) + 1  # one step per image, keeper photos counted from their threads
     rows = [row for row in pq.read_table(layout.part(FACES.name, FACES.partition, ingested.drop_id, "faces")).to_pylist() if row["source"] == "keeper"]
     return rows, {row["face_id"]: (layout.root / row["crop_path"]).read_bytes() for row in rows}
 
@@ -118,3 +118,18 @@ def test_keeper_photos_stored_on_threads_equal_one_thread_in_their_order(tmp_pat
     assert len(one_rows) == 12 and one_crops == four_crops
     assert [row["media_id"] for row in four_rows] == [row["media_id"] for row in one_rows]
     assert [{k: v for k, v in row.items() if k != "crop_path"} for row in four_rows] == [{k: v for k, v in row.items() if k != "crop_path"} for row in one_rows]
+
+
+def test_crops_are_flushed_to_disk_once_after_the_last_and_before_the_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drop = tmp_path / "drop"
+    (drop / "images" / "cam01").mkdir(parents=True)
+    (drop / "drop.toml").write_text(DROP_TOML)
+    camera_jpeg(drop / "images" / "cam01" / "IMG_0001.JPG", 1)
+    for index in range(3):
+        camera_jpeg(drop / "faces" / "A01" / f"f{index}.jpg", 20 + index, size=(64, 64))
+    events: list[str] = []
+    for name, event in (("save_crop", "crop"), ("sync_filesystem", "sync"), ("write_rows", "part")):
+        real = getattr(faces_stage, name)
+        monkeypatch.setattr(faces_stage, name, lambda *args, _real=real, _event=event, **kwargs: events.append(_event) or _real(*args, **kwargs))
+    rows, _ = keeper_faces(tmp_path, drop, 2)
+    assert len(rows) == 3 and events == ["crop"] * 3 + ["sync", "part"]

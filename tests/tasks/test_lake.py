@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from schemas.home import HomeLayout
 from schemas.tables import FACES, SEGMENT_FEATURES
-from tasks.lake import float_encoding, part_writer, write_rows
+from tasks.lake import float_encoding, part_writer, sync_filesystem, write_bytes_atomic, write_rows
 
 
 def encodings(path: Path) -> dict[str, tuple[str, ...]]:
@@ -43,3 +45,19 @@ def test_written_parts_read_back_exactly(tmp_path: Path) -> None:
     assert row == (0.25, 0.5, 12.5)
     first = duckdb.execute("select mfcc[7] from read_parquet(?) where segment_id = 's2'", [str(features_part)]).fetchone()[0]
     assert first == float(mfcc[2, 6])
+
+
+def test_files_written_without_durability_skip_fsync_and_are_still_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    write_bytes_atomic(tmp_path / "crops" / "a.jpg", b"first")
+    assert len(synced) == 2  # the file, then its folder
+    write_bytes_atomic(tmp_path / "crops" / "a.jpg", b"second", durable=False)
+    write_bytes_atomic(tmp_path / "crops" / "b.jpg", b"third", durable=False)
+    assert len(synced) == 2
+    assert (tmp_path / "crops" / "a.jpg").read_bytes() == b"second" and (tmp_path / "crops" / "b.jpg").read_bytes() == b"third"
+    assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == ["a.jpg", "b.jpg"]  # no temp file left
+    sync_filesystem(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        sync_filesystem(tmp_path / "missing")
