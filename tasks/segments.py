@@ -140,12 +140,10 @@ class DropWindows:
 
 
 def mfcc_features(mfcc: TorchMFCC, device: torch.device, windows: list[np.ndarray]) -> np.ndarray:
-    """MFCCs of windows, stacked into one transfer on CUDA and into the MFCC's own chunks on the CPU (stacking a
-    whole 64-window batch, 45 MB of fresh pages, took longer than computing its features)."""
-    step = len(windows) if device.type == "cuda" else mfcc.cpu_chunk
+    """MFCCs of windows, stacked into one batch (on the CPU the MFCC computes it in its own cache-sized chunks; with
+    freed memory retained, stacking 64 windows at once is as fast as per chunk: 46 vs 48 ms)."""
     with torch.inference_mode():
-        parts = [mfcc(torch.from_numpy(np.stack(windows[i:i + step])).to(device)).cpu().numpy() for i in range(0, len(windows), step)]
-    return np.concatenate(parts)
+        return mfcc(torch.from_numpy(np.stack(windows)).to(device)).cpu().numpy()
 
 
 def mfcc_rows(mfcc: TorchMFCC, device: torch.device, batch: list[Window], windows: list[np.ndarray], drop_id: str) -> list[dict[str, Any]]:

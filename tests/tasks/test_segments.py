@@ -88,7 +88,7 @@ def test_mono_48k_recording_is_duplicated_resampled_and_flagged(tmp_path):
     assert np.array_equal(channels[0], channels[1])
 
 
-def test_cpu_features_are_stacked_in_chunks_and_keep_the_window_order():
+def test_cpu_features_computed_in_the_mfcc_chunks_keep_the_window_order():
     windows = [np.random.default_rng(i).standard_normal((2, WINDOW_SAMPLES)).astype(np.float32) for i in range(11)]
     mfcc = TorchMFCC(cpu_chunk=4)
     with torch.inference_mode():
