@@ -9,7 +9,6 @@ segment code as the nightly run, and read back through that home's catalog.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -97,11 +96,6 @@ def train_settings(config: MatingTrainConfig, **overrides: Any) -> MatingTrainSe
     values = config.model_dump(exclude={"seed", "threads"})
     values.update({key: value for key, value in overrides.items() if value is not None})
     return MatingTrainSettings(**values)
-
-
-def training_threads(threads: int | None) -> contextlib.AbstractContextManager[None]:
-    """cpu_threads around CGANet training (always on the CPU) when [mating.train] threads is set; else torch's default."""
-    return cpu_threads(torch.device("cpu"), threads)
 
 
 def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingData:
@@ -193,7 +187,7 @@ def train_mating(home: HomeLayout, settings: Settings, name: str, folder: Path |
     groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
     fit, val = validation_split(groups, data.y.tolist(), recipe.validation_fraction, seed)
     started = time.perf_counter()
-    with training_threads(settings.mating.train.threads):
+    with cpu_threads(torch.device("cpu"), settings.mating.train.threads):  # CGANet trains on the CPU
         state, history = train_cganet(data.x[fit], data.y[fit], data.x[val], data.y[val], recipe, seed, progress)
     seconds = time.perf_counter() - started
     metrics = validation_metrics(mating_model_from_state(state), data, val, history.temperature)
@@ -233,7 +227,7 @@ def evaluate_mating_data(home: HomeLayout, settings: Settings, folder: Path | No
     seed = settings.mating.train.seed if seed is None else seed
     groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
     started = time.perf_counter()
-    with training_threads(settings.mating.train.threads):
+    with cpu_threads(torch.device("cpu"), settings.mating.train.threads):  # CGANet trains on the CPU
         results = evaluate_mating(data.x, data.y, groups, recipe, seed, data.encounters, progress=progress)
     results.update(data=data.describe(), rejects=data.rejects, group_by=recipe.group_by, seed=seed,
                    settings=asdict(recipe), seconds=round(time.perf_counter() - started, 1),
