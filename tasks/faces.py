@@ -205,17 +205,11 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
     scenes = [row for row in images if not row["path"].startswith(KEEPER_FOLDER)]
     detector = load_face_detector(home, config) if scenes else None
     label = detector.label if detector else detector_label(home, config)
-    rows: list[dict[str, Any]] = []
-
-    def keep(pairs: list[tuple[dict[str, Any], Image.Image]]) -> None:
-        """Store each crop at once so memory holds one batch, not the drop."""
-        rows.extend(finish_row(home, drop_id, run_id, row, crop, label, config) for row, crop in pairs)
-        advance()
-
     keepers = [row for row in images if row["path"].startswith(KEEPER_FOLDER)]
-    rows.extend(keeper_rows(home, drop_dir, drop_id, run_id, keepers, label, settings, advance))
+    rows = keeper_rows(home, drop_dir, drop_id, run_id, keepers, label, settings, advance)
     for row, image, found in detect_batches(drop_dir, scenes, detector, config, settings.runtime.io_threads) if detector else []:
-        keep(detection_crops(row, image, found, config, config.align and detector.landmarks_trained))
+        pairs = detection_crops(row, image, found, config, config.align and detector.landmarks_trained)
+        rows += stored_rows(home, drop_id, run_id, pairs, label, config, advance)  # memory holds one batch, not the drop
     if rows:
         sync_filesystem(home.lake)  # every crop on disk before the part and the marker that commit them
     write_rows(home, FACES, drop_id, STAGE, rows)
@@ -235,12 +229,18 @@ def keeper_rows(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, kee
     def stored(media: dict[str, Any]) -> list[dict[str, Any]]:
         """One keeper photo's finished row, its crop stored."""
         pairs = keeper_crops(media, open_upright(drop_dir / media["path"]), settings.faces)
-        done = [finish_row(home, drop_id, run_id, row, crop, label, settings.faces) for row, crop in pairs]
-        advance()
-        return done
+        return stored_rows(home, drop_id, run_id, pairs, label, settings.faces, advance)
 
     with ThreadPoolExecutor(max_workers=settings.runtime.io_threads) as pool:
         return [row for rows in pool.map(stored, keepers) for row in rows]
+
+
+def stored_rows(home: HomeLayout, drop_id: str, run_id: str, pairs: list[tuple[dict[str, Any], Image.Image]], label: str,
+                config: FacesConfig, advance: Callable[[], None]) -> list[dict[str, Any]]:
+    """One image's crops stored and rows finished, then one step of progress."""
+    rows = [finish_row(home, drop_id, run_id, row, crop, label, config) for row, crop in pairs]
+    advance()
+    return rows
 
 
 def finish_row(home: HomeLayout, drop_id: str, run_id: str, row: dict[str, Any], crop: Image.Image, label: str, config: FacesConfig) -> dict[str, Any]:
