@@ -58,6 +58,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
               "scaled to the whole drop); results compared on those items")
     return [
         sample,
+        "timed after an untimed warm-up run of every way" if summary.get("warmup") else "timed without a warm-up: the first repeat pays the process's first-call costs",
         f"audio: {audio['realtime_x']:.0f}x real time on {summary['drop']['segment_audio_s']:.0f} s of segment audio",
         f"peak RSS: {summary['peak_rss_mb']:.0f} MiB (after the pipeline stages: {summary['pipeline_peak_rss_mb']:.0f} MiB)",
         allocator_line(summary.get("retain_freed_mb", 0)),

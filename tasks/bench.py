@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,14 @@ MATING_MODEL = "bench-cganet"
 EXTRA_SUFFIXES = (".jpg", ".jpeg", ".png")
 QUICK_ANIMALS = 4
 QUICK_NAIVE_LIMIT = 12
+WARMUP_FRAMES = 2
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """What to bench: drop size and seed, repeats, model sizes (defaults are the production nets), extra photos, frames kept,
-    and how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to the drop)."""
+    how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to the drop), and
+    whether an untimed warm-up runs first."""
 
     animals: int = 12
     seed: int = 0
@@ -83,6 +85,7 @@ class BenchOptions:
     extra_images: Path | None = None
     frames: int | None = None
     naive_limit: int | None = None
+    warmup: bool = True
 
 
 @dataclass(frozen=True)
@@ -437,7 +440,7 @@ def summarise(repeats: list[Repeat], device: torch.device, options: BenchOptions
         "image": image, "audio": audio,
         "results_equal_naive": all(check["passed"] for check in checks.values()),
         "drop": {**{k: v for k, v in counts.items() if k != "pipeline_peak_rss_mb"}, "animals": options.animals, "seed": options.seed},
-        "repeats": len(repeats), "gender_input_size": options.gender_size, "cganet_filters": options.cganet_filters,
+        "repeats": len(repeats), "warmup": options.warmup, "gender_input_size": options.gender_size, "cganet_filters": options.cganet_filters,
         "torch": torch.__version__, "date": datetime.now(timezone.utc).date().isoformat(),
     }
 
@@ -450,6 +453,9 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
         raise ValueError(f"extra images folder {options.extra_images} does not exist")
     device = choose_device(base.faces.device)
     retained = retain_freed_memory(base.runtime.retain_freed_mb)  # before any way runs: all three share the allocator
+    if options.warmup:
+        report(f"warming up on a drop of {QUICK_ANIMALS} animals (untimed)")
+        warm_up(folder / "warmup", base, options, device)
     report(f"writing a sample drop of {options.animals} animals")
     drop_dir = write_drop(folder, options)
     repeats = []
@@ -457,6 +463,13 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
         report(f"repeat {index + 1} of {options.repeat}: pipeline, naive way, model-only bound")
         repeats.append(run_repeat(folder / f"home-{index}", drop_dir, base, options, device))
     return {**summarise(repeats, device, options), "retain_freed_mb": base.runtime.retain_freed_mb if retained else 0}
+
+
+def warm_up(folder: Path, base: Settings, options: BenchOptions, device: torch.device) -> None:
+    """Run every way once, untimed, on a small drop: the process's first-call costs (lazy imports, librosa's mel
+    filters: 0.7 s; the nets' first kernels) are paid once per nightly process, not per drop, so no repeat pays them."""
+    small = replace(options, animals=QUICK_ANIMALS, frames=WARMUP_FRAMES, extra_images=None, naive_limit=WARMUP_FRAMES)
+    run_repeat(folder / "home", write_drop(folder, small), base, small, device)
 
 
 @contextlib.contextmanager

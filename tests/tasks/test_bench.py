@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from schemas.home import HomeLayout
 from tests.conftest import realfile
 
 TINY = ["--gender-size", "32", "--cganet-filters", "4"]
@@ -42,6 +43,19 @@ def test_quick_bench_json_shape_and_equality(tmp_path: Path) -> None:
     assert checks["mfcc"]["n"] == checks["mating"]["n"] == drop["naive_segments"] == min(12, drop["segments"]) > 0
     assert checks["mfcc"]["max_relative_error"] <= 1e-4 and checks["gender"]["max_abs_diff"] <= 0.01
     assert all(check["passed"] for check in checks.values()) and summary["results_equal_naive"] is True
+    warmed = HomeLayout(tmp_path / "work" / "warmup" / "home")  # every way ran once, untimed, before the repeats
+    assert summary["warmup"] is True and summary["repeats"] == 1
+    for table in ("faces", "gender_predictions", "segment_features", "mating_predictions"):
+        assert list(warmed.table_dir(table).glob("*/part-*.parquet")), table
+
+
+def test_bench_without_warm_up_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--no-warmup", "--frames", "0", "--json", str(out), "--workdir", str(tmp_path / "work"), *TINY]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "timed without a warm-up" in " ".join(result.output.split())
+    assert json.loads(out.read_text())["warmup"] is False and not (tmp_path / "work" / "warmup").exists()
 
 
 def test_bench_boxes_match_per_image_mtcnn_on_real_faces(tmp_path: Path, realdata: Path) -> None:
