@@ -257,6 +257,25 @@ def preprocess(image: Image.Image, size: int) -> Tensor:
     return normalise(TF.to_dtype(tensor, torch.float32, scale=True))
 
 
+def crop_pixels(image: Image.Image, size: int) -> Tensor:
+    """A PIL image as size x size x 3 uint8 RGB pixels (rows, columns, channels: Pillow's own layout, which is the
+    classifier's channels_last layout), resized as preprocess resizes it only when it is not that size already."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    if rgb.size == (size, size):
+        return torch.from_numpy(np.array(rgb))
+    return TF.resize(TF.pil_to_tensor(rgb), [size, size], antialias=True).permute(1, 2, 0).contiguous()
+
+
+def normalised_pixels(pixels: Tensor) -> Tensor:
+    """N x H x W x 3 uint8 RGB pixels as the classifier's N x 3 x H x W float32 input in channels_last memory, with
+    the values preprocess gives: scaled to [0, 1], then ImageNet mean and std, along rows of W x 3 values (so no
+    broadcast over a 3-long innermost dimension, and no copy into another layout)."""
+    n, h, w, c = pixels.shape
+    rows = TF.to_dtype(pixels.reshape(n * h, w * c), torch.float32, scale=True)
+    mean, std = (torch.tensor(values, dtype=torch.float32, device=pixels.device).repeat(w) for values in (IMAGENET_MEAN, IMAGENET_STD))
+    return rows.sub_(mean).div_(std).view(n, h, w, c).permute(0, 3, 1, 2)
+
+
 def normalise(tensor: Tensor) -> Tensor:
     """ImageNet mean/std normalisation of float images in [0, 1] (3 x H x W or N x 3 x H x W)."""
     return TF.normalize(tensor, list(IMAGENET_MEAN), list(IMAGENET_STD))

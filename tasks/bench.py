@@ -43,7 +43,17 @@ from models.bench_checks import (
     value_check,
 )
 from models.faces import DetectorSettings, build_mtcnn, crop_face, detect_faces, group_by_size, relative_box
-from models.gender import SEED_INPUT_SIZE, build_gender_net, calibrated_probs, folded_copy, gender_net_from_state, predict_logits, preprocess
+from models.gender import (
+    SEED_INPUT_SIZE,
+    build_gender_net,
+    calibrated_probs,
+    crop_pixels,
+    folded_copy,
+    gender_net_from_state,
+    normalised_pixels,
+    predict_logits,
+    preprocess,
+)
 from models.mating_training import MatingTrainSettings, build_mating_model, predict_segments
 from models.precision import resolved_precision
 from schemas.config import Settings
@@ -231,6 +241,12 @@ def load_crop(path: Path, size: int) -> torch.Tensor:
         return preprocess(image, size)
 
 
+def load_pixels(path: Path, size: int) -> torch.Tensor:
+    """One stored crop's uint8 pixels, as the pipeline loads them."""
+    with Image.open(path) as image:
+        return crop_pixels(image, size)
+
+
 def naive_gender(scratch: Scratch, crops: dict[str, Path], device: torch.device) -> tuple[float, dict[str, float]]:
     """P(male) of each crop, decoded and classified one face at a time by the fp32 net in default (contiguous) layout."""
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
@@ -300,14 +316,14 @@ def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.d
 
 def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> float:
     """Seconds of the gender net's batched forward passes at the pipeline's precision, batch size and BatchNorm folding
-    on crops already in memory."""
+    on crops already in memory as the net's channels_last input."""
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
     model = folded_copy(gender_net_from_state(state, card["arch"], int(card["input_size"])))
     config = scratch.settings.gender
     precision = resolved_precision(config.precision, device)
     total = 0.0
     for paths in chunks(crops, batch_size_on(device, config)):
-        batch = torch.stack([load_crop(path, model.input_size) for path in paths]).to(device)
+        batch = normalised_pixels(torch.stack([load_pixels(path, model.input_size) for path in paths]).to(device))
         total += timed(lambda: predict_logits(model, batch, device, precision))[0]
     return total
 

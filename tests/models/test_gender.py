@@ -18,11 +18,13 @@ from models.gender import (
     MiniXception,
     build_gender_net,
     calibrated_probs,
+    crop_pixels,
     folded_copy,
     freeze_first_blocks,
     gender_net_from_state,
     grad_cam,
     load_backbone_weights,
+    normalised_pixels,
     predict_logits,
     predict_probs,
     preprocess,
@@ -177,6 +179,17 @@ def test_preprocess_is_contiguous_with_each_channel_normalised_by_its_own_mean_a
     assert tensor.is_contiguous()
     expected = (torch.from_numpy(pixels).permute(2, 0, 1) / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
     torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, mode", [(37, "RGB"), (52, "RGB"), (23, "L")])
+def test_crop_pixels_normalised_in_rows_equal_preprocess_exactly_in_channels_last(size: int, mode: str) -> None:
+    rng = np.random.default_rng(size)
+    images = [Image.fromarray(rng.integers(0, 256, (37, 37, 3), dtype=np.uint8)).convert(mode) for _ in range(3)]
+    pixels = torch.stack([crop_pixels(image, size) for image in images])
+    assert pixels.shape == (3, size, size, 3) and pixels.dtype == torch.uint8
+    batch = normalised_pixels(pixels)
+    expected = torch.stack([preprocess(image, size) for image in images])
+    assert batch.is_contiguous(memory_format=torch.channels_last) and torch.equal(batch, expected)
 
 
 def test_temperature_softens_probabilities_and_travels_in_the_state_dict(resnet: GenderResNet18, tmp_path) -> None:

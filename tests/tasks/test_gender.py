@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,6 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 from flows.nightly import nightly
+from models.gender import calibrated_probs, folded_copy, predict_logits, preprocess
 from models.gender_training import animal_posterior
 from schemas.config import load_settings
 from schemas.home import HomeLayout
@@ -179,6 +181,20 @@ def test_batch_equals_one_at_a_time(face_home) -> None:
         batched = gender_stage.predict_p_male(model, paths, config_of(16), lambda: None)
         single = gender_stage.predict_p_male(model, paths, config_of(1), lambda: None)
         assert np.allclose(batched, single, atol=tolerance), precision
+
+
+def test_stage_gives_exactly_the_p_male_of_preprocessed_crops(face_home) -> None:
+    home, drop, config = face_home
+    layout, settings = HomeLayout(home), load_settings(config, home=home)
+    train_gender(layout, settings.gender, "panda-gender")
+    model, _ = gender_stage.load_gender_model(layout, "panda-gender")
+    paths = sorted((drop / "faces").rglob("*.jpg"))[:5]
+    config = settings.gender.model_copy(update={"cpu_batch_size": 3, "device": "cpu", "precision": "bf16", "loader_workers": 0})
+    folded, expected = folded_copy(model), []
+    for start in (0, 3):  # the stage's batches, from preprocess's contiguous tensors
+        batch = torch.stack([preprocess(Image.open(path), model.input_size) for path in paths[start:start + 3]])
+        expected += calibrated_probs(folded, predict_logits(folded, batch, "cpu", "bf16")).tolist()
+    assert gender_stage.predict_p_male(model, paths, config, lambda: None) == expected
 
 
 def test_cpu_batches_follow_cpu_batch_size(face_home, monkeypatch) -> None:
