@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,17 +48,29 @@ def resample_to_pipeline(data: np.ndarray, rate: int) -> tuple[np.ndarray, list[
 
 def read_span(path: Path, start_s: float, end_s: float, channel_pair: tuple[int, int] = (0, 1)) -> Recording:
     """Read [start_s, end_s) of a recording as two 44.1 kHz channels, padding the resampler's edges."""
-    info = sf.info(str(path))
-    pad = RESAMPLE_PAD_S if info.samplerate != PIPELINE_RATE else 0.0
-    first = max(int(round((start_s - pad) * info.samplerate)), 0)
-    last = min(int(round((end_s + pad) * info.samplerate)), info.frames)
-    data, rate = sf.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
+    return next(read_spans(path, [(start_s, end_s)], channel_pair))
+
+
+def read_spans(path: Path, spans: Iterable[tuple[float, float]], channel_pair: tuple[int, int] = (0, 1)) -> Iterator[Recording]:
+    """Read each [start_s, end_s) of one recording as two 44.1 kHz channels, the file opened once for all of them."""
+    with sf.SoundFile(str(path)) as handle:
+        for start_s, end_s in spans:
+            yield span_of(handle, start_s, end_s, channel_pair)
+
+
+def span_of(handle: sf.SoundFile, start_s: float, end_s: float, channel_pair: tuple[int, int]) -> Recording:
+    """[start_s, end_s) of an open recording as two 44.1 kHz channels, padding the resampler's edges."""
+    pad = RESAMPLE_PAD_S if handle.samplerate != PIPELINE_RATE else 0.0
+    first = max(int(round((start_s - pad) * handle.samplerate)), 0)
+    last = min(int(round((end_s + pad) * handle.samplerate)), handle.frames)
+    handle.seek(min(first, handle.frames))
+    data = handle.read(max(last - first, 0), dtype="float32", always_2d=True)
     stereo, channel_flags = pick_channels(data, channel_pair)
-    resampled, rate_flags = resample_to_pipeline(stereo, rate)
-    offset = max(int(round((start_s - first / rate) * PIPELINE_RATE)), 0)  # -1 when first was rounded up past start_s
+    resampled, rate_flags = resample_to_pipeline(stereo, handle.samplerate)
+    offset = max(int(round((start_s - first / handle.samplerate) * PIPELINE_RATE)), 0)  # -1 when first was rounded up past start_s
     wanted = int(round((end_s - start_s) * PIPELINE_RATE))
     samples = np.ascontiguousarray(resampled[offset : offset + wanted])
-    return Recording(samples, PIPELINE_RATE, int(rate), int(info.channels), channel_flags + rate_flags)
+    return Recording(samples, PIPELINE_RATE, int(handle.samplerate), int(handle.channels), channel_flags + rate_flags)
 
 
 def read_whole(path: Path, channel_pair: tuple[int, int] = (0, 1)) -> Recording:

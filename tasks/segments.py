@@ -16,7 +16,7 @@ from models.segments import RowProblem, Segment, VadSettings, detect_vocal_segme
 from schemas.config import AudioConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import ENCOUNTER_MANIFEST, MEDIA, REJECTS, SEGMENT_FEATURES, SEGMENTS
-from tasks.audio import read_span, read_whole
+from tasks.audio import read_spans, read_whole
 from tasks.devices import choose_device
 from tasks.lake import part_writer, read_marker, write_marker, write_rows
 
@@ -96,9 +96,10 @@ def window_rows(drop_id: str, media: dict[str, Any], encounter_id: str | None, c
 
 
 def recording_windows(drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig) -> Iterator[tuple[Window, np.ndarray]]:
-    """Each window of one recording with its peak-normalised (2, 88200) samples, read one call at a time."""
-    for call_start, call_end in dict.fromkeys((w.call.start_s, w.call.end_s) for w in windows):
-        recording = read_span(drop_dir / media["path"], call_start, call_end, config.channel_pair)
+    """Each window of one recording with its peak-normalised (2, 88200) samples, read one call at a time from the file
+    opened once."""
+    calls = list(dict.fromkeys((w.call.start_s, w.call.end_s) for w in windows))
+    for (call_start, call_end), recording in zip(calls, read_spans(drop_dir / media["path"], calls, config.channel_pair)):
         for window in (w for w in windows if (w.call.start_s, w.call.end_s) == (call_start, call_end)):
             window.row["flags"] = recording.flags
             yield window, segment_window(recording.samples, window.row["start_s"] - call_start, window.row["end_s"] - call_start)

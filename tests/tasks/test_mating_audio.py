@@ -1,11 +1,11 @@
-"""Reading the span of a call: a start whose first sample is rounded up must not give an empty window."""
+"""Reading the spans of calls: a start whose first sample rounds up is not lost, and one open file serves every span."""
 
 from __future__ import annotations
 
 import numpy as np
 import soundfile as sf
 
-from tasks.audio import read_span
+from tasks.audio import PIPELINE_RATE, RESAMPLE_PAD_S, pick_channels, read_span, read_spans, resample_to_pipeline
 
 
 def test_span_whose_first_sample_rounds_up_is_read_whole(tmp_path):
@@ -16,3 +16,35 @@ def test_span_whose_first_sample_rounds_up_is_read_whole(tmp_path):
     recording = read_span(path, start, end)
     assert recording.samples.shape == (round((end - start) * 44_100), 2)
     assert np.array_equal(recording.samples, samples[80_924 : 80_924 + recording.samples.shape[0]])
+
+
+def span_by_sf_read(path, start_s, end_s, pair):
+    """The span as the stage read it before files were opened once: sf.info, then sf.read(start, stop) of the padded span."""
+    info = sf.info(str(path))
+    pad = RESAMPLE_PAD_S if info.samplerate != PIPELINE_RATE else 0.0
+    first = max(int(round((start_s - pad) * info.samplerate)), 0)
+    last = min(int(round((end_s + pad) * info.samplerate)), info.frames)
+    data, rate = sf.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
+    resampled, _ = resample_to_pipeline(pick_channels(data, pair)[0], rate)
+    offset = max(int(round((start_s - first / rate) * PIPELINE_RATE)), 0)
+    return resampled[offset : offset + int(round((end_s - start_s) * PIPELINE_RATE))]
+
+
+def test_spans_of_one_file_opened_once_equal_sf_read_of_each(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    files = {"stereo.wav": (2, 44_100), "mono.wav": (1, 44_100), "four.wav": (4, 44_100), "resampled.wav": (2, 48_000)}
+    spans = [(0.0, 0.7), (1.835, 2.9), (2.5, 3.0), (2.95, 3.5), (3.2, 3.4)]  # overlapping, past the end, after it
+    for name, (channels, rate) in files.items():
+        sf.write(tmp_path / name, (0.1 * rng.standard_normal((rate * 3, channels))).astype(np.float32), rate, subtype="FLOAT")
+        pair = (0, 3) if channels == 4 else (0, 1)
+        opened: list[str] = []
+        real = sf.SoundFile
+        monkeypatch.setattr(sf, "SoundFile", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+        spans_read = list(read_spans(tmp_path / name, spans, pair))
+        monkeypatch.setattr(sf, "SoundFile", real)
+        assert len(opened) == 1, name
+        for (start, end), recording in zip(spans, spans_read, strict=True):
+            assert np.array_equal(recording.samples, span_by_sf_read(tmp_path / name, start, end, pair)), (name, start)
+            assert recording.source_rate == rate and recording.source_channels == channels
+        assert spans_read[3].samples.shape[0] < round(0.55 * 44_100) and spans_read[4].samples.shape[0] == 0
+        assert read_span(tmp_path / name, *spans[1], pair).samples.tolist() == spans_read[1].samples.tolist()
