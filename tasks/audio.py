@@ -48,7 +48,8 @@ def resample_to_pipeline(data: np.ndarray, rate: int) -> tuple[np.ndarray, list[
 
 def read_span(path: Path, start_s: float, end_s: float, channel_pair: tuple[int, int] = (0, 1)) -> Recording:
     """Read [start_s, end_s) of a recording as two 44.1 kHz channels, padding the resampler's edges."""
-    return next(read_spans(path, [(start_s, end_s)], channel_pair))
+    with sf.SoundFile(str(path)) as handle:
+        return span_of(handle, start_s, end_s, channel_pair)
 
 
 def read_spans(path: Path, spans: Iterable[tuple[float, float]], channel_pair: tuple[int, int] = (0, 1)) -> Iterator[Recording]:

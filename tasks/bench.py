@@ -78,7 +78,7 @@ MATING_MODEL = "bench-cganet"
 EXTRA_SUFFIXES = (".jpg", ".jpeg", ".png")
 QUICK_ANIMALS = 4
 QUICK_NAIVE_LIMIT = 12
-WARMUP_FRAMES = 2
+WARMUP_ITEMS = 2  # camera-trap frames kept, and images, faces and segments the naive way runs on, in the warm-up
 
 
 @dataclass(frozen=True)
@@ -484,7 +484,7 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
 def warm_up(folder: Path, base: Settings, options: BenchOptions, device: torch.device) -> None:
     """Run every way once, untimed, on a small drop: the process's first-call costs (lazy imports, librosa's mel
     filters: 0.7 s; the nets' first kernels) are paid once per nightly process, not per drop, so no repeat pays them."""
-    small = replace(options, animals=QUICK_ANIMALS, frames=WARMUP_FRAMES, extra_images=None, naive_limit=WARMUP_FRAMES)
+    small = replace(options, animals=QUICK_ANIMALS, frames=WARMUP_ITEMS, extra_images=None, naive_limit=WARMUP_ITEMS)
     run_repeat(folder / "home", write_drop(folder, small), base, small, device)
 
 
