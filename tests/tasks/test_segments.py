@@ -93,4 +93,4 @@ def test_cpu_features_computed_in_the_mfcc_chunks_keep_the_window_order():
     mfcc = TorchMFCC(cpu_chunk=4)
     with torch.inference_mode():
         expected = TorchMFCC(cpu_chunk=11)(torch.from_numpy(np.stack(windows))).numpy()
-    np.testing.assert_array_equal(segments_stage.mfcc_features(mfcc, torch.device("cpu"), windows), expected)
+    np.testing.assert_array_equal(segments_stage.mfcc_features(mfcc, torch.device("cpu"), np.stack(windows)), expected)
