@@ -156,14 +156,15 @@ def torchvision_frames(drop_dir: Path, rows: list[dict[str, Any]], device: torch
 
 
 def decode_batch(drop_dir: Path, rows: list[dict[str, Any]], device: torch.device, config: FacesConfig,
-                 pool: ThreadPoolExecutor) -> tuple[list[Image.Image], np.ndarray | torch.Tensor]:
+                 pool: ThreadPoolExecutor) -> tuple[list[Image.Image], list[np.ndarray] | torch.Tensor]:
     """A same-size batch as Pillow images (for crops) and as the detector's input: decoded on the device by torchvision
-    when configured (the images then come back from it), else by Pillow in the thread pool."""
+    when configured (the images then come back from it), else by Pillow in the thread pool (arrays the detector
+    stacks)."""
     frames = torchvision_frames(drop_dir, rows, device) if uses_torchvision(config, device) else None
     if frames is not None:
         return [Image.fromarray(frame) for frame in frames.cpu().numpy()], frames
     images = list(pool.map(lambda row: open_upright(drop_dir / row["path"]), rows))
-    return images, np.stack([np.asarray(image) for image in images])
+    return images, [np.asarray(image) for image in images]
 
 
 def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
@@ -174,7 +175,7 @@ def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: Loade
     batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], batch_size_on(device, config))
     with ThreadPoolExecutor(max_workers=threads) as pool:
 
-        def decode(batch: list[Any]) -> tuple[list[Image.Image], np.ndarray | torch.Tensor]:
+        def decode(batch: list[Any]) -> tuple[list[Image.Image], list[np.ndarray] | torch.Tensor]:
             """One batch decoded (through the pool)."""
             return decode_batch(drop_dir, [by_id[key] for key in batch], device, config, pool)
 

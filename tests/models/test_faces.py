@@ -87,6 +87,20 @@ def test_exif_rotated_photo_gives_boxes_on_the_upright_image(realdata, human_det
     assert iou(found[0].box, expected[0].box) > 0.9
 
 
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_upright_rgb_frame_is_the_decoded_image_and_outlives_its_file(tmp_path, orientation):
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[ExifTags.Base.Orientation] = orientation
+    path = tmp_path / "frame.png"  # lossless, so the pixels must come back exactly
+    Image.fromarray(pixels).save(path, exif=exif)
+    with Image.open(path) as raw:
+        image = upright_rgb(raw)
+        assert image is raw  # already upright 8-bit RGB: no copy
+    assert image.mode == "RGB" and np.array_equal(np.asarray(image), pixels)  # decoded before the file closed
+
+
 def test_real_rotated_camera_trap_frame_is_decoded_upright(realdata):
     with Image.open(realfile(realdata, "cameratrapai/test_data/african_elephants_with_exif_orientation.jpg")) as raw:
         assert raw.size == (1536, 2048)
