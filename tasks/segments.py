@@ -98,9 +98,11 @@ def window_rows(drop_id: str, media: dict[str, Any], encounter_id: str | None, c
 def recording_windows(drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig) -> Iterator[tuple[Window, np.ndarray]]:
     """Each window of one recording with its peak-normalised (2, 88200) samples, read one call at a time from the file
     opened once."""
-    calls = list(dict.fromkeys((w.call.start_s, w.call.end_s) for w in windows))
-    for (call_start, call_end), recording in zip(calls, read_spans(drop_dir / media["path"], calls, config.channel_pair)):
-        for window in (w for w in windows if (w.call.start_s, w.call.end_s) == (call_start, call_end)):
+    by_call: dict[tuple[float, float], list[Window]] = {}
+    for window in windows:
+        by_call.setdefault((window.call.start_s, window.call.end_s), []).append(window)
+    for (call_start, call_end), recording in zip(by_call, read_spans(drop_dir / media["path"], list(by_call), config.channel_pair)):
+        for window in by_call[(call_start, call_end)]:
             window.row["flags"] = recording.flags
             yield window, segment_window(recording.samples, window.row["start_s"] - call_start, window.row["end_s"] - call_start)
 

@@ -94,3 +94,23 @@ def test_cpu_features_computed_in_the_mfcc_chunks_keep_the_window_order():
     with torch.inference_mode():
         expected = TorchMFCC(cpu_chunk=11)(torch.from_numpy(np.stack(windows))).numpy()
     np.testing.assert_array_equal(segments_stage.mfcc_features(mfcc, torch.device("cpu"), np.stack(windows)), expected)
+
+
+def test_every_window_of_several_calls_gets_the_features_of_its_own_span(tmp_path):
+    drop = tmp_path / "d4"
+    (drop / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    samples = (0.2 * rng.standard_normal((44_100 * 10, 2)) * np.linspace(0.2, 1.0, 44_100 * 10)[:, None]).astype(np.float32)
+    sf.write(drop / "audio" / "r.wav", samples, 44_100, subtype="FLOAT")
+    (drop / "audio" / "r.selections.txt").write_text(
+        RAVEN_HEADER + "1\tSpectrogram 1\t1\t6.0\t9.2\t100\t4000\tlater call first\n"
+        "2\tSpectrogram 1\t1\t0.5\t4.6\t100\t4000\tearlier call\n"
+    )
+    _, layout = run_stages(drop, tmp_path / "home")
+    segments = read_table(layout, SEGMENTS).to_pylist()
+    assert sorted((s["start_s"], s["end_s"]) for s in segments) == [(0.5, 2.5), (2.5, 4.5), (6.0, 8.0), (8.0, 9.2)]
+    features = {row["segment_id"]: np.asarray(row["mfcc"]).reshape(2, 86, 40) for row in read_table(layout, SEGMENT_FEATURES).to_pylist()}
+    assert set(features) == {s["segment_id"] for s in segments}
+    for segment in segments:
+        reference = librosa_mfcc(segment_window(samples, segment["start_s"], segment["end_s"]))
+        assert relative_error(features[segment["segment_id"]][None], reference[None]).max() < 1e-4
