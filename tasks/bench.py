@@ -78,7 +78,6 @@ MATING_MODEL = "bench-cganet"
 EXTRA_SUFFIXES = (".jpg", ".jpeg", ".png")
 QUICK_ANIMALS = 4
 QUICK_NAIVE_LIMIT = 12
-WARMUP_ITEMS = 2  # camera-trap frames kept, and images, faces and segments the naive way runs on, in the warm-up
 
 
 @dataclass(frozen=True)
@@ -483,9 +482,16 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
 
 def warm_up(folder: Path, base: Settings, options: BenchOptions, device: torch.device) -> None:
     """Run every way once, untimed, on a small drop: the process's first-call costs (lazy imports, librosa's mel
-    filters: 0.7 s; the nets' first kernels) are paid once per nightly process, not per drop, so no repeat pays them."""
-    small = replace(options, animals=QUICK_ANIMALS, frames=WARMUP_ITEMS, extra_images=None, naive_limit=WARMUP_ITEMS)
+    filters: 0.7 s; the nets' first kernels for each input size) are paid once per nightly process, not per drop, so
+    no repeat pays them."""
+    small = warmup_options(options)
     run_repeat(folder / "home", write_drop(folder, small), base, small, device)
+
+
+def warmup_options(options: BenchOptions) -> BenchOptions:
+    """The warm-up's drop: the timed drop's cameras, frames and extra photos on 4 animals, so that every way has seen
+    every image size (MTCNN's kernels are prepared per pyramid level size: a photo's first detection 10-60 ms slower)."""
+    return replace(options, animals=QUICK_ANIMALS, repeat=1)
 
 
 @contextlib.contextmanager

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from PIL import Image
+
 from flows.cli import app
 from schemas.home import HomeLayout
+from tasks.bench import BenchOptions, warmup_options, write_drop
 from tests.conftest import realfile
 
 TINY = ["--gender-size", "32", "--cganet-filters", "4"]
@@ -70,3 +73,24 @@ def test_bench_boxes_match_per_image_mtcnn_on_real_faces(tmp_path: Path, realdat
 def test_bench_refuses_a_missing_extra_images_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "--quick", *TINY, "--extra-images", str(tmp_path / "nope"), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 1 and f"extra images folder {tmp_path / 'nope'} does not exist" in " ".join(result.output.split())
+
+
+def image_sizes(drop: Path) -> set[tuple[int, int]]:
+    """Every (width, height) among a drop's images."""
+    sizes = set()
+    for path in (drop / "images").rglob("*"):
+        if path.is_file():
+            with Image.open(path) as image:
+                sizes.add(image.size)
+    return sizes
+
+
+def test_the_warm_up_drop_holds_every_image_size_of_the_timed_drop(tmp_path: Path) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for width, height in [(300, 200), (257, 311)]:
+        Image.new("RGB", (width, height), (90, 120, 60)).save(extra / f"{width}x{height}.jpg")
+    options = BenchOptions(animals=8, extra_images=extra)
+    timed = image_sizes(write_drop(tmp_path / "timed", options))
+    warm = image_sizes(write_drop(tmp_path / "warm", warmup_options(options)))
+    assert {(300, 200), (257, 311), (1920, 1080), (1280, 720)} <= timed <= warm
