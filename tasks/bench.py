@@ -491,7 +491,7 @@ def warm_up(folder: Path, base: Settings, options: BenchOptions, device: torch.d
 def warmup_options(options: BenchOptions) -> BenchOptions:
     """The warm-up's drop: the timed drop's cameras, frames and extra photos on 4 animals, so that every way has seen
     every image size (MTCNN's kernels are prepared per pyramid level size: a photo's first detection 10-60 ms slower)."""
-    return replace(options, animals=QUICK_ANIMALS, repeat=1)
+    return replace(options, animals=QUICK_ANIMALS)
 
 
 @contextlib.contextmanager

@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from PIL import Image
+from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.home import HomeLayout
