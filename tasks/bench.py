@@ -468,11 +468,11 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
         raise ValueError(f"extra images folder {options.extra_images} does not exist")
     device = choose_device(base.faces.device)
     retained = retain_freed_memory(base.runtime.retain_freed_mb)  # before any way runs: all three share the allocator
-    if options.warmup:
-        report(f"warming up on a drop of {QUICK_ANIMALS} animals (untimed)")
-        warm_up(folder / "warmup", base, options, device)
     report(f"writing a sample drop of {options.animals} animals")
     drop_dir = write_drop(folder, options)
+    if options.warmup:
+        report(f"warming up on a drop of {QUICK_ANIMALS} animals (untimed)")
+        warm_up(folder / "warmup", drop_dir, base, options, device)
     repeats = []
     for index in range(options.repeat):
         report(f"repeat {index + 1} of {options.repeat}: pipeline, naive way, model-only bound")
@@ -480,12 +480,12 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
     return {**summarise(repeats, device, options), "retain_freed_mb": base.runtime.retain_freed_mb if retained else 0}
 
 
-def warm_up(folder: Path, base: Settings, options: BenchOptions, device: torch.device) -> None:
-    """Run every way once, untimed, on a small drop: the process's first-call costs (lazy imports, librosa's mel
-    filters: 0.7 s; the nets' first kernels for each input size) are paid once per nightly process, not per drop, so
-    no repeat pays them."""
+def warm_up(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> None:
+    """Run every way once, untimed, on a small drop (the timed drop itself when it is that small already): the
+    process's first-call costs (lazy imports, librosa's mel filters: 0.7 s; the nets' first kernels for each input
+    size) are paid once per nightly process, not per drop, so no repeat pays them."""
     small = warmup_options(options)
-    run_repeat(folder / "home", write_drop(folder, small), base, small, device)
+    run_repeat(folder / "home", drop_dir if small == options else write_drop(folder, small), base, small, device)
 
 
 def warmup_options(options: BenchOptions) -> BenchOptions:
