@@ -25,20 +25,20 @@ def frame() -> torch.Tensor:
 
 
 def reference_area(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """torch's own area resampling of a (B, H, W, 3) frame, as facenet-pytorch calls it."""
-    return interpolate(frame.permute(0, 3, 1, 2).float(), size=size, mode="area")
+    """torch's own area resampling of a (B, H, W, 3) frame mapped to MTCNN's input range, as facenet-pytorch does both."""
+    return (interpolate(frame.permute(0, 3, 1, 2).float(), size=size, mode="area") - 127.5) * 0.0078125
 
 
 @pytest.mark.parametrize("size", [(37, 53), (26, 38), (12, 12), (5, 7), (60, 80)])
 def test_area_level_equals_torch_area_interpolation(frame, size):
     ours = area_level(summed_area_table(frame), size)
     assert ours.shape == (1, 3, *size)
-    torch.testing.assert_close(ours, reference_area(frame, size), rtol=0, atol=1e-4)
+    torch.testing.assert_close(ours, reference_area(frame, size), rtol=0, atol=1e-6)
 
 
 def test_area_level_in_bands_of_rows_equals_torch(frame, monkeypatch):
     monkeypatch.setattr(mtcnn_cascade, "CPU_BAND_BYTES", 2 * 54 * 3 * 4)  # two table rows per band
-    torch.testing.assert_close(area_level(summed_area_table(frame), (25, 30)), reference_area(frame, (25, 30)), rtol=0, atol=1e-4)
+    torch.testing.assert_close(area_level(summed_area_table(frame), (25, 30)), reference_area(frame, (25, 30)), rtol=0, atol=1e-6)
 
 
 def test_area_level_is_channels_last_for_p_net(frame):
@@ -52,7 +52,7 @@ def test_area_crops_equal_one_interpolation_per_box(frame):
     ours = area_crops(summed_area_table(frames), inds, (top, bottom), (left, right), 24)
     for crop, (i, y0, x0, y1, x1) in zip(ours, boxes):
         expected = reference_area(frames[i:i + 1, y0:y1, x0:x1], (24, 24))[0]
-        torch.testing.assert_close(crop, expected, rtol=0, atol=1e-4)
+        torch.testing.assert_close(crop, expected, rtol=0, atol=1e-6)
 
 
 def test_sums_switch_to_int64_before_int32_would_overflow():
@@ -64,16 +64,16 @@ def test_sums_over_a_white_9_megapixel_frame_stay_exact_in_int32():
     white = torch.full((1, 3000, 3000, 3), 255, dtype=torch.uint8)  # unoffset, its sums would pass 2**31
     table = summed_area_table(white)
     assert table.dtype == torch.int32
-    assert torch.equal(area_level(table, (12, 12)), torch.full((1, 3, 12, 12), 255.0))
+    assert torch.equal(area_level(table, (12, 12)), torch.full((1, 3, 12, 12), (255.0 - 127.5) * 0.0078125))
     corner = area_crops(table, torch.tensor([0]), (torch.tensor([2900]), torch.tensor([3000])), (torch.tensor([2900]), torch.tensor([3000])), 24)
-    assert torch.equal(corner, torch.full((1, 3, 24, 24), 255.0))
+    assert torch.equal(corner, torch.full((1, 3, 24, 24), (255.0 - 127.5) * 0.0078125))
 
 
 def test_int64_tables_resample_alike(frame, monkeypatch):
     monkeypatch.setattr(mtcnn_cascade, "table_dtype", lambda height, width: torch.int64)
     table = summed_area_table(frame)
     assert table.dtype == torch.int64
-    torch.testing.assert_close(area_level(table, (26, 38)), reference_area(frame, (26, 38)), rtol=0, atol=1e-4)
+    torch.testing.assert_close(area_level(table, (26, 38)), reference_area(frame, (26, 38)), rtol=0, atol=1e-6)
 
 
 def test_a_frame_without_faces_gives_empty_arrays():
@@ -112,7 +112,9 @@ def test_pair_max_pool_equals_ceil_mode_max_pool(shape, dtype):
     reference = nn.MaxPool2d(2, 2, ceil_mode=True)
     for layout in (torch.contiguous_format, torch.channels_last):
         laid_out = x.contiguous(memory_format=layout)
-        assert torch.equal(PairMaxPool()(laid_out), reference(laid_out))
+        pooled = PairMaxPool()(laid_out)
+        assert torch.equal(pooled, reference(laid_out))
+        assert pooled.is_contiguous(memory_format=layout)  # P-Net's next convolution reads channels_last
 
 
 def test_built_p_net_pools_pairs_and_keeps_its_weights():
