@@ -12,7 +12,7 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL import ExifTags, Image, ImageOps
 
-from models.mtcnn_cascade import PairMaxPool, cascade, row_prelu
+from models.mtcnn_cascade import PairMaxPool, cascade
 
 HUMAN_THRESHOLDS = (0.6, 0.7, 0.7)  # facenet-pytorch's defaults
 HUMAN_MIN_FACE_SIZE = 20
@@ -53,7 +53,6 @@ def build_mtcnn(settings: DetectorSettings, stage_weights: dict[str, dict[str, t
             getattr(mtcnn, stage).load_state_dict(stage_weights[stage])
     mtcnn.pnet.to(memory_format=torch.channels_last)  # the pyramid levels arrive channels_last: 1.8x faster on a CPU
     mtcnn.pnet.pool1 = PairMaxPool()  # exact, and 3-6x faster than max_pool2d on its 10 channels_last channels
-    mtcnn.pnet.prelu1 = row_prelu(mtcnn.pnet.prelu1)  # exact, and 4-7x faster on those 10 channels
     return mtcnn.eval()
 
 

@@ -139,28 +139,6 @@ class PairMaxPool(nn.Module):
         return pooled
 
 
-class RowPReLU(nn.PReLU):
-    """PReLU that applies a channels_last 4-d input as rows of (width x channels) values, its per-channel slopes
-    repeated across the width: equal to nn.PReLU, and 4-7x faster on P-Net's first 10 channels on a CPU, whose
-    kernel vectorises along the innermost dimension (720p first level, 2 cores: 1.64 -> 0.24 ms)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """PReLU of x; a channels_last (N, C, H, W) input is computed as (N * H, W * C) rows and returned channels_last."""
-        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or self.weight.numel() != x.shape[1]:
-            return super().forward(x)
-        batch, channels, height, width = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(batch * height, width * channels)
-        slopes = self.weight.repeat(width)
-        return F.prelu(rows, slopes).view(batch, height, width, channels).permute(0, 3, 1, 2)
-
-
-def row_prelu(prelu: nn.PReLU) -> RowPReLU:
-    """A RowPReLU holding the same slopes parameter (so a state dict loads into it as before)."""
-    row = RowPReLU(num_parameters=prelu.num_parameters)
-    row.weight = prelu.weight
-    return row
-
-
 def pooled_like(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """An empty (N, C, height, width) tensor of x's dtype and device, in x's layout (channels_last or contiguous)."""
     layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format

@@ -121,24 +121,3 @@ def test_built_p_net_pools_pairs_and_keeps_its_weights():
     mtcnn = build_mtcnn(DetectorSettings(), None, torch.device("cpu"))
     assert isinstance(mtcnn.pnet.pool1, PairMaxPool)
     assert set(mtcnn.pnet.state_dict()) == set(MTCNN(keep_all=True).pnet.state_dict())
-
-
-@pytest.mark.parametrize("shape", [(1, 10, 37, 53), (2, 10, 5, 1), (3, 16, 7, 9), (1, 10, 1, 1)])
-def test_row_prelu_equals_prelu_in_either_layout(shape):
-    prelu = nn.PReLU(num_parameters=shape[1])
-    with torch.no_grad():
-        prelu.weight.copy_(torch.linspace(-1.3, 1.0, shape[1]))  # negative slopes too, as in P-Net's first layer
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
-    row = mtcnn_cascade.row_prelu(prelu)
-    for layout in (torch.contiguous_format, torch.channels_last):
-        laid_out = x.contiguous(memory_format=layout)
-        with torch.inference_mode():
-            out = row(laid_out)
-        assert torch.equal(out, prelu(laid_out))
-        assert out.is_contiguous(memory_format=layout)
-
-
-def test_built_p_net_keeps_its_first_slopes_in_a_row_prelu():
-    mtcnn = build_mtcnn(DetectorSettings(), None, torch.device("cpu"))
-    assert isinstance(mtcnn.pnet.prelu1, mtcnn_cascade.RowPReLU)
-    assert torch.equal(mtcnn.pnet.prelu1.weight, MTCNN(keep_all=True).pnet.prelu1.weight)
