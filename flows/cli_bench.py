@@ -23,6 +23,7 @@ def bench(
     extra_images: Annotated[Path | None, typer.Option(help="Folder of extra photos added to the drop, e.g. human faces the human MTCNN preset finds.")] = None,
     frames: Annotated[int | None, typer.Option(min=0, help="Keep only this many camera-trap frames of the generated drop (default: all).")] = None,
     naive_limit: Annotated[int | None, typer.Option(min=1, help=f"Time the naive way on this many images, faces and segments, scaled to the drop (default all, quick {QUICK_NAIVE_LIMIT}).")] = None,
+    audio_rounds: Annotated[int, typer.Option(min=1, help="Times per repeat the audio stages and bound (under half a second each) are timed, each on a fresh home.")] = 5,
     warmup: Annotated[bool, typer.Option(help=f"First run every way once, untimed, on a {QUICK_ANIMALS}-animal drop, so no timed repeat pays the process's first-call costs.")] = True,
     workdir: Annotated[Path | None, typer.Option(help="Keep the drop and scratch homes in this new folder (default: a temporary folder).")] = None,
     home: HomeOption = None, config: ConfigOption = None,
@@ -31,7 +32,8 @@ def bench(
     settings = settings_or_exit(home, config)
     options = BenchOptions(animals=animals or (QUICK_ANIMALS if quick else 12), seed=seed, repeat=repeat or (1 if quick else 3),
                            gender_size=gender_size, cganet_filters=cganet_filters, extra_images=extra_images, frames=frames,
-                           naive_limit=naive_limit or (QUICK_NAIVE_LIMIT if quick else None), warmup=warmup)
+                           naive_limit=naive_limit or (QUICK_NAIVE_LIMIT if quick else None), warmup=warmup,
+                           audio_rounds=audio_rounds)
     try:
         with bench_folder(workdir) as folder:
             summary = run_bench(settings, options, folder, lambda line: err.print(line, highlight=False))

@@ -58,12 +58,20 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
               "scaled to the whole drop); results compared on those items")
     return [
         sample,
+        samples_line(summary),
         "timed after an untimed warm-up run of every way" if summary.get("warmup") else "timed without a warm-up: the first repeat pays the process's first-call costs",
         f"audio: {audio['realtime_x']:.0f}x real time on {summary['drop']['segment_audio_s']:.0f} s of segment audio",
         f"peak RSS: {summary['peak_rss_mb']:.0f} MiB (after the pipeline stages: {summary['pipeline_peak_rss_mb']:.0f} MiB)",
         allocator_line(summary.get("retain_freed_mb", 0)),
         "results equal the naive way's" if summary["results_equal_naive"] else "RESULTS DIFFER from the naive way's",
     ]
+
+
+def samples_line(summary: dict[str, Any]) -> str:
+    """How many timings each way's medians are taken over."""
+    image, audio = summary["image"]["samples"], summary["audio"]["samples"]
+    return (f"medians of {image['pipeline']} timing(s) of each image way; of {audio['pipeline']} of the audio pipeline and "
+            f"bound ({summary['audio_rounds']} round(s) per repeat, each on a fresh home) and {audio['naive']} of the audio naive way")
 
 
 def allocator_line(retained_mb: int) -> str:

@@ -4,8 +4,9 @@ On one generated drop (tasks.sample_drop) in a scratch folder, each repeat inges
 (a) the pipeline's own stages as the nightly flow runs them (faces, gender, segments, mating), (b) the naive way
 (per-image MTCNN.detect, per-face fp32 gender net in default layout, per-segment librosa MFCC and CGANet one segment
 at a time) and (c) the model-only bound (the same forward passes on tensors already in memory, at the pipeline's
-precision). The pipeline's stored results are compared with the naive way's. Models are randomly initialised
-(weights do not change speed) and nothing is downloaded.
+precision). The audio path takes under half a second, so its pipeline stages and bound are timed `audio_rounds` times
+per repeat, each round on a fresh home. The pipeline's stored results are compared with the naive way's. Models are
+randomly initialised (weights do not change speed) and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ QUICK_NAIVE_LIMIT = 12
 @dataclass(frozen=True)
 class BenchOptions:
     """What to bench: drop size and seed, repeats, model sizes (defaults are the production nets), extra photos, frames kept,
-    how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to the drop), and
-    whether an untimed warm-up runs first."""
+    how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to the drop),
+    whether an untimed warm-up runs first, and how many times per repeat the audio stages and bound are timed."""
 
     animals: int = 12
     seed: int = 0
@@ -95,6 +96,7 @@ class BenchOptions:
     frames: int | None = None
     naive_limit: int | None = None
     warmup: bool = True
+    audio_rounds: int = 5
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,11 @@ class Scratch:
 
 @dataclass
 class Repeat:
-    """Seconds per timed part of each way, and the results compared, of one repeat."""
+    """Samples of seconds per timed part of each way (one per way, the audio pipeline and bound one per round), and
+    the results compared, of one repeat."""
 
-    image: dict[str, dict[str, float]] = field(default_factory=dict)
-    audio: dict[str, dict[str, float]] = field(default_factory=dict)
+    image: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    audio: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, float] = field(default_factory=dict)
 
@@ -177,9 +180,12 @@ def prepare_scratch(folder: Path, drop_dir: Path, base: Settings, options: Bench
     return Scratch(layout, drop_dir, result.drop_id, run_id, settings)
 
 
-def time_pipeline(scratch: Scratch) -> dict[str, float]:
-    """Seconds of each per-drop stage of the nightly flow (faces, gender, segments, mating) on the scratch home."""
-    stages = {"faces": detect_drop_faces, "gender": predict_drop_gender, "segments": segment_drop_audio, "mating": predict_drop_mating}
+IMAGE_STAGES = {"faces": detect_drop_faces, "gender": predict_drop_gender}
+AUDIO_STAGES = {"segments": segment_drop_audio, "mating": predict_drop_mating}
+
+
+def time_pipeline(scratch: Scratch, stages: dict[str, Callable[..., dict[str, Any]]]) -> dict[str, float]:
+    """Seconds of each of the given per-drop stages of the nightly flow, run in order on the scratch home."""
     seconds: dict[str, float] = {}
     for name, stage in stages.items():
         seconds[name], result = timed(lambda: stage(scratch.layout, scratch.drop_dir, scratch.drop_id, scratch.run_id, scratch.settings, lambda: None))
@@ -398,20 +404,29 @@ def compare(naive: NaiveRun, scratch: Scratch, device: torch.device) -> dict[str
                                   mating_tolerance(resolved_precision(scratch.settings.mating.precision, device)))}
 
 
-def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> Repeat:
-    """Pipeline, naive way and bound on a fresh home, with the comparisons of their results."""
+def audio_round(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+    """One more sample of the short audio path: seconds of the audio stages and of the audio bound on a fresh home."""
     scratch = prepare_scratch(folder, drop_dir, base, options)
-    pipeline = time_pipeline(scratch)
+    pipeline = time_pipeline(scratch, AUDIO_STAGES)
+    return pipeline, bound_audio(scratch, drop_segments(scratch), device)
+
+
+def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> Repeat:
+    """Pipeline, naive way and bound on a fresh home, with the comparisons of their results; the audio stages and bound
+    again on a fresh home for each further audio round."""
+    scratch = prepare_scratch(folder, drop_dir, base, options)
+    pipeline = {**time_pipeline(scratch, IMAGE_STAGES), **time_pipeline(scratch, AUDIO_STAGES)}
     pipeline_rss = peak_rss_mb()
     images = drop_media(scratch.layout, scratch.drop_id)
     scenes = [row for row in images if not row["path"].startswith(KEEPER_FOLDER)]
     crops, segments = classified_crops(scratch), drop_segments(scratch)
     naive = run_naive(scratch, images, crops, segments, options.naive_limit, device)
-    bound_audio_s = bound_audio(scratch, segments, device)
+    rounds = [({"segments": pipeline["segments"], "mating": pipeline["mating"]}, bound_audio(scratch, segments, device))]
+    rounds += [audio_round(folder.parent / f"{folder.name}-audio-{index}", drop_dir, base, options, device) for index in range(1, options.audio_rounds)]
     return Repeat(
-        image={"pipeline": {"faces": pipeline["faces"], "gender": pipeline["gender"]}, "naive": naive.image,
-               "bound": {"detect": bound_detect(scratch, scenes, device), "gender": bound_gender(scratch, list(crops.values()), device)}},
-        audio={"pipeline": {"segments": pipeline["segments"], "mating": pipeline["mating"]}, "naive": naive.audio, "bound": bound_audio_s},
+        image={"pipeline": [{"faces": pipeline["faces"], "gender": pipeline["gender"]}], "naive": [naive.image],
+               "bound": [{"detect": bound_detect(scratch, scenes, device), "gender": bound_gender(scratch, list(crops.values()), device)}]},
+        audio={"pipeline": [stages for stages, _ in rounds], "naive": [naive.audio], "bound": [bound for _, bound in rounds]},
         checks=compare(naive, scratch, device),
         counts={"images": len(images), "scene_images": len(scenes), "faces_classified": len(crops), "segments": len(segments),
                 "segment_audio_s": sum(s["end_s"] - s["start_s"] for s in segments), "pipeline_peak_rss_mb": pipeline_rss,
@@ -437,9 +452,11 @@ def describe_device(device: torch.device) -> str:
 
 
 def way_summary(repeats: list[Repeat], kind: str, items: int) -> dict[str, Any]:
-    """Median seconds per way and part, the three rates and the two ratios of one path (image or audio)."""
-    seconds = {way: median_seconds([getattr(r, kind)[way] for r in repeats]) for way in ("pipeline", "naive", "bound")}
-    return {**rates(items, seconds), "items": items, "seconds": seconds}
+    """Median seconds per way and part over every sample of every repeat, the three rates, the two ratios and the
+    number of samples of one path (image or audio)."""
+    samples = {way: [sample for r in repeats for sample in getattr(r, kind)[way]] for way in ("pipeline", "naive", "bound")}
+    seconds = {way: median_seconds(timings) for way, timings in samples.items()}
+    return {**rates(items, seconds), "items": items, "seconds": seconds, "samples": {way: len(t) for way, t in samples.items()}}
 
 
 def summarise(repeats: list[Repeat], device: torch.device, options: BenchOptions) -> dict[str, Any]:
@@ -455,15 +472,15 @@ def summarise(repeats: list[Repeat], device: torch.device, options: BenchOptions
         "image": image, "audio": audio,
         "results_equal_naive": all(check["passed"] for check in checks.values()),
         "drop": {**{k: v for k, v in counts.items() if k != "pipeline_peak_rss_mb"}, "animals": options.animals, "seed": options.seed},
-        "repeats": len(repeats), "warmup": options.warmup, "gender_input_size": options.gender_size, "cganet_filters": options.cganet_filters,
+        "repeats": len(repeats), "audio_rounds": options.audio_rounds, "warmup": options.warmup, "gender_input_size": options.gender_size, "cganet_filters": options.cganet_filters,
         "torch": torch.__version__, "date": datetime.now(timezone.utc).date().isoformat(),
     }
 
 
 def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Generate the drop in `folder` and run every repeat there; the summary of the median repeat timings."""
-    if options.repeat < 1:
-        raise ValueError(f"repeat must be at least 1, got {options.repeat}")
+    if options.repeat < 1 or options.audio_rounds < 1:
+        raise ValueError(f"repeat and audio rounds must be at least 1, got {options.repeat} and {options.audio_rounds}")
     if options.extra_images is not None and not options.extra_images.is_dir():
         raise ValueError(f"extra images folder {options.extra_images} does not exist")
     device = choose_device(base.faces.device)
@@ -485,7 +502,7 @@ def warm_up(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions,
     process's first-call costs (lazy imports, librosa's mel filters: 0.7 s; the nets' first kernels for each input
     size) are paid once per nightly process, not per drop, so no repeat pays them."""
     small = warmup_options(options)
-    run_repeat(folder / "home", drop_dir if small == options else write_drop(folder, small), base, small, device)
+    run_repeat(folder / "home", drop_dir if small == options else write_drop(folder, small), base, replace(small, audio_rounds=1), device)
 
 
 def warmup_options(options: BenchOptions) -> BenchOptions:

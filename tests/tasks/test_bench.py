@@ -20,16 +20,22 @@ RATES = ("pipeline_per_s", "naive_per_s", "bound_per_s", "vs_naive", "vs_bound")
 
 
 def run_bench(tmp_path: Path, *options: str) -> dict:
-    """Run `bench --quick --json` with tiny nets in a kept work folder and return the JSON."""
+    """Run `bench --quick --json` with tiny nets in a kept work folder and return the JSON (the output kept beside it)."""
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--quick", "--json", str(out), "--workdir", str(tmp_path / "work"), *TINY, *options])
     assert result.exit_code == 0, result.output
     assert "results equal the naive way's" in result.output
+    (tmp_path / "bench.txt").write_text(result.output)
     return json.loads(out.read_text())
 
 
+def summary_text(tmp_path: Path) -> str:
+    """The last run_bench's printed output, lines joined (rich wraps them)."""
+    return " ".join((tmp_path / "bench.txt").read_text().split())
+
+
 def test_quick_bench_json_shape_and_equality(tmp_path: Path) -> None:
-    summary = run_bench(tmp_path, "--frames", "1")
+    summary = run_bench(tmp_path, "--frames", "1", "--audio-rounds", "3")
     assert summary["device"].startswith(("cpu", "cuda")) and summary["peak_rss_mb"] > 0
     for path in ("image", "audio"):
         result = summary[path]
@@ -49,6 +55,18 @@ def test_quick_bench_json_shape_and_equality(tmp_path: Path) -> None:
     assert summary["warmup"] is True and summary["repeats"] == 1
     for table in ("faces", "gender_predictions", "segment_features", "mating_predictions"):
         assert list(warmed.table_dir(table).glob("*/part-*.parquet")), table
+
+
+def test_the_short_audio_path_is_timed_once_per_round_on_a_fresh_home(tmp_path: Path) -> None:
+    summary = run_bench(tmp_path, "--frames", "0", "--audio-rounds", "3", "--no-warmup")
+    assert summary["audio_rounds"] == 3 and summary["repeats"] == 1
+    assert summary["audio"]["samples"] == {"pipeline": 3, "naive": 1, "bound": 3}
+    assert summary["image"]["samples"] == {"pipeline": 1, "naive": 1, "bound": 1}
+    for index in (1, 2):  # rounds after the repeat's own: the audio stages ran again on their own home, images untouched
+        home = HomeLayout(tmp_path / "work" / f"home-0-audio-{index}")
+        assert list(home.table_dir("mating_predictions").glob("*/part-*.parquet"))
+        assert not list(home.table_dir("faces").glob("*/part-*.parquet"))
+    assert "medians of 1 timing(s) of each image way; of 3 of the audio pipeline and bound" in summary_text(tmp_path)
 
 
 def test_bench_without_warm_up_says_so(tmp_path: Path) -> None:
