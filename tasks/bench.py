@@ -415,16 +415,16 @@ def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptio
     """Pipeline, naive way and bound on a fresh home, with the comparisons of their results; the audio stages and bound
     again on a fresh home for each further audio round."""
     scratch = prepare_scratch(folder, drop_dir, base, options)
-    pipeline = {**time_pipeline(scratch, IMAGE_STAGES), **time_pipeline(scratch, AUDIO_STAGES)}
+    image_s, audio_s = time_pipeline(scratch, IMAGE_STAGES), time_pipeline(scratch, AUDIO_STAGES)
     pipeline_rss = peak_rss_mb()
     images = drop_media(scratch.layout, scratch.drop_id)
     scenes = [row for row in images if not row["path"].startswith(KEEPER_FOLDER)]
     crops, segments = classified_crops(scratch), drop_segments(scratch)
     naive = run_naive(scratch, images, crops, segments, options.naive_limit, device)
-    rounds = [({"segments": pipeline["segments"], "mating": pipeline["mating"]}, bound_audio(scratch, segments, device))]
+    rounds = [(audio_s, bound_audio(scratch, segments, device))]
     rounds += [audio_round(folder.parent / f"{folder.name}-audio-{index}", drop_dir, base, options, device) for index in range(1, options.audio_rounds)]
     return Repeat(
-        image={"pipeline": [{"faces": pipeline["faces"], "gender": pipeline["gender"]}], "naive": [naive.image],
+        image={"pipeline": [image_s], "naive": [naive.image],
                "bound": [{"detect": bound_detect(scratch, scenes, device), "gender": bound_gender(scratch, list(crops.values()), device)}]},
         audio={"pipeline": [stages for stages, _ in rounds], "naive": [naive.audio], "bound": [bound for _, bound in rounds]},
         checks=compare(naive, scratch, device),
