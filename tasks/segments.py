@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from models.audio_features import FEATURE_VERSION, SR, TorchMFCC, segment_window
+from models.audio_features import FEATURE_VERSION, SR, WINDOW_SAMPLES, TorchMFCC, write_window
 from models.segments import RowProblem, Segment, VadSettings, detect_vocal_segments, parse_raven_table, windows_for_segment
 from schemas.config import AudioConfig, Settings
 from schemas.home import HomeLayout
@@ -96,7 +96,7 @@ def window_rows(drop_id: str, media: dict[str, Any], encounter_id: str | None, c
 
 
 def recording_windows(drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig) -> Iterator[tuple[Window, np.ndarray]]:
-    """Each window of one recording with its peak-normalised (2, 88200) samples, read one call at a time from the file
+    """Each window of one recording with the (frames, 2) samples of its call, read one call at a time from the file
     opened once."""
     by_call: dict[tuple[float, float], list[Window]] = {}
     for window in windows:
@@ -104,22 +104,23 @@ def recording_windows(drop_dir: Path, media: dict[str, Any], windows: list[Windo
     for (call_start, call_end), recording in zip(by_call, read_spans(drop_dir / media["path"], list(by_call), config.channel_pair)):
         for window in by_call[(call_start, call_end)]:
             window.row["flags"] = recording.flags
-            yield window, segment_window(recording.samples, window.row["start_s"] - call_start, window.row["end_s"] - call_start)
+            yield window, recording.samples
 
 
 def window_batches(pairs: Iterable[tuple[Window, np.ndarray]], size: int) -> Iterator[tuple[list[Window], np.ndarray]]:
-    """Windows and their stacked samples in batches of `size`, across recordings (a few calls per recording would
-    otherwise make batches of a handful); one batch in memory at a time."""
+    """Windows in batches of `size` across recordings (a few calls per recording would otherwise make batches of a
+    handful) with their peak-normalised (B, 2, 88200) samples, cut from each call straight into one array that every
+    batch reuses: use a batch before asking for the next."""
+    samples = np.empty((size, 2, WINDOW_SAMPLES), dtype=np.float32)
     batch: list[Window] = []
-    arrays: list[np.ndarray] = []
-    for window, samples in pairs:
+    for window, call in pairs:
+        write_window(samples[len(batch)], call, window.row["start_s"] - window.call.start_s, window.row["end_s"] - window.call.start_s)
         batch.append(window)
-        arrays.append(samples)
         if len(batch) == size:
-            yield batch, np.stack(arrays)
-            batch, arrays = [], []
+            yield batch, samples
+            batch = []
     if batch:
-        yield batch, np.stack(arrays)
+        yield batch, samples[:len(batch)]
 
 
 @dataclass
@@ -131,7 +132,7 @@ class DropWindows:
 
     def windows(self, home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, config: AudioConfig,
                 advance: Callable[[], None]) -> Iterator[tuple[Window, np.ndarray]]:
-        """Every window of every recording of the drop with its samples; rows and rejects are kept as they go."""
+        """Every window of every recording of the drop with its call's samples; rows and rejects are kept as they go."""
         encounters = encounters_by_recording(home, drop_id)
         for media in drop_recordings(home, drop_id):
             calls, problems, table = find_calls(drop_dir, media, config)

@@ -19,6 +19,7 @@ from models.audio_features import (
     relative_error,
     segment_window,
     segment_windows,
+    write_window,
 )
 from models.segments import windows_for_segment
 from tests.conftest import realfile
@@ -110,6 +111,41 @@ def test_empty_segment_is_refused(bounds: tuple[float, float]) -> None:
 
 def test_no_spans_give_an_empty_batch() -> None:
     assert segment_windows(np.zeros((SR, 2), np.float32), [], SR).shape == (0, 2, WINDOW_SAMPLES)
+
+
+def float64_window(samples: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    """The window as first specified: float32 cut tiled to 2 s, times 1 / peak in float64, rounded to float32."""
+    first, last = int(round(start_s * SR)), min(int(round(end_s * SR)), len(samples))
+    cut = np.ascontiguousarray(samples[first:last].T, dtype=np.float32)
+    tiled = np.tile(cut, (1, -(-WINDOW_SAMPLES // cut.shape[1])))[:, :WINDOW_SAMPLES]
+    return (tiled.astype(np.float64) * (1.0 / float(np.max(np.abs(tiled))))).astype(np.float32)
+
+
+def test_windows_written_in_place_equal_the_float64_scaling_bit_for_bit() -> None:
+    rng = np.random.default_rng(11)
+    slot = np.full((2, WINDOW_SAMPLES), np.nan, np.float32)  # a reused batch slot holds the last batch's values
+    for index in range(40):
+        seconds = rng.uniform(0.3, 4.0)
+        samples = (rng.standard_normal((int(seconds * SR), 2)) * rng.uniform(1e-4, 1.0, 2)).astype(np.float32)
+        if index % 2:  # 16-bit PCM values, as most recordings hold
+            samples = (np.round(samples / np.abs(samples).max() * 32767) / 32768).astype(np.float32)
+        start = rng.uniform(0.0, seconds / 2)
+        end = min(start + 2.0, seconds)
+        write_window(slot, samples, start, end)
+        np.testing.assert_array_equal(slot, float64_window(samples, start, end))
+
+
+def test_silence_written_into_a_used_slot_leaves_only_zeros() -> None:
+    slot = np.full((2, WINDOW_SAMPLES), 7.0, np.float32)
+    write_window(slot, np.zeros((SR, 2), np.float32), 0.2, 0.4)
+    assert not np.any(slot)
+
+
+def test_non_finite_samples_written_into_a_slot_are_refused() -> None:
+    samples = np.zeros((SR, 2), np.float32)
+    samples[100, 1] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        write_window(np.zeros((2, WINDOW_SAMPLES), np.float32), samples, 0.0, 0.5)
 
 
 def test_mono_samples_are_refused() -> None:

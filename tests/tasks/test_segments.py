@@ -114,3 +114,25 @@ def test_every_window_of_several_calls_gets_the_features_of_its_own_span(tmp_pat
     for segment in segments:
         reference = librosa_mfcc(segment_window(samples, segment["start_s"], segment["end_s"]))
         assert relative_error(features[segment["segment_id"]][None], reference[None]).max() < 1e-4
+
+
+def test_batches_cut_into_one_reused_array_give_each_window_its_own_features(tmp_path):
+    drop = tmp_path / "d5"
+    (drop / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    recordings = {}
+    for name, level in (("a", 0.3), ("b", 0.02)):
+        recordings[name] = (level * rng.standard_normal((44_100 * 6, 2))).astype(np.float32)
+        sf.write(drop / "audio" / f"{name}.wav", recordings[name], 44_100, subtype="FLOAT")
+        (drop / "audio" / f"{name}.selections.txt").write_text(RAVEN_HEADER + "1\tSpectrogram 1\t1\t0.5\t5.9\t100\t4000\tcall\n")
+    layout, settings = HomeLayout(tmp_path / "home"), Settings(home=tmp_path / "home", audio={"feature_batch": 2})
+    ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
+    assert segment_drop_audio(layout, drop, drop.name, "run-1", settings, lambda: None)["counts"]["segments"] == 6
+    paths = {row["media_id"]: row["path"] for row in segments_stage.drop_recordings(layout, drop.name)}
+    features = {row["segment_id"]: np.asarray(row["mfcc"], np.float32).reshape(2, 86, 40) for row in read_table(layout, SEGMENT_FEATURES).to_pylist()}
+    for segment in read_table(layout, SEGMENTS).to_pylist():  # batches of 2, 2 (one from each recording) and 2
+        samples = recordings[paths[segment["media_id"]].removeprefix("audio/").removesuffix(".wav")]
+        window = segment_window(samples, segment["start_s"], segment["end_s"])
+        with torch.inference_mode():
+            expected = TorchMFCC()(torch.from_numpy(window[None])).numpy()[0]
+        np.testing.assert_array_equal(features[segment["segment_id"]], expected)
