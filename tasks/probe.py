@@ -25,6 +25,7 @@ from models.media_checks import (
     wav_missing_frames,
 )
 from schemas.config import IngestConfig
+from tasks.audio import read_float32
 
 EXIF_IFD = ExifTags.IFD.Exif
 FORMATS_BY_EXTENSION = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
@@ -210,11 +211,12 @@ def scan_samples(path: Path, expected_frames: int) -> float:
     """Decode every block, refusing NaN/infinite samples or a short read, and return the peak."""
     peak, frames = 0.0, 0
     try:
-        for block in sf.blocks(str(path), blocksize=AUDIO_BLOCK_FRAMES, dtype="float32", always_2d=True):
-            if not np.isfinite(block).all():
-                raise FileRejected("The recording contains NaN or infinite samples.")
-            peak = max(peak, float(np.abs(block).max(initial=0.0)))
-            frames += len(block)
+        with sf.SoundFile(str(path)) as handle:
+            while len(block := read_float32(handle, AUDIO_BLOCK_FRAMES)):
+                if not np.isfinite(block).all():
+                    raise FileRejected("The recording contains NaN or infinite samples.")
+                peak = max(peak, float(np.abs(block).max(initial=0.0)))
+                frames += len(block)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise FileRejected(f"The recording cannot be decoded to the end ({describe(exc)}).") from None
     if frames < expected_frames:

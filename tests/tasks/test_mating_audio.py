@@ -1,11 +1,13 @@
-"""Reading the spans of calls: a start whose first sample rounds up is not lost, and one open file serves every span."""
+"""Reading the spans of calls: a start whose first sample rounds up is not lost, one open file serves every span, and
+integer PCM read as integers equals libsndfile's float conversion."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from tasks.audio import PIPELINE_RATE, RESAMPLE_PAD_S, pick_channels, read_span, read_spans, resample_to_pipeline
+from tasks.audio import PIPELINE_RATE, RESAMPLE_PAD_S, pick_channels, read_float32, read_span, read_spans, resample_to_pipeline
 
 
 def test_span_whose_first_sample_rounds_up_is_read_whole(tmp_path):
@@ -48,3 +50,19 @@ def test_spans_of_one_file_opened_once_equal_sf_read_of_each(tmp_path, monkeypat
             assert recording.source_rate == rate and recording.source_channels == channels
         assert spans_read[3].samples.shape[0] < round(0.55 * 44_100) and spans_read[4].samples.shape[0] == 0
         assert read_span(tmp_path / name, *spans[1], pair).samples.tolist() == spans_read[1].samples.tolist()
+
+
+@pytest.mark.parametrize("fmt, subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "PCM_24"), ("FLAC", "PCM_24"),
+                                          ("WAV", "PCM_32"), ("WAV", "PCM_U8"), ("FLAC", "PCM_S8"), ("WAV", "FLOAT")])
+def test_integer_pcm_read_as_integers_equals_libsndfile_float_conversion(tmp_path, fmt, subtype):
+    samples = np.random.default_rng(2).uniform(-1.0, 1.0, (44_100 * 2, 2))
+    samples[:3] = [[1.0, -1.0], [-1.0, 1.0], [0.0, -0.0]]  # full scale both ways
+    path = tmp_path / f"r.{fmt.lower()}"
+    sf.write(path, samples, 44_100, subtype=subtype, format=fmt)
+    with sf.SoundFile(str(path)) as handle:
+        handle.seek(1_000)
+        ours = read_float32(handle, 50_000)
+        handle.seek(1_000)
+        libsndfile = handle.read(50_000, dtype="float32", always_2d=True)
+    assert ours.dtype == np.float32 and ours.shape == (50_000, 2)
+    assert np.array_equal(ours, libsndfile)
