@@ -66,7 +66,7 @@ class AudioConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel_pair: tuple[int, int] = Field(default=(0, 1), description="Channels used when a file has more than two.")
-    raven_suffix: str = Field(default=".selections.txt", description="Raven table next to a recording: <stem><suffix>.")
+    raven_suffix: str = Field(default=".selections.txt", description="Raven table next to a recording: <stem><suffix> or <stem>.<anything><suffix>.")
     vad_frame_s: float = Field(default=0.02, gt=0, le=0.5)
     vad_threshold_db: float = Field(default=12.0, gt=0, description="Energy above the noise floor that counts as a call.")
     vad_noise_percentile: float = Field(default=20.0, gt=0, lt=100)

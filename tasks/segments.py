@@ -59,17 +59,28 @@ def encounters_by_recording(home: HomeLayout, drop_id: str) -> dict[str, str]:
     return {row["recording"]: row["encounter_id"] for row in pq.read_table(part, columns=["recording", "encounter_id"]).to_pylist()}
 
 
-def raven_table_for(drop_dir: Path, recording: str, suffix: str) -> Path | None:
-    """The Raven selection table next to a recording, if the keeper left one."""
+def raven_tables(drop_dir: Path, suffix: str) -> dict[Path, list[str]]:
+    """Names of the Raven selection tables in each folder of a drop, sorted: one walk of the drop, where a glob per
+    recording listed its folder once for each recording (1,000 recordings: 1 s)."""
+    tables: dict[Path, list[str]] = {}
+    for path in sorted(drop_dir.rglob(f"*{suffix}")):
+        tables.setdefault(path.parent, []).append(path.name)
+    return tables
+
+
+def raven_table_for(tables: dict[Path, list[str]], drop_dir: Path, recording: str, suffix: str) -> Path | None:
+    """The Raven selection table the keeper left next to a recording, if any: '<stem><suffix>' or '<stem>.*<suffix>'
+    (Raven's own 'E01.Table.1.selections.txt'), the first by name when there are several. E1.wav never takes
+    E10's table, and names with glob characters ('call[1].wav') match as written."""
     path = drop_dir / recording
-    for candidate in sorted(path.parent.glob(f"{path.stem}*{suffix}")):
-        return candidate
+    for name in tables.get(path.parent, []):
+        if name == path.stem + suffix or (name.startswith(path.stem + ".") and len(name) > len(path.stem) + len(suffix)):
+            return path.parent / name
     return None
 
 
-def find_calls(drop_dir: Path, media: dict[str, Any], config: AudioConfig) -> tuple[list[Segment], list[RowProblem], str | None]:
+def find_calls(drop_dir: Path, media: dict[str, Any], table: Path | None, config: AudioConfig) -> tuple[list[Segment], list[RowProblem], str | None]:
     """Calls of one recording from its Raven table, or from automatic detection when there is none."""
-    table = raven_table_for(drop_dir, media["path"], config.raven_suffix)
     if table is not None:
         relative = table.relative_to(drop_dir).as_posix()
         text = table.read_text(encoding="utf-8", errors="replace")
@@ -134,9 +145,11 @@ class DropWindows:
                 advance: Callable[[], None]) -> Iterator[tuple[Window, np.ndarray]]:
         """Every window of every recording of the drop with its call's samples; rows and rejects are kept as they go."""
         encounters = encounters_by_recording(home, drop_id)
+        tables = raven_tables(drop_dir, config.raven_suffix)
         for media in drop_recordings(home, drop_id):
-            calls, problems, table = find_calls(drop_dir, media, config)
-            self.rejects += problem_rows(drop_id, run_id, problems, table)
+            table = raven_table_for(tables, drop_dir, media["path"], config.raven_suffix)
+            calls, problems, table_name = find_calls(drop_dir, media, table, config)
+            self.rejects += problem_rows(drop_id, run_id, problems, table_name)
             windows = window_rows(drop_id, media, encounters.get(media["path"]), calls, config)
             yield from recording_windows(drop_dir, media, windows, config)
             self.segments += [w.row for w in windows]

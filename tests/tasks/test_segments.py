@@ -136,3 +136,22 @@ def test_batches_cut_into_one_reused_array_give_each_window_its_own_features(tmp
         with torch.inference_mode():
             expected = TorchMFCC()(torch.from_numpy(window[None])).numpy()[0]
         np.testing.assert_array_equal(features[segment["segment_id"]], expected)
+
+
+def test_each_recording_pairs_only_with_a_table_of_its_own_stem(tmp_path):
+    drop = tmp_path / "d6"
+    names = ("E1", "E10", "E2", "call[1]")
+    for index, name in enumerate(names):
+        stereo_wav(drop / "audio" / f"{name}.wav", seed=index, seconds=3.0)
+    tables = {"E10.selections.txt": (0.5, 1.5), "E2.Table.1.selections.txt": (1.0, 2.0), "call[1].selections.txt": (0.2, 1.2)}
+    for table, (start, end) in tables.items():
+        (drop / "audio" / table).write_text(RAVEN_HEADER + f"1\tSpectrogram 1\t1\t{start}\t{end}\t100\t4000\t\n")
+    _, layout = run_stages(drop, tmp_path / "home")
+    paths = {row["media_id"]: row["path"] for row in segments_stage.drop_recordings(layout, drop.name)}
+    sources: dict[str, set] = {}
+    for segment in read_table(layout, SEGMENTS).to_pylist():
+        sources.setdefault(paths[segment["media_id"]], set()).add((segment["source"], segment["call_start_s"], segment["call_end_s"]))
+    assert sources["audio/E10.wav"] == {("raven", 0.5, 1.5)}
+    assert sources["audio/E2.wav"] == {("raven", 1.0, 2.0)}
+    assert sources["audio/call[1].wav"] == {("raven", 0.2, 1.2)}
+    assert all(source == "auto" for source, *_ in sources.get("audio/E1.wav", set()))  # not E10's table
