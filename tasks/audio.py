@@ -53,9 +53,9 @@ INTEGER_SUBTYPES = {  # subtype -> (integer type libsndfile reads it as, the sca
 
 
 def read_float32(handle: sf.SoundFile, frames: int) -> np.ndarray:
-    """The next `frames` frames of an open recording as (frames, channels) float32 in [-1, 1), equal to libsndfile's own
-    float conversion; integer PCM is read as integers and scaled by numpy, which is 6x faster than libsndfile's
-    conversion (25 s of 16-bit stereo: 2.6 -> 0.4 ms)."""
+    """The next `frames` frames of an open recording as (frames, channels) float32, equal to libsndfile's own float
+    conversion; integer PCM is read as integers and scaled by numpy, which is 6x faster than libsndfile's conversion
+    (25 s of 16-bit stereo: 2.6 -> 0.4 ms)."""
     integer = INTEGER_SUBTYPES.get(handle.subtype)
     if integer is None:
         return handle.read(frames, dtype="float32", always_2d=True)
