@@ -59,13 +59,12 @@ def encounters_by_recording(home: HomeLayout, drop_id: str) -> dict[str, str]:
     return {row["recording"]: row["encounter_id"] for row in pq.read_table(part, columns=["recording", "encounter_id"]).to_pylist()}
 
 
-def raven_tables(drop_dir: Path, suffix: str) -> dict[Path, list[str]]:
-    """Names of the Raven selection tables in each folder of a drop, sorted: one walk of the drop, where a glob per
-    recording listed its folder once for each recording (1,000 recordings: 1 s)."""
-    tables: dict[Path, list[str]] = {}
-    for path in sorted(drop_dir.rglob(f"*{suffix}")):
-        tables.setdefault(path.parent, []).append(path.name)
-    return tables
+def raven_tables(folders: Iterable[Path], suffix: str) -> dict[Path, list[str]]:
+    """Names of the Raven selection tables in each folder holding recordings, sorted, each folder listed once (a glob
+    per recording listed its folder once for each recording: 1,000 recordings 1 s; a walk of the whole drop read
+    every image's entry too: 5 ms with 5,000 images against 0.2 ms)."""
+    return {folder: sorted(path.name for path in folder.iterdir() if path.name.endswith(suffix) and path.is_file())
+            for folder in set(folders) if folder.is_dir()}
 
 
 def raven_table_for(tables: dict[Path, list[str]], drop_dir: Path, recording: str, suffix: str) -> Path | None:
@@ -145,8 +144,9 @@ class DropWindows:
                 advance: Callable[[], None]) -> Iterator[tuple[Window, np.ndarray]]:
         """Every window of every recording of the drop with its call's samples; rows and rejects are kept as they go."""
         encounters = encounters_by_recording(home, drop_id)
-        tables = raven_tables(drop_dir, config.raven_suffix)
-        for media in drop_recordings(home, drop_id):
+        recordings = drop_recordings(home, drop_id)
+        tables = raven_tables(((drop_dir / media["path"]).parent for media in recordings), config.raven_suffix)
+        for media in recordings:
             table = raven_table_for(tables, drop_dir, media["path"], config.raven_suffix)
             calls, problems, table_name = find_calls(drop_dir, media, table, config)
             self.rejects += problem_rows(drop_id, run_id, problems, table_name)
