@@ -12,6 +12,10 @@ import soxr
 
 PIPELINE_RATE = 44_100
 RESAMPLE_PAD_S = 0.05
+INTEGER_SUBTYPES = {  # subtype -> (integer type libsndfile reads it as, the scale of its float conversion)
+    "PCM_S8": ("int16", 2.0**-15), "PCM_U8": ("int16", 2.0**-15), "PCM_16": ("int16", 2.0**-15),
+    "PCM_24": ("int32", 2.0**-31), "PCM_32": ("int32", 2.0**-31),
+}
 
 
 @dataclass
@@ -44,12 +48,6 @@ def resample_to_pipeline(data: np.ndarray, rate: int) -> tuple[np.ndarray, list[
         return data, []
     resampled = soxr.resample(data, rate, PIPELINE_RATE, quality="HQ").astype(np.float32, copy=False)
     return resampled, [f"resampled_from_{rate}"]
-
-
-INTEGER_SUBTYPES = {  # subtype -> (integer type libsndfile reads it as, the scale of its float conversion)
-    "PCM_S8": ("int16", 2.0**-15), "PCM_U8": ("int16", 2.0**-15), "PCM_16": ("int16", 2.0**-15),
-    "PCM_24": ("int32", 2.0**-31), "PCM_32": ("int32", 2.0**-31),
-}
 
 
 def read_float32(handle: sf.SoundFile, frames: int) -> np.ndarray:
