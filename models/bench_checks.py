@@ -38,34 +38,36 @@ def best_ious(naive: Sequence[Box], pipeline: Sequence[Box]) -> list[float]:
 
 
 def box_check(naive: Mapping[str, Sequence[Box]], pipeline: Mapping[str, Sequence[Box]]) -> dict[str, Any]:
-    """Same number of faces per image and every naive box matched by a pipeline box at IoU above MIN_BOX_IOU."""
+    """Same number of faces per image and every naive box matched by a pipeline box at IoU above MIN_BOX_IOU; a check
+    over no box at all fails (it shows nothing)."""
     images = sorted(set(naive) | set(pipeline))
     counts_equal = all(len(naive.get(key, ())) == len(pipeline.get(key, ())) for key in images)
     ious = [iou for key in images for iou in best_ious(naive.get(key, ()), pipeline.get(key, ()))]
     minimum = min(ious) if ious else None
-    passed = counts_equal and (minimum is None or minimum > MIN_BOX_IOU)
+    passed = counts_equal and minimum is not None and minimum > MIN_BOX_IOU
     return {"images": len(images), "boxes_naive": sum(len(v) for v in naive.values()),
             "boxes_pipeline": sum(len(v) for v in pipeline.values()), "counts_equal": counts_equal,
             "min_iou": minimum, "threshold": MIN_BOX_IOU, "passed": passed}
 
 
 def value_check(naive: Mapping[str, float], pipeline: Mapping[str, float], tolerance: float) -> dict[str, Any]:
-    """Same keys, and every pipeline value within an absolute tolerance of the naive one."""
+    """Same keys, and every pipeline value within an absolute tolerance of the naive one; a check over no value fails."""
     same_keys = set(naive) == set(pipeline)
     diffs = [abs(float(pipeline[key]) - float(naive[key])) for key in naive if key in pipeline]
     largest = max(diffs) if diffs else 0.0
     return {"n": len(diffs), "same_items": same_keys, "max_abs_diff": largest, "tolerance": tolerance,
-            "passed": same_keys and largest <= tolerance}
+            "passed": same_keys and bool(diffs) and largest <= tolerance}
 
 
 def mfcc_check(naive: Mapping[str, np.ndarray], pipeline: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Same segments, and every torch MFCC within MFCC_RELATIVE_TOLERANCE (max relative error) of librosa's."""
+    """Same segments, and every torch MFCC within MFCC_RELATIVE_TOLERANCE (max relative error) of librosa's; a check over
+    no segment fails."""
     same_keys = set(naive) == set(pipeline)
     keys = sorted(set(naive) & set(pipeline))
     errors = relative_error(np.stack([pipeline[k] for k in keys]), np.stack([naive[k] for k in keys])) if keys else np.zeros(0)
     largest = float(errors.max()) if errors.size else 0.0
     return {"n": len(keys), "same_items": same_keys, "max_relative_error": largest,
-            "tolerance": MFCC_RELATIVE_TOLERANCE, "passed": same_keys and largest <= MFCC_RELATIVE_TOLERANCE}
+            "tolerance": MFCC_RELATIVE_TOLERANCE, "passed": same_keys and bool(keys) and largest <= MFCC_RELATIVE_TOLERANCE}
 
 
 def even_sample(items: Sequence[Any], limit: int | None) -> list[Any]:

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.transforms.v2 import functional as TF
 
-from models.precision import Precision, inference
+from models.execution import Layout, Precision
+from models.precision import inference, memory_format
 
 Arch = Literal["resnet18", "mini_xception"]
 ARCHS: tuple[str, ...] = ("resnet18", "mini_xception")
@@ -282,11 +283,12 @@ def normalise(tensor: Tensor) -> Tensor:
 
 
 def predict_logits(model: nn.Module, batch: Tensor, device: torch.device | str = "cpu",
-                   precision: Precision = "fp32") -> Tensor:
-    """Uncalibrated float32 CPU logits of a batch: eval mode, inference_mode, channels_last, autocast per precision."""
+                   precision: Precision = "fp32", layout: Layout = "channels_last") -> Tensor:
+    """Uncalibrated float32 CPU logits of a batch: eval mode, inference_mode, the layout's memory format, autocast per
+    precision."""
     device = torch.device(device)
-    model.eval().to(device=device, memory_format=torch.channels_last)
-    batch = batch.to(device=device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+    model.eval().to(device=device, memory_format=memory_format(layout))
+    batch = batch.to(device=device, dtype=torch.float32).contiguous(memory_format=memory_format(layout))
     with inference(device, precision):
         logits = model(batch)
     return logits.float().cpu()
@@ -319,7 +321,7 @@ def set_temperature(model: GenderNet, temperature: float) -> None:
 
 
 def predict_probs(model: nn.Module, batch: Tensor, device: torch.device | str = "cpu",
-                  precision: Precision = "bf16") -> Tensor:
+                  precision: Precision = "fp32") -> Tensor:
     """Calibrated P(male) of each image of a normalised N x 3 x H x W batch, as a float32 CPU tensor."""
     return calibrated_probs(model, predict_logits(model, batch, device, precision))
 

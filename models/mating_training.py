@@ -49,7 +49,8 @@ from torch import Tensor, nn
 
 from models.cganet import N_COEFFS, CGANet, CGANetOutput, build_cganet, predicted_success, segment_nll
 from models.epochs import EpochRecord
-from models.precision import Precision, inference
+from models.execution import Layout, Precision
+from models.precision import inference, memory_format
 
 GroupBy = Literal["pair", "encounter", "none"]
 Optimiser = Literal["adam", "sgd"]
@@ -229,12 +230,12 @@ class StandardisedCGANet(nn.Module):
         return self.net((mfcc - self.input_mean) / self.input_std)
 
 
-def predict_segments(model: StandardisedCGANet, mfcc: Tensor, device: torch.device, precision: Precision) -> CGANetOutput:
-    """Eval-mode forward pass of raw MFCCs (B, 2, 86, 40) on a device: channels_last convolutions, autocast per
-    precision (bf16 and channels_last ran the seed-size net 2x faster than fp32 in the default layout on a 2-core
-    CPU), every output float32 on the CPU."""
-    model.eval().to(device=device, memory_format=torch.channels_last)
-    batch = mfcc.to(device=device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=torch.channels_last)
+def predict_segments(model: StandardisedCGANet, mfcc: Tensor, device: torch.device, precision: Precision,
+                     layout: Layout = "channels_last") -> CGANetOutput:
+    """Eval-mode forward pass of raw MFCCs (B, 2, 86, 40) on a device: convolutions in the layout's memory format,
+    autocast per precision, every output float32 on the CPU."""
+    model.eval().to(device=device, memory_format=memory_format(layout))
+    batch = mfcc.to(device=device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format(layout))
     with inference(device, precision):
         output = model(batch)
     return CGANetOutput(*(part.float().cpu() for part in output))

@@ -1,22 +1,20 @@
-"""Inference precision shared by the image and audio nets: which autocast dtype a precision setting means on a device."""
+"""Inference precision and memory layout shared by the image and audio nets: which autocast dtype a precision means on a
+device, and which torch memory format a layout names."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
-
 import torch
 
-Precision = Literal["bf16", "fp32", "amp"]
-PrecisionSetting = Literal["auto", "bf16", "fp32", "amp"]
+from models.execution import Layout, Precision
+
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
-def resolved_precision(setting: PrecisionSetting, device: torch.device) -> Precision:
-    """'auto' is bf16 autocast on the CPU and fp16 AMP on CUDA; any other setting is kept."""
-    if setting != "auto":
-        return setting
-    return "amp" if device.type == "cuda" else "bf16"
+def memory_format(layout: Layout) -> torch.memory_format:
+    """The torch memory format of a layout name."""
+    return MEMORY_FORMATS[layout]
 
 
 def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:

@@ -29,14 +29,15 @@ def bench_table(summary: dict[str, Any]) -> Table:
 
 
 def check_lines(summary: dict[str, Any]) -> list[str]:
-    """One sentence per comparison of the pipeline's results with the naive way's."""
+    """One sentence per comparison of the pipeline's results with the naive way's (one over nothing fails)."""
     image, audio = summary["image"]["checks"], summary["audio"]["checks"]
     boxes, gender, mfcc, mating = image["boxes"], image["gender"], audio["mfcc"], audio["mating"]
-    iou = "no boxes to compare" if boxes["min_iou"] is None else f"lowest IoU {boxes['min_iou']:.4f} (must be above {boxes['threshold']})"
+    iou = ("no face found by either way, so nothing was compared (add photos with --extra-images, or configure a "
+           "trained detector)" if boxes["min_iou"] is None else f"lowest IoU {boxes['min_iou']:.4f} (must be above {boxes['threshold']})")
     return [
         f"face boxes: {boxes['boxes_pipeline']} by the pipeline, {boxes['boxes_naive']} by per-image MTCNN on "
         f"{boxes['images']} images; {iou}: {verdict(boxes['passed'])}",
-        f"gender: {gender['n']} faces, largest |P(male) bf16 batched - fp32 one at a time| {gender['max_abs_diff']:.2e} "
+        f"gender: {gender['n']} faces, largest |P(male) batched in the chosen way - fp32 one at a time| {gender['max_abs_diff']:.2e} "
         f"(tolerance {gender['tolerance']}): {verdict(gender['passed'])}",
         f"MFCC: {mfcc['n']} segments, largest relative error of torch against librosa {mfcc['max_relative_error']:.2e} "
         f"(tolerance {mfcc['tolerance']}): {verdict(mfcc['passed'])}",
@@ -45,9 +46,20 @@ def check_lines(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def bound_lines(summary: dict[str, Any]) -> list[str]:
+    """The model-only bound's rate of each net in each way it tried, and the way the pipeline ran."""
+    lines = []
+    for path, net, unit in (("image", "gender", "faces/s"), ("audio", "cganet", "segments/s")):
+        ways = summary[path].get(f"bound_{net}", {}).get("ways", {})
+        if ways:
+            tried = ", ".join(f"{label} {rate:.1f}" for label, rate in sorted(ways.items(), key=lambda item: -item[1]))
+            lines.append(f"bound, {net} net ({unit}): {tried}")
+    return lines + [f"pipeline: {line}" for line in summary.get("execution", [])]
+
+
 def verdict(passed: bool) -> str:
-    """'equal' or 'DIFFERENT'."""
-    return "equal" if passed else "DIFFERENT"
+    """'equal' or 'FAILED'."""
+    return "equal" if passed else "FAILED"
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -63,7 +75,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"audio: {audio['realtime_x']:.0f}x real time on {summary['drop']['segment_audio_s']:.0f} s of segment audio",
         f"peak RSS: {summary['peak_rss_mb']:.0f} MiB (after the pipeline stages: {summary['pipeline_peak_rss_mb']:.0f} MiB)",
         allocator_line(summary.get("retain_freed_mb", 0)),
-        "results equal the naive way's" if summary["results_equal_naive"] else "RESULTS DIFFER from the naive way's",
+        "results equal the naive way's" if summary["results_equal_naive"] else "CHECKS FAILED: results differ from the naive way's, or a check compared nothing",
     ]
 
 

@@ -99,17 +99,26 @@ class GenderTrainConfig(BaseModel):
     seed: int = 0
 
 
+AUTO_PRECISION = ("auto: chosen for this machine at a run's start: fp32 on a CPU without native bf16 (AVX512_BF16 or AMX), "
+                  "where bf16 is emulated and about 5x slower; the faster of fp32 and bf16 (measured) where it is native; "
+                  "on CUDA the fastest of fp32, fp16 AMP and (from compute capability 8.0) bf16.")
+AUTO_LAYOUT = "auto: the faster of channels_last and contiguous memory on this machine, measured on first use."
+AUTO_THREADS = "CPU intra-op threads; unset: every usable core (shared among the local Dask cluster's worker processes)."
+
+
 class GenderConfig(BaseModel):
     """The gender classifier at night, and how animals are decided from their faces."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default="panda-gender", description="Gender model in the store: 'name' (newest) or 'name@vN'.")
-    batch_size: int = Field(default=32, ge=1, le=1024, description="Face crops per forward pass on CUDA.")
-    cpu_batch_size: int = Field(default=8, ge=1, le=1024, description="Face crops per forward pass on the CPU, where small batches stay in cache (ResNet18 at 448 px, bf16, 2 cores: 50 faces/s in batches of 8, 42 in batches of 32).")
+    batch_size: int | None = Field(default=None, ge=1, le=1024, description="Face crops per forward pass on CUDA; unset: measured on first use (16, 32 or 64).")
+    cpu_batch_size: int | None = Field(default=None, ge=1, le=1024, description="Face crops per forward pass on the CPU; unset: measured on first use (4, 8 or 16).")
     loader_workers: int = Field(default=2, ge=0, le=32, description="DataLoader processes decoding crops.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description="auto: bf16 autocast on CPU, fp16 AMP on CUDA.")
+    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description=AUTO_PRECISION)
+    layout: Literal["auto", "channels_last", "contiguous"] = Field(default="auto", description=AUTO_LAYOUT)
+    threads: int | None = Field(default=None, ge=1, le=256, description=AUTO_THREADS)
     abstain_low: float = Field(default=0.2, ge=0, le=0.5, description="Animals at or below this P(male) are female.")
     abstain_high: float = Field(default=0.8, ge=0.5, le=1, description="Animals at or above this P(male) are male; between: unknown.")
     disagreement_share: float = Field(default=0.25, gt=0, le=0.5, description="Flag an animal when this share of its confident faces disagree.")
@@ -152,9 +161,11 @@ class MatingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default="cganet", description="Mating model in the store: 'name' (newest) or 'name@vN'.")
-    batch_size: int = Field(default=64, ge=1, le=4096, description="Segments per forward pass.")
+    batch_size: int | None = Field(default=None, ge=1, le=4096, description="Segments per forward pass; unset: measured on first use (32, 64 or 128 on the CPU, 128, 256 or 512 on CUDA).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description="auto: bf16 autocast on CPU, fp16 AMP on CUDA.")
+    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description=AUTO_PRECISION)
+    layout: Literal["auto", "channels_last", "contiguous"] = Field(default="auto", description=AUTO_LAYOUT)
+    threads: int | None = Field(default=None, ge=1, le=256, description=AUTO_THREADS)
     abstain_low: float = Field(default=0.4, ge=0, le=0.5, description="Encounters at or below this P(success) are failures.")
     abstain_high: float = Field(default=0.6, ge=0.5, le=1, description="Encounters above this P(success) are successes; between: unknown.")
     train: MatingTrainConfig = Field(default_factory=MatingTrainConfig)

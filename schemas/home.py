@@ -49,6 +49,11 @@ class HomeLayout:
         """The lock file held by the one process that writes this home."""
         return self.root / ".writer.lock"
 
+    @property
+    def execution_cache(self) -> Path:
+        """How each net runs on each machine this home has met, keyed by the machine (tasks.execution)."""
+        return self.root / "hardware" / "execution.json"
+
     def table_dir(self, table: str) -> Path:
         """The folder holding all parts of one lake table."""
         return self.lake / table

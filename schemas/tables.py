@@ -223,7 +223,7 @@ DROPS = TableSpec(
 
 RUNS = TableSpec(
     "runs",
-    1,
+    2,  # 2: execution, how each net ran on the machine
     pa.schema(
         [
             ("run_id", pa.string()),
@@ -235,6 +235,7 @@ RUNS = TableSpec(
             ("drops", pa.list_(pa.string())),
             ("counts", pa.map_(pa.string(), pa.int64())),
             ("error", pa.string()),
+            ("execution", pa.map_(pa.string(), pa.string())),
         ]
     ),
     partition="run",

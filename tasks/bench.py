@@ -3,8 +3,9 @@
 On one generated drop (tasks.sample_drop) in a scratch folder, each repeat ingests the drop into a fresh home and times
 (a) the pipeline's own stages as the nightly flow runs them (faces, gender, segments, mating), (b) the naive way
 (per-image MTCNN.detect, per-face fp32 gender net in default layout, per-segment librosa MFCC and CGANet one segment
-at a time) and (c) the model-only bound (the same forward passes on tensors already in memory, at the pipeline's
-precision). The audio path takes under half a second, so its pipeline stages and bound are timed `audio_rounds` times
+at a time) and (c) the model-only bound (the same forward passes on tensors already in memory, in the fastest way this
+hardware offers: every native precision in each memory layout, each way's rate reported). How the pipeline's nets run
+is chosen once before the repeats, as a nightly run chooses it at its start. The audio path takes under half a second, so its pipeline stages and bound are timed `audio_rounds` times
 per repeat, each round on a fresh home. The pipeline's stored results are compared with the naive way's. Models are
 randomly initialised (weights do not change speed) and nothing is downloaded.
 """
@@ -43,7 +44,7 @@ from models.bench_checks import (
     scale,
     value_check,
 )
-from models.faces import DetectorSettings, build_mtcnn, crop_face, detect_faces, group_by_size, relative_box
+from models.faces import STAGES, crop_face, detect_faces, group_by_size, relative_box
 from models.gender import (
     SEED_INPUT_SIZE,
     build_gender_net,
@@ -56,20 +57,22 @@ from models.gender import (
     preprocess,
 )
 from models.mating_training import MatingTrainSettings, build_mating_model, predict_segments
-from models.precision import resolved_precision
-from schemas.config import Settings
+from models.execution import LAYOUTS, Way, candidate_precisions, native_bf16
+from schemas.bench import QUICK_ANIMALS, BenchOptions
+from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_span
 from tasks.devices import batch_size_on, choose_device, cpu_threads, retain_freed_memory
-from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, drop_media, open_upright
+from tasks.execution import Execution, read_hardware, resolve_execution, way_of
+from tasks.faces import HUMAN_PRESET, KEEPER_FOLDER, detect_drop_faces, detector_label, drop_media, load_face_detector, open_upright
 from tasks.gender import predict_drop_gender
 from tasks.gender_training import KIND as GENDER_KIND
 from tasks.ingest import ingest_drop_dir
 from tasks.lake import write_json_atomic
 from tasks.mating import KIND as MATING_KIND
 from tasks.mating import load_mating_model, predict_drop_mating
-from tasks.model_store import load_model, save_checkpoint
+from tasks.model_store import load_detector, load_model, parse_model_ref, save_checkpoint
 from tasks.runs import new_run_id
 from tasks.sample_drop import write_sample_drop
 from tasks.segments import drop_recordings, segment_drop_audio
@@ -77,26 +80,6 @@ from tasks.segments import drop_recordings, segment_drop_audio
 GENDER_MODEL = "bench-gender"
 MATING_MODEL = "bench-cganet"
 EXTRA_SUFFIXES = (".jpg", ".jpeg", ".png")
-QUICK_ANIMALS = 4
-QUICK_NAIVE_LIMIT = 12
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    """What to bench: drop size and seed, repeats, model sizes (defaults are the production nets), extra photos, frames kept,
-    how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to the drop),
-    whether an untimed warm-up runs first, and how many times per repeat the audio stages and bound are timed."""
-
-    animals: int = 12
-    seed: int = 0
-    repeat: int = 3
-    gender_size: int = SEED_INPUT_SIZE
-    cganet_filters: int = 128
-    extra_images: Path | None = None
-    frames: int | None = None
-    naive_limit: int | None = None
-    warmup: bool = True
-    audio_rounds: int = 5
 
 
 @dataclass(frozen=True)
@@ -112,11 +95,12 @@ class Scratch:
 
 @dataclass
 class Repeat:
-    """Samples of seconds per timed part of each way (one per way, the audio pipeline and bound one per round), and
-    the results compared, of one repeat."""
+    """Samples of seconds per timed part of each way (one per way, the audio pipeline and bound one per round), the
+    bound's seconds of each net in each way it tried (precision, layout), and the results compared, of one repeat."""
 
     image: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     audio: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    ways: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, float] = field(default_factory=dict)
 
@@ -130,14 +114,33 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def bench_settings(base: Settings, home: Path) -> Settings:
-    """The station's settings on a scratch home: human MTCNN preset, the bench's stored models, no Grad-CAM."""
+def bench_detector(station: HomeLayout, config: FacesConfig) -> str:
+    """The station's configured face detector when its home stores it ('name@vN'), else facenet-pytorch's human preset."""
+    if config.detector == HUMAN_PRESET:
+        return HUMAN_PRESET
+    try:
+        return detector_label(station, config)
+    except (OSError, ValueError):
+        return HUMAN_PRESET
+
+
+def bench_settings(base: Settings, home: Path, detector: str) -> Settings:
+    """The station's settings on a scratch home: its detector (or the human preset), the bench's stored models, no
+    Grad-CAM."""
     return base.model_copy(update={
         "home": home,
-        "faces": base.faces.model_copy(update={"detector": HUMAN_PRESET}),
+        "faces": base.faces.model_copy(update={"detector": detector}),
         "gender": base.gender.model_copy(update={"model": GENDER_MODEL, "gradcam_faces": 0}),
         "mating": base.mating.model_copy(update={"model": MATING_MODEL}),
     })
+
+
+def store_detector(station: HomeLayout, layout: HomeLayout, detector: str) -> None:
+    """Copy the station's stored detector version into the scratch home (nothing for the human preset)."""
+    if detector == HUMAN_PRESET:
+        return
+    name, version = parse_model_ref(detector)
+    shutil.copytree(station.detector_dir(name) / f"v{version}", layout.detector_dir(name) / f"v{version}", dirs_exist_ok=True)
 
 
 def store_models(layout: HomeLayout, options: BenchOptions) -> None:
@@ -169,10 +172,12 @@ def write_drop(folder: Path, options: BenchOptions) -> Path:
 
 
 def prepare_scratch(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions) -> Scratch:
-    """A fresh home with the bench's models stored and the drop ingested (not timed)."""
+    """A fresh home with the bench's models and the station's detector stored and the drop ingested (not timed)."""
     layout = HomeLayout(folder)
-    settings = bench_settings(base, folder)
+    detector = bench_detector(HomeLayout(base.home), base.faces)
+    settings = bench_settings(base, folder, detector)
     store_models(layout, options)
+    store_detector(HomeLayout(base.home), layout, detector)
     run_id = new_run_id(datetime.now(timezone.utc))
     result = ingest_drop_dir(drop_dir, layout, run_id, settings, lambda: None)
     if result.status == "failed":
@@ -221,7 +226,7 @@ def classified_crops(scratch: Scratch) -> dict[str, Path]:
 
 def naive_detect(scratch: Scratch, images: list[dict[str, Any]], device: torch.device) -> tuple[float, dict[str, list[Box]]]:
     """Decode, facenet-pytorch MTCNN.detect one image at a time and crop each face, as a user's loop would."""
-    mtcnn = MTCNN(keep_all=True, device=device).eval()  # facenet-pytorch as shipped: its human preset
+    mtcnn = naive_mtcnn(scratch, device)
     config = scratch.settings.faces
     boxes: dict[str, list[Box]] = {}
 
@@ -238,6 +243,20 @@ def naive_detect(scratch: Scratch, images: list[dict[str, Any]], device: torch.d
 
     seconds, _ = timed(loop)
     return seconds, boxes
+
+
+def naive_mtcnn(scratch: Scratch, device: torch.device) -> MTCNN:
+    """facenet-pytorch's MTCNN as shipped (its own cascade, one image per call) with the pipeline's detector: the human
+    preset, or the stored detector's P-, R- and O-Net weights, thresholds, smallest face and pyramid factor."""
+    detector = scratch.settings.faces.detector
+    if detector == HUMAN_PRESET:
+        return MTCNN(keep_all=True, device=device).eval()
+    state, card = load_detector(scratch.layout, detector)
+    mtcnn = MTCNN(keep_all=True, thresholds=list(card["thresholds"]), min_face_size=int(card["min_face_size"]),
+                  factor=float(card["factor"]), device=device)
+    for stage in STAGES:
+        getattr(mtcnn, stage).load_state_dict(state[stage])
+    return mtcnn.eval()
 
 
 def load_crop(path: Path, size: int) -> torch.Tensor:
@@ -309,7 +328,7 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.device) -> float:
     """Seconds of batched MTCNN on same-size images already decoded in memory (decoding not timed), threaded as the pipeline."""
-    mtcnn = build_mtcnn(DetectorSettings(), None, device)
+    mtcnn = load_face_detector(scratch.layout, scratch.settings.faces).mtcnn
     by_id = {row["media_id"]: row for row in scenes}
     total = 0.0
     for batch in group_by_size([(row["media_id"], (row["width"], row["height"])) for row in scenes], batch_size_on(device, scratch.settings.faces)):
@@ -319,25 +338,38 @@ def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.d
     return total
 
 
-def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> float:
-    """Seconds of the gender net's batched forward passes at the pipeline's precision, batch size and BatchNorm folding
-    on crops already in memory as the net's channels_last input."""
+def bound_ways(device: torch.device, batch_size: int) -> list[Way]:
+    """Every way the bound tries: each precision this hardware runs natively in each layout, at the pipeline's batch
+    size and threads (emulated bf16 on a CPU without AVX512_BF16 or AMX is not a way to run fast)."""
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    return [Way(precision, layout, batch_size, threads) for precision in candidate_precisions(read_hardware(device)) for layout in LAYOUTS]
+
+
+def fastest(seconds: dict[str, float]) -> float:
+    """The bound: the fewest seconds of any way tried."""
+    return min(seconds.values())
+
+
+def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> dict[str, float]:
+    """Seconds of the gender net's batched forward passes (BatchNorm folded, as the pipeline runs it) on crops already
+    in memory, in each way the hardware offers (label -> seconds)."""
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
     model = folded_copy(gender_net_from_state(state, card["arch"], int(card["input_size"])))
-    config = scratch.settings.gender
-    precision = resolved_precision(config.precision, device)
-    total = 0.0
-    for paths in chunks(crops, batch_size_on(device, config)):
-        batch = normalised_pixels(torch.stack([load_pixels(path, model.input_size) for path in paths]).to(device))
-        total += timed(lambda: predict_logits(model, batch, device, precision))[0]
-    return total
+    batches = [normalised_pixels(torch.stack([load_pixels(path, model.input_size) for path in paths]).to(device))
+               for paths in chunks(crops, way_of(scratch.settings.gender, device).batch_size)]
+    seconds: dict[str, float] = {}
+    for way in bound_ways(device, way_of(scratch.settings.gender, device).batch_size):
+        with cpu_threads(device, way.threads):
+            seconds[way.label()] = sum(timed(lambda: predict_logits(model, batch, device, way.precision, way.layout))[0] for batch in batches)
+    return seconds
 
 
-def bound_audio(scratch: Scratch, segments: list[dict[str, Any]], device: torch.device) -> dict[str, float]:
-    """Seconds of batched torch MFCC on windows in memory and of batched CGANet on features in memory."""
+def bound_audio(scratch: Scratch, segments: list[dict[str, Any]], device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds of batched torch MFCC on windows in memory and of batched CGANet on features in memory (the fastest
+    way the hardware offers), and CGANet's seconds in each way (label -> seconds)."""
     mfcc = TorchMFCC().to(device)
     model, _ = load_mating_model(scratch.layout, f"{MATING_MODEL}@v1", device)
-    seconds = {"mfcc": 0.0, "cganet": 0.0}
+    seconds = {"mfcc": 0.0}
     features: list[torch.Tensor] = []
     for batch in chunks(segments, scratch.settings.audio.feature_batch):
         windows = torch.from_numpy(np.stack([read_window(scratch, s) for s in batch])).to(device)
@@ -346,10 +378,13 @@ def bound_audio(scratch: Scratch, segments: list[dict[str, Any]], device: torch.
         seconds["mfcc"] += spent
         features.append(computed)
     inputs = torch.cat(features) if features else torch.zeros((0, 2, 86, 40), device=device)
-    precision = resolved_precision(scratch.settings.mating.precision, device)
-    for batch in inputs.split(scratch.settings.mating.batch_size):
-        seconds["cganet"] += timed(lambda: predict_segments(model, batch, device, precision).p_success)[0]
-    return seconds
+    batch_size = way_of(scratch.settings.mating, device).batch_size
+    ways: dict[str, float] = {}
+    for way in bound_ways(device, batch_size):
+        with cpu_threads(device, way.threads):
+            ways[way.label()] = sum(timed(lambda: predict_segments(model, batch, device, way.precision, way.layout).p_success)[0]
+                                    for batch in inputs.split(batch_size))
+    return {**seconds, "cganet": fastest(ways)}, ways
 
 
 # ---------------------------------------------------------------- one repeat and the summary
@@ -401,11 +436,13 @@ def compare(naive: NaiveRun, scratch: Scratch, device: torch.device) -> dict[str
             "gender": value_check(naive.p_male, {k: p_male[k] for k in naive.p_male if k in p_male}, BF16_PROB_TOLERANCE),
             "mfcc": mfcc_check(naive.mfcc, {k: mfcc[k] for k in naive.mfcc if k in mfcc}),
             "mating": value_check(naive.p_success, {k: p_success[k] for k in naive.p_success if k in p_success},
-                                  mating_tolerance(resolved_precision(scratch.settings.mating.precision, device)))}
+                                  mating_tolerance(way_of(scratch.settings.mating, device).precision))}
 
 
-def audio_round(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
-    """One more sample of the short audio path: seconds of the audio stages and of the audio bound on a fresh home."""
+def audio_round(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions,
+                device: torch.device) -> tuple[dict[str, float], tuple[dict[str, float], dict[str, float]]]:
+    """One more sample of the short audio path: seconds of the audio stages and of the audio bound (with CGANet's
+    seconds per way) on a fresh home."""
     scratch = prepare_scratch(folder, drop_dir, base, options)
     pipeline = time_pipeline(scratch, AUDIO_STAGES)
     return pipeline, bound_audio(scratch, drop_segments(scratch), device)
@@ -423,10 +460,12 @@ def run_repeat(folder: Path, drop_dir: Path, base: Settings, options: BenchOptio
     naive = run_naive(scratch, images, crops, segments, options.naive_limit, device)
     rounds = [(audio_s, bound_audio(scratch, segments, device))]
     rounds += [audio_round(folder.parent / f"{folder.name}-audio-{index}", drop_dir, base, options, device) for index in range(1, options.audio_rounds)]
+    gender_ways = bound_gender(scratch, list(crops.values()), device)
     return Repeat(
         image={"pipeline": [image_s], "naive": [naive.image],
-               "bound": [{"detect": bound_detect(scratch, scenes, device), "gender": bound_gender(scratch, list(crops.values()), device)}]},
-        audio={"pipeline": [stages for stages, _ in rounds], "naive": [naive.audio], "bound": [bound for _, bound in rounds]},
+               "bound": [{"detect": bound_detect(scratch, scenes, device), "gender": fastest(gender_ways)}]},
+        audio={"pipeline": [stages for stages, _ in rounds], "naive": [naive.audio], "bound": [bound for _, (bound, _) in rounds]},
+        ways={"gender": [gender_ways], "cganet": [ways for _, (_, ways) in rounds]},
         checks=compare(naive, scratch, device),
         counts={"images": len(images), "scene_images": len(scenes), "faces_classified": len(crops), "segments": len(segments),
                 "segment_audio_s": sum(s["end_s"] - s["start_s"] for s in segments), "pipeline_peak_rss_mb": pipeline_rss,
@@ -439,16 +478,32 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
 def describe_device(device: torch.device) -> str:
-    """The device in words: the GPU's name, or the CPU model and how many cores torch may use."""
+    """The device in words: the GPU's name, or the CPU model, its vector and bf16 flags and torch's threads."""
+    hardware = read_hardware(device)
     if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"cpu: {model}, {len(os.sched_getaffinity(0))} cores, {torch.get_num_threads()} torch threads"
+        return f"cuda: {hardware.gpu_name} (compute {hardware.gpu_capability})"
+    flags = " ".join(flag for flag in RELEVANT_FLAGS if flag in hardware.cpu_flags) or "no AVX2"
+    return (f"cpu: {hardware.cpu_model} ({flags}; torch dispatch {hardware.cpu_capability}"
+            f"{', oneDNN capped at ' + hardware.onednn_max_isa if hardware.onednn_max_isa else ''}; "
+            f"{'native' if native_bf16(hardware) else 'no native'} bf16), {hardware.cores} cores, {torch.get_num_threads()} torch threads")
+
+
+def ways_summary(repeats: list[Repeat], net: str, items: int) -> dict[str, Any]:
+    """Items per second of one net in each way the bound tried (medians over every sample), and the best rate of each
+    precision."""
+    samples = [sample for r in repeats for sample in r.ways.get(net, [])]
+    if not samples:
+        return {"ways": {}, "precisions": {}}
+    per_s = {label: items / max(value, 1e-9) for label, value in median_seconds(samples).items() if label != "total"}
+    precisions: dict[str, float] = {}
+    for label, rate in per_s.items():
+        precision = label.split()[0]
+        precisions[precision] = max(rate, precisions.get(precision, 0.0))
+    return {"ways": per_s, "precisions": precisions}
 
 
 def way_summary(repeats: list[Repeat], kind: str, items: int) -> dict[str, Any]:
@@ -462,10 +517,12 @@ def way_summary(repeats: list[Repeat], kind: str, items: int) -> dict[str, Any]:
 def summarise(repeats: list[Repeat], device: torch.device, options: BenchOptions) -> dict[str, Any]:
     """The bench's JSON: device, peak RSS, the image and audio paths, and whether results equal the naive way's."""
     counts, checks = repeats[0].counts, repeats[-1].checks
-    image = {**way_summary(repeats, "image", int(counts["images"])), "checks": {k: checks[k] for k in ("boxes", "gender")}}
+    image = {**way_summary(repeats, "image", int(counts["images"])), "checks": {k: checks[k] for k in ("boxes", "gender")},
+             "bound_gender": ways_summary(repeats, "gender", int(counts["faces_classified"]))}
     audio = way_summary(repeats, "audio", int(counts["segments"]))
     audio = {**audio, "realtime_x": counts["segment_audio_s"] / max(audio["seconds"]["pipeline"]["total"], 1e-9),
-             "checks": {k: checks[k] for k in ("mfcc", "mating")}}
+             "checks": {k: checks[k] for k in ("mfcc", "mating")},
+             "bound_cganet": ways_summary(repeats, "cganet", int(counts["segments"]))}
     return {
         "device": describe_device(device), "peak_rss_mb": peak_rss_mb(),
         "pipeline_peak_rss_mb": counts["pipeline_peak_rss_mb"],
@@ -487,6 +544,11 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
     retained = retain_freed_memory(base.runtime.retain_freed_mb)  # before any way runs: all three share the allocator
     report(f"writing a sample drop of {options.animals} animals")
     drop_dir = write_drop(folder, options)
+    report("choosing how the nets run on this machine (measured once, not timed)")
+    execution = place_nets(folder / "placement", base, options)
+    for line in execution.lines():
+        report(f"  {line}")
+    base = base.model_copy(update={"gender": execution.settings.gender, "mating": execution.settings.mating})
     if options.warmup:
         report(f"warming up on a drop of {QUICK_ANIMALS} animals (untimed)")
         warm_up(folder / "warmup", drop_dir, base, options, device)
@@ -494,7 +556,16 @@ def run_bench(base: Settings, options: BenchOptions, folder: Path, report: Calla
     for index in range(options.repeat):
         report(f"repeat {index + 1} of {options.repeat}: pipeline, naive way, model-only bound")
         repeats.append(run_repeat(folder / f"home-{index}", drop_dir, base, options, device))
-    return {**summarise(repeats, device, options), "retain_freed_mb": base.runtime.retain_freed_mb if retained else 0}
+    return {**summarise(repeats, device, options), "retain_freed_mb": base.runtime.retain_freed_mb if retained else 0,
+            "execution": execution.lines()}
+
+
+def place_nets(folder: Path, base: Settings, options: BenchOptions) -> Execution:
+    """How the bench's nets run on this machine, chosen once on a placement home as the nightly run chooses at its start
+    (what the station's settings leave to 'auto' is measured there), for every repeat."""
+    layout = HomeLayout(folder)
+    store_models(layout, options)
+    return resolve_execution(layout, bench_settings(base, folder, HUMAN_PRESET))
 
 
 def warm_up(folder: Path, drop_dir: Path, base: Settings, options: BenchOptions, device: torch.device) -> None:

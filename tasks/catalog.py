@@ -12,7 +12,6 @@ import pyarrow as pa
 from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES, TableSpec
 from tasks.lake import ensure_schema_parts
-from tasks.summary_tables import write_summary_tables
 
 LOCK_RETRIES = 20
 LOCK_WAIT_S = 0.25
@@ -189,6 +188,8 @@ def write_thresholds(con: duckdb.DuckDBPyConnection, thresholds: Mapping[str, fl
 
 def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = None) -> list[str]:
     """(Re)create every lake view and derived view; the only code that opens the catalog for writing."""
+    from tasks.summary_tables import write_summary_tables  # scipy's statistics: not for the catalog's readers
+
     ensure_schema_parts(home)
     with connect_with_retry(home.catalog, read_only=False) as con:
         write_thresholds(con, thresholds or {})

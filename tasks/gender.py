@@ -13,12 +13,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from models.gender import calibrated_probs, crop_pixels, folded_copy, grad_cam, normalised_pixels, predict_logits, preprocess
-from models.precision import Precision, resolved_precision
+from models.execution import Way
 from reports.plots import heatmap_overlay
 from schemas.config import GenderConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS
-from tasks.devices import batch_size_on, choose_device, halve_on_oom
+from tasks.devices import choose_device, cpu_threads, halve_on_oom
+from tasks.execution import resolve_execution, way_of
 from tasks.gender_training import KIND, load_gender_model
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import model_label, stored_card
@@ -69,39 +70,40 @@ def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str
     return f"{GENDER_VERSION}:{faces['fingerprint'] if faces else ''}:{model_in_use(home, settings.gender)}:{settings.gender.gradcam_faces}"
 
 
-def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device) -> Iterator[torch.Tensor]:
+def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches of crops, decoded by worker processes on CUDA when the drop is large enough to repay starting them, else
     by a thread one batch ahead of the forward passes on CUDA and in turn on the CPU (where the net, not decoding, is
     the bottleneck: starting two workers cost 10 s against 0.3 s of decoding 178 crops on a 2-core server)."""
     large = len(paths) >= MIN_FACES_PER_WORKER * max(config.loader_workers, 1)
     workers = config.loader_workers if device.type == "cuda" and large else 0
     if not workers:
-        yield from prefetched_batches(CropDataset(paths, size).__getitem__, range(len(paths)), batch_size_on(device, config), device.type == "cuda")
+        yield from prefetched_batches(CropDataset(paths, size).__getitem__, range(len(paths)), batch_size, device.type == "cuda")
         return
-    loader = DataLoader(CropDataset(paths, size), batch_size=batch_size_on(device, config), num_workers=workers,
+    loader = DataLoader(CropDataset(paths, size), batch_size=batch_size, num_workers=workers,
                         pin_memory=device.type == "cuda", multiprocessing_context="forkserver" if workers else None)
     yield from loader
 
 
 def predict_p_male(model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]) -> list[float]:
-    """Calibrated P(male) of each crop, in batches on the chosen device by the net with BatchNorm folded into its
-    convolutions (a batch that runs out of GPU memory is halved)."""
+    """Calibrated P(male) of each crop, in batches on the chosen device in the configured way (precision, layout,
+    batch size, threads) by the net with BatchNorm folded into its convolutions (a batch that runs out of GPU memory
+    is halved)."""
     device = choose_device(config.device)
-    precision = resolved_precision(config.precision, device)
+    way = way_of(config, device)
     folded = folded_copy(model)
     probabilities: list[float] = []
-    for batch in crop_batches(paths, model.input_size, config, device):
-        probabilities += halve_on_oom(lambda part: batch_p_male(folded, part, device, precision), batch)
-        for _ in range(len(batch)):
-            advance()
+    with cpu_threads(device, way.threads):
+        for batch in crop_batches(paths, model.input_size, config, device, way.batch_size):
+            probabilities += halve_on_oom(lambda part: batch_p_male(folded, part, device, way), batch)
+            for _ in range(len(batch)):
+                advance()
     return probabilities
 
 
-def batch_p_male(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device, precision: Precision) -> list[float]:
-    """Calibrated P(male) of one batch of crops' uint8 pixels, normalised on the device straight into channels_last
-    (preprocess's values; 448 px crops on 2 cores: 1.4 -> 1.1 ms a crop to load, with a quarter of the bytes to copy
-    to a GPU)."""
-    logits = predict_logits(model, normalised_pixels(pixels.to(device, non_blocking=True)), device, precision)
+def batch_p_male(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device, way: Way) -> list[float]:
+    """Calibrated P(male) of one batch of crops' uint8 pixels, normalised on the device (preprocess's values) and run
+    in the given way."""
+    logits = predict_logits(model, normalised_pixels(pixels.to(device, non_blocking=True)), device, way.precision, way.layout)
     return calibrated_probs(model, logits).tolist()
 
 
@@ -145,6 +147,7 @@ def predict_drop_gender(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: 
     if model_in_use(home, config) == NO_MODEL:
         rows, label = [], NO_MODEL
     else:
+        config = resolve_execution(home, settings, sections=("gender",)).settings.gender
         model, card = load_gender_model(home, config.model)
         label = card["label"]
         rows = prediction_rows(faces, predict_p_male(model, [home.root / f["crop_path"] for f in faces], config, advance), drop_id, run_id, label)

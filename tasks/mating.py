@@ -14,20 +14,21 @@ import torch
 
 from models.audio_features import FEATURE_VERSION
 from models.mating_training import StandardisedCGANet, calibrate, mating_model_from_state, predict_segments
-from models.precision import Precision, resolved_precision
+from models.execution import Way
 from reports.raven import PredictedWindow, raven_selection_table
 from schemas.config import MatingConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.catalog import query
-from tasks.devices import choose_device, halve_on_oom
+from tasks.devices import choose_device, cpu_threads, halve_on_oom
+from tasks.execution import resolve_execution, way_of
 from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
 from tasks.model_store import load_model, parse_model_ref, versions
 from tasks.segments import STAGE as SEGMENTS_STAGE
 from tasks.segments import stage_fingerprint as segments_fingerprint
 
 STAGE = "mating"
-MATING_VERSION = "2"  # 2: bf16 autocast and channels_last on the CPU by default
+MATING_VERSION = "2"  # 2: windows run in the way chosen for the machine (precision, layout)
 KIND = "mating"
 RAVEN_SUFFIX = ".mating.selections.txt"
 EXPORT_SQL = """
@@ -94,9 +95,10 @@ def load_mating_model(home: HomeLayout, label: str, device: torch.device) -> tup
 Window = tuple[float, list[float], list[float]]  # p_success, per-frame P(success), attention
 
 
-def forward(model: StandardisedCGANet, mfcc: np.ndarray, device: torch.device, precision: Precision) -> list[Window]:
-    """One batched forward pass: each window's p_success, per-frame P(success) (86) and attention (86), float32."""
-    output = predict_segments(model, torch.from_numpy(np.ascontiguousarray(mfcc)), device, precision)
+def forward(model: StandardisedCGANet, mfcc: np.ndarray, device: torch.device, way: Way) -> list[Window]:
+    """One batched forward pass in the given way: each window's p_success, per-frame P(success) (86) and attention
+    (86), float32."""
+    output = predict_segments(model, torch.from_numpy(np.ascontiguousarray(mfcc)), device, way.precision, way.layout)
     return list(zip(output.p_success.tolist(), output.frame_probs[..., 0].tolist(), output.attention.tolist()))
 
 
@@ -115,15 +117,16 @@ def predict_windows(home: HomeLayout, drop_id: str, model: StandardisedCGANet, c
     segments = drop_segments(home, drop_id)
     left = Counter(row["media_id"] for row in segments.values())
     rows: list[dict[str, Any]] = []
-    precision = resolved_precision(config.precision, device)
-    for ids, mfcc in feature_batches(home, drop_id, config.batch_size):
-        outputs = halve_on_oom(lambda part: forward(model, part, device, precision), mfcc)
-        batch = prediction_rows(ids, outputs, segments, context)
-        rows.extend(batch)
-        for row in batch:
-            left[row["media_id"]] -= 1
-            if left[row["media_id"]] == 0:
-                advance()
+    way = way_of(config, device)
+    with cpu_threads(device, way.threads):
+        for ids, mfcc in feature_batches(home, drop_id, way.batch_size):
+            outputs = halve_on_oom(lambda part: forward(model, part, device, way), mfcc)
+            batch = prediction_rows(ids, outputs, segments, context)
+            rows.extend(batch)
+            for row in batch:
+                left[row["media_id"]] -= 1
+                if left[row["media_id"]] == 0:
+                    advance()
     return rows
 
 
@@ -143,7 +146,8 @@ def predict_drop_mating(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: 
     device = choose_device(settings.mating.device)
     model, temperature = load_mating_model(home, label, device)
     context = {"drop_id": drop_id, "temperature": temperature, "model_version": label, "run_id": run_id}
-    rows = predict_windows(home, drop_id, model, settings.mating, device, context, advance)
+    config = resolve_execution(home, settings, sections=("mating",)).settings.mating
+    rows = predict_windows(home, drop_id, model, config, device, context, advance)
     write_rows(home, MATING_PREDICTIONS, drop_id, STAGE, rows)
     counts = {"mating_predictions": len(rows)}
     write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "model": label})

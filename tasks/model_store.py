@@ -8,8 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from schemas.home import HomeLayout
 from tasks.lake import write_bytes_atomic, write_json_atomic
 
@@ -31,6 +29,8 @@ def versions(folder: Path) -> list[int]:
 
 def save_checkpoint(folder: Path, state: dict[str, Any], card: dict[str, Any]) -> tuple[int, Path]:
     """Write the next version of a model: weights first, model card last (the card marks it complete)."""
+    import torch  # here: the catalog's readers list model cards without torch
+
     version = (versions(folder) or [0])[-1] + 1
     target = folder / f"v{version}"
     buffer = io.BytesIO()
@@ -42,6 +42,8 @@ def save_checkpoint(folder: Path, state: dict[str, Any], card: dict[str, Any]) -
 
 def load_checkpoint(folder: Path, version: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load a stored version (default: the newest) as (state, card), never unpickling anything but tensors."""
+    import torch
+
     available = versions(folder)
     if not available:
         raise ModelNotFoundError(f"no trained model in {folder}; train one first")

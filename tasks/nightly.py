@@ -26,6 +26,7 @@ from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
 from tasks.devices import choose_device, gpu_slot, retain_freed_memory
+from tasks.execution import resolve_execution
 from tasks.progress import progress_wanted, stage_progress
 from tasks.artifacts import publish_run_artifacts
 from tasks.report import write_run_report
@@ -55,10 +56,13 @@ def start_run(home: str, config_file: str | None) -> str:
     abandoned = mark_abandoned_runs(layout)
     started = datetime.now(timezone.utc)
     run_id = new_run_id(started)
-    save_run_config(layout, run_id, settings)
-    record_run(layout, run_id, started, "running", settings, [], {})
+    execution = resolve_execution(layout, settings)
+    save_run_config(layout, run_id, execution.settings)
+    record_run(layout, run_id, started, "running", execution.settings, [], {}, execution=dict(zip(execution.plans, execution.lines())))
     logger = get_run_logger()
     logger.info("run %s started; home %s", run_id, home)
+    for line in execution.lines():
+        logger.info("nets on this machine: %s", line)
     if swept or abandoned:
         logger.info("cleaned %d temp files and marked %d killed runs as failed", swept, len(abandoned))
     return run_id

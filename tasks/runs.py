@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import tomli_w
 
 from schemas.config import Settings
@@ -60,8 +61,12 @@ def record_run(
     drops: list[str],
     counts: dict[str, int],
     error: str | None = None,
+    execution: dict[str, str] | None = None,
 ) -> None:
-    """Write (or replace) the run's row in the runs table."""
+    """Write (or replace) the run's row in the runs table; execution says how each net runs on this machine (kept from
+    the run's earlier row when not given)."""
+    if execution is None:
+        execution = recorded_execution(home, run_id)
     finished = datetime.now(timezone.utc) if status != "running" else None
     row = {
         "run_id": run_id,
@@ -73,8 +78,18 @@ def record_run(
         "drops": drops,
         "counts": sorted(counts.items()),
         "error": error,
+        "execution": sorted((execution or {}).items()),
     }
     write_rows(home, RUNS, run_id, "run", [row])
+
+
+def recorded_execution(home: HomeLayout, run_id: str) -> dict[str, str]:
+    """How each net ran, as the run's row records it; empty before the run's first row."""
+    part = home.part(RUNS.name, RUNS.partition, run_id, "run")
+    if not part.exists():
+        return {}
+    rows = pq.read_table(part, schema=RUNS.schema, columns=["execution"]).to_pylist()
+    return dict(rows[0]["execution"] or []) if rows else {}
 
 
 def mark_abandoned_runs(home: HomeLayout) -> list[str]:
@@ -83,6 +98,7 @@ def mark_abandoned_runs(home: HomeLayout) -> list[str]:
     abandoned = [row for row in runs if row["status"] == "running"]
     for row in abandoned:
         row.update(status="failed", error="The run was killed before it finished; a later run resumed its work.")
-        row["counts"] = sorted((row["counts"] or {}).items()) if isinstance(row["counts"], dict) else row["counts"]
+        for column in ("counts", "execution"):
+            row[column] = sorted((row[column] or {}).items()) if isinstance(row[column], dict) else row[column]
         write_rows(home, RUNS, row["run_id"], "run", [row])
     return [row["run_id"] for row in abandoned]

@@ -18,6 +18,7 @@ import pyarrow as pa
 from models.statistics import ClassifierRates
 from models.summaries import card_rates, gender_ratio_row, mating_success_row
 from schemas.home import HomeLayout
+from tasks.model_store import CARD_FILE, VERSION_DIR
 from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
 
 GENDER_COUNTS_TEMPLATE = """
@@ -62,8 +63,6 @@ VIEW_SQL = "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND tab
 
 def card_paths(home: HomeLayout) -> list[tuple[str, str, int, Path]]:
     """(kind, name, version, card path) of every complete model version under models/<kind>/<name>/v<N>/."""
-    from tasks.model_store import CARD_FILE, VERSION_DIR  # here: the model store imports torch, the catalog should not
-
     found = []
     for path in sorted(home.models.glob(f"*/*/v*/{CARD_FILE}")) if home.models.is_dir() else []:
         match = VERSION_DIR.match(path.parent.name)

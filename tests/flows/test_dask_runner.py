@@ -14,7 +14,7 @@ from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES
 from tasks.lake import read_table
 from tasks.runner import local_cluster_kwargs, task_runner_for
-from tests.pipeline_home import CONFIG, store_gender_model, store_mating_model, write_staged_drop
+from tests.pipeline_home import PINNED_CONFIG, store_gender_model, store_mating_model, write_staged_drop
 
 RUN_DEPENDENT = {"run_id"}
 
@@ -50,7 +50,7 @@ def test_runner_config_picks_the_task_runner() -> None:
 def test_dask_cluster_and_default_runner_write_identical_tables(tmp_path: Path) -> None:
     drop = write_staged_drop(tmp_path / "inbox" / "d1")
     config = tmp_path / "config.toml"
-    config.write_text(CONFIG)
+    config.write_text(PINNED_CONFIG)
     default = run_on(RunnerConfig(kind="default"), drop, tmp_path / "default", config)
     with LocalCluster(**local_cluster_kwargs(RunnerConfig(kind="dask", n_workers=2, threads_per_worker=1))) as cluster:
         dask = run_on(RunnerConfig(kind="dask", address=cluster.scheduler_address), drop, tmp_path / "dask", config)

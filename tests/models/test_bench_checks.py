@@ -32,6 +32,13 @@ def test_value_and_mfcc_checks_apply_their_tolerances() -> None:
     assert not mfcc_check({"s": reference}, {"s": reference + 1e-2})["passed"]
 
 
+def test_a_check_over_nothing_fails() -> None:
+    assert not box_check({}, {})["passed"]
+    assert not box_check({"m1": []}, {"m1": []})["passed"]  # an image compared, but no box on it
+    assert not value_check({}, {}, 0.01)["passed"]
+    assert not mfcc_check({}, {})["passed"]
+
+
 def test_rates_use_medians_of_totals() -> None:
     seconds = {"pipeline": median_seconds([{"a": 1.0, "b": 1.0}, {"a": 3.0, "b": 2.0}, {"a": 2.0, "b": 1.0}]),
                "naive": {"total": 8.0}, "bound": {"total": 2.0}}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_common import ConfigOption, HomeOption, call_flow, config_arg, err, out, settings_or_exit
+from flows.cli.common import ConfigOption, HomeOption, call_flow, config_arg, err, out, settings_or_exit
 
 FolderOption = Annotated[Path | None, typer.Option(
     "--from-folder", help="A folder laid out like a drop (audio/**, Raven tables, encounters.csv) instead of the catalog.")]

@@ -1,14 +1,15 @@
-"""What every breedwatch command shares: the consoles, the --home and --config options, error exits."""
+"""What every breedwatch command shares: the consoles, the --home and --config options, error exits (light imports only)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from schemas.config import ConfigError, Settings, load_settings
+if TYPE_CHECKING:
+    from schemas.config import Settings
 
 out = Console()
 err = Console(stderr=True)
@@ -19,6 +20,8 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML config
 
 def settings_or_exit(home: Path | None, config: Path | None) -> Settings:
     """Load the configuration or exit with code 2 and its message."""
+    from schemas.config import ConfigError, load_settings
+
     try:
         return load_settings(config, home=home)
     except ConfigError as error:

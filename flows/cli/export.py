@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import typer
 
-from flows.cli_common import ConfigOption, HomeOption, err, out, settings_or_exit
+from flows.cli.common import ConfigOption, HomeOption, err, out, settings_or_exit
 from schemas.home import HomeLayout
 
 MEDIA_MODES = ("link", "copy", "reference")
@@ -25,6 +24,8 @@ def camtrap_dp(
     config: ConfigOption = None,
 ) -> None:
     """Export deployments, media, face observations (sex, individual, boxes) and mating encounters as Camtrap DP 1.0.2."""
+    import duckdb
+
     from schemas.camtrap import ExportSettings
     from tasks.camtrap_export import ExportError, export_camtrap_dp
     from tasks.catalog import CatalogMissingError

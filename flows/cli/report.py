@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-import duckdb
 import typer
 
-from flows.cli_common import ConfigOption, HomeOption, err, out, settings_or_exit
+from flows.cli.common import ConfigOption, HomeOption, err, out, settings_or_exit
 
 DateOption = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD (whole days, UTC).")]
 
 
 def report(since: DateOption = None, until: DateOption = None, home: HomeOption = None, config: ConfigOption = None) -> None:
     """Rebuild the HTML report and its CSVs for the drops captured between --since and --until."""
+    import duckdb
+
     from schemas.home import HomeLayout
     from tasks.catalog import CatalogMissingError
     from tasks.report import write_period_report

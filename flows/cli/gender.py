@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli_common import ConfigOption, HomeOption, call_flow, config_arg, out, settings_or_exit
+from flows.cli.common import ConfigOption, HomeOption, call_flow, config_arg, out, settings_or_exit
 
 FolderOption = Annotated[Path | None, typer.Option("--folder", help="Faces as FOLDER/<animal_id>/*.jpg instead of the catalog.")]
 AnimalsOption = Annotated[Path | None, typer.Option("--animals", help="animals.csv with animal_id and sex (default FOLDER/animals.csv).")]

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_common import ConfigOption, HomeOption, err, out, settings_or_exit
-from reports.bench import bench_table, check_lines, summary_lines
-from tasks.bench import QUICK_ANIMALS, QUICK_NAIVE_LIMIT, BenchOptions, bench_folder, run_bench, write_summary
+from flows.cli.common import ConfigOption, HomeOption, err, out, settings_or_exit
+from reports.bench import bench_table, bound_lines, check_lines, summary_lines
+from schemas.bench import QUICK_ANIMALS, QUICK_NAIVE_LIMIT, BenchOptions
 
 
 def bench(
@@ -29,6 +29,8 @@ def bench(
     home: HomeOption = None, config: ConfigOption = None,
 ) -> None:
     """Time the image and audio paths: the pipeline's stages, the naive way and the model-only bound, with equality checks."""
+    from tasks.bench import bench_folder, run_bench, write_summary
+
     settings = settings_or_exit(home, config)
     options = BenchOptions(animals=animals or (QUICK_ANIMALS if quick else 12), seed=seed, repeat=repeat or (1 if quick else 3),
                            gender_size=gender_size, cganet_filters=cganet_filters, extra_images=extra_images, frames=frames,
@@ -41,7 +43,7 @@ def bench(
         err.print(f"error: {error}", highlight=False, markup=False)
         raise typer.Exit(1) from None
     out.print(bench_table(summary))
-    for line in check_lines(summary) + summary_lines(summary):
+    for line in check_lines(summary) + bound_lines(summary) + summary_lines(summary):
         out.print(line, highlight=False, markup=False)
     if json_out is not None:
         write_summary(json_out, summary)

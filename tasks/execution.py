@@ -1,0 +1,222 @@
+"""How each net runs on this machine: read the hardware, measure the candidate ways on the stored net on first use,
+cache the choice under the home keyed by the machine, and write it into a run's settings at the run's start."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.execution import Hardware, Plan, Wanted, Way, choose_way, default_precision, fixed_plan, time_ways
+from models.gender import folded_copy, normalised_pixels, predict_logits
+from models.mating_training import predict_segments
+from schemas.config import GenderConfig, MatingConfig, Settings
+from schemas.home import HomeLayout
+from tasks.devices import choose_device, cpu_threads
+from tasks.lake import write_json_atomic
+from tasks.model_store import model_label, stored_card
+
+CPUINFO = Path("/proc/cpuinfo")
+GENDER_START_BATCH = {"cpu": 8, "cuda": 32}
+MATING_START_BATCH = {"cpu": 64, "cuda": 256}
+
+
+def cpu_identity(cpuinfo: Path = CPUINFO) -> tuple[str, frozenset[str]]:
+    """The CPU's model name and feature flags from /proc/cpuinfo (the platform's processor name and no flags elsewhere)."""
+    if not cpuinfo.is_file():
+        return platform.processor() or platform.machine(), frozenset()
+    fields: dict[str, str] = {}
+    for line in cpuinfo.read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields.get("model name", platform.machine()), frozenset(fields.get("flags", "").split())
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def read_hardware(device: torch.device) -> Hardware:
+    """What this machine offers the nets on the given device (torch's CPU dispatch level and oneDNN's ISA cap
+    included, as ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA set them)."""
+    model, flags = cpu_identity()
+    gpu = device.type == "cuda"
+    return Hardware(
+        device="cuda" if gpu else "cpu", cpu_model=model, cpu_flags=flags,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(), onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        cores=usable_cores(), gpu_name=torch.cuda.get_device_name(device) if gpu else None,
+        gpu_capability=tuple(torch.cuda.get_device_capability(device)) if gpu else None,  # type: ignore[arg-type]
+        torch_version=torch.__version__,
+    )
+
+
+def synchronised(work: Callable[[], Any], device: torch.device) -> float:
+    """Wall seconds of one call, CUDA work waited for."""
+    start = time.perf_counter()
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class NetTrial:
+    """One stored net to place: its cache key, its settings, the batch size measuring starts from, and the seconds of
+    one batch in a given way (the net is loaded on the first call only, so a cached plan loads nothing)."""
+
+    key: str
+    wanted: Wanted
+    start_batch: int
+    seconds_of: Callable[[Way], float]
+
+
+def wanted_of(config: GenderConfig | MatingConfig, batch_size: int | None) -> Wanted:
+    """A net's settings with 'auto' and unset as None."""
+    return Wanted(None if config.precision == "auto" else config.precision, None if config.layout == "auto" else config.layout,
+                  batch_size, config.threads)
+
+
+def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -> NetTrial | None:
+    """The configured gender net (BatchNorm folded, as the stage runs it) timed on random crops; None without one."""
+    card = stored_card(home, "gender", config.model)
+    if card is None:
+        return None
+
+    @functools.cache
+    def net() -> torch.nn.Module:
+        from tasks.gender_training import load_gender_model
+
+        return folded_copy(load_gender_model(home, model_label(card))[0])
+
+    def seconds_of(way: Way) -> float:
+        size = net().input_size
+        pixels = torch.randint(0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        with cpu_threads(device, way.threads):
+            return synchronised(lambda: predict_logits(net(), normalised_pixels(pixels.to(device)), device, way.precision, way.layout), device)
+
+    batch_size = config.batch_size if device.type == "cuda" else config.cpu_batch_size
+    return NetTrial(f"gender:{model_label(card)}", wanted_of(config, batch_size), GENDER_START_BATCH[device.type], seconds_of)
+
+
+def mating_trial(home: HomeLayout, config: MatingConfig, device: torch.device) -> NetTrial | None:
+    """The configured CGANet timed on random MFCC windows; None without one."""
+    card = stored_card(home, "mating", config.model)
+    if card is None:
+        return None
+
+    @functools.cache
+    def net() -> torch.nn.Module:
+        from tasks.mating import load_mating_model
+
+        return load_mating_model(home, model_label(card), device)[0]
+
+    def seconds_of(way: Way) -> float:
+        mfcc = torch.randn((way.batch_size, 2, 86, 40), generator=torch.Generator().manual_seed(0))
+        with cpu_threads(device, way.threads):
+            return synchronised(lambda: predict_segments(net(), mfcc, device, way.precision, way.layout), device)
+
+    return NetTrial(f"mating:{model_label(card)}", wanted_of(config, config.batch_size), MATING_START_BATCH[device.type], seconds_of)
+
+
+def read_cache(path: Path) -> dict[str, Any]:
+    """The home's execution cache ({machine identity: {"hardware": ..., "plans": {key: plan}}}); empty when absent or
+    unreadable (it is only a cache: what it lacks is measured again)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cache_key(trial: NetTrial) -> str:
+    """The cache entry of a net under its settings (a changed setting is measured again)."""
+    wanted = trial.wanted
+    return f"{trial.key}|{wanted.precision}|{wanted.layout}|{wanted.batch_size}|{wanted.threads}"
+
+
+def plan_for(cache: Path, hardware: Hardware, trial: NetTrial, nets_at_once: int) -> Plan:
+    """The way a net runs on this machine: fixed by its settings or the hardware, else from the home's cache when this
+    machine placed it before, else measured and cached."""
+    fixed = fixed_plan(trial.wanted, hardware, trial.start_batch, nets_at_once)
+    if fixed is not None:
+        return fixed
+    machine = read_cache(cache).get(hardware.identity(), {})
+    cached = machine.get("plans", {}).get(cache_key(trial))
+    if cached is not None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return Plan.from_dict(cached)
+    plan = choose_way(trial.wanted, hardware, trial.start_batch, nets_at_once,
+                      lambda ways: time_ways(ways, trial.seconds_of, lambda way: way.batch_size))
+    data = read_cache(cache)
+    plans = {**data.get(hardware.identity(), {}).get("plans", {}), cache_key(trial): plan.as_dict()}
+    write_json_atomic(cache, {**data, hardware.identity(): {"hardware": hardware.describe(), "plans": plans}})
+    return plan
+
+
+def nets_at_once(settings: Settings) -> int:
+    """How many nets share this machine's cores: the local Dask cluster's worker processes, else one."""
+    runner = settings.runner
+    return runner.n_workers if runner.kind == "dask" and not runner.address else 1
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A run's settings with every automatic choice of the nets made, each net's plan and its hardware in words (by
+    config section)."""
+
+    settings: Settings
+    plans: dict[str, Plan]
+    hardware: dict[str, str]
+
+    def lines(self) -> list[str]:
+        """One line per net, for the run's log and record."""
+        return [f"{net}: {plan.describe()} on {self.hardware[net]}" for net, plan in self.plans.items()]
+
+
+TRIALS: dict[str, Callable[[HomeLayout, Any, torch.device], NetTrial | None]] = {"gender": gender_trial, "mating": mating_trial}
+
+
+def resolve_execution(home: HomeLayout, settings: Settings, cache: Path | None = None,
+                      sections: tuple[str, ...] = tuple(TRIALS)) -> Execution:
+    """Choose precision, layout, batch size and threads of the configured nets (gender and mating, or the given
+    sections) for this machine, cached under the home (or in `cache`), and return the settings with those choices
+    written in."""
+    updates: dict[str, Any] = {}
+    plans: dict[str, Plan] = {}
+    described: dict[str, str] = {}
+    for section in sections:
+        make_trial = TRIALS[section]
+        config = getattr(settings, section)
+        device = choose_device(config.device)
+        trial = make_trial(home, config, device)
+        if trial is None:
+            continue
+        hardware = read_hardware(device)
+        plan = plans[section] = plan_for(cache or home.execution_cache, hardware, trial, nets_at_once(settings))
+        described[section] = hardware.describe()
+        batch_field = "cpu_batch_size" if section == "gender" and device.type == "cpu" else "batch_size"
+        updates[section] = config.model_copy(update={"precision": plan.way.precision, "layout": plan.way.layout,
+                                                     "threads": plan.way.threads, batch_field: plan.way.batch_size})
+    return Execution(settings.model_copy(update=updates), plans, described)
+
+
+def way_of(config: GenderConfig | MatingConfig, device: torch.device) -> Way:
+    """The way a net's config names on a device; what is still 'auto' or unset (a stage called without
+    resolve_execution) takes the hardware's default precision, channels_last, the starting batch size and torch's
+    threads, without measuring."""
+    gender = isinstance(config, GenderConfig)
+    batch_size = config.cpu_batch_size if gender and device.type == "cpu" else config.batch_size
+    start = (GENDER_START_BATCH if gender else MATING_START_BATCH)[device.type]
+    precision = default_precision(read_hardware(device)) if config.precision == "auto" else config.precision
+    layout = "channels_last" if config.layout == "auto" else config.layout
+    return Way(precision, layout, batch_size or start, config.threads)
