@@ -20,6 +20,7 @@ from flows import cli_gender  # noqa: E402
 from flows import cli_report  # noqa: E402
 from flows import cli_bench  # noqa: E402
 from flows import cli_mating  # noqa: E402
+from flows import cli_simulate  # noqa: E402
 from flows.cli_common import ConfigOption, HomeOption, call_flow, err, out, settings_or_exit  # noqa: E402
 from flows.cli_export import camtrap_dp  # noqa: E402
 from schemas.home import HomeLayout  # noqa: E402
@@ -147,6 +148,7 @@ train_app.command("mating")(cli_mating.train_mating)
 evaluate_app.command("mating")(cli_mating.evaluate_mating)
 export_app.command("raven")(cli_mating.export_raven)
 app.command("bench")(cli_bench.bench)
+app.add_typer(cli_simulate.simulate_app, name="simulate")
 AnnotationsOption = Annotated[Path | None, typer.Option(help="Face boxes: CSV (path,x,y,w,h), COCO JSON or Camtrap DP observations.csv / datapackage.json.")]
 ImagesOption = Annotated[Path | None, typer.Option("--images", help="Folder the annotation paths are relative to.")]
 AllImagesOption = Annotated[Path | None, typer.Option(help="CSV or text list of every image, so frames without faces count for precision.")]

@@ -76,7 +76,7 @@ def draw_counts(rng: np.random.Generator, cell: tuple[float, int, int, float, fl
 
 def baseline_bounds(positives: np.ndarray, animals: int, se_successes: np.ndarray, sp_successes: np.ndarray,
                     validation: int, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """The old interval (Wilson bounds through Rogan-Gladen, estimated rates taken as exact); NaN where it gives none."""
+    """The old interval (Wilson bounds through Rogan-Gladen, estimated rates as exact); NaN where it gives none."""
     low, high = np.full(positives.shape, np.nan), np.full(positives.shape, np.nan)
     keys = np.stack([positives, se_successes, sp_successes], axis=1)
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
@@ -140,11 +140,12 @@ def simulate_grid(grid: CoverageGrid, populations: int, seed: int, method: Inter
 
 def judged(results: Sequence[CellResult]) -> list[CellResult]:
     """The cells the target applies to: at least MIN_ANIMALS counted and MIN_VALIDATION validation animals per class."""
-    return [r for r in results if r.animals >= MIN_ANIMALS and r.validation >= MIN_VALIDATION and r.coverage is not None]
+    return [r for r in results
+            if r.animals >= MIN_ANIMALS and r.validation >= MIN_VALIDATION and r.coverage is not None]
 
 
 def summarise(results: Sequence[CellResult], target: float = TARGET) -> dict[str, Any]:
-    """Minimum and mean coverage and width over the judged cells, the cells under target, and the same for the baseline."""
+    """Min and mean coverage and width over the judged cells, the cells under target, and the same for the baseline."""
     cells = judged(results)
     coverage = np.array([r.coverage for r in cells], dtype=float)
     width = np.array([r.mean_width for r in cells], dtype=float)

@@ -243,3 +243,42 @@ def corrected_share_arrays(positives: np.ndarray, n: np.ndarray, se_successes: n
     low = np.where(valid, np.minimum(low, estimate), np.nan)
     high = np.where(valid, np.maximum(high, estimate), np.nan)
     return estimate, low, high
+
+
+@dataclass(frozen=True)
+class WidthDrivers:
+    """What makes a corrected interval wide: the validation rates' share of its variance and what more data would do."""
+
+    validation_share: float  # of the delta-method variance, from Se and Sp (the rest: the animals counted)
+    width_more_validation: float | None  # width with 4 times the validation animals (same rates)
+    width_more_counted: float | None  # width with 4 times the animals counted (same share)
+    sentence: str
+
+
+def interval_width(result: Corrected) -> float | None:
+    """ci_high - ci_low, or None without an interval."""
+    return None if result.ci_low is None or result.ci_high is None else result.ci_high - result.ci_low
+
+
+def width_drivers(positives: int, n: int, se_successes: int, se_n: int, sp_successes: int,
+                  sp_n: int) -> WidthDrivers | None:
+    """What makes the corrected interval wide, too few validation animals or too few counted; None without one."""
+    if share_degenerate_note(n, se_successes, se_n, sp_successes, sp_n) is not None:
+        return None
+    share, se, sp = positives / n, se_successes / se_n, sp_successes / sp_n
+    corrected = min(1.0, max(0.0, (share + sp - 1) / (se + sp - 1)))
+    counted = share * (1 - share) / n
+    validation = se * (1 - se) / se_n * corrected ** 2 + sp * (1 - sp) / sp_n * (1 - corrected) ** 2
+    total = counted + validation
+    fraction = validation / total if total > 0 else 0.0
+    more_validation = interval_width(corrected_share_interval(positives, n, 4 * se_successes, 4 * se_n,
+                                                              4 * sp_successes, 4 * sp_n))
+    more_counted = interval_width(corrected_share_interval(4 * positives, 4 * n, se_successes, se_n,
+                                                           sp_successes, sp_n))
+    if fraction >= 0.5:
+        sentence = (f"Mostly the validation animals ({100 * fraction:.0f}% of the variance; the rates come from "
+                    f"{se_n} males and {sp_n} females): label more animals of known sex to narrow it.")
+    else:
+        sentence = (f"Mostly the animals counted ({100 * (1 - fraction):.0f}% of the variance; {n} animals): "
+                    f"observe longer to count more individuals.")
+    return WidthDrivers(fraction, more_validation, more_counted, sentence)

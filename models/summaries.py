@@ -11,6 +11,7 @@ from models.statistics import (
     ClassifierRates,
     Corrected,
     corrected_share_interval,
+    width_drivers,
     rates_from_confusion,
     wilson_interval,
 )
@@ -82,6 +83,20 @@ def corrected_share(males: int, n: int, found: ClassifierRates | None) -> Correc
     return corrected_share_interval(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
 
 
+def width_columns(males: int, n: int, found: ClassifierRates | None) -> dict[str, Any]:
+    """The gender_ratio columns saying what makes the corrected interval wide (None without an interval)."""
+    se_hits = rate_successes(found.sensitivity, found.n_positive) if found else None
+    sp_hits = rate_successes(found.specificity, found.n_negative) if found else None
+    drivers = (width_drivers(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
+               if found and se_hits is not None and sp_hits is not None and n > 0 else None)
+    return {
+        "validation_variance_share": drivers.validation_share if drivers else None,
+        "width_4x_validation": drivers.width_more_validation if drivers else None,
+        "width_4x_counted": drivers.width_more_counted if drivers else None,
+        "wide_because": drivers.sentence if drivers else None,
+    }
+
+
 def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRates]) -> dict[str, Any]:
     """One gender_ratio row: counts, raw male share (Wilson) and the corrected share with its interval (module doc)."""
     males, females = int(counts["males"]), int(counts["females"])
@@ -95,6 +110,7 @@ def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRa
         "estimate": raw.estimate, "ci_low": raw.ci_low, "ci_high": raw.ci_high,
         "corrected": corrected.estimate, "corrected_ci_low": corrected.ci_low, "corrected_ci_high": corrected.ci_high,
         "interval_method": LANG_REICZIGEL if corrected.estimate is not None else None,
+        **(width_columns(males, raw.n, found) if corrected.estimate is not None else width_columns(0, 0, None)),
         "model_version": version,
         "sensitivity": found.sensitivity if found else None, "specificity": found.specificity if found else None,
         "validation_males": found.n_positive if found else None, "validation_females": found.n_negative if found else None,

@@ -45,7 +45,8 @@ def test_the_interval_is_wider_than_the_one_that_takes_the_rates_as_exact() -> N
 def test_more_validation_animals_narrow_the_interval_towards_the_exact_rate_one() -> None:
     widths = []
     for validation in (5, 20, 100, 1000, 100_000):
-        result = corrected_share_interval(120, 400, int(0.9 * validation), validation, int(0.8 * validation), validation)
+        se_hits, sp_hits = int(0.9 * validation), int(0.8 * validation)
+        result = corrected_share_interval(120, 400, se_hits, validation, sp_hits, validation)
         widths.append(result.ci_high - result.ci_low)
     assert widths == sorted(widths, reverse=True)
     old = corrected_proportion(wilson_interval(120, 400), 0.9, 0.8)
@@ -119,7 +120,8 @@ def test_bayes_bounds_are_quantiles_of_the_corrected_draws() -> None:
                              np.array([100]), draws=40_000)
     # with Se and Sp near 0.95 from 100 animals each the interval is close to the corrected Wilson/Jeffreys one
     old = corrected_proportion(wilson_interval(40, 100), 0.95, 0.95)
-    assert float(low[0]) == pytest.approx(old.ci_low, abs=0.04) and float(high[0]) == pytest.approx(old.ci_high, abs=0.04)
+    assert float(low[0]) == pytest.approx(old.ci_low, abs=0.04)
+    assert float(high[0]) == pytest.approx(old.ci_high, abs=0.04)
 
 
 SMALL_GRID = CoverageGrid(shares=(0.2, 0.5), animals=(30, 200), validation=(5, 30), sensitivities=(0.8,),

@@ -166,3 +166,15 @@ def test_rates_come_from_the_cards_metrics_rates_and_a_missing_rate_is_named(cat
     south = rows["dep-2"]
     assert south["corrected"] is None and south["estimate"] == 0.5
     assert south["note"] == "No correction: the model card's test animals are 0 male and 1 female, so its sensitivity is unknown."
+
+
+def test_gender_ratio_says_what_makes_the_corrected_interval_wide(catalog) -> None:
+    home, con = catalog
+    write_card(home, "panda-gender", 1, {"metrics": {"rates": {"level": "animal", "sensitivity": 0.75, "specificity": 1.0,
+                                                               "decided_males": 4, "decided_females": 4}}})
+    animals(con, herd("a", "North", "dep-1", 30, 50, 0))
+    write_summary_tables(con, home)
+    row = con.sql("SELECT * FROM gender_ratio WHERE level = 'overall'").to_arrow_table().to_pylist()[0]
+    assert row["validation_variance_share"] > 0.5 and "label more animals of known sex" in row["wide_because"]
+    width = row["corrected_ci_high"] - row["corrected_ci_low"]
+    assert row["width_4x_validation"] < width and row["width_4x_validation"] < row["width_4x_counted"]
