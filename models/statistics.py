@@ -262,23 +262,30 @@ def interval_width(result: Corrected) -> float | None:
 
 def width_drivers(positives: int, n: int, se_successes: int, se_n: int, sp_successes: int,
                   sp_n: int) -> WidthDrivers | None:
-    """What makes the corrected interval wide, too few validation animals or too few counted; None without one."""
+    """What makes the corrected interval wide, too few validation animals or too few counted; None without one.
+
+    The sentence names whichever of 4 times the validation animals or 4 times the animals counted narrows the
+    interval more; validation_share is the rates' share of the delta-method variance, for reference.
+    """
     if share_degenerate_note(n, se_successes, se_n, sp_successes, sp_n) is not None:
         return None
-    share, se, sp = positives / n, se_successes / se_n, sp_successes / sp_n
-    corrected = min(1.0, max(0.0, (share + sp - 1) / (se + sp - 1)))
-    counted = share * (1 - share) / n
-    validation = se * (1 - se) / se_n * corrected ** 2 + sp * (1 - sp) / sp_n * (1 - corrected) ** 2
+    # the delta-method terms with Lang-Reiczigel's adjusted shares, so that a rate of 4/4 still counts as uncertain
+    share = (positives + 2) / (n + 4)
+    se, sp = (se_successes + 1) / (se_n + 2), (sp_successes + 1) / (sp_n + 2)
+    corrected = min(1.0, max(0.0, (share + sp - 1) / (se + sp - 1))) if se + sp > 1 else 0.5
+    counted = share * (1 - share) / (n + 4)
+    validation = se * (1 - se) / (se_n + 2) * corrected ** 2 + sp * (1 - sp) / (sp_n + 2) * (1 - corrected) ** 2
     total = counted + validation
     fraction = validation / total if total > 0 else 0.0
     more_validation = interval_width(corrected_share_interval(positives, n, 4 * se_successes, 4 * se_n,
                                                               4 * sp_successes, 4 * sp_n))
     more_counted = interval_width(corrected_share_interval(4 * positives, 4 * n, se_successes, se_n,
                                                            sp_successes, sp_n))
-    if fraction >= 0.5:
-        sentence = (f"Mostly the validation animals ({100 * fraction:.0f}% of the variance; the rates come from "
-                    f"{se_n} males and {sp_n} females): label more animals of known sex to narrow it.")
+    by_validation = (more_validation < more_counted if more_validation is not None and more_counted is not None
+                     else fraction >= 0.5)
+    if by_validation:
+        sentence = (f"Mostly too few validation animals (the rates come from {se_n} males and {sp_n} females): "
+                    f"label more animals of known sex to narrow it.")
     else:
-        sentence = (f"Mostly the animals counted ({100 * (1 - fraction):.0f}% of the variance; {n} animals): "
-                    f"observe longer to count more individuals.")
+        sentence = f"Mostly too few animals counted ({n}): observe longer to count more individuals."
     return WidthDrivers(fraction, more_validation, more_counted, sentence)
