@@ -1,11 +1,20 @@
-"""Rows of the report's summary tables from counts: gender ratio with Wilson and Rogan-Gladen, mating success with Wilson."""
+"""Rows of the report's summary tables from counts: gender ratio (Wilson, and the corrected share with an interval
+that carries the uncertainty of the card's rates), mating success with Wilson."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.statistics import ClassifierRates, corrected_proportion, rates_from_confusion, wilson_interval
+from models.statistics import (
+    LANG_REICZIGEL,
+    ClassifierRates,
+    Corrected,
+    corrected_share_interval,
+    width_drivers,
+    rates_from_confusion,
+    wilson_interval,
+)
 
 
 def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
@@ -58,18 +67,50 @@ def group_rates(versions: Sequence[str], rates: Mapping[str, ClassifierRates]) -
     return versions[0], found, missing_rate_note(found)
 
 
+def rate_successes(rate: float | None, n: int) -> int | None:
+    """The count of validation animals a rate measured on n animals stands for (the card stores rate and n)."""
+    return None if rate is None else int(round(rate * n))
+
+
+def corrected_share(males: int, n: int, found: ClassifierRates | None) -> Corrected:
+    """corrected_share_interval of the male share with the card's rates as counts; None values when they are missing."""
+    if n == 0:
+        return Corrected(None, None, None, "No correction: no individual was counted.")
+    se_hits = rate_successes(found.sensitivity, found.n_positive) if found else None
+    sp_hits = rate_successes(found.specificity, found.n_negative) if found else None
+    if found is None or se_hits is None or sp_hits is None:
+        return Corrected(None, None, None, "No correction: the model card gives no sensitivity and specificity.")
+    return corrected_share_interval(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
+
+
+def width_columns(males: int, n: int, found: ClassifierRates | None) -> dict[str, Any]:
+    """The gender_ratio columns saying what makes the corrected interval wide (None without an interval)."""
+    se_hits = rate_successes(found.sensitivity, found.n_positive) if found else None
+    sp_hits = rate_successes(found.specificity, found.n_negative) if found else None
+    drivers = (width_drivers(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
+               if found and se_hits is not None and sp_hits is not None and n > 0 else None)
+    return {
+        "validation_variance_share": drivers.validation_share if drivers else None,
+        "width_4x_validation": drivers.width_more_validation if drivers else None,
+        "width_4x_counted": drivers.width_more_counted if drivers else None,
+        "wide_because": drivers.sentence if drivers else None,
+    }
+
+
 def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRates]) -> dict[str, Any]:
-    """One gender_ratio row: counts, raw male share with its Wilson interval, and the Rogan-Gladen corrected share."""
+    """One gender_ratio row: counts, raw male share (Wilson) and the corrected share with its interval (module doc)."""
     males, females = int(counts["males"]), int(counts["females"])
     raw = wilson_interval(males, males + females)
     version, found, note = group_rates(sorted(counts.get("model_versions") or []), rates)
-    corrected = corrected_proportion(raw, found.sensitivity if found else None, found.specificity if found else None)
+    corrected = corrected_share(males, raw.n, found)
     note = corrected.note if raw.n == 0 else note or corrected.note
     return {
         "level": counts["level"], "site": counts.get("site"), "deployment_id": counts.get("deployment_id"),
         "males": males, "females": females, "unknown": int(counts["unknown"]), "n": raw.n,
         "estimate": raw.estimate, "ci_low": raw.ci_low, "ci_high": raw.ci_high,
         "corrected": corrected.estimate, "corrected_ci_low": corrected.ci_low, "corrected_ci_high": corrected.ci_high,
+        "interval_method": LANG_REICZIGEL if corrected.estimate is not None else None,
+        **(width_columns(males, raw.n, found) if corrected.estimate is not None else width_columns(0, 0, None)),
         "model_version": version,
         "sensitivity": found.sensitivity if found else None, "specificity": found.specificity if found else None,
         "validation_males": found.n_positive if found else None, "validation_females": found.n_negative if found else None,

@@ -22,8 +22,13 @@ GENDER_RATIO = pa.schema(
         ("ci_low", pa.float64()),  # Wilson 95%
         ("ci_high", pa.float64()),
         ("corrected", pa.float64()),  # Rogan-Gladen male share, clipped to [0, 1]
-        ("corrected_ci_low", pa.float64()),  # the Wilson bounds, corrected
+        ("corrected_ci_low", pa.float64()),  # 95%, carrying the uncertainty of Se and Sp (corrected_share_interval)
         ("corrected_ci_high", pa.float64()),
+        ("interval_method", pa.string()),  # how the corrected interval was computed (lang-reiczigel)
+        ("validation_variance_share", pa.float64()),  # share of the interval's variance due to Se and Sp estimates
+        ("width_4x_validation", pa.float64()),  # corrected interval width with 4x the validation animals
+        ("width_4x_counted", pa.float64()),  # corrected interval width with 4x the animals counted
+        ("wide_because", pa.string()),  # one sentence: label more animals, or observe longer
         ("model_version", pa.string()),  # gender model of the counted animals (name@vN)
         ("sensitivity", pa.float64()),  # P(called male | male), per animal, from its model card
         ("specificity", pa.float64()),  # P(called female | female)

@@ -28,6 +28,7 @@ from models.gender_training import (
     kfold_by_animal,
     train_gender_net,
 )
+from models.statistics import wilson_interval
 from schemas.config import GenderConfig
 from schemas.home import HomeLayout
 from schemas.manifest import AnimalRow, ManifestError, check_safe_id, parse_csv_manifest
@@ -227,8 +228,13 @@ def error_rates(net_metrics: dict[str, Any]) -> dict[str, Any]:
     decided = [row for row in net_metrics["animals"] if row["decision"] != "unknown"]
     males = [row["decision"] == "male" for row in decided if row["label"] == 1]
     females = [row["decision"] == "female" for row in decided if row["label"] == 0]
-    return {"sensitivity": sum(males) / len(males) if males else None, "specificity": sum(females) / len(females) if females else None,
-            "decided_males": len(males), "decided_females": len(females), "level": "animal, decided by the abstain band"}
+    se, sp = wilson_interval(sum(males), len(males)), wilson_interval(sum(females), len(females))
+    return {"sensitivity": se.estimate, "specificity": sp.estimate,
+            "decided_males": len(males), "decided_females": len(females),
+            "males_called_male": sum(males), "females_called_female": sum(females),
+            "sensitivity_ci": [se.ci_low, se.ci_high] if se.n else None,
+            "specificity_ci": [sp.ci_low, sp.ci_high] if sp.n else None,
+            "level": "animal, decided by the abstain band", "interval": "Wilson 95%"}
 
 
 def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

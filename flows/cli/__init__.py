@@ -12,7 +12,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import typer  # noqa: E402
 
-from flows.cli import bench, catalog, detector, export, gender, mating, pipeline, report  # noqa: E402
+from flows.cli import bench, catalog, detector, export, gender, mating, pipeline, report, simulate  # noqa: E402
 
 app = typer.Typer(help="Nightly pipeline for breeding stations: drops in, catalog and reports out.", no_args_is_help=True)
 train_app = typer.Typer(help="Train models on the station's own labelled data.", no_args_is_help=True)
@@ -21,6 +21,7 @@ export_app = typer.Typer(help="Export the catalog in formats other tools open (C
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(export_app, name="export")
+app.add_typer(simulate.simulate_app, name="simulate")
 
 app.command()(pipeline.run)
 app.command()(pipeline.demo)

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from models.statistics import corrected_share_interval
 from schemas.home import HomeLayout
 from tasks.summary_tables import write_summary_tables
 
@@ -63,8 +64,11 @@ def test_gender_ratio_counts_wilson_and_rogan_gladen(catalog) -> None:
     assert (north["level"], north["site"], north["males"], north["females"], north["unknown"], north["n"]) == ("deployment", "North", 7, 13, 2, 20)
     assert (north["ci_low"], north["ci_high"]) == (pytest.approx(0.18119, abs=5e-5), pytest.approx(0.56715, abs=5e-5))
     assert north["corrected"] == pytest.approx(0.15 / 0.7)
-    assert north["corrected_ci_low"] == 0.0
-    assert north["corrected_ci_high"] == pytest.approx((0.567149 - 0.2) / 0.7, abs=1e-5)
+    # the interval carries the uncertainty of Se 9/10 and Sp 8/10: wider than the exact-rate (0.567149 - 0.2) / 0.7
+    expected = corrected_share_interval(7, 20, 9, 10, 8, 10)
+    assert (north["corrected_ci_low"], north["corrected_ci_high"]) == (expected.ci_low, expected.ci_high)
+    assert north["corrected_ci_low"] == 0.0 and north["corrected_ci_high"] > (0.567149 - 0.2) / 0.7
+    assert north["interval_method"] == "lang-reiczigel"
     assert (north["sensitivity"], north["specificity"], north["validation_males"], north["validation_females"]) == (0.9, 0.8, 10, 10)
     overall = rows["overall"]
     assert (overall["level"], overall["males"], overall["females"], overall["unknown"], overall["n"]) == ("overall", 10, 14, 2, 24)
@@ -72,7 +76,7 @@ def test_gender_ratio_counts_wilson_and_rogan_gladen(catalog) -> None:
     assert overall["estimate"] == pytest.approx(10 / 24)
     assert (overall["ci_low"], overall["ci_high"]) == (pytest.approx(low), pytest.approx(high))
     assert overall["corrected"] == pytest.approx((10 / 24 - 0.2) / 0.7)
-    assert overall["corrected_ci_high"] == pytest.approx((high - 0.2) / 0.7)
+    assert overall["corrected_ci_high"] == pytest.approx(corrected_share_interval(10, 24, 9, 10, 8, 10).ci_high)
     assert overall["model_version"] == "panda-gender@v1" and overall["note"] is None
 
 
@@ -162,3 +166,15 @@ def test_rates_come_from_the_cards_metrics_rates_and_a_missing_rate_is_named(cat
     south = rows["dep-2"]
     assert south["corrected"] is None and south["estimate"] == 0.5
     assert south["note"] == "No correction: the model card's test animals are 0 male and 1 female, so its sensitivity is unknown."
+
+
+def test_gender_ratio_says_what_makes_the_corrected_interval_wide(catalog) -> None:
+    home, con = catalog
+    write_card(home, "panda-gender", 1, {"metrics": {"rates": {"level": "animal", "sensitivity": 0.75, "specificity": 1.0,
+                                                               "decided_males": 4, "decided_females": 4}}})
+    animals(con, herd("a", "North", "dep-1", 30, 50, 0))
+    write_summary_tables(con, home)
+    row = con.sql("SELECT * FROM gender_ratio WHERE level = 'overall'").to_arrow_table().to_pylist()[0]
+    assert row["validation_variance_share"] > 0.5 and "label more animals of known sex" in row["wide_because"]
+    width = row["corrected_ci_high"] - row["corrected_ci_low"]
+    assert row["width_4x_validation"] < width and row["width_4x_validation"] < row["width_4x_counted"]
