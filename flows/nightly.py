@@ -10,14 +10,14 @@ from prefect.futures import PrefectFuture, wait
 from tasks.nightly import (
     find_drops,
     find_faces,
-    predict_gender,
-    predict_mating,
-    segment_audio,
     finish_run,
     home_writer,
     ingest_drop,
+    predict_gender,
+    predict_mating,
     refresh_catalog,
     resolve_home,
+    segment_audio,
     start_run,
     write_report,
 )
@@ -58,6 +58,18 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
             counts = finish_run(home_dir, run_id, results, faces + gender + audio + mating)
             report = write_report(home_dir, run_id, results, counts)
         except Exception as error:
-            finish_run(home_dir, run_id, results, faces + gender + audio + mating, error=f"{type(error).__name__}: {error}")
+            finish_run(
+                home_dir, run_id, results, faces + gender + audio + mating, error=f"{type(error).__name__}: {error}"
+            )
             raise
-    return {"run_id": run_id, "home": home_dir, "report": report, "drops": results, "faces": faces, "gender": gender, "audio": audio, "mating": mating, "counts": counts}
+    return {
+        "run_id": run_id,
+        "home": home_dir,
+        "report": report,
+        "drops": results,
+        "faces": faces,
+        "gender": gender,
+        "audio": audio,
+        "mating": mating,
+        "counts": counts,
+    }

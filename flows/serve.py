@@ -21,7 +21,11 @@ def nightly_schedule(settings: Settings) -> Cron:
 
 def nightly_parameters(settings: Settings, config: Path | None) -> dict[str, Any]:
     """The flow parameters of a scheduled run: every new drop in the inbox."""
-    return {"drops": None, "home": str(settings.home.resolve()), "config_file": str(config.resolve()) if config else None}
+    return {
+        "drops": None,
+        "home": str(settings.home.resolve()),
+        "config_file": str(config.resolve()) if config else None,
+    }
 
 
 def serve_nightly(settings: Settings, config: Path | None) -> None:

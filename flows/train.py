@@ -7,14 +7,25 @@ from typing import Any
 from prefect import flow
 
 from tasks.nightly import resolve_home
-from tasks.training import evaluate_detector_task, evaluate_gender_task, train_detector_task, train_gender_task
-from tasks.training import evaluate_mating_task, train_mating_task
+from tasks.training import (
+    evaluate_detector_task,
+    evaluate_gender_task,
+    evaluate_mating_task,
+    train_detector_task,
+    train_gender_task,
+    train_mating_task,
+)
 
 
 @flow(name="train-detector", log_prints=True)
 def train_detector_flow(
-    annotations: str, images_root: str, name: str = "mtcnn-panda", seed: int = 0,
-    all_images: str | None = None, home: str | None = None, config_file: str | None = None,
+    annotations: str,
+    images_root: str,
+    name: str = "mtcnn-panda",
+    seed: int = 0,
+    all_images: str | None = None,
+    home: str | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a species face detector and store it in the home's model store."""
     home_dir = resolve_home(home, config_file)
@@ -23,8 +34,13 @@ def train_detector_flow(
 
 @flow(name="evaluate-detector", log_prints=True)
 def evaluate_detector_flow(
-    detector: str, annotations: str, images_root: str, all_images: str | None = None,
-    unannotated_faceless: bool = False, home: str | None = None, config_file: str | None = None,
+    detector: str,
+    annotations: str,
+    images_root: str,
+    all_images: str | None = None,
+    unannotated_faceless: bool = False,
+    home: str | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Measure a face detector on a labelled set."""
     home_dir = resolve_home(home, config_file)
@@ -33,8 +49,11 @@ def evaluate_detector_flow(
 
 @flow(name="train-gender", log_prints=True)
 def train_gender_flow(
-    name: str | None = None, folder: str | None = None, animals_csv: str | None = None,
-    home: str | None = None, config_file: str | None = None,
+    name: str | None = None,
+    folder: str | None = None,
+    animals_csv: str | None = None,
+    home: str | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Train the seed-000 gender net on the station's labelled animals and store it in the model store."""
     home_dir = resolve_home(home, config_file)
@@ -43,8 +62,11 @@ def train_gender_flow(
 
 @flow(name="evaluate-gender", log_prints=True)
 def evaluate_gender_flow(
-    folder: str | None = None, animals_csv: str | None = None, folds: int | None = None,
-    home: str | None = None, config_file: str | None = None,
+    folder: str | None = None,
+    animals_csv: str | None = None,
+    folds: int | None = None,
+    home: str | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Measure the gender recipe on held-out animals, next to the HOG + linear SVM baseline."""
     home_dir = resolve_home(home, config_file)
@@ -53,8 +75,12 @@ def evaluate_gender_flow(
 
 @flow(name="train-mating", log_prints=True)
 def train_mating_flow(
-    name: str = "cganet", folder: str | None = None, seed: int | None = None, epochs: int | None = None,
-    home: str | None = None, config_file: str | None = None,
+    name: str = "cganet",
+    folder: str | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    home: str | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Train the mating-success CGANet on labelled encounters and store it in the home's model store."""
     home_dir = resolve_home(home, config_file)
@@ -63,8 +89,14 @@ def train_mating_flow(
 
 @flow(name="evaluate-mating", log_prints=True)
 def evaluate_mating_flow(
-    folder: str | None = None, group_by: str | None = None, folds: int | None = None, epochs: int | None = None,
-    seed: int | None = None, model: str | None = None, home: str | None = None, config_file: str | None = None,
+    folder: str | None = None,
+    group_by: str | None = None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    home: str | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Cross-validate CGANet, SVM and FLDA on labelled encounters, folds grouped by pair by default."""
     home_dir = resolve_home(home, config_file)

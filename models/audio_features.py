@@ -50,15 +50,15 @@ def cut_and_pad_into(out: np.ndarray, samples: np.ndarray, start_s: float, end_s
     length = out.shape[1]
     for done in range(0, length, cut.shape[1]):
         take = min(cut.shape[1], length - done)
-        out[:, done:done + take] = cut[:, :take]
+        out[:, done : done + take] = cut[:, :take]
 
 
 def peak_normalise_into(window: np.ndarray) -> None:
     """Divide a float32 window in place by its largest |sample| so that becomes 1.0; silence stays zeros.
 
-    The float32 quotient equals the float64 product it replaced (sample * (1 / peak), rounded) in every value: a quotient
-    of two float32s never lies within the float64 path's error of a float32 rounding midpoint. It takes no float64 copy
-    (67 windows cut, padded and normalised: 31 -> 7 ms)."""
+    The float32 quotient equals the float64 product it replaced (sample * (1 / peak), rounded) in every value: a
+    quotient of two float32s never lies within the float64 path's error of a float32 rounding midpoint. It takes no
+    float64 copy (67 windows cut, padded and normalised: 31 -> 7 ms)."""
     top = max(-float(window.min()), float(window.max())) if window.size else 0.0
     if not np.isfinite(top):
         raise ValueError("window holds non-finite samples (NaN or infinity)")
@@ -100,8 +100,9 @@ def segment_windows(samples: np.ndarray, spans: list[tuple[float, float]], rate:
 def librosa_mfcc(window: np.ndarray, sr: int = SR) -> np.ndarray:
     """The reference feature (2, 86, 40) float32: librosa.feature.mfcc on each channel as a mono signal."""
     channels = [
-        librosa.feature.mfcc(y=np.ascontiguousarray(channel, dtype=np.float32), sr=sr,
-                             n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP)[:, :N_FRAMES].T
+        librosa.feature.mfcc(
+            y=np.ascontiguousarray(channel, dtype=np.float32), sr=sr, n_mfcc=N_MFCC, n_fft=N_FFT, hop_length=HOP
+        )[:, :N_FRAMES].T
         for channel in window
     ]
     return np.stack(channels).astype(np.float32)
@@ -142,8 +143,15 @@ class TorchMFCC(torch.nn.Module):
 
     def power_spectrogram(self, signals: torch.Tensor) -> torch.Tensor:
         """|STFT|^2 of (M, N) mono signals, centred and zero-padded as librosa 0.11: (M, 1025, frames)."""
-        spectrum = torch.stft(signals, n_fft=N_FFT, hop_length=HOP, window=self.window, center=True,
-                              pad_mode="constant", return_complex=True)
+        spectrum = torch.stft(
+            signals,
+            n_fft=N_FFT,
+            hop_length=HOP,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
         return spectrum.real.square() + spectrum.imag.square()
 
     def log_mel(self, power: torch.Tensor) -> torch.Tensor:

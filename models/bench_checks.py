@@ -1,4 +1,5 @@
-"""Pure comparisons and arithmetic of `breedwatch bench`: do the pipeline's results equal the naive way's, and the rates."""
+"""Pure comparisons and arithmetic of `breedwatch bench`: do the pipeline's results equal the naive way's, and the
+rates."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ MATING_TOLERANCE = 1e-3  # |p_success on torch MFCC - p_success on librosa MFCC|
 
 
 def mating_tolerance(precision: str) -> float:
-    """How far the pipeline's p_success may be from the naive fp32 one: MATING_TOLERANCE in fp32, else the autocast one."""
+    """How far the pipeline's p_success may be from the naive fp32 one: MATING_TOLERANCE in fp32, else the autocast
+    one."""
     return MATING_TOLERANCE if precision == "fp32" else BF16_PROB_TOLERANCE
 
 
@@ -45,29 +47,50 @@ def box_check(naive: Mapping[str, Sequence[Box]], pipeline: Mapping[str, Sequenc
     ious = [iou for key in images for iou in best_ious(naive.get(key, ()), pipeline.get(key, ()))]
     minimum = min(ious) if ious else None
     passed = counts_equal and minimum is not None and minimum > MIN_BOX_IOU
-    return {"images": len(images), "boxes_naive": sum(len(v) for v in naive.values()),
-            "boxes_pipeline": sum(len(v) for v in pipeline.values()), "counts_equal": counts_equal,
-            "min_iou": minimum, "threshold": MIN_BOX_IOU, "passed": passed}
+    return {
+        "images": len(images),
+        "boxes_naive": sum(len(v) for v in naive.values()),
+        "boxes_pipeline": sum(len(v) for v in pipeline.values()),
+        "counts_equal": counts_equal,
+        "min_iou": minimum,
+        "threshold": MIN_BOX_IOU,
+        "passed": passed,
+    }
 
 
 def value_check(naive: Mapping[str, float], pipeline: Mapping[str, float], tolerance: float) -> dict[str, Any]:
-    """Same keys, and every pipeline value within an absolute tolerance of the naive one; a check over no value fails."""
+    """Same keys, and every pipeline value within an absolute tolerance of the naive one; a check over no value
+    fails."""
     same_keys = set(naive) == set(pipeline)
     diffs = [abs(float(pipeline[key]) - float(naive[key])) for key in naive if key in pipeline]
     largest = max(diffs) if diffs else 0.0
-    return {"n": len(diffs), "same_items": same_keys, "max_abs_diff": largest, "tolerance": tolerance,
-            "passed": same_keys and bool(diffs) and largest <= tolerance}
+    return {
+        "n": len(diffs),
+        "same_items": same_keys,
+        "max_abs_diff": largest,
+        "tolerance": tolerance,
+        "passed": same_keys and bool(diffs) and largest <= tolerance,
+    }
 
 
 def mfcc_check(naive: Mapping[str, np.ndarray], pipeline: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Same segments, and every torch MFCC within MFCC_RELATIVE_TOLERANCE (max relative error) of librosa's; a check over
-    no segment fails."""
+    """Same segments, and every torch MFCC within MFCC_RELATIVE_TOLERANCE (max relative error) of librosa's; a check
+    over no segment fails."""
     same_keys = set(naive) == set(pipeline)
     keys = sorted(set(naive) & set(pipeline))
-    errors = relative_error(np.stack([pipeline[k] for k in keys]), np.stack([naive[k] for k in keys])) if keys else np.zeros(0)
+    errors = (
+        relative_error(np.stack([pipeline[k] for k in keys]), np.stack([naive[k] for k in keys]))
+        if keys
+        else np.zeros(0)
+    )
     largest = float(errors.max()) if errors.size else 0.0
-    return {"n": len(keys), "same_items": same_keys, "max_relative_error": largest,
-            "tolerance": MFCC_RELATIVE_TOLERANCE, "passed": same_keys and bool(keys) and largest <= MFCC_RELATIVE_TOLERANCE}
+    return {
+        "n": len(keys),
+        "same_items": same_keys,
+        "max_relative_error": largest,
+        "tolerance": MFCC_RELATIVE_TOLERANCE,
+        "passed": same_keys and bool(keys) and largest <= MFCC_RELATIVE_TOLERANCE,
+    }
 
 
 def even_sample(items: Sequence[Any], limit: int | None) -> list[Any]:
@@ -93,5 +116,10 @@ def median_seconds(repeats: Sequence[Mapping[str, float]]) -> dict[str, float]:
 def rates(items: int, seconds: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Items per second of the pipeline, the naive way and the bound, and the two ratios of the pipeline to them."""
     per_s = {way: items / max(seconds[way]["total"], 1e-9) for way in ("pipeline", "naive", "bound")}
-    return {"pipeline_per_s": per_s["pipeline"], "naive_per_s": per_s["naive"], "bound_per_s": per_s["bound"],
-            "vs_naive": per_s["pipeline"] / per_s["naive"], "vs_bound": per_s["pipeline"] / per_s["bound"]}
+    return {
+        "pipeline_per_s": per_s["pipeline"],
+        "naive_per_s": per_s["naive"],
+        "bound_per_s": per_s["bound"],
+        "vs_naive": per_s["pipeline"] / per_s["naive"],
+        "vs_bound": per_s["pipeline"] / per_s["bound"],
+    }

@@ -42,8 +42,11 @@ class CGANetOutput(NamedTuple):
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     """Conv2d 3x3 with same padding, BatchNorm2d, ReLU."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class SummedBiGRU(nn.Module):
@@ -57,7 +60,7 @@ class SummedBiGRU(nn.Module):
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         """(B, T, input) to (B, T, hidden), zero initial state."""
         output, _ = self.gru(sequence)
-        return output[..., : self.hidden_size] + output[..., self.hidden_size:]
+        return output[..., : self.hidden_size] + output[..., self.hidden_size :]
 
 
 class FrameAttention(nn.Module):
@@ -69,19 +72,28 @@ class FrameAttention(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) to (F_attn (B, T, D), alpha (B, T, D))."""
-        alpha = torch.softmax(self.phi(features.transpose(1, 2)).float(), dim=-1).transpose(1, 2)  # float32 under autocast too
+        alpha = torch.softmax(self.phi(features.transpose(1, 2)).float(), dim=-1).transpose(
+            1, 2
+        )  # float32 under autocast too
         return alpha * features, alpha
 
 
 class CGANet(nn.Module):
     """Mating-success classifier on (B, 2, 86, 40) MFCCs; see the module docstring for the layout."""
 
-    def __init__(self, filters: int = 128, hidden: int = 32, dropout: float = 0.3,
-                 n_frames: int = N_FRAMES, n_coeffs: int = N_COEFFS) -> None:
+    def __init__(
+        self,
+        filters: int = 128,
+        hidden: int = 32,
+        dropout: float = 0.3,
+        n_frames: int = N_FRAMES,
+        n_coeffs: int = N_COEFFS,
+    ) -> None:
         super().__init__()
         self.input_shape = (N_CHANNELS, n_frames, n_coeffs)
-        self.conv = nn.Sequential(conv_block(N_CHANNELS, filters), conv_block(filters, filters),
-                                  conv_block(filters, filters))
+        self.conv = nn.Sequential(
+            conv_block(N_CHANNELS, filters), conv_block(filters, filters), conv_block(filters, filters)
+        )
         self.pool = nn.MaxPool2d(kernel_size=(1, 2))
         self.dropout = nn.Dropout(dropout)
         self.gru1 = SummedBiGRU(filters * (n_coeffs // 2), hidden)
@@ -102,8 +114,13 @@ class CGANet(nn.Module):
         attended, alpha = self.attention(self.gru2(self.gru1(self.features(mfcc))))
         frame_probs = torch.softmax(self.classifier(attended).float(), dim=-1)  # the sums of Eq. 4 in float32
         scores = frame_probs.sum(dim=1)
-        return CGANetOutput(frame_probs=frame_probs, scores=scores, p_success=scores[:, 0] / frame_probs.shape[1],
-                            attention=alpha.mean(dim=-1), alpha=alpha)
+        return CGANetOutput(
+            frame_probs=frame_probs,
+            scores=scores,
+            p_success=scores[:, 0] / frame_probs.shape[1],
+            attention=alpha.mean(dim=-1),
+            alpha=alpha,
+        )
 
 
 def build_cganet(seed: int = 0, **sizes: int | float) -> CGANet:

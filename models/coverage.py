@@ -44,8 +44,9 @@ class CoverageGrid:
 
     def cells(self) -> list[tuple[float, int, int, float, float]]:
         """(share, animals, validation per class, Se, Sp) of every cell, in a fixed order."""
-        return list(itertools.product(self.shares, self.animals, self.validation, self.sensitivities,
-                                      self.specificities))
+        return list(
+            itertools.product(self.shares, self.animals, self.validation, self.sensitivities, self.specificities)
+        )
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,27 @@ class CellResult:
     baseline_mean_width: float | None
 
 
-def draw_counts(rng: np.random.Generator, cell: tuple[float, int, int, float, float],
-                populations: int) -> tuple[np.ndarray, ...]:
+def draw_counts(
+    rng: np.random.Generator, cell: tuple[float, int, int, float, float], populations: int
+) -> tuple[np.ndarray, ...]:
     """Positives among the counted animals and the two validation successes, for each simulated population."""
     share, animals, validation, se, sp = cell
     apparent = share * se + (1 - share) * (1 - sp)
-    return (rng.binomial(animals, apparent, populations), rng.binomial(validation, se, populations),
-            rng.binomial(validation, sp, populations))
+    return (
+        rng.binomial(animals, apparent, populations),
+        rng.binomial(validation, se, populations),
+        rng.binomial(validation, sp, populations),
+    )
 
 
-def baseline_bounds(positives: np.ndarray, animals: int, se_successes: np.ndarray, sp_successes: np.ndarray,
-                    validation: int, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def baseline_bounds(
+    positives: np.ndarray,
+    animals: int,
+    se_successes: np.ndarray,
+    sp_successes: np.ndarray,
+    validation: int,
+    confidence: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """The old interval (Wilson bounds through Rogan-Gladen, estimated rates as exact); NaN where it gives none."""
     low, high = np.full(positives.shape, np.nan), np.full(positives.shape, np.nan)
     keys = np.stack([positives, se_successes, sp_successes], axis=1)
@@ -97,12 +108,19 @@ def coverage_and_width(share: float, low: np.ndarray, high: np.ndarray) -> tuple
     return float(held.mean()), float((high[given] - low[given]).mean()), float(1 - given.mean())
 
 
-def interval_bounds(method: IntervalMethod, counts: tuple[np.ndarray, ...], animals: int, validation: int,
-                    confidence: float, draws: int) -> tuple[np.ndarray, np.ndarray]:
+def interval_bounds(
+    method: IntervalMethod, counts: tuple[np.ndarray, ...], animals: int, validation: int, confidence: float, draws: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The method's bounds for each population (NaN where it gives none); the Bayesian one with `draws` draws."""
     positives, se_successes, sp_successes = counts
-    full = (positives, np.full_like(positives, animals), se_successes, np.full_like(positives, validation),
-            sp_successes, np.full_like(positives, validation))
+    full = (
+        positives,
+        np.full_like(positives, animals),
+        se_successes,
+        np.full_like(positives, validation),
+        sp_successes,
+        np.full_like(positives, validation),
+    )
     estimate, low, high = corrected_share_arrays(*full, confidence=confidence, method=LANG_REICZIGEL)
     if method != LANG_REICZIGEL:
         valid = ~np.isnan(estimate)
@@ -112,22 +130,40 @@ def interval_bounds(method: IntervalMethod, counts: tuple[np.ndarray, ...], anim
     return low, high
 
 
-def simulate_cell(cell: tuple[float, int, int, float, float], populations: int, seed: int, method: IntervalMethod,
-                  confidence: float = CONFIDENCE, draws: int = 2000, baseline: bool = True) -> CellResult:
+def simulate_cell(
+    cell: tuple[float, int, int, float, float],
+    populations: int,
+    seed: int,
+    method: IntervalMethod,
+    confidence: float = CONFIDENCE,
+    draws: int = 2000,
+    baseline: bool = True,
+) -> CellResult:
     """Coverage and width of the interval (and of the old one) over `populations` simulated populations of a cell."""
     share, animals, validation, se, sp = cell
     rng = np.random.default_rng([seed, int(share * 1000), animals, validation, int(se * 1000), int(sp * 1000)])
     counts = draw_counts(rng, cell, populations)
-    coverage, width, none = coverage_and_width(share, *interval_bounds(method, counts, animals, validation,
-                                                                       confidence, draws))
-    old = (coverage_and_width(share, *baseline_bounds(counts[0], animals, counts[1], counts[2], validation, confidence))
-           if baseline else (None, None, 0.0))
+    coverage, width, none = coverage_and_width(
+        share, *interval_bounds(method, counts, animals, validation, confidence, draws)
+    )
+    old = (
+        coverage_and_width(share, *baseline_bounds(counts[0], animals, counts[1], counts[2], validation, confidence))
+        if baseline
+        else (None, None, 0.0)
+    )
     return CellResult(share, animals, validation, se, sp, populations, coverage, width, none, old[0], old[1])
 
 
-def simulate_grid(grid: CoverageGrid, populations: int, seed: int, method: IntervalMethod,
-                  confidence: float = CONFIDENCE, draws: int = 2000, baseline: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> list[CellResult]:
+def simulate_grid(
+    grid: CoverageGrid,
+    populations: int,
+    seed: int,
+    method: IntervalMethod,
+    confidence: float = CONFIDENCE,
+    draws: int = 2000,
+    baseline: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[CellResult]:
     """simulate_cell over every cell of the grid, in the grid's order."""
     cells = grid.cells()
     results = []
@@ -140,8 +176,9 @@ def simulate_grid(grid: CoverageGrid, populations: int, seed: int, method: Inter
 
 def judged(results: Sequence[CellResult]) -> list[CellResult]:
     """The cells the target applies to: at least MIN_ANIMALS counted and MIN_VALIDATION validation animals per class."""
-    return [r for r in results
-            if r.animals >= MIN_ANIMALS and r.validation >= MIN_VALIDATION and r.coverage is not None]
+    return [
+        r for r in results if r.animals >= MIN_ANIMALS and r.validation >= MIN_VALIDATION and r.coverage is not None
+    ]
 
 
 def summarise(results: Sequence[CellResult], target: float = TARGET) -> dict[str, Any]:
@@ -153,7 +190,9 @@ def summarise(results: Sequence[CellResult], target: float = TARGET) -> dict[str
     old_width = np.array([r.baseline_mean_width for r in cells if r.baseline_mean_width is not None], dtype=float)
     worst = min(cells, key=lambda r: r.coverage) if cells else None
     return {
-        "cells": len(results), "judged_cells": len(cells), "target": target,
+        "cells": len(results),
+        "judged_cells": len(cells),
+        "target": target,
         "coverage_min": float(coverage.min()) if cells else None,
         "coverage_mean": float(coverage.mean()) if cells else None,
         "cells_below_target": int((coverage < target).sum()),

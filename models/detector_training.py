@@ -1,4 +1,5 @@
-"""Fine-tuning facenet-pytorch's MTCNN (P-, R- and O-Net) on annotated face boxes, and detection metrics (pure, no disk).
+"""Fine-tuning facenet-pytorch's MTCNN (P-, R- and O-Net) on annotated face boxes, and detection metrics (pure, no
+disk).
 
 Training samples follow MTCNN's own recipe: square crops labelled by IoU with the true boxes (positive >= 0.65,
 part 0.4-0.65, negative < 0.3), bounding-box regression targets as offsets relative to the crop side, and hard
@@ -81,7 +82,9 @@ class DetectionMetrics:
     n_faces: int
 
 
-def match_detections(pred_boxes: Array, true_boxes: Array, iou: float = 0.5, scores: Array | None = None) -> MatchResult:
+def match_detections(
+    pred_boxes: Array, true_boxes: Array, iou: float = 0.5, scores: Array | None = None
+) -> MatchResult:
     """Greedy matching, best score first: each detection takes the free true box it overlaps most, if IoU >= iou."""
     preds = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
     truths = np.asarray(true_boxes, np.float64).reshape(-1, 4)
@@ -106,7 +109,13 @@ def detection_metrics(matches: Sequence[MatchResult], iou: float = 0.5) -> Detec
         recall=tp / (tp + fn) if tp + fn else 1.0,
         precision=tp / (tp + fp) if tp + fp else 1.0,
         mean_iou=float(np.mean(ious)) if ious else 0.0,
-        iou_threshold=iou, tp=tp, fp=fp, fn=fn, n_images=len(matches), n_faces=tp + fn)
+        iou_threshold=iou,
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        n_images=len(matches),
+        n_faces=tp + fn,
+    )
 
 
 # ---------------------------------------------------------------- settings
@@ -292,8 +301,10 @@ class StageSamples:
 
     def counts(self) -> dict[str, int]:
         """How many positives, parts and negatives the samples hold."""
-        return {name: int((self.labels == value).sum()) for name, value in
-                (("positives", POSITIVE), ("parts", PART), ("negatives", NEGATIVE))}
+        return {
+            name: int((self.labels == value).sum())
+            for name, value in (("positives", POSITIVE), ("parts", PART), ("negatives", NEGATIVE))
+        }
 
 
 def concat_samples(parts: Sequence[StageSamples], size: int) -> StageSamples:
@@ -352,8 +363,9 @@ def best_truths(windows: Array, truths: Array) -> tuple[Array, Array]:
     return overlaps[np.arange(len(windows)), best], truths[best]
 
 
-def labelled_samples(image: torch.Tensor, windows: Array, refs: Array, truths: Array, stage: str,
-                     flips: Array) -> StageSamples:
+def labelled_samples(
+    image: torch.Tensor, windows: Array, refs: Array, truths: Array, stage: str, flips: Array
+) -> StageSamples:
     """Crop, label by IoU and attach regression targets; flipped windows are mirrored with their boxes."""
     width = image.shape[3]
     best_iou, matched = best_truths(windows, truths)
@@ -365,22 +377,27 @@ def labelled_samples(image: torch.Tensor, windows: Array, refs: Array, truths: A
     return StageSamples(crops, torch.as_tensor(labels[keep]), torch.as_tensor(targets[keep], dtype=torch.float32))
 
 
-def generated_samples(rng: np.random.Generator, image: torch.Tensor, truths: Array, stage: str,
-                      settings: TrainingSettings) -> StageSamples:
+def generated_samples(
+    rng: np.random.Generator, image: torch.Tensor, truths: Array, stage: str, settings: TrainingSettings
+) -> StageSamples:
     """Random, near-face and jittered-face windows of one image, half of them mirrored when flipping is on."""
     height, width = image.shape[2:4]
-    windows = np.concatenate([
-        random_windows(rng, width, height, settings.negatives_per_image, settings.min_face_size),
-        near_windows(rng, truths, settings.near_negatives_per_face, settings.min_face_size),
-        jittered_windows(rng, truths, settings.crops_per_face)])
+    windows = np.concatenate(
+        [
+            random_windows(rng, width, height, settings.negatives_per_image, settings.min_face_size),
+            near_windows(rng, truths, settings.near_negatives_per_face, settings.min_face_size),
+            jittered_windows(rng, truths, settings.crops_per_face),
+        ]
+    )
     windows = windows[inside(windows, width, height)]
     flips = rng.random(len(windows)) < 0.5 if settings.flip else np.zeros(len(windows), bool)
     frame = np.where(flips[:, None], mirror_boxes(windows, width), windows)
     return labelled_samples(image, windows, reference_boxes(frame, stage), truths, stage, flips)
 
 
-def mined_samples(image: torch.Tensor, truths: Array, proposals: torch.Tensor, stage: str,
-                  settings: TrainingSettings) -> StageSamples:
+def mined_samples(
+    image: torch.Tensor, truths: Array, proposals: torch.Tensor, stage: str, settings: TrainingSettings
+) -> StageSamples:
     """The earlier stages' proposals on one image, labelled by IoU; the best-scoring false ones kept as negatives."""
     windows, valid = proposal_windows(proposals, image.shape[3], image.shape[2])
     refs, scores = proposals[:, :4].numpy()[valid], proposals[:, 4].numpy()[valid]
@@ -392,8 +409,9 @@ def mined_samples(image: torch.Tensor, truths: Array, proposals: torch.Tensor, s
     return labelled_samples(image, windows[keep], refs[keep], truths, stage, np.zeros(len(keep), bool))
 
 
-def cascade_proposals(nets: dict[str, nn.Module], image: torch.Tensor, stage: str,
-                      detector: DetectorSettings) -> torch.Tensor:
+def cascade_proposals(
+    nets: dict[str, nn.Module], image: torch.Tensor, stage: str, detector: DetectorSettings
+) -> torch.Tensor:
     """What the stages before `stage` pass on for one image at inference (none before P-Net)."""
     if stage == "pnet":
         return torch.zeros(0, 5)
@@ -403,8 +421,14 @@ def cascade_proposals(nets: dict[str, nn.Module], image: torch.Tensor, stage: st
     return boxes
 
 
-def stage_samples(rng: np.random.Generator, nets: dict[str, nn.Module], images: Sequence[torch.Tensor],
-                  truths: Sequence[Array], stage: str, settings: TrainingSettings) -> tuple[StageSamples, int]:
+def stage_samples(
+    rng: np.random.Generator,
+    nets: dict[str, nn.Module],
+    images: Sequence[torch.Tensor],
+    truths: Sequence[Array],
+    stage: str,
+    settings: TrainingSettings,
+) -> tuple[StageSamples, int]:
     """All training samples of one stage, and how many of them are hard negatives from the earlier stages."""
     parts, hard = [], 0
     for image, boxes in zip(images, truths):
@@ -441,7 +465,8 @@ def epoch_indices(labels: torch.Tensor, ratio: tuple[int, int, int], generator: 
 
 
 def stage_loss(net: nn.Module, batch: StageSamples, box_weight: float, hard_fraction: float) -> torch.Tensor:
-    """Face/non-face NLL on positives and negatives (hardest share kept) plus weighted box MSE on positives and parts."""
+    """Face/non-face NLL on positives and negatives (hardest share kept) plus weighted box MSE on positives and
+    parts."""
     reg, probs = stage_outputs(net, batch.crops)
     scored = batch.labels >= 0
     loss = reg.sum() * 0.0
@@ -454,8 +479,9 @@ def stage_loss(net: nn.Module, batch: StageSamples, box_weight: float, hard_frac
     return loss
 
 
-def train_stage(net: nn.Module, samples: StageSamples, stage: str, settings: TrainingSettings,
-                generator: torch.Generator) -> list[float]:
+def train_stage(
+    net: nn.Module, samples: StageSamples, stage: str, settings: TrainingSettings, generator: torch.Generator
+) -> list[float]:
     """Fine-tune one stage in place with Adam; the mean loss of every epoch."""
     index = STAGES.index(stage)
     optimiser = torch.optim.Adam(trainable_parameters(net, stage), lr=settings.lr)
@@ -463,8 +489,12 @@ def train_stage(net: nn.Module, samples: StageSamples, stage: str, settings: Tra
     for _ in range(settings.epochs[index]):
         total, count = 0.0, 0
         for batch in epoch_indices(samples.labels, settings.ratio, generator).split(settings.batch_size):
-            loss = stage_loss(net, StageSamples(samples.crops[batch], samples.labels[batch], samples.targets[batch]),
-                              settings.box_weight[index], settings.hard_fraction)
+            loss = stage_loss(
+                net,
+                StageSamples(samples.crops[batch], samples.labels[batch], samples.targets[batch]),
+                settings.box_weight[index],
+                settings.hard_fraction,
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -487,8 +517,11 @@ def human_nets() -> dict[str, nn.Module]:
     return {stage: getattr(mtcnn, stage) for stage in STAGES}
 
 
-def fine_tune_mtcnn(images: Sequence[Array], truths: Sequence[Array], settings: TrainingSettings, seed: int) -> FineTuneResult:
-    """Fine-tune P-, then R-, then O-Net from the human weights on HxWx3 uint8 images and their (x1, y1, x2, y2) faces."""
+def fine_tune_mtcnn(
+    images: Sequence[Array], truths: Sequence[Array], settings: TrainingSettings, seed: int
+) -> FineTuneResult:
+    """Fine-tune P-, then R-, then O-Net from the human weights on HxWx3 uint8 images and their (x1, y1, x2, y2)
+    faces."""
     if not any(len(np.asarray(t).reshape(-1, 4)) for t in truths):
         raise ValueError("no annotated face in the training images: a detector cannot be trained without faces")
     tensors = [image_tensor(image) for image in images]

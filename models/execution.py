@@ -16,8 +16,21 @@ Source = Literal["setting", "hardware", "measured"]
 LAYOUTS: tuple[Layout, ...] = ("channels_last", "contiguous")
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo names of the bf16 dot-product instructions
 AVX512_CAPABILITIES = frozenset({"AVX512", "AVX512_BF16", "AMX"})  # torch's ATen dispatch levels that use them
-ONEDNN_BF16_ISAS = frozenset({"", "ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
-                              "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2"})
+ONEDNN_BF16_ISAS = frozenset(
+    {
+        "",
+        "ALL",
+        "AVX512_CORE_BF16",
+        "AVX512_CORE_FP16",
+        "AVX512_CORE_AMX",
+        "AVX512_CORE_AMX_FP16",
+        "AVX10_1_512",
+        "AVX10_1_512_AMX",
+        "AVX10_1_512_AMX_FP16",
+        "AVX10_2_512",
+        "AVX10_2_512_AMX_2",
+    }
+)
 MIN_CUDA_AMP = (7, 0)  # tensor cores for fp16 (Volta)
 MIN_CUDA_BF16 = (8, 0)  # bf16 tensor cores (Ampere)
 PRUNE_FACTOR = 3.0  # a way this many times slower than the best on its first pass is not timed further
@@ -105,8 +118,11 @@ def native_bf16(hardware: Hardware) -> bool:
     torch's dispatch and oneDNN are allowed to use (elsewhere oneDNN emulates it, about 5x slower than fp32)."""
     if hardware.device == "cuda":
         return hardware.gpu_capability is not None and hardware.gpu_capability >= MIN_CUDA_BF16
-    return (bool(hardware.cpu_flags & NATIVE_BF16_FLAGS) and hardware.cpu_capability in AVX512_CAPABILITIES
-            and hardware.onednn_max_isa.upper() in ONEDNN_BF16_ISAS)
+    return (
+        bool(hardware.cpu_flags & NATIVE_BF16_FLAGS)
+        and hardware.cpu_capability in AVX512_CAPABILITIES
+        and hardware.onednn_max_isa.upper() in ONEDNN_BF16_ISAS
+    )
 
 
 def candidate_precisions(hardware: Hardware) -> list[Precision]:
@@ -156,8 +172,13 @@ def fixed_plan(wanted: Wanted, hardware: Hardware, start_batch: int, nets_at_onc
     return Plan(ways[0], "setting" if explicit else "hardware")
 
 
-def choose_way(wanted: Wanted, hardware: Hardware, start_batch: int, nets_at_once: int,
-               measure: Callable[[Sequence[Way]], dict[Way, float]]) -> Plan:
+def choose_way(
+    wanted: Wanted,
+    hardware: Hardware,
+    start_batch: int,
+    nets_at_once: int,
+    measure: Callable[[Sequence[Way]], dict[Way, float]],
+) -> Plan:
     """The fastest way a net can run here: every setting that is given is kept; what is left is chosen from the
     hardware when one candidate remains, else measured: precision and layout at the starting batch size, then the
     batch size around it at the winner. `measure` returns items per second of each way it is given."""
@@ -169,13 +190,16 @@ def choose_way(wanted: Wanted, hardware: Hardware, start_batch: int, nets_at_onc
     rates = dict(measure(ways))
     best = max(rates, key=rates.__getitem__)
     if wanted.batch_size is None:
-        rates.update(measure([replace(best, batch_size=b) for b in batch_candidates(best.batch_size) if b != best.batch_size]))
+        rates.update(
+            measure([replace(best, batch_size=b) for b in batch_candidates(best.batch_size) if b != best.batch_size])
+        )
     best = max(rates, key=rates.__getitem__)
     return Plan(best, "measured", {way.label(): rate for way, rate in rates.items()})
 
 
-def time_ways(ways: Sequence[Way], seconds_of: Callable[[Way], float], items_of: Callable[[Way], int],
-              passes: int = 2) -> dict[Way, float]:
+def time_ways(
+    ways: Sequence[Way], seconds_of: Callable[[Way], float], items_of: Callable[[Way], int], passes: int = 2
+) -> dict[Way, float]:
     """Items per second of each way: one untimed warm-up pass, then the best of `passes` timed passes; a way whose
     first timed pass is PRUNE_FACTOR times slower per item than the best so far is not timed again."""
     rates: dict[Way, float] = {}

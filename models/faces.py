@@ -39,7 +39,9 @@ class DetectorSettings:
     factor: float = HUMAN_FACTOR
 
 
-def build_mtcnn(settings: DetectorSettings, stage_weights: dict[str, dict[str, torch.Tensor]] | None, device: torch.device) -> MTCNN:
+def build_mtcnn(
+    settings: DetectorSettings, stage_weights: dict[str, dict[str, torch.Tensor]] | None, device: torch.device
+) -> MTCNN:
     """An MTCNN with the packaged human weights, or with fine-tuned P-, R- and O-Net state dicts."""
     mtcnn = MTCNN(
         keep_all=True,
@@ -136,7 +138,9 @@ def face_size_px(box: tuple[float, float, float, float]) -> float:
     return float(min(box[2] - box[0], box[3] - box[1]))
 
 
-def exclusion_reason(size_px: float, sharp: float, score: float | None, min_size: float, min_sharpness: float, min_score: float) -> str | None:
+def exclusion_reason(
+    size_px: float, sharp: float, score: float | None, min_size: float, min_sharpness: float, min_score: float
+) -> str | None:
     """Why a face is kept out of classification, or None when it passes the quality gate."""
     if size_px < min_size:
         return f"face is {size_px:.0f} px, below the minimum of {min_size:.0f} px"

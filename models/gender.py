@@ -97,7 +97,9 @@ class GenderResNet18(GenderNet):
         """The stem's conv1/bn1, each basic block's conv1/bn1 and conv2/bn2, and each downsample's conv/BN."""
         backbone = self.backbone
         pairs: list[ConvBnPair] = [(backbone, "conv1", backbone, "bn1")]
-        for block in (block for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4) for block in layer):
+        for block in (
+            block for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4) for block in layer
+        ):
             pairs += [(block, "conv1", block, "bn1"), (block, "conv2", block, "bn2")]
             if block.downsample is not None:
                 pairs.append((block.downsample, "0", block.downsample, "1"))
@@ -121,11 +123,15 @@ class XceptionModule(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         """Halves the spatial size (ceil) and maps in_channels to out_channels."""
         super().__init__()
-        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False),
-                                      nn.BatchNorm2d(out_channels))
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False), nn.BatchNorm2d(out_channels)
+        )
         self.body = nn.Sequential(
-            SeparableConv2d(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-            SeparableConv2d(out_channels, out_channels), nn.BatchNorm2d(out_channels),
+            SeparableConv2d(in_channels, out_channels),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            SeparableConv2d(out_channels, out_channels),
+            nn.BatchNorm2d(out_channels),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
 
@@ -145,14 +151,22 @@ class MiniXception(GenderNet):
 
     arch = "mini_xception"
 
-    def __init__(self, input_size: int = SEED_INPUT_SIZE, widths: tuple[int, ...] = (16, 32, 64, 128),
-                 stem_channels: int = 8, stem_stride: int = 1) -> None:
+    def __init__(
+        self,
+        input_size: int = SEED_INPUT_SIZE,
+        widths: tuple[int, ...] = (16, 32, 64, 128),
+        stem_channels: int = 8,
+        stem_stride: int = 1,
+    ) -> None:
         """Build the stem, the residual modules and the class-map head."""
         super().__init__(input_size)
         self.stem = nn.Sequential(
-            nn.Conv2d(3, stem_channels, 3, stride=stem_stride, bias=False), nn.BatchNorm2d(stem_channels),
+            nn.Conv2d(3, stem_channels, 3, stride=stem_stride, bias=False),
+            nn.BatchNorm2d(stem_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(stem_channels, stem_channels, 3, bias=False), nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(stem_channels, stem_channels, 3, bias=False),
+            nn.BatchNorm2d(stem_channels),
+            nn.ReLU(inplace=True),
         )
         channels = (stem_channels, *widths)
         self.stages = nn.ModuleList(XceptionModule(a, b) for a, b in zip(channels[:-1], channels[1:]))
@@ -179,7 +193,11 @@ class MiniXception(GenderNet):
         pairs: list[ConvBnPair] = [(self.stem, "0", self.stem, "1"), (self.stem, "3", self.stem, "4")]
         for module in self.stages:
             body = module.body
-            pairs += [(module.shortcut, "0", module.shortcut, "1"), (body[0], "1", body, "1"), (body[3], "1", body, "4")]
+            pairs += [
+                (module.shortcut, "0", module.shortcut, "1"),
+                (body[0], "1", body, "1"),
+                (body[3], "1", body, "4"),
+            ]
         return pairs
 
 
@@ -214,7 +232,8 @@ class BackboneLoad:
 
 
 def load_backbone_weights(model: GenderResNet18, state_dict: Mapping[str, Tensor]) -> BackboneLoad:
-    """Put a torchvision resnet18 state dict (fc.* ignored, 'backbone.' prefix allowed) into the backbone; ValueError on any mismatch."""
+    """Put a torchvision resnet18 state dict (fc.* ignored, 'backbone.' prefix allowed) into the backbone; ValueError on
+    any mismatch."""
     state = {k.removeprefix("backbone."): v for k, v in state_dict.items()}
     ignored = tuple(sorted(k for k in state if k.startswith("fc.")))
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -222,9 +241,15 @@ def load_backbone_weights(model: GenderResNet18, state_dict: Mapping[str, Tensor
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k]))
-    problems = [f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-                for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                    ("keys with another shape", wrong)) if keys]
+    problems = [
+        f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("keys with another shape", wrong),
+        )
+        if keys
+    ]
     if problems:
         raise ValueError("these are not torchvision resnet18 backbone weights: " + "; ".join(problems))
     model.backbone.load_state_dict(state, strict=True)
@@ -273,7 +298,10 @@ def normalised_pixels(pixels: Tensor) -> Tensor:
     broadcast over a 3-long innermost dimension, and no copy into another layout)."""
     n, h, w, c = pixels.shape
     rows = TF.to_dtype(pixels.reshape(n * h, w * c), torch.float32, scale=True)
-    mean, std = (torch.tensor(values, dtype=torch.float32, device=pixels.device).repeat(w) for values in (IMAGENET_MEAN, IMAGENET_STD))
+    mean, std = (
+        torch.tensor(values, dtype=torch.float32, device=pixels.device).repeat(w)
+        for values in (IMAGENET_MEAN, IMAGENET_STD)
+    )
     return rows.sub_(mean).div_(std).view(n, h, w, c).permute(0, 3, 1, 2)
 
 
@@ -282,8 +310,13 @@ def normalise(tensor: Tensor) -> Tensor:
     return TF.normalize(tensor, list(IMAGENET_MEAN), list(IMAGENET_STD))
 
 
-def predict_logits(model: nn.Module, batch: Tensor, device: torch.device | str = "cpu",
-                   precision: Precision = "fp32", layout: Layout = "channels_last") -> Tensor:
+def predict_logits(
+    model: nn.Module,
+    batch: Tensor,
+    device: torch.device | str = "cpu",
+    precision: Precision = "fp32",
+    layout: Layout = "channels_last",
+) -> Tensor:
     """Uncalibrated float32 CPU logits of a batch: eval mode, inference_mode, the layout's memory format, autocast per
     precision."""
     device = torch.device(device)
@@ -320,14 +353,16 @@ def set_temperature(model: GenderNet, temperature: float) -> None:
     model.temperature.fill_(float(temperature))
 
 
-def predict_probs(model: nn.Module, batch: Tensor, device: torch.device | str = "cpu",
-                  precision: Precision = "fp32") -> Tensor:
+def predict_probs(
+    model: nn.Module, batch: Tensor, device: torch.device | str = "cpu", precision: Precision = "fp32"
+) -> Tensor:
     """Calibrated P(male) of each image of a normalised N x 3 x H x W batch, as a float32 CPU tensor."""
     return calibrated_probs(model, predict_logits(model, batch, device, precision))
 
 
 def grad_cam(model: GenderNet, image_tensor: Tensor, target_class: int) -> np.ndarray:
-    """Grad-CAM (seed 000, figure 7) of one normalised 3 x H x W image for class 0 (female) or 1 (male): H x W in [0, 1]."""
+    """Grad-CAM (seed 000, figure 7) of one normalised 3 x H x W image for class 0 (female) or 1 (male): H x W in [0,
+    1]."""
     layer, store = model.cam_layer(), {}
     handle = layer.register_forward_hook(lambda _module, _inputs, output: store.__setitem__("maps", output))
     was_training = model.training

@@ -30,8 +30,15 @@ from PIL import Image
 from scipy.optimize import minimize_scalar
 from skimage.feature import hog
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.metrics import (accuracy_score, brier_score_loss, confusion_matrix, f1_score, precision_score,
-                             recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -41,8 +48,19 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from models.epochs import EpochRecord
-from models.gender import (IMAGENET_MEAN, IMAGENET_STD, Arch, GenderNet, MiniXception, build_gender_net,
-                           freeze_first_blocks, load_backbone_weights, normalise, preprocess, set_temperature)
+from models.gender import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Arch,
+    GenderNet,
+    MiniXception,
+    build_gender_net,
+    freeze_first_blocks,
+    load_backbone_weights,
+    normalise,
+    preprocess,
+    set_temperature,
+)
 
 Item = tuple[Image.Image, int, str]
 Pooling = Literal["independent", "sqrt_n", "mean"]
@@ -57,26 +75,31 @@ EVAL_BATCH = 32
 
 
 def identity_disjoint_split(animal_image_counts: Mapping[str, int]) -> tuple[list[str], list[str]]:
-    """Seed 000's split: rank animals by image count (descending, ties by id), then train, train, test, train, train, repeated."""
+    """Seed 000's split: rank animals by image count (descending, ties by id), then train, train, test, train, train,
+    repeated."""
     ranked = sorted(animal_image_counts, key=lambda a: (-animal_image_counts[a], a))
     train = [a for i, a in enumerate(ranked) if SEED_SPLIT_PATTERN[i % 5] == "train"]
     test = [a for i, a in enumerate(ranked) if SEED_SPLIT_PATTERN[i % 5] == "test"]
     return train, test
 
 
-def identity_disjoint_split_by_sex(animal_image_counts: Mapping[str, int],
-                                   sexes: Mapping[str, int]) -> tuple[list[str], list[str]]:
+def identity_disjoint_split_by_sex(
+    animal_image_counts: Mapping[str, int], sexes: Mapping[str, int]
+) -> tuple[list[str], list[str]]:
     """The seed's rule applied within each sex, so both sexes reach the test set once a sex has three animals."""
     train, test = [], []
     for label in sorted(set(sexes[a] for a in animal_image_counts)):
-        part_train, part_test = identity_disjoint_split({a: n for a, n in animal_image_counts.items() if sexes[a] == label})
+        part_train, part_test = identity_disjoint_split(
+            {a: n for a, n in animal_image_counts.items() if sexes[a] == label}
+        )
         train += part_train
         test += part_test
     return train, test
 
 
-def kfold_by_animal(ids: Sequence[str], k: int, seed: int,
-                    sexes: Mapping[str, int] | None = None) -> list[tuple[list[str], list[str]]]:
+def kfold_by_animal(
+    ids: Sequence[str], k: int, seed: int, sexes: Mapping[str, int] | None = None
+) -> list[tuple[list[str], list[str]]]:
     """k (train ids, test ids) folds over animals, shuffled with the seed; stratified by sex when sexes are given."""
     ordered = sorted(ids)
     if sexes is None:
@@ -104,7 +127,8 @@ def data_fingerprint(items: Sequence[Item]) -> str:
     """SHA-256 over every item's animal id, label, size and pixels, independent of item order."""
     digests = sorted(
         hashlib.sha256(f"{animal_id}|{label}|{image.mode}|{image.size}|".encode() + image.tobytes()).hexdigest()
-        for image, label, animal_id in items)
+        for image, label, animal_id in items
+    )
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
@@ -113,7 +137,8 @@ def data_fingerprint(items: Sequence[Item]) -> str:
 
 @dataclass(frozen=True)
 class GenderTrainSettings:
-    """Training recipe; defaults are seed 000's (SGD momentum, lr 0.003 halved every 5 epochs, batch 8, 2 blocks frozen, 448 px).
+    """Training recipe; defaults are seed 000's (SGD momentum, lr 0.003 halved every 5 epochs, batch 8, 2 blocks frozen,
+    448 px).
 
     The seed names cross entropy "with L2 regularization" without a value: weight_decay 5e-4 is the common ResNet
     choice. It names its augmentations (noise, rotation, crop, erasing, flips, translation, colour) without
@@ -154,17 +179,21 @@ class GenderTrainSettings:
 
 def train_transform(settings: GenderTrainSettings) -> v2.Compose:
     """Seed 000's augmentations on a uint8 3 x B x B tensor; returns a normalised float32 3 x S x S tensor."""
-    return v2.Compose([
-        v2.RandomResizedCrop(settings.input_size, scale=settings.crop_scale, ratio=settings.crop_ratio, antialias=True),
-        v2.RandomHorizontalFlip(settings.hflip_p),
-        v2.RandomVerticalFlip(settings.vflip_p),
-        v2.RandomAffine(degrees=settings.rotation_deg, translate=(settings.translate, settings.translate)),
-        v2.ColorJitter(settings.brightness, settings.contrast, settings.saturation, settings.hue),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.GaussianNoise(sigma=settings.noise_sigma),
-        v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
-        v2.RandomErasing(settings.erase_p),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(
+                settings.input_size, scale=settings.crop_scale, ratio=settings.crop_ratio, antialias=True
+            ),
+            v2.RandomHorizontalFlip(settings.hflip_p),
+            v2.RandomVerticalFlip(settings.vflip_p),
+            v2.RandomAffine(degrees=settings.rotation_deg, translate=(settings.translate, settings.translate)),
+            v2.ColorJitter(settings.brightness, settings.contrast, settings.saturation, settings.hue),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.GaussianNoise(sigma=settings.noise_sigma),
+            v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
+            v2.RandomErasing(settings.erase_p),
+        ]
+    )
 
 
 def base_tensor(image: Image.Image, size: int) -> Tensor:
@@ -248,10 +277,17 @@ def recompute_bn_statistics(model: nn.Module, images: Tensor, batch_size: int = 
         layer.momentum = momentum
 
 
-def train_one_epoch(model: nn.Module, bases: list[Tensor], labels: Tensor, augment: v2.Compose,
-                    optimiser: torch.optim.Optimizer, settings: GenderTrainSettings,
-                    generator: torch.Generator) -> tuple[float, float]:
-    """One shuffled pass with fresh augmentations; mean loss and accuracy (a last batch of one is skipped: BatchNorm)."""
+def train_one_epoch(
+    model: nn.Module,
+    bases: list[Tensor],
+    labels: Tensor,
+    augment: v2.Compose,
+    optimiser: torch.optim.Optimizer,
+    settings: GenderTrainSettings,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    """One shuffled pass with fresh augmentations; mean loss and accuracy (a last batch of one is skipped:
+    BatchNorm)."""
     model.train()
     fmt = training_memory_format(model)
     total_loss, correct, seen = 0.0, 0, 0
@@ -300,7 +336,9 @@ def check_items(items: Sequence[Item], settings: GenderTrainSettings) -> None:
         raise ValueError("the training set needs faces of both sexes")
 
 
-def prepared_model(settings: GenderTrainSettings, backbone_weights: Mapping[str, Tensor] | None) -> tuple[GenderNet, list[str]]:
+def prepared_model(
+    settings: GenderTrainSettings, backbone_weights: Mapping[str, Tensor] | None
+) -> tuple[GenderNet, list[str]]:
     """A fresh net (seeded by the caller), local backbone weights loaded if given, first blocks frozen."""
     model = build_gender_net(settings.arch, settings.input_size)
     if backbone_weights is not None:
@@ -311,10 +349,16 @@ def prepared_model(settings: GenderTrainSettings, backbone_weights: Mapping[str,
     return model.to(memory_format=training_memory_format(model)), frozen
 
 
-def train_gender_net(train_items: Sequence[Item], val_items: Sequence[Item], settings: GenderTrainSettings, seed: int,
-                     progress: Callable[[EpochRecord], None] | None = None,
-                     backbone_weights: Mapping[str, Tensor] | None = None) -> tuple[GenderNet, TrainingHistory]:
-    """Train with the seed's recipe, deterministically on CPU for a given seed; the weights of the best validation epoch."""
+def train_gender_net(
+    train_items: Sequence[Item],
+    val_items: Sequence[Item],
+    settings: GenderTrainSettings,
+    seed: int,
+    progress: Callable[[EpochRecord], None] | None = None,
+    backbone_weights: Mapping[str, Tensor] | None = None,
+) -> tuple[GenderNet, TrainingHistory]:
+    """Train with the seed's recipe, deterministically on CPU for a given seed; the weights of the best validation
+    epoch."""
     check_items(train_items, settings)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -322,8 +366,12 @@ def train_gender_net(train_items: Sequence[Item], val_items: Sequence[Item], set
         bases = [base_tensor(image, settings.base_size()) for image, _, _ in train_items]
         plain, labels = plain_batch(train_items, settings.input_size)
         val_x, val_y = plain_batch(val_items, settings.input_size)
-        optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
-                                    momentum=settings.momentum, weight_decay=settings.weight_decay)
+        optimiser = torch.optim.SGD(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
         schedule = torch.optim.lr_scheduler.StepLR(optimiser, settings.lr_step_epochs, settings.lr_gamma)
         augment, generator = train_transform(settings), torch.Generator().manual_seed(seed)
         history, best, best_state = TrainingHistory(frozen=frozen), None, None
@@ -333,8 +381,9 @@ def train_gender_net(train_items: Sequence[Item], val_items: Sequence[Item], set
             schedule.step()
             if settings.precise_bn:
                 recompute_bn_statistics(model, plain)
-            record = EpochRecord(epoch, lr, loss, accuracy, *validation_scores(model, val_x, val_y),
-                                 time.perf_counter() - started)
+            record = EpochRecord(
+                epoch, lr, loss, accuracy, *validation_scores(model, val_x, val_y), time.perf_counter() - started
+            )
             history.epochs.append(record)
             if is_better(record, best, settings.select_by):
                 best, best_state = record, copy.deepcopy(model.state_dict())
@@ -349,7 +398,8 @@ def train_gender_net(train_items: Sequence[Item], val_items: Sequence[Item], set
 
 
 def fit_temperature(logits: Tensor | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
-    """The temperature T minimising the NLL of softmax(logits / T) (bounded search on log T); 1.0 unless both classes occur.
+    """The temperature T minimising the NLL of softmax(logits / T) (bounded search on log T); 1.0 unless both classes
+    occur.
 
     With one class only the optimum just pushes every probability towards that class, which is not calibration.
     """
@@ -374,9 +424,11 @@ def calibrate(model: GenderNet, val_items: Sequence[Item]) -> float:
     return temperature
 
 
-def expected_calibration_error(p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
-                               n_bins: int = ECE_BINS) -> float:
-    """Top-label ECE: confidence max(p, 1-p) in equal-width bins, sum of |accuracy - confidence| weighted by bin share."""
+def expected_calibration_error(
+    p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, n_bins: int = ECE_BINS
+) -> float:
+    """Top-label ECE: confidence max(p, 1-p) in equal-width bins, sum of |accuracy - confidence| weighted by bin
+    share."""
     p = np.asarray(p_male, np.float64)
     y = np.asarray(labels, np.int64)
     if len(p) == 0:
@@ -399,9 +451,15 @@ def logit(p: float | np.ndarray) -> float | np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def animal_posterior(p_male: Sequence[float], prior: float = 0.5, clip: float = 1e-4, pooling: Pooling = "sqrt_n",
-                     face_prior: float = 0.5) -> float:
-    """P(male) of one animal from its faces' calibrated P(male): prior log-odds plus pooled face evidence (module doc)."""
+def animal_posterior(
+    p_male: Sequence[float],
+    prior: float = 0.5,
+    clip: float = 1e-4,
+    pooling: Pooling = "sqrt_n",
+    face_prior: float = 0.5,
+) -> float:
+    """P(male) of one animal from its faces' calibrated P(male): prior log-odds plus pooled face evidence (module
+    doc)."""
     p = np.clip(np.asarray(p_male, np.float64), clip, 1 - clip)
     evidence = float(np.sum(logit(p) - logit(face_prior)))
     divisor = {"independent": 1.0, "sqrt_n": math.sqrt(len(p)), "mean": float(len(p))}[pooling] if len(p) else 1.0
@@ -434,9 +492,11 @@ def disagreement_flag(p_male: Sequence[float], share: float = 0.25, confident: f
 # ---------------------------------------------------------------- evaluation
 
 
-def binary_metrics(p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
-                   threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1 (male positive), confusion [[TN, FP], [FN, TP]], ROC AUC (None with one class), ECE, Brier."""
+def binary_metrics(
+    p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, threshold: float = 0.5
+) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 (male positive), confusion [[TN, FP], [FN, TP]], ROC AUC (None with one class),
+    ECE, Brier."""
     p, y = np.asarray(p_male, np.float64), np.asarray(labels, np.int64)
     if len(p) == 0:
         return {"n": 0}
@@ -454,7 +514,9 @@ def binary_metrics(p_male: Sequence[float] | np.ndarray, labels: Sequence[int] |
     }
 
 
-def group_by_animal(p_male: Sequence[float], labels: Sequence[int], animal_ids: Sequence[str]) -> dict[str, tuple[list[float], int]]:
+def group_by_animal(
+    p_male: Sequence[float], labels: Sequence[int], animal_ids: Sequence[str]
+) -> dict[str, tuple[list[float], int]]:
     """Each animal's face probabilities and its label; ValueError when one animal carries both labels."""
     groups: dict[str, tuple[list[float], set[int]]] = {}
     for p, y, a in zip(p_male, labels, animal_ids):
@@ -467,15 +529,25 @@ def group_by_animal(p_male: Sequence[float], labels: Sequence[int], animal_ids: 
     return {a: (probs, next(iter(seen))) for a, (probs, seen) in sorted(groups.items())}
 
 
-def animal_rows(groups: Mapping[str, tuple[list[float], int]], pooling: Pooling, abstain: tuple[float, float],
-                prior: float) -> list[dict[str, Any]]:
+def animal_rows(
+    groups: Mapping[str, tuple[list[float], int]], pooling: Pooling, abstain: tuple[float, float], prior: float
+) -> list[dict[str, Any]]:
     """Per animal: faces, mean face P(male), posterior, decision, true label, disagreement and flag."""
     rows = []
     for animal_id, (probs, label) in groups.items():
         posterior = animal_posterior(probs, prior=prior, pooling=pooling)
-        rows.append({"animal_id": animal_id, "n_faces": len(probs), "mean_p_male": float(np.mean(probs)),
-                     "posterior": posterior, "decision": decide_sex(posterior, *abstain), "label": label,
-                     "disagreement": disagreement(probs), "flagged": disagreement_flag(probs)})
+        rows.append(
+            {
+                "animal_id": animal_id,
+                "n_faces": len(probs),
+                "mean_p_male": float(np.mean(probs)),
+                "posterior": posterior,
+                "decision": decide_sex(posterior, *abstain),
+                "label": label,
+                "disagreement": disagreement(probs),
+                "flagged": disagreement_flag(probs),
+            }
+        )
     return rows
 
 
@@ -484,17 +556,25 @@ def per_animal_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     posteriors, labels = [r["posterior"] for r in rows], [r["label"] for r in rows]
     decided = [r for r in rows if r["decision"] != "unknown"]
     hits = sum((r["decision"] == "male") == (r["label"] == 1) for r in decided)
-    return {**binary_metrics(posteriors, labels),
-            "n_decided": len(decided), "n_unknown": len(rows) - len(decided),
-            "coverage": len(decided) / len(rows) if rows else 0.0,
-            "accuracy_decided": hits / len(decided) if decided else None,
-            "unknown": [r["animal_id"] for r in rows if r["decision"] == "unknown"],
-            "flagged": [r["animal_id"] for r in rows if r["flagged"]]}
+    return {
+        **binary_metrics(posteriors, labels),
+        "n_decided": len(decided),
+        "n_unknown": len(rows) - len(decided),
+        "coverage": len(decided) / len(rows) if rows else 0.0,
+        "accuracy_decided": hits / len(decided) if decided else None,
+        "unknown": [r["animal_id"] for r in rows if r["decision"] == "unknown"],
+        "flagged": [r["animal_id"] for r in rows if r["flagged"]],
+    }
 
 
-def evaluate_predictions(p_male: Sequence[float], labels: Sequence[int], animal_ids: Sequence[str],
-                         pooling: Pooling = "sqrt_n", abstain: tuple[float, float] = (0.2, 0.8),
-                         prior: float = 0.5) -> dict[str, Any]:
+def evaluate_predictions(
+    p_male: Sequence[float],
+    labels: Sequence[int],
+    animal_ids: Sequence[str],
+    pooling: Pooling = "sqrt_n",
+    abstain: tuple[float, float] = (0.2, 0.8),
+    prior: float = 0.5,
+) -> dict[str, Any]:
     """Per-image metrics, per-animal metrics from pooled posteriors (abstentions apart) and the per-animal rows."""
     rows = animal_rows(group_by_animal(p_male, labels, animal_ids), pooling, abstain, prior)
     return {"per_image": binary_metrics(p_male, labels), "per_animal": per_animal_metrics(rows), "animals": rows}
@@ -505,9 +585,16 @@ def evaluate_predictions(p_male: Sequence[float], labels: Sequence[int], animal_
 
 def hog_features(images: Sequence[Image.Image], size: int = 128) -> np.ndarray:
     """HOG (9 orientations, 16-px cells, 2x2 blocks, L2-Hys) of each image in grayscale resized to size x size."""
-    rows = [hog(np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), np.float32) / 255.0,
-                orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2), block_norm="L2-Hys")
-            for image in images]
+    rows = [
+        hog(
+            np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), np.float32) / 255.0,
+            orientations=9,
+            pixels_per_cell=(16, 16),
+            cells_per_block=(2, 2),
+            block_norm="L2-Hys",
+        )
+        for image in images
+    ]
     return np.stack(rows).astype(np.float32)
 
 
@@ -520,10 +607,18 @@ def linear_svm(train_x: np.ndarray, train_y: np.ndarray, seed: int, c: float) ->
     return CalibratedClassifierCV(svm, cv=folds, method="sigmoid").fit(train_x, train_y)
 
 
-def hog_svm_baseline(train_images: Sequence[Image.Image], train_labels: Sequence[int],
-                     test_images: Sequence[Image.Image], test_labels: Sequence[int], size: int = 128,
-                     test_animal_ids: Sequence[str] | None = None, seed: int = 0, c: float = 1.0) -> dict[str, Any]:
-    """Seed 000's HOG + linear SVM on the same split: the same metrics as evaluate_predictions (per image only without ids)."""
+def hog_svm_baseline(
+    train_images: Sequence[Image.Image],
+    train_labels: Sequence[int],
+    test_images: Sequence[Image.Image],
+    test_labels: Sequence[int],
+    size: int = 128,
+    test_animal_ids: Sequence[str] | None = None,
+    seed: int = 0,
+    c: float = 1.0,
+) -> dict[str, Any]:
+    """Seed 000's HOG + linear SVM on the same split: the same metrics as evaluate_predictions (per image only without
+    ids)."""
     train_y = np.asarray(train_labels, np.int64)
     model = linear_svm(hog_features(train_images, size), train_y, seed, c)
     test_x = hog_features(test_images, size)
@@ -539,13 +634,27 @@ def hog_svm_baseline(train_images: Sequence[Image.Image], train_labels: Sequence
 # ---------------------------------------------------------------- model card
 
 
-def gender_model_card(settings: GenderTrainSettings, seed: int, fingerprint: str, split: Mapping[str, Sequence[str]],
-                      history: TrainingHistory, temperature: float, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON model card stored next to the state dict: recipe, data fingerprint, split, epochs, metrics, calibration."""
+def gender_model_card(
+    settings: GenderTrainSettings,
+    seed: int,
+    fingerprint: str,
+    split: Mapping[str, Sequence[str]],
+    history: TrainingHistory,
+    temperature: float,
+    metrics: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The JSON model card stored next to the state dict: recipe, data fingerprint, split, epochs, metrics,
+    calibration."""
     return {
-        "task": "gender", "arch": settings.arch, "input_size": settings.input_size, "classes": ["female", "male"],
-        "settings": asdict(settings), "seed": seed, "data_fingerprint": fingerprint,
+        "task": "gender",
+        "arch": settings.arch,
+        "input_size": settings.input_size,
+        "classes": ["female", "male"],
+        "settings": asdict(settings),
+        "seed": seed,
+        "data_fingerprint": fingerprint,
         "split": {name: list(ids) for name, ids in split.items()},
-        "training": history.as_dict(), "calibration": {"method": "temperature", "temperature": temperature},
+        "training": history.as_dict(),
+        "calibration": {"method": "temperature", "temperature": temperature},
         "metrics": dict(metrics),
     }

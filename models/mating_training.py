@@ -1,4 +1,5 @@
-"""Training and evaluation of CGANet for mating success (seed 002), its SVM and FLDA baselines, and the encounter roll-up (pure).
+"""Training and evaluation of CGANet for mating success (seed 002), its SVM and FLDA baselines, and the encounter
+roll-up (pure).
 
 Inputs are MFCC arrays x (N, 2, 86, 40) float32 and labels y (N,) with 1 = success, 0 = failure, one row per 2 s
 window. Evaluation splits never put a group in both train and test (DESIGN section 5): by default the group is
@@ -144,8 +145,9 @@ def fold_groups(group_by: GroupBy, pair_ids: Sequence[str], encounter_ids: Seque
     raise ValueError(f"group_by must be 'pair', 'encounter' or 'none', got {group_by!r}")
 
 
-def raw_splits(groups: np.ndarray, labels: np.ndarray, k: int, seed: int,
-               stratify: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def raw_splits(
+    groups: np.ndarray, labels: np.ndarray, k: int, seed: int, stratify: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """sklearn StratifiedGroupKFold (shuffled with the seed) or GroupKFold splits, its class-count warning silenced."""
     splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed) if stratify else GroupKFold(k)
     with warnings.catch_warnings():
@@ -185,14 +187,18 @@ def grouped_folds(groups: Sequence[str], labels: Sequence[int], k: int, seed: in
         notes.append(f"{lacking} of {used} test folds hold one label only (too few groups of the other)")
     untrainable = sum(len(set(y[tr].tolist())) < 2 for tr, _ in splits)
     if untrainable and stratify:
-        notes.append(f"{untrainable} of {used} training parts hold one label only (its only groups are tested), "
-                     "so no classifier can be fit on them")
-    return FoldPlan(tuple(splits), k, used, "StratifiedGroupKFold" if stratify else "GroupKFold", n_groups,
-                    "; ".join(notes))
+        notes.append(
+            f"{untrainable} of {used} training parts hold one label only (its only groups are tested), "
+            "so no classifier can be fit on them"
+        )
+    return FoldPlan(
+        tuple(splits), k, used, "StratifiedGroupKFold" if stratify else "GroupKFold", n_groups, "; ".join(notes)
+    )
 
 
-def validation_split(groups: Sequence[str], labels: Sequence[int], fraction: float,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(
+    groups: Sequence[str], labels: Sequence[int], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(fit indices, validation indices): about `fraction` of the groups held out, grouped and stratified (the
     first inner fold whose fit and validation parts both hold every label); no validation (all indices fit) when
     fraction is 0, there are fewer than 2 groups, or no hold-out has both labels while leaving both to fit: a
@@ -217,7 +223,8 @@ def input_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class StandardisedCGANet(nn.Module):
-    """CGANet behind a fixed per-coefficient standardisation; its state dict holds net.* weights, input_mean, input_std."""
+    """CGANet behind a fixed per-coefficient standardisation; its state dict holds net.* weights, input_mean,
+    input_std."""
 
     def __init__(self, net: CGANet, mean: np.ndarray | Tensor, std: np.ndarray | Tensor) -> None:
         super().__init__()
@@ -230,19 +237,27 @@ class StandardisedCGANet(nn.Module):
         return self.net((mfcc - self.input_mean) / self.input_std)
 
 
-def predict_segments(model: StandardisedCGANet, mfcc: Tensor, device: torch.device, precision: Precision,
-                     layout: Layout = "channels_last") -> CGANetOutput:
+def predict_segments(
+    model: StandardisedCGANet,
+    mfcc: Tensor,
+    device: torch.device,
+    precision: Precision,
+    layout: Layout = "channels_last",
+) -> CGANetOutput:
     """Eval-mode forward pass of raw MFCCs (B, 2, 86, 40) on a device: convolutions in the layout's memory format,
     autocast per precision, every output float32 on the CPU."""
     model.eval().to(device=device, memory_format=memory_format(layout))
-    batch = mfcc.to(device=device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format(layout))
+    batch = mfcc.to(device=device, dtype=torch.float32, non_blocking=True).contiguous(
+        memory_format=memory_format(layout)
+    )
     with inference(device, precision):
         output = model(batch)
     return CGANetOutput(*(part.float().cpu() for part in output))
 
 
-def build_mating_model(settings: MatingTrainSettings, seed: int, mean: np.ndarray | None = None,
-                       std: np.ndarray | None = None) -> StandardisedCGANet:
+def build_mating_model(
+    settings: MatingTrainSettings, seed: int, mean: np.ndarray | None = None, std: np.ndarray | None = None
+) -> StandardisedCGANet:
     """A fresh StandardisedCGANet of the settings' sizes (weights from `seed`); identity scaling without statistics."""
     net = build_cganet(seed, filters=settings.filters, hidden=settings.hidden, dropout=settings.dropout)
     mean = np.zeros(N_COEFFS, np.float32) if mean is None else mean
@@ -283,8 +298,12 @@ class TrainingHistory:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for the model card."""
-        return {"epochs": [asdict(e) for e in self.epochs], "best_epoch": self.best_epoch,
-                "stopped_early": self.stopped_early, "temperature": self.temperature}
+        return {
+            "epochs": [asdict(e) for e in self.epochs],
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "temperature": self.temperature,
+        }
 
     def seconds_per_epoch(self) -> float:
         """Mean wall time of an epoch (training pass plus validation)."""
@@ -300,7 +319,9 @@ def check_training_data(x: np.ndarray, y: np.ndarray, settings: MatingTrainSetti
     if len(x) != len(y):
         raise ValueError(f"{len(x)} windows but {len(y)} labels")
     if set(np.unique(y).tolist()) != {0, 1}:
-        raise ValueError(f"training needs labels 0 (failure) and 1 (success), both present; got {sorted(set(y.tolist()))}")
+        raise ValueError(
+            f"training needs labels 0 (failure) and 1 (success), both present; got {sorted(set(y.tolist()))}"
+        )
 
 
 def make_optimiser(model: nn.Module, settings: MatingTrainSettings) -> torch.optim.Optimizer:
@@ -308,17 +329,25 @@ def make_optimiser(model: nn.Module, settings: MatingTrainSettings) -> torch.opt
     if settings.optimiser == "adam":
         return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     if settings.optimiser == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
     raise ValueError(f"optimiser must be 'adam' or 'sgd', got {settings.optimiser!r}")
 
 
-def make_plateau(optimiser: torch.optim.Optimizer, settings: MatingTrainSettings) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+def make_plateau(
+    optimiser: torch.optim.Optimizer, settings: MatingTrainSettings
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """The seed's schedule: lr times lr_factor on the plateau_patience-th epoch in a row without a higher validation
     accuracy (Keras' count; torch's patience counts one more, hence the - 1)."""
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=settings.lr_factor,
-                                                      patience=max(settings.plateau_patience - 1, 0), threshold=0.0,
-                                                      threshold_mode="abs")
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimiser,
+        mode="max",
+        factor=settings.lr_factor,
+        patience=max(settings.plateau_patience - 1, 0),
+        threshold=0.0,
+        threshold_mode="abs",
+    )
 
 
 def class_weights(y: np.ndarray, mode: ClassWeight) -> Tensor:
@@ -338,8 +367,14 @@ def weighted_nll(output: CGANetOutput, success: Tensor, weights: Tensor) -> Tens
     return -(w * torch.log(p_label.clamp_min(1e-12))).sum() / w.sum()
 
 
-def train_one_epoch(model: nn.Module, x: Tensor, y: Tensor, optimiser: torch.optim.Optimizer,
-                    settings: MatingTrainSettings, generator: torch.Generator) -> tuple[float, float]:
+def train_one_epoch(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    optimiser: torch.optim.Optimizer,
+    settings: MatingTrainSettings,
+    generator: torch.Generator,
+) -> tuple[float, float]:
     """One shuffled pass in batches; mean loss and accuracy (a last batch of one window is skipped: BatchNorm)."""
     model.train()
     weights = class_weights(y.numpy(), settings.class_weight)
@@ -381,8 +416,14 @@ def is_better(record: EpochRecord, best: EpochRecord | None) -> bool:
     return record.val_loss < best.val_loss
 
 
-def run_epoch(model: nn.Module, data: tuple[Tensor, Tensor, Tensor, Tensor], optimiser: torch.optim.Optimizer,
-              settings: MatingTrainSettings, generator: torch.Generator, epoch: int) -> EpochRecord:
+def run_epoch(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor, Tensor, Tensor],
+    optimiser: torch.optim.Optimizer,
+    settings: MatingTrainSettings,
+    generator: torch.Generator,
+    epoch: int,
+) -> EpochRecord:
     """Train one epoch and score it on the validation windows."""
     started, lr = time.perf_counter(), float(optimiser.param_groups[0]["lr"])
     loss, accuracy = train_one_epoch(model, data[0], data[1], optimiser, settings, generator)
@@ -390,9 +431,15 @@ def run_epoch(model: nn.Module, data: tuple[Tensor, Tensor, Tensor, Tensor], opt
     return EpochRecord(epoch, lr, loss, accuracy, val_loss, val_accuracy, time.perf_counter() - started)
 
 
-def train_cganet(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 settings: MatingTrainSettings, seed: int,
-                 progress: Callable[[EpochRecord], None] | None = None) -> tuple[dict[str, Tensor], TrainingHistory]:
+def train_cganet(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    settings: MatingTrainSettings,
+    seed: int,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> tuple[dict[str, Tensor], TrainingHistory]:
     """Train with the seed's recipe, deterministic on CPU for a seed (global RNG untouched); the best-validation
     epoch's state dict of StandardisedCGANet (input statistics from x_train) and the history. Without validation
     windows the last epoch is kept and the plateau watches training accuracy. history.temperature calibrates the
@@ -400,8 +447,12 @@ def train_cganet(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     y_train, y_val = np.asarray(y_train, np.int64), np.asarray(y_val, np.int64)
     check_training_data(np.asarray(x_train), y_train, settings)
     mean, std = input_statistics(x_train) if settings.standardise else (None, None)
-    data = (torch.as_tensor(np.asarray(x_train, np.float32)), torch.as_tensor(y_train),
-            torch.as_tensor(np.asarray(x_val, np.float32)).reshape(-1, 2, 86, N_COEFFS), torch.as_tensor(y_val))
+    data = (
+        torch.as_tensor(np.asarray(x_train, np.float32)),
+        torch.as_tensor(y_train),
+        torch.as_tensor(np.asarray(x_val, np.float32)).reshape(-1, 2, 86, N_COEFFS),
+        torch.as_tensor(y_val),
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_mating_model(settings, seed, mean, std)
@@ -441,8 +492,11 @@ def stale(epoch: int, best_epoch: int, limit: int | None) -> bool:
 # ---------------------------------------------------------------- metrics
 
 
-def binary_metrics(p_success: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
-                   predicted: Sequence[int] | np.ndarray | None = None) -> dict[str, Any]:
+def binary_metrics(
+    p_success: Sequence[float] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    predicted: Sequence[int] | np.ndarray | None = None,
+) -> dict[str, Any]:
     """Accuracy, F1, recall, precision (success positive) and ROC AUC (None with one class); predictions default
     to the seed's rule p > 0.5 (P_s > P_f)."""
     p, y = np.asarray(p_success, np.float64), np.asarray(labels, np.int64)
@@ -450,7 +504,8 @@ def binary_metrics(p_success: Sequence[float] | np.ndarray, labels: Sequence[int
         return {"n": 0, "n_success": 0, **{name: None for name in METRICS}}
     guess = (p > 0.5).astype(np.int64) if predicted is None else np.asarray(predicted, np.int64)
     return {
-        "n": int(len(y)), "n_success": int(y.sum()),
+        "n": int(len(y)),
+        "n_success": int(y.sum()),
         "accuracy": float(accuracy_score(y, guess)),
         "f1": float(f1_score(y, guess, zero_division=0)),
         "recall": float(recall_score(y, guess, zero_division=0)),
@@ -470,8 +525,9 @@ def summarise_folds(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"per_fold": [dict(f) for f in per_fold], "mean": mean, "std": std, "n_folds": counted}
 
 
-def level_report(per_fold: Sequence[Mapping[str, Any]], p_oof: np.ndarray, y: np.ndarray,
-                 predicted: np.ndarray | None = None) -> dict[str, Any]:
+def level_report(
+    per_fold: Sequence[Mapping[str, Any]], p_oof: np.ndarray, y: np.ndarray, predicted: np.ndarray | None = None
+) -> dict[str, Any]:
     """Per-fold metrics with their mean and std, plus "pooled": the metrics of every out-of-fold prediction at once."""
     return {**summarise_folds(per_fold), "pooled": binary_metrics(p_oof, y, predicted)}
 
@@ -528,7 +584,7 @@ def encounter_probability(frame_probs_list: Sequence[np.ndarray]) -> float:
 
 
 def encounter_call(p: float | None, abstain_low: float = 0.4, abstain_high: float = 0.6) -> Call:
-    """"success" when p > abstain_high, "failure" when p <= abstain_low, "unknown" between (or p None/NaN).
+    """ "success" when p > abstain_high, "failure" when p <= abstain_low, "unknown" between (or p None/NaN).
     abstain_low == abstain_high == 0.5 is the seed's rule: success iff P_s > P_f."""
     if not 0.0 <= abstain_low <= abstain_high <= 1.0:
         raise ValueError(f"need 0 <= abstain_low <= abstain_high <= 1, got {abstain_low} and {abstain_high}")
@@ -551,8 +607,9 @@ class EncounterRollup:
     predicted: Call
 
 
-def rollup_encounters(encounter_ids: Sequence[str], frame_probs: np.ndarray, abstain_low: float = 0.4,
-                      abstain_high: float = 0.6) -> list[EncounterRollup]:
+def rollup_encounters(
+    encounter_ids: Sequence[str], frame_probs: np.ndarray, abstain_low: float = 0.4, abstain_high: float = 0.6
+) -> list[EncounterRollup]:
     """Roll windows (N, 86, 2) up per encounter id (sorted by id) with encounter_probability and encounter_call."""
     if len(encounter_ids) != len(frame_probs):
         raise ValueError(f"{len(encounter_ids)} encounter ids but {len(frame_probs)} windows")
@@ -562,8 +619,9 @@ def rollup_encounters(encounter_ids: Sequence[str], frame_probs: np.ndarray, abs
     rows = []
     for encounter_id in sorted(members):
         p = encounter_probability([frame_probs[i] for i in members[encounter_id]])
-        rows.append(EncounterRollup(encounter_id, len(members[encounter_id]), p,
-                                    encounter_call(p, abstain_low, abstain_high)))
+        rows.append(
+            EncounterRollup(encounter_id, len(members[encounter_id]), p, encounter_call(p, abstain_low, abstain_high))
+        )
     return rows
 
 
@@ -578,8 +636,12 @@ def encounter_labels(encounter_ids: Sequence[str], labels: Sequence[int]) -> dic
     return {e: next(iter(seen)) for e, seen in found.items()}
 
 
-def encounter_metrics(encounter_ids: Sequence[str], frame_probs: np.ndarray, labels: Sequence[int],
-                      temperature: float | Sequence[float] = 1.0) -> dict[str, Any]:
+def encounter_metrics(
+    encounter_ids: Sequence[str],
+    frame_probs: np.ndarray,
+    labels: Sequence[int],
+    temperature: float | Sequence[float] = 1.0,
+) -> dict[str, Any]:
     """binary_metrics of the rolled-up encounters (seed rule p > 0.5), with the number the 0.4-0.6 band leaves
     unknown before ("n_unknown_raw") and after calibration at `temperature` (one, or one per window: its fold's)."""
     rows = rollup_encounters(encounter_ids, frame_probs)
@@ -588,16 +650,25 @@ def encounter_metrics(encounter_ids: Sequence[str], frame_probs: np.ndarray, lab
     t_of = {str(e): float(t) for e, t in zip(encounter_ids, per_window)}
     metrics = binary_metrics([r.p_success for r in rows], [truth[r.encounter_id] for r in rows])
     calibrated_calls = [encounter_call(calibrate(r.p_success, t_of[r.encounter_id])) for r in rows]
-    return {**metrics, "n_unknown_raw": sum(r.predicted == "unknown" for r in rows),
-            "n_unknown": sum(call == "unknown" for call in calibrated_calls)}
+    return {
+        **metrics,
+        "n_unknown_raw": sum(r.predicted == "unknown" for r in rows),
+        "n_unknown": sum(call == "unknown" for call in calibrated_calls),
+    }
 
 
 # ---------------------------------------------------------------- cross-validation of CGANet
 
 
-def train_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, train_idx: np.ndarray,
-               settings: MatingTrainSettings, seed: int,
-               progress: Callable[[EpochRecord], None] | None) -> tuple[StandardisedCGANet, TrainingHistory]:
+def train_fold(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    train_idx: np.ndarray,
+    settings: MatingTrainSettings,
+    seed: int,
+    progress: Callable[[EpochRecord], None] | None,
+) -> tuple[StandardisedCGANet, TrainingHistory]:
     """Train on one fold's training windows, a grouped validation part held out for model selection."""
     fit, val = validation_split(groups[train_idx].tolist(), y[train_idx].tolist(), settings.validation_fraction, seed)
     fit_idx, val_idx = train_idx[fit], train_idx[val]
@@ -611,9 +682,16 @@ def usable_folds(folds: FoldPlan, y: np.ndarray) -> tuple[list[int], list[int]]:
     return usable, [k for k in range(len(folds)) if k not in usable]
 
 
-def cross_validate_cganet(x: np.ndarray, y: Sequence[int], groups: Sequence[str], settings: MatingTrainSettings,
-                          seed: int, encounter_ids: Sequence[str] | None = None, folds: FoldPlan | None = None,
-                          progress: Callable[[int, EpochRecord], None] | None = None) -> dict[str, Any]:
+def cross_validate_cganet(
+    x: np.ndarray,
+    y: Sequence[int],
+    groups: Sequence[str],
+    settings: MatingTrainSettings,
+    seed: int,
+    encounter_ids: Sequence[str] | None = None,
+    folds: FoldPlan | None = None,
+    progress: Callable[[int, EpochRecord], None] | None = None,
+) -> dict[str, Any]:
     """k-fold grouped cross-validation (fold k trained with seed + k): metrics per fold, their mean and std, and
     pooled out-of-fold metrics, for windows ("segment") and, given encounter ids, for encounters rolled up with
     Eq. 4 ("encounter"). Folds whose training part lacks a label are skipped and listed."""
@@ -630,17 +708,28 @@ def cross_validate_cganet(x: np.ndarray, y: Sequence[int], groups: Sequence[str]
         segment_folds.append(binary_metrics(oof[test_idx].mean(axis=1)[:, 0], y_arr[test_idx]))
         histories.append(history)
     tested = ~np.isnan(temperature)
-    result = {"model": "cganet", "folds": fold_summary(folds, skipped), "settings": asdict(settings),
-              "best_epochs": [h.best_epoch for h in histories], "temperatures": [h.temperature for h in histories],
-              "seconds_per_epoch": float(np.mean([h.seconds_per_epoch() for h in histories])) if histories else 0.0,
-              "segment": level_report(segment_folds, oof[tested].mean(axis=1)[:, 0], y_arr[tested])}
+    result = {
+        "model": "cganet",
+        "folds": fold_summary(folds, skipped),
+        "settings": asdict(settings),
+        "best_epochs": [h.best_epoch for h in histories],
+        "temperatures": [h.temperature for h in histories],
+        "seconds_per_epoch": float(np.mean([h.seconds_per_epoch() for h in histories])) if histories else 0.0,
+        "segment": level_report(segment_folds, oof[tested].mean(axis=1)[:, 0], y_arr[tested]),
+    }
     if encounter_ids is not None:
         result["encounter"] = encounter_level(folds, usable, list(encounter_ids), oof, y_arr, temperature)
     return result
 
 
-def encounter_level(folds: FoldPlan, usable: Sequence[int], encounter_ids: list[str], oof: np.ndarray, y: np.ndarray,
-                    temperature: np.ndarray) -> dict[str, Any]:
+def encounter_level(
+    folds: FoldPlan,
+    usable: Sequence[int],
+    encounter_ids: list[str],
+    oof: np.ndarray,
+    y: np.ndarray,
+    temperature: np.ndarray,
+) -> dict[str, Any]:
     """Encounter metrics per tested fold, their mean and std, and pooled over every out-of-fold window."""
     per_fold = []
     for k in usable:
@@ -653,8 +742,15 @@ def encounter_level(folds: FoldPlan, usable: Sequence[int], encounter_ids: list[
 
 def fold_summary(folds: FoldPlan, skipped: Sequence[int] = ()) -> dict[str, Any]:
     """JSON-ready description of the folds: method, k asked and used, groups, note, test indices, skipped folds."""
-    return {"method": folds.method, "k_requested": folds.k_requested, "k": folds.k, "n_groups": folds.n_groups,
-            "note": folds.note, "test_indices": [te.tolist() for _, te in folds], "skipped": list(skipped)}
+    return {
+        "method": folds.method,
+        "k_requested": folds.k_requested,
+        "k": folds.k,
+        "n_groups": folds.n_groups,
+        "note": folds.note,
+        "test_indices": [te.tolist() for _, te in folds],
+        "skipped": list(skipped),
+    }
 
 
 # ---------------------------------------------------------------- SVM and FLDA baselines
@@ -671,8 +767,14 @@ def baseline_features(x: np.ndarray, features: BaselineFeatures) -> np.ndarray:
     raise ValueError(f"features must be 'flat' or 'summary', got {features!r}")
 
 
-def cross_validate_sklearn(make_model: Callable[[], Any], x: np.ndarray, y: Sequence[int], folds: FoldPlan,
-                           name: str, encounter_ids: Sequence[str] | None = None) -> dict[str, Any]:
+def cross_validate_sklearn(
+    make_model: Callable[[], Any],
+    x: np.ndarray,
+    y: Sequence[int],
+    folds: FoldPlan,
+    name: str,
+    encounter_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Fit a fresh scikit-learn classifier per fold; metrics of the logistic of its decision function (monotone, so
     AUC is the score's, and p > 0.5 iff score > 0, the classifier's own call). Folds lacking a label are skipped.
     Given encounter ids, "encounter" rolls windows up as CGANet's Eq. 4 does (each window one "frame")."""
@@ -684,11 +786,15 @@ def cross_validate_sklearn(make_model: Callable[[], Any], x: np.ndarray, y: Sequ
         model = make_model().fit(x[train_idx], y_arr[train_idx])
         scores[test_idx], tested[test_idx] = model.decision_function(x[test_idx]), True
         per_fold.append(binary_metrics(expit(scores[test_idx]), y_arr[test_idx]))
-    result = {"model": name, "folds": fold_summary(folds, skipped),
-              "segment": level_report(per_fold, expit(scores[tested]), y_arr[tested])}
+    result = {
+        "model": name,
+        "folds": fold_summary(folds, skipped),
+        "segment": level_report(per_fold, expit(scores[tested]), y_arr[tested]),
+    }
     if encounter_ids is not None:
-        result["encounter"] = encounter_level(folds, usable, list(encounter_ids), window_as_frame(expit(scores)), y_arr,
-                                              np.where(tested, 1.0, np.nan))
+        result["encounter"] = encounter_level(
+            folds, usable, list(encounter_ids), window_as_frame(expit(scores)), y_arr, np.where(tested, 1.0, np.nan)
+        )
     return result
 
 
@@ -699,14 +805,26 @@ def window_as_frame(p_success: np.ndarray) -> np.ndarray:
     return np.stack([p, 1.0 - p], axis=1)[:, None, :]
 
 
-def svm_baseline(x: np.ndarray, y: Sequence[int], folds: FoldPlan, features: BaselineFeatures = "flat",
-                 c: float = 1.0, class_weight: ClassWeight = "balanced",
-                 encounter_ids: Sequence[str] | None = None) -> dict[str, Any]:
+def svm_baseline(
+    x: np.ndarray,
+    y: Sequence[int],
+    folds: FoldPlan,
+    features: BaselineFeatures = "flat",
+    c: float = 1.0,
+    class_weight: ClassWeight = "balanced",
+    encounter_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Standardised RBF SVC (sklearn defaults, gamma "scale"; classes weighted as CGANet's loss) on the MFCCs,
     cross-validated on the given folds."""
     weight = "balanced" if class_weight == "balanced" else None
-    return cross_validate_sklearn(lambda: make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", class_weight=weight)),
-                                  baseline_features(x, features), y, folds, "svm", encounter_ids)
+    return cross_validate_sklearn(
+        lambda: make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", class_weight=weight)),
+        baseline_features(x, features),
+        y,
+        folds,
+        "svm",
+        encounter_ids,
+    )
 
 
 def flda_model(features: BaselineFeatures, class_weight: ClassWeight = "balanced") -> Any:
@@ -719,29 +837,45 @@ def flda_model(features: BaselineFeatures, class_weight: ClassWeight = "balanced
     return make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto", priors=priors))
 
 
-def flda_baseline(x: np.ndarray, y: Sequence[int], folds: FoldPlan, features: BaselineFeatures = "flat",
-                  class_weight: ClassWeight = "balanced", encounter_ids: Sequence[str] | None = None) -> dict[str, Any]:
+def flda_baseline(
+    x: np.ndarray,
+    y: Sequence[int],
+    folds: FoldPlan,
+    features: BaselineFeatures = "flat",
+    class_weight: ClassWeight = "balanced",
+    encounter_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Fisher LDA (flda_model) on the MFCCs, cross-validated on the given folds."""
-    return cross_validate_sklearn(lambda: flda_model(features, class_weight), baseline_features(x, features), y,
-                                  folds, "flda", encounter_ids)
+    return cross_validate_sklearn(
+        lambda: flda_model(features, class_weight), baseline_features(x, features), y, folds, "flda", encounter_ids
+    )
 
 
 # ---------------------------------------------------------------- all three on the same folds
 
 
-def evaluate_mating(x: np.ndarray, y: Sequence[int], groups: Sequence[str], settings: MatingTrainSettings, seed: int,
-                    encounter_ids: Sequence[str] | None = None, features: BaselineFeatures = "flat",
-                    progress: Callable[[int, EpochRecord], None] | None = None) -> dict[str, Any]:
+def evaluate_mating(
+    x: np.ndarray,
+    y: Sequence[int],
+    groups: Sequence[str],
+    settings: MatingTrainSettings,
+    seed: int,
+    encounter_ids: Sequence[str] | None = None,
+    features: BaselineFeatures = "flat",
+    progress: Callable[[int, EpochRecord], None] | None = None,
+) -> dict[str, Any]:
     """CGANet, SVM and FLDA cross-validated on the same grouped folds: {"folds", "cganet", "svm", "flda"}."""
     folds = grouped_folds(list(groups), list(y), settings.folds, seed)
-    return {"folds": fold_summary(folds, usable_folds(folds, np.asarray(y, np.int64))[1]),
-            "cganet": cross_validate_cganet(x, y, groups, settings, seed, encounter_ids, folds, progress),
-            "svm": svm_baseline(x, y, folds, features, class_weight=settings.class_weight, encounter_ids=encounter_ids),
-            "flda": flda_baseline(x, y, folds, features, settings.class_weight, encounter_ids)}
+    return {
+        "folds": fold_summary(folds, usable_folds(folds, np.asarray(y, np.int64))[1]),
+        "cganet": cross_validate_cganet(x, y, groups, settings, seed, encounter_ids, folds, progress),
+        "svm": svm_baseline(x, y, folds, features, class_weight=settings.class_weight, encounter_ids=encounter_ids),
+        "flda": flda_baseline(x, y, folds, features, settings.class_weight, encounter_ids),
+    }
 
 
 def format_percent(mean: float | None, std: float | None, n_folds: int | None = None, k: int | None = None) -> str:
-    """"89.9% ± 9.1%" as in seed table 1; "n/a" for a missing mean, no ± for a missing std, and "[2/5]" when the
+    """ "89.9% ± 9.1%" as in seed table 1; "n/a" for a missing mean, no ± for a missing std, and "[2/5]" when the
     metric was defined on fewer folds than were tested (AUC of a test fold holding one label)."""
     if mean is None:
         return "n/a"
@@ -756,8 +890,10 @@ def metrics_table(results: Mapping[str, Mapping[str, Any]], level: str = "segmen
         if name in results and level in results[name]:
             report = results[name][level]
             tested = len(report["per_fold"])
-            cells = "".join(f"{format_percent(report['mean'][m], report['std'][m], report['n_folds'][m], tested):>22}"
-                            for m in METRICS)
+            cells = "".join(
+                f"{format_percent(report['mean'][m], report['std'][m], report['n_folds'][m], tested):>22}"
+                for m in METRICS
+            )
             lines.append(f"{name:<8}{cells}")
     return "\n".join(lines)
 
@@ -768,19 +904,33 @@ def metrics_table(results: Mapping[str, Mapping[str, Any]], level: str = "segmen
 def data_fingerprint(x: np.ndarray, y: Sequence[int], encounter_ids: Sequence[str]) -> str:
     """SHA-256 over every window's encounter id, label and float32 MFCC bytes, independent of window order."""
     x = np.ascontiguousarray(np.asarray(x, np.float32))
-    digests = sorted(hashlib.sha256(f"{e}|{int(label)}|".encode() + x[i].tobytes()).hexdigest()
-                     for i, (e, label) in enumerate(zip(encounter_ids, y)))
+    digests = sorted(
+        hashlib.sha256(f"{e}|{int(label)}|".encode() + x[i].tobytes()).hexdigest()
+        for i, (e, label) in enumerate(zip(encounter_ids, y))
+    )
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
-def mating_model_card(settings: MatingTrainSettings, seed: int, fingerprint: str, split: Mapping[str, Sequence[str]],
-                      history: TrainingHistory, metrics: Mapping[str, Any],
-                      abstain: tuple[float, float] = (0.4, 0.6)) -> dict[str, Any]:
+def mating_model_card(
+    settings: MatingTrainSettings,
+    seed: int,
+    fingerprint: str,
+    split: Mapping[str, Sequence[str]],
+    history: TrainingHistory,
+    metrics: Mapping[str, Any],
+    abstain: tuple[float, float] = (0.4, 0.6),
+) -> dict[str, Any]:
     """The JSON model card stored next to the state dict: recipe, data fingerprint, split, epochs, metrics, band."""
     return {
-        "task": "mating", "arch": "cganet", "classes": ["success", "failure"], "settings": asdict(settings),
-        "seed": seed, "data_fingerprint": fingerprint, "split": {name: list(ids) for name, ids in split.items()},
-        "training": history.as_dict(), "metrics": dict(metrics),
+        "task": "mating",
+        "arch": "cganet",
+        "classes": ["success", "failure"],
+        "settings": asdict(settings),
+        "seed": seed,
+        "data_fingerprint": fingerprint,
+        "split": {name: list(ids) for name, ids in split.items()},
+        "training": history.as_dict(),
+        "metrics": dict(metrics),
         "thresholds": {"decision": 0.5, "abstain_low": abstain[0], "abstain_high": abstain[1]},
         "input_standardised": settings.standardise,
     }

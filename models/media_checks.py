@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 EXIF_TIME_FORMAT = "%Y:%m:%d %H:%M:%S"
@@ -38,7 +38,7 @@ def parse_exif_time(text: str | None, offset: str | None, default_tz: str) -> da
         return None
     tzinfo = parse_exif_offset(offset) or ZoneInfo(default_tz)
     try:
-        return local.replace(tzinfo=tzinfo).astimezone(timezone.utc)
+        return local.replace(tzinfo=tzinfo).astimezone(UTC)
     except (OverflowError, ValueError):  # e.g. year 9999 west of Greenwich falls outside datetime's range
         return None
 
@@ -77,7 +77,9 @@ def image_flags(mode: str, orientation: int, extension_matches: bool) -> list[st
     return flags
 
 
-def audio_flags(sample_rate: int, channels: int, duration_s: float, peak: float, short_s: float, silence_peak: float) -> list[str]:
+def audio_flags(
+    sample_rate: int, channels: int, duration_s: float, peak: float, short_s: float, silence_peak: float
+) -> list[str]:
     """Flags for valid but unusual recordings that later stages convert or skip."""
     flags: list[str] = []
     if channels == 1:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from facenet_pytorch.models.utils.detect_face import (
     batched_nms_numpy,
     bbreg,
@@ -46,7 +45,8 @@ class Candidates:
 
 
 def table_dtype(height: int, width: int) -> torch.dtype:
-    """int32 (twice as fast as int64, half the memory) while a whole frame's offset channel sum fits in it, else int64."""
+    """int32 (twice as fast as int64, half the memory) while a whole frame's offset channel sum fits in it, else
+    int64."""
     return torch.int32 if height * width * PIXEL_OFFSET <= torch.iinfo(torch.int32).max else torch.int64
 
 
@@ -54,7 +54,9 @@ def summed_area_table(frames: torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 frames as (B, H + 1, W + 1, 3) integer sums of (pixel - PIXEL_OFFSET) over every top-left
     rectangle, summed in place inside the zero border (1080p, 2 cores: 5 ms, against 11 ms summing and then padding)."""
     batch, height, width, channels = frames.shape
-    table = torch.empty((batch, height + 1, width + 1, channels), dtype=table_dtype(height, width), device=frames.device)
+    table = torch.empty(
+        (batch, height + 1, width + 1, channels), dtype=table_dtype(height, width), device=frames.device
+    )
     table[:, 0] = 0
     table[:, :, 0] = 0
     inside = table[:, 1:, 1:]
@@ -96,8 +98,13 @@ def area_level(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return level.add_(NORMALISED_SHIFT).permute(0, 3, 1, 2)
 
 
-def area_crops(table: torch.Tensor, image_inds: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor],
-               cols: tuple[torch.Tensor, torch.Tensor], size: int) -> torch.Tensor:
+def area_crops(
+    table: torch.Tensor,
+    image_inds: torch.Tensor,
+    rows: tuple[torch.Tensor, torch.Tensor],
+    cols: tuple[torch.Tensor, torch.Tensor],
+    size: int,
+) -> torch.Tensor:
     """Rectangles [row0, row1) x [col0, col1) of their frames resized to size x size by area averaging, in MTCNN's
     input range: (N, 3, size, size). Each corner is one row gather from the table seen as (pixels, 3) by flat index
     (2 cores, 3,000 24-pixel crops: 42 -> 20 ms against indexing the 4-d table with four index tensors)."""
@@ -113,7 +120,9 @@ def area_crops(table: torch.Tensor, image_inds: torch.Tensor, rows: tuple[torch.
         """Sums at one corner of every output cell: (N * size * size, 3)."""
         return pixels.index_select(0, (row + col).view(-1))
 
-    sums = (corner(r1, c1) - corner(r0, c1) - corner(r1, c0) + corner(r0, c0)).view(len(image_inds), size, size, table.shape[3])
+    sums = (corner(r1, c1) - corner(r0, c1) - corner(r1, c0) + corner(r0, c0)).view(
+        len(image_inds), size, size, table.shape[3]
+    )
     divisors = ((row_high - row_low)[:, :, None] * (col_high - col_low)[:, None, :])[..., None] / PIXEL_SCALE
     return (sums / divisors + NORMALISED_SHIFT).permute(0, 3, 1, 2)
 
@@ -129,11 +138,11 @@ class PairMaxPool(nn.Module):
         row or column is its own maximum."""
         height, width = x.shape[-2:]
         rows = pooled_like(x, (height + 1) // 2, width)
-        torch.maximum(x[..., 0:height - 1:2, :], x[..., 1::2, :], out=rows[..., :height // 2, :])
+        torch.maximum(x[..., 0 : height - 1 : 2, :], x[..., 1::2, :], out=rows[..., : height // 2, :])
         if height % 2:
             rows[..., -1:, :] = x[..., -1:, :]
         pooled = pooled_like(x, rows.shape[-2], (width + 1) // 2)
-        torch.maximum(rows[..., 0:width - 1:2], rows[..., 1::2], out=pooled[..., :width // 2])
+        torch.maximum(rows[..., 0 : width - 1 : 2], rows[..., 1::2], out=pooled[..., : width // 2])
         if width % 2:
             pooled[..., -1:] = rows[..., -1:]
         return pooled
@@ -141,7 +150,11 @@ class PairMaxPool(nn.Module):
 
 def pooled_like(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """An empty (N, C, height, width) tensor of x's dtype and device, in x's layout (channels_last or contiguous)."""
-    layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    layout = (
+        torch.channels_last
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
     return torch.empty((*x.shape[:-2], height, width), dtype=x.dtype, device=x.device, memory_format=layout)
 
 
@@ -158,7 +171,8 @@ def pyramid_scales(height: int, width: int, min_face_size: int, factor: float) -
 
 
 def proposals(table: torch.Tensor, pnet: nn.Module, min_face_size: int, factor: float, threshold: float) -> Candidates:
-    """Stage 1: P-Net over the pyramid, NMS within each scale and then within each frame, boxes regressed and squared."""
+    """Stage 1: P-Net over the pyramid, NMS within each scale and then within each frame, boxes regressed and
+    squared."""
     height, width = table.shape[1] - 1, table.shape[2] - 1
     boxes, image_inds = [], []
     for scale in pyramid_scales(height, width, min_face_size, factor):
@@ -169,7 +183,9 @@ def proposals(table: torch.Tensor, pnet: nn.Module, min_face_size: int, factor: 
         boxes.append(found[pick])
         image_inds.append(inds[pick])
     if not boxes:  # the frame's shorter side is below min_face_size: no face of that size fits (facenet-pytorch raised)
-        return Candidates(torch.zeros((0, 5), device=table.device), torch.zeros(0, dtype=torch.int64, device=table.device))
+        return Candidates(
+            torch.zeros((0, 5), device=table.device), torch.zeros(0, dtype=torch.int64, device=table.device)
+        )
     found, inds = torch.cat(boxes), torch.cat(image_inds)
     pick = batched_nms(found[:, :4], found[:, 4], inds, 0.7)
     found, inds = found[pick], inds[pick]
@@ -179,9 +195,12 @@ def proposals(table: torch.Tensor, pnet: nn.Module, min_face_size: int, factor: 
 
 
 def candidate_crops(table: torch.Tensor, candidates: Candidates, size: int) -> tuple[Candidates, torch.Tensor]:
-    """The candidates that overlap their frame, and their size x size crops in MTCNN's input range (clipped to the frame)."""
+    """The candidates that overlap their frame, and their size x size crops in MTCNN's input range (clipped to the
+    frame)."""
     height, width = table.shape[1] - 1, table.shape[2] - 1
-    y, ey, x, ex = (torch.as_tensor(v, dtype=torch.int64, device=table.device) for v in pad(candidates.boxes, width, height))
+    y, ey, x, ex = (
+        torch.as_tensor(v, dtype=torch.int64, device=table.device) for v in pad(candidates.boxes, width, height)
+    )
     inside = (ey > y - 1) & (ex > x - 1)
     kept = Candidates(candidates.boxes[inside], candidates.image_inds[inside])
     crops = area_crops(table, kept.image_inds, (y[inside] - 1, ey[inside]), (x[inside] - 1, ex[inside]), size)
@@ -202,8 +221,11 @@ def refine(table: torch.Tensor, candidates: Candidates, rnet: nn.Module, thresho
     return Candidates(rerec(bbreg(boxes[pick], shift[pick])), inds[pick])
 
 
-def finalise(table: torch.Tensor, candidates: Candidates, onet: nn.Module, threshold: float) -> tuple[Candidates, torch.Tensor]:
-    """Stage 3: O-Net rescores 48-pixel crops and places five landmarks, boxes regressed, NMS ("Min") within each frame."""
+def finalise(
+    table: torch.Tensor, candidates: Candidates, onet: nn.Module, threshold: float
+) -> tuple[Candidates, torch.Tensor]:
+    """Stage 3: O-Net rescores 48-pixel crops and places five landmarks, boxes regressed, NMS ("Min") within each
+    frame."""
     kept, crops = candidate_crops(table, candidates, ONET_SIZE)
     if len(crops) == 0:
         return kept, torch.zeros(0, 5, 2, device=table.device)
@@ -219,8 +241,13 @@ def finalise(table: torch.Tensor, candidates: Candidates, onet: nn.Module, thres
     return Candidates(boxes[pick], inds[pick]), points[pick]
 
 
-def cascade(frames: torch.Tensor, nets: tuple[nn.Module, nn.Module, nn.Module], min_face_size: int, factor: float,
-            thresholds: tuple[float, float, float]) -> list[tuple[np.ndarray, np.ndarray]]:
+def cascade(
+    frames: torch.Tensor,
+    nets: tuple[nn.Module, nn.Module, nn.Module],
+    min_face_size: int,
+    factor: float,
+    thresholds: tuple[float, float, float],
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Detect faces in (B, H, W, 3) uint8 frames on the nets' device: per frame an (n, 5) array of boxes with scores
     and an (n, 5, 2) array of landmarks, as facenet-pytorch's detect_face returns them."""
     pnet, rnet, onet = nets

@@ -90,8 +90,9 @@ def parse_raven_table(text: str, duration_s: float, filename: str) -> tuple[list
     return list(segments.values()), problems
 
 
-def parse_raven_row(cells: list[str], columns: dict[str, int], duration_s: float,
-                    where: str) -> Segment | tuple[str, str]:
+def parse_raven_row(
+    cells: list[str], columns: dict[str, int], duration_s: float, where: str
+) -> Segment | tuple[str, str]:
     """One row as a Segment, or (column, reason) when it is rejected."""
     values: dict[str, float | None] = {}
     for name, index in columns.items():
@@ -105,9 +106,14 @@ def parse_raven_row(cells: list[str], columns: dict[str, int], duration_s: float
     if problem is not None:
         return problem
     selection = values.get(SELECTION)
-    return Segment(start_s=float(values[BEGIN]), end_s=min(float(values[END]), duration_s), source="raven",
-                   selection=int(selection) if selection is not None and selection.is_integer() else None,
-                   low_hz=values.get(LOW_FREQ), high_hz=values.get(HIGH_FREQ))
+    return Segment(
+        start_s=float(values[BEGIN]),
+        end_s=min(float(values[END]), duration_s),
+        source="raven",
+        selection=int(selection) if selection is not None and selection.is_integer() else None,
+        low_hz=values.get(LOW_FREQ),
+        high_hz=values.get(HIGH_FREQ),
+    )
 
 
 def parse_number(text: str) -> float | None:
@@ -206,8 +212,9 @@ def split_long(start_s: float, end_s: float, max_s: float) -> list[tuple[float, 
     return [(float(a), float(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def windows_for_segment(start_s: float, end_s: float, window_s: float = 2.0,
-                        min_last_fraction: float = 0.5) -> list[tuple[float, float]]:
+def windows_for_segment(
+    start_s: float, end_s: float, window_s: float = 2.0, min_last_fraction: float = 0.5
+) -> list[tuple[float, float]]:
     """Model windows of a segment: one if it fits in `window_s`, else consecutive ones, a short tail dropped."""
     length = end_s - start_s
     if length <= window_s + 1e-9:

@@ -79,7 +79,12 @@ def check_counts(successes: int, n: int) -> None:
 
 def check_rate(value: float, name: str) -> float:
     """A rate (sensitivity, specificity, confidence) must be a finite number in [0, 1]."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or not 0 <= value <= 1:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0 <= value <= 1
+    ):
         raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}")
     return float(value)
 
@@ -117,7 +122,15 @@ def corrected_proportion(observed: Proportion, sensitivity: float | None, specif
         return Corrected(None, None, None, "No correction: the model card gives no sensitivity and specificity.")
     se, sp = check_rate(sensitivity, "sensitivity"), check_rate(specificity, "specificity")
     if se + sp <= 1:
-        return Corrected(None, None, None, f"No correction: sensitivity {se:.3f} + specificity {sp:.3f} <= 1, the classifier is no better than chance.")
+        return Corrected(
+            None,
+            None,
+            None,
+            (
+                f"No correction: sensitivity {se:.3f} + specificity {sp:.3f} <= 1, "
+                "the classifier is no better than chance."
+            ),
+        )
     estimate = rogan_gladen(observed.estimate, se, sp)
     low, high = rogan_gladen(observed.ci_low, se, sp), rogan_gladen(observed.ci_high, se, sp)
     return Corrected(estimate, low, high, clipping_note(observed.estimate, se, sp))
@@ -126,21 +139,29 @@ def corrected_proportion(observed: Proportion, sensitivity: float | None, specif
 def clipping_note(apparent: float, se: float, sp: float) -> str | None:
     """Say so when the raw share lies outside [1 - Sp, Se], where the corrected estimate is clipped to 0 or 1."""
     if apparent < 1 - sp:
-        return f"The raw share {apparent:.3f} is below 1 - specificity ({1 - sp:.3f}): the corrected estimate is clipped to 0."
+        return (
+            f"The raw share {apparent:.3f} is below 1 - specificity ({1 - sp:.3f}): "
+            "the corrected estimate is clipped to 0."
+        )
     if apparent > se:
-        return f"The raw share {apparent:.3f} is above the sensitivity ({se:.3f}): the corrected estimate is clipped to 1."
+        return (
+            f"The raw share {apparent:.3f} is above the sensitivity ({se:.3f}): the corrected estimate is clipped to 1."
+        )
     return None
 
 
 def rates_from_confusion(matrix: Sequence[Sequence[int]]) -> ClassifierRates:
-    """Sensitivity TP/(TP+FN) and specificity TN/(TN+FP) from a confusion matrix [[TN, FP], [FN, TP]] (None for an empty class)."""
+    """Sensitivity TP/(TP+FN) and specificity TN/(TN+FP) from a confusion matrix [[TN, FP], [FN, TP]] (None for an empty
+    class)."""
     if len(matrix) != 2 or any(len(row) != 2 for row in matrix):
         raise ValueError(f"a confusion matrix must be [[TN, FP], [FN, TP]], not {matrix!r}")
     (tn, fp), (fn, tp) = matrix
     if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (tn, fp, fn, tp)):
         raise ValueError(f"the cells of a confusion matrix must be counts (whole numbers >= 0), not {matrix!r}")
     positives, negatives = tp + fn, tn + fp
-    return ClassifierRates(tp / positives if positives else None, tn / negatives if negatives else None, positives, negatives)
+    return ClassifierRates(
+        tp / positives if positives else None, tn / negatives if negatives else None, positives, negatives
+    )
 
 
 def check_count_pair(successes: int, n: int, name: str) -> None:
@@ -151,9 +172,15 @@ def check_count_pair(successes: int, n: int, name: str) -> None:
         raise ValueError(f"{name}: {error}") from None
 
 
-def lang_reiczigel_bounds(positives: np.ndarray, n: np.ndarray, se_successes: np.ndarray, se_n: np.ndarray,
-                          sp_successes: np.ndarray, sp_n: np.ndarray,
-                          confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+def lang_reiczigel_bounds(
+    positives: np.ndarray,
+    n: np.ndarray,
+    se_successes: np.ndarray,
+    se_n: np.ndarray,
+    sp_successes: np.ndarray,
+    sp_n: np.ndarray,
+    confidence: float = CONFIDENCE,
+) -> tuple[np.ndarray, np.ndarray]:
     """Lang-Reiczigel (2014) adjusted Wald bounds of the corrected share, elementwise, clipped to [0, 1]."""
     z = float(norm.ppf((1 + confidence) / 2))
     share = (np.asarray(positives) + z * z / 2) / (np.asarray(n) + z * z)
@@ -164,20 +191,31 @@ def lang_reiczigel_bounds(positives: np.ndarray, n: np.ndarray, se_successes: np
     youden = se + sp - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         centre = (share + sp - 1) / youden
-        spread = np.sqrt(share * (1 - share) / n_share + se * (1 - se) / n_se * centre ** 2
-                         + sp * (1 - sp) / n_sp * (1 - centre) ** 2) / np.abs(youden)
+        spread = np.sqrt(
+            share * (1 - share) / n_share + se * (1 - se) / n_se * centre**2 + sp * (1 - sp) / n_sp * (1 - centre) ** 2
+        ) / np.abs(youden)
     shift = 2 * z * z * (centre * se * (1 - se) / n_se - (1 - centre) * sp * (1 - sp) / n_sp)
     return np.clip(centre + shift - z * spread, 0, 1), np.clip(centre + shift + z * spread, 0, 1)
 
 
-def bayes_bounds(positives: np.ndarray, n: np.ndarray, se_successes: np.ndarray, se_n: np.ndarray,
-                 sp_successes: np.ndarray, sp_n: np.ndarray, confidence: float = CONFIDENCE,
-                 draws: int = BAYES_DRAWS, seed: int = BAYES_SEED) -> tuple[np.ndarray, np.ndarray]:
+def bayes_bounds(
+    positives: np.ndarray,
+    n: np.ndarray,
+    se_successes: np.ndarray,
+    se_n: np.ndarray,
+    sp_successes: np.ndarray,
+    sp_n: np.ndarray,
+    confidence: float = CONFIDENCE,
+    draws: int = BAYES_DRAWS,
+    seed: int = BAYES_SEED,
+) -> tuple[np.ndarray, np.ndarray]:
     """Equal-tailed Bayesian bounds of the corrected share from Jeffreys posteriors of share, Se and Sp, elementwise."""
     rng = np.random.default_rng(seed)
     shape = np.broadcast(positives, n, se_successes, se_n, sp_successes, sp_n).shape
-    columns = [np.broadcast_to(np.asarray(v, dtype=float), shape).reshape(-1, 1)
-               for v in (positives, n, se_successes, se_n, sp_successes, sp_n)]
+    columns = [
+        np.broadcast_to(np.asarray(v, dtype=float), shape).reshape(-1, 1)
+        for v in (positives, n, se_successes, se_n, sp_successes, sp_n)
+    ]
     x, m, xse, mse, xsp, msp = columns
     share = rng.beta(x + 0.5, m - x + 0.5, size=(x.shape[0], draws))
     se = rng.beta(xse + 0.5, mse - xse + 0.5, size=share.shape)
@@ -196,17 +234,29 @@ def share_degenerate_note(n: int, se_successes: int, se_n: int, sp_successes: in
         return "No correction: no individual was counted."
     missing = [name for name, count in (("sensitivity", se_n), ("specificity", sp_n)) if count == 0]
     if missing:
-        return (f"No correction: the model card's {' and '.join(missing)} "
-                f"{'was' if len(missing) == 1 else 'were'} measured on no validation animal.")
+        return (
+            f"No correction: the model card's {' and '.join(missing)} "
+            f"{'was' if len(missing) == 1 else 'were'} measured on no validation animal."
+        )
     se, sp = se_successes / se_n, sp_successes / sp_n
     if se + sp <= 1:
-        return (f"No correction: sensitivity {se:.3f} ({se_successes}/{se_n}) + specificity {sp:.3f} "
-                f"({sp_successes}/{sp_n}) <= 1, the classifier is no better than chance.")
+        return (
+            f"No correction: sensitivity {se:.3f} ({se_successes}/{se_n}) + specificity {sp:.3f} "
+            f"({sp_successes}/{sp_n}) <= 1, the classifier is no better than chance."
+        )
     return None
 
 
-def corrected_share_interval(positives: int, n: int, se_successes: int, se_n: int, sp_successes: int, sp_n: int,
-                             confidence: float = CONFIDENCE, method: IntervalMethod = LANG_REICZIGEL) -> Corrected:
+def corrected_share_interval(
+    positives: int,
+    n: int,
+    se_successes: int,
+    se_n: int,
+    sp_successes: int,
+    sp_n: int,
+    confidence: float = CONFIDENCE,
+    method: IntervalMethod = LANG_REICZIGEL,
+) -> Corrected:
     """The Rogan-Gladen corrected share with an interval carrying the uncertainty of the share, Se and Sp, and a note.
 
     positives of n counted individuals were called positive; the classifier called se_successes of se_n validation
@@ -221,16 +271,30 @@ def corrected_share_interval(positives: int, n: int, se_successes: int, se_n: in
     note = share_degenerate_note(n, se_successes, se_n, sp_successes, sp_n)
     if note is not None:
         return Corrected(None, None, None, note)
-    estimate, low, high = corrected_share_arrays(np.array([positives]), np.array([n]), np.array([se_successes]),
-                                                 np.array([se_n]), np.array([sp_successes]), np.array([sp_n]),
-                                                 confidence, method)
+    estimate, low, high = corrected_share_arrays(
+        np.array([positives]),
+        np.array([n]),
+        np.array([se_successes]),
+        np.array([se_n]),
+        np.array([sp_successes]),
+        np.array([sp_n]),
+        confidence,
+        method,
+    )
     se, sp = se_successes / se_n, sp_successes / sp_n
     return Corrected(float(estimate[0]), float(low[0]), float(high[0]), clipping_note(positives / n, se, sp))
 
 
-def corrected_share_arrays(positives: np.ndarray, n: np.ndarray, se_successes: np.ndarray, se_n: np.ndarray,
-                           sp_successes: np.ndarray, sp_n: np.ndarray, confidence: float = CONFIDENCE,
-                           method: IntervalMethod = LANG_REICZIGEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def corrected_share_arrays(
+    positives: np.ndarray,
+    n: np.ndarray,
+    se_successes: np.ndarray,
+    se_n: np.ndarray,
+    sp_successes: np.ndarray,
+    sp_n: np.ndarray,
+    confidence: float = CONFIDENCE,
+    method: IntervalMethod = LANG_REICZIGEL,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """corrected_share_interval's estimate and bounds for arrays of counts; NaN where it gives None."""
     counts = [np.asarray(v, dtype=float) for v in (positives, n, se_successes, se_n, sp_successes, sp_n)]
     x, m, xse, mse, xsp, msp = counts
@@ -260,8 +324,9 @@ def interval_width(result: Corrected) -> float | None:
     return None if result.ci_low is None or result.ci_high is None else result.ci_high - result.ci_low
 
 
-def width_drivers(positives: int, n: int, se_successes: int, se_n: int, sp_successes: int,
-                  sp_n: int) -> WidthDrivers | None:
+def width_drivers(
+    positives: int, n: int, se_successes: int, se_n: int, sp_successes: int, sp_n: int
+) -> WidthDrivers | None:
     """What makes the corrected interval wide, too few validation animals or too few counted; None without one.
 
     The sentence names whichever of 4 times the validation animals or 4 times the animals counted narrows the
@@ -274,18 +339,23 @@ def width_drivers(positives: int, n: int, se_successes: int, se_n: int, sp_succe
     se, sp = (se_successes + 1) / (se_n + 2), (sp_successes + 1) / (sp_n + 2)
     corrected = min(1.0, max(0.0, (share + sp - 1) / (se + sp - 1))) if se + sp > 1 else 0.5
     counted = share * (1 - share) / (n + 4)
-    validation = se * (1 - se) / (se_n + 2) * corrected ** 2 + sp * (1 - sp) / (sp_n + 2) * (1 - corrected) ** 2
+    validation = se * (1 - se) / (se_n + 2) * corrected**2 + sp * (1 - sp) / (sp_n + 2) * (1 - corrected) ** 2
     total = counted + validation
     fraction = validation / total if total > 0 else 0.0
-    more_validation = interval_width(corrected_share_interval(positives, n, 4 * se_successes, 4 * se_n,
-                                                              4 * sp_successes, 4 * sp_n))
-    more_counted = interval_width(corrected_share_interval(4 * positives, 4 * n, se_successes, se_n,
-                                                           sp_successes, sp_n))
-    by_validation = (more_validation < more_counted if more_validation is not None and more_counted is not None
-                     else fraction >= 0.5)
+    more_validation = interval_width(
+        corrected_share_interval(positives, n, 4 * se_successes, 4 * se_n, 4 * sp_successes, 4 * sp_n)
+    )
+    more_counted = interval_width(
+        corrected_share_interval(4 * positives, 4 * n, se_successes, se_n, sp_successes, sp_n)
+    )
+    by_validation = (
+        more_validation < more_counted if more_validation is not None and more_counted is not None else fraction >= 0.5
+    )
     if by_validation:
-        sentence = (f"Mostly too few validation animals (the rates come from {se_n} males and {sp_n} females): "
-                    f"label more animals of known sex to narrow it.")
+        sentence = (
+            f"Mostly too few validation animals (the rates come from {se_n} males and {sp_n} females): "
+            f"label more animals of known sex to narrow it."
+        )
     else:
         sentence = f"Mostly too few animals counted ({n}): observe longer to count more individuals."
     return WidthDrivers(fraction, more_validation, more_counted, sentence)

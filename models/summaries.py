@@ -11,8 +11,8 @@ from models.statistics import (
     ClassifierRates,
     Corrected,
     corrected_share_interval,
-    width_drivers,
     rates_from_confusion,
+    width_drivers,
     wilson_interval,
 )
 
@@ -28,8 +28,12 @@ def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
     rates = metrics.get("rates")
     if isinstance(rates, Mapping):
         se, sp = rates.get("sensitivity"), rates.get("specificity")
-        return ClassifierRates(None if se is None else float(se), None if sp is None else float(sp),
-                               int(rates.get("decided_males") or 0), int(rates.get("decided_females") or 0))
+        return ClassifierRates(
+            None if se is None else float(se),
+            None if sp is None else float(sp),
+            int(rates.get("decided_males") or 0),
+            int(rates.get("decided_females") or 0),
+        )
     per_animal = metrics.get("per_animal") or {}
     matrix = per_animal.get("confusion_matrix")
     if matrix is None:
@@ -43,19 +47,30 @@ def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
 
 def missing_rate_note(rates: ClassifierRates) -> str | None:
     """Say which rate the card cannot give and why (no test animal of that sex)."""
-    missing = [name for name, value in (("sensitivity", rates.sensitivity), ("specificity", rates.specificity)) if value is None]
+    missing = [
+        name
+        for name, value in (("sensitivity", rates.sensitivity), ("specificity", rates.specificity))
+        if value is None
+    ]
     if not missing:
         return None
-    return (f"No correction: the model card's test animals are {rates.n_positive} male and {rates.n_negative} female, "
-            f"so its {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} unknown.")
+    return (
+        f"No correction: the model card's test animals are {rates.n_positive} male and {rates.n_negative} female, "
+        f"so its {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} unknown."
+    )
 
 
 def versions_note(versions: Sequence[str]) -> str:
     """The sentence for a group whose animals were called by several model versions."""
-    return f"No correction: the animals were classified by {len(versions)} model versions ({', '.join(versions)}), so no single sensitivity and specificity applies."
+    return (
+        f"No correction: the animals were classified by {len(versions)} model versions ({', '.join(versions)}), "
+        "so no single sensitivity and specificity applies."
+    )
 
 
-def group_rates(versions: Sequence[str], rates: Mapping[str, ClassifierRates]) -> tuple[str | None, ClassifierRates | None, str | None]:
+def group_rates(
+    versions: Sequence[str], rates: Mapping[str, ClassifierRates]
+) -> tuple[str | None, ClassifierRates | None, str | None]:
     """The one model version of a group, its rates, and a note when there is not exactly one version with rates."""
     if len(versions) > 1:
         return None, None, versions_note(versions)
@@ -63,7 +78,11 @@ def group_rates(versions: Sequence[str], rates: Mapping[str, ClassifierRates]) -
         return None, None, None
     found = rates.get(versions[0])
     if found is None:
-        return versions[0], None, f"No correction: no model card with per-animal test metrics was found for {versions[0]}."
+        return (
+            versions[0],
+            None,
+            f"No correction: no model card with per-animal test metrics was found for {versions[0]}.",
+        )
     return versions[0], found, missing_rate_note(found)
 
 
@@ -87,8 +106,11 @@ def width_columns(males: int, n: int, found: ClassifierRates | None) -> dict[str
     """The gender_ratio columns saying what makes the corrected interval wide (None without an interval)."""
     se_hits = rate_successes(found.sensitivity, found.n_positive) if found else None
     sp_hits = rate_successes(found.specificity, found.n_negative) if found else None
-    drivers = (width_drivers(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
-               if found and se_hits is not None and sp_hits is not None and n > 0 else None)
+    drivers = (
+        width_drivers(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
+        if found and se_hits is not None and sp_hits is not None and n > 0
+        else None
+    )
     return {
         "validation_variance_share": drivers.validation_share if drivers else None,
         "width_4x_validation": drivers.width_more_validation if drivers else None,
@@ -105,15 +127,26 @@ def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRa
     corrected = corrected_share(males, raw.n, found)
     note = corrected.note if raw.n == 0 else note or corrected.note
     return {
-        "level": counts["level"], "site": counts.get("site"), "deployment_id": counts.get("deployment_id"),
-        "males": males, "females": females, "unknown": int(counts["unknown"]), "n": raw.n,
-        "estimate": raw.estimate, "ci_low": raw.ci_low, "ci_high": raw.ci_high,
-        "corrected": corrected.estimate, "corrected_ci_low": corrected.ci_low, "corrected_ci_high": corrected.ci_high,
+        "level": counts["level"],
+        "site": counts.get("site"),
+        "deployment_id": counts.get("deployment_id"),
+        "males": males,
+        "females": females,
+        "unknown": int(counts["unknown"]),
+        "n": raw.n,
+        "estimate": raw.estimate,
+        "ci_low": raw.ci_low,
+        "ci_high": raw.ci_high,
+        "corrected": corrected.estimate,
+        "corrected_ci_low": corrected.ci_low,
+        "corrected_ci_high": corrected.ci_high,
         "interval_method": LANG_REICZIGEL if corrected.estimate is not None else None,
         **(width_columns(males, raw.n, found) if corrected.estimate is not None else width_columns(0, 0, None)),
         "model_version": version,
-        "sensitivity": found.sensitivity if found else None, "specificity": found.specificity if found else None,
-        "validation_males": found.n_positive if found else None, "validation_females": found.n_negative if found else None,
+        "sensitivity": found.sensitivity if found else None,
+        "specificity": found.specificity if found else None,
+        "validation_males": found.n_positive if found else None,
+        "validation_females": found.n_negative if found else None,
         "note": note,
     }
 
@@ -123,7 +156,13 @@ def mating_success_row(counts: Mapping[str, Any]) -> dict[str, Any]:
     successes, failures = int(counts["successes"]), int(counts["failures"])
     share = wilson_interval(successes, successes + failures)
     return {
-        "level": counts["level"], "season": counts.get("season"),
-        "successes": successes, "failures": failures, "unknown": int(counts["unknown"]), "n": share.n,
-        "estimate": share.estimate, "ci_low": share.ci_low, "ci_high": share.ci_high,
+        "level": counts["level"],
+        "season": counts.get("season"),
+        "successes": successes,
+        "failures": failures,
+        "unknown": int(counts["unknown"]),
+        "n": share.n,
+        "estimate": share.estimate,
+        "ci_low": share.ci_low,
+        "ci_high": share.ci_high,
     }

@@ -33,8 +33,28 @@ SUCCESS_CALL_MIX = (0.45, 0.30, 0.10, 0.08, 0.07)
 FAILURE_CALL_MIX = (0.08, 0.07, 0.28, 0.30, 0.27)
 CALL_LENGTH_S: tuple[tuple[float, float], ...] = ((0.6, 2.8), (0.15, 1.0), (1.2, 4.0), (0.5, 2.2), (0.12, 1.0))
 CALL_F0_HZ: tuple[tuple[float, float], ...] = ((500, 1000), (900, 1500), (150, 300), (150, 300), (200, 400))
-NAME_SYLLABLES = ("Mei", "Bao", "Xin", "Le", "Hua", "Yuan", "Qing", "Ying", "Lun", "Tian",
-                  "Xiao", "Ya", "Fu", "Long", "Jing", "Shan", "Zhu", "An", "Ling", "Cheng")
+NAME_SYLLABLES = (
+    "Mei",
+    "Bao",
+    "Xin",
+    "Le",
+    "Hua",
+    "Yuan",
+    "Qing",
+    "Ying",
+    "Lun",
+    "Tian",
+    "Xiao",
+    "Ya",
+    "Fu",
+    "Long",
+    "Jing",
+    "Shan",
+    "Zhu",
+    "An",
+    "Ling",
+    "Cheng",
+)
 CAMERA_MODELS: tuple[tuple[str, str, int, int], ...] = (
     ("RECONYX", "HyperFire 2", 1280, 720),
     ("Bushnell", "Core DS-4K", 1920, 1080),
@@ -286,10 +306,18 @@ def draw_animals(rng: np.random.Generator, n: int) -> tuple[AnimalIdentity, ...]
         born = date(2024, 1, 1) - timedelta(days=int(rng.integers(2 * 365, 20 * 365)))
         white = int(rng.integers(228, 248))
         tint = (white, white - int(rng.integers(0, 9)), white - int(rng.integers(6, 26)))
-        animals.append(AnimalIdentity(
-            animal_id=f"A{i + 1:0{width}d}", sex=sexes[i], sex_labelled=labelled[i], name=names[i],
-            birth_date=born, fur_tint=tint, marking_seed=int(rng.integers(0, 2**31)),
-            **draw_traits(rng, sexes[i])))
+        animals.append(
+            AnimalIdentity(
+                animal_id=f"A{i + 1:0{width}d}",
+                sex=sexes[i],
+                sex_labelled=labelled[i],
+                name=names[i],
+                birth_date=born,
+                fur_tint=tint,
+                marking_seed=int(rng.integers(0, 2**31)),
+                **draw_traits(rng, sexes[i]),
+            )
+        )
     return tuple(animals)
 
 
@@ -299,8 +327,9 @@ def camera_specs(n_animals: int) -> tuple[CameraSpec, ...]:
     return tuple(CameraSpec(f"cam{i + 1:02d}", *CAMERA_MODELS[i]) for i in range(n))
 
 
-def draw_keeper_photos(rng: np.random.Generator, animals: tuple[AnimalIdentity, ...],
-                       night_start: datetime) -> tuple[KeeperPhotoPlan, ...]:
+def draw_keeper_photos(
+    rng: np.random.Generator, animals: tuple[AnimalIdentity, ...], night_start: datetime
+) -> tuple[KeeperPhotoPlan, ...]:
     """Four to twelve daytime keeper photos per animal, taken in the week before the night."""
     photos = []
     for animal in animals:
@@ -325,8 +354,13 @@ def frame_offset_s(rng: np.random.Generator) -> float:
     return float(rng.uniform(0, 3.5 * 3600) if dusk else rng.uniform(12 * 3600, 15 * 3600))
 
 
-def draw_frames(rng: np.random.Generator, cameras: tuple[CameraSpec, ...], animals: tuple[AnimalIdentity, ...],
-                night_start: datetime, n_frames: int) -> tuple[FramePlan, ...]:
+def draw_frames(
+    rng: np.random.Generator,
+    cameras: tuple[CameraSpec, ...],
+    animals: tuple[AnimalIdentity, ...],
+    night_start: datetime,
+    n_frames: int,
+) -> tuple[FramePlan, ...]:
     """Camera-trap frames over one night (17:00 to 08:00), most on the smaller-frame cameras."""
     weights = np.array([1.0 if c.width <= 1280 else 0.45 for c in cameras])
     station = rng.choice(len(cameras), size=n_frames, p=weights / weights.sum())
@@ -358,12 +392,15 @@ def draw_outcomes(rng: np.random.Generator, n: int) -> tuple[tuple[Outcome, ...]
 def draw_encounter_starts(rng: np.random.Generator, night_start: datetime, n: int) -> list[datetime]:
     """Sorted start times of n daytime encounters (08:00 to 17:00) in the four weeks before the night."""
     morning = night_start.replace(hour=8, minute=0, second=0)
-    return sorted(morning - timedelta(days=int(rng.integers(1, 29))) + timedelta(minutes=int(rng.integers(0, 540)))
-                  for _ in range(n))
+    return sorted(
+        morning - timedelta(days=int(rng.integers(1, 29))) + timedelta(minutes=int(rng.integers(0, 540)))
+        for _ in range(n)
+    )
 
 
-def draw_encounters(rng: np.random.Generator, seed: int, animals: tuple[AnimalIdentity, ...],
-                    night_start: datetime, n: int) -> tuple[EncounterPlan, ...]:
+def draw_encounters(
+    rng: np.random.Generator, seed: int, animals: tuple[AnimalIdentity, ...], night_start: datetime, n: int
+) -> tuple[EncounterPlan, ...]:
     """Daytime male-female encounters over the four weeks before the night, in time order."""
     males = [animals[int(i)] for i in rng.permutation(len(animals)) if animals[int(i)].sex == "male"]
     females = [animals[int(i)] for i in rng.permutation(len(animals)) if animals[int(i)].sex == "female"]
@@ -374,23 +411,44 @@ def draw_encounters(rng: np.random.Generator, seed: int, animals: tuple[AnimalId
         male, female = males[i % len(males)], females[i % len(females)]
         duration = round(float(rng.uniform(20.0, 45.0)), 2)
         calls = draw_call_segments(item_rng(seed, STREAM_CALLS, i), outcomes[i], duration, male, female)
-        encounters.append(EncounterPlan(
-            serial=i, encounter_id=f"E{i + 1:0{width}d}", male_id=male.animal_id, female_id=female.animal_id,
-            started_at=starts[i], outcome=outcomes[i], outcome_known=known[i], duration_s=duration,
-            snr_db=round(float(rng.uniform(6.0, 24.0)), 1), segments=calls))
+        encounters.append(
+            EncounterPlan(
+                serial=i,
+                encounter_id=f"E{i + 1:0{width}d}",
+                male_id=male.animal_id,
+                female_id=female.animal_id,
+                started_at=starts[i],
+                outcome=outcomes[i],
+                outcome_known=known[i],
+                duration_s=duration,
+                snr_db=round(float(rng.uniform(6.0, 24.0)), 1),
+                segments=calls,
+            )
+        )
     return tuple(encounters)
 
 
 def call_band_hz(call_type: CallType, f0: float) -> tuple[float, float]:
     """Low and high frequency of a call's selection box in a spectrogram."""
-    bands = {"bleat": (0.8 * f0, min(8.5 * f0, 10000.0)), "chirp": (0.8 * f0, min(3.2 * f0, 9000.0)),
-             "moan": (0.8 * f0, 3500.0), "roar": (120.0, 4500.0), "bark": (250.0, 5500.0)}
+    bands = {
+        "bleat": (0.8 * f0, min(8.5 * f0, 10000.0)),
+        "chirp": (0.8 * f0, min(3.2 * f0, 9000.0)),
+        "moan": (0.8 * f0, 3500.0),
+        "roar": (120.0, 4500.0),
+        "bark": (250.0, 5500.0),
+    }
     low, high = bands[call_type]
     return round(low), round(high)
 
 
-def draw_call(rng: np.random.Generator, start: float, outcome: Outcome, mix: np.ndarray,
-              male: AnimalIdentity, female: AnimalIdentity) -> CallSegment:
+def draw_call(
+    rng: np.random.Generator,
+    start: float,
+    outcome: Outcome,
+    mix: np.ndarray,
+    male: AnimalIdentity,
+    female: AnimalIdentity,
+) -> CallSegment:
     """One call starting at `start`: type from the encounter's mixture, pitch and harshness from the outcome."""
     kind = int(rng.choice(len(CALL_TYPES), p=mix))
     call_type = CALL_TYPES[kind]
@@ -401,12 +459,14 @@ def draw_call(rng: np.random.Generator, start: float, outcome: Outcome, mix: np.
     f0 = round(float(rng.uniform(*CALL_F0_HZ[kind]) * mood * pitch), 1)
     harsh = rng.uniform(0.05, 0.45) if outcome == "success" else rng.uniform(0.35, 0.9)
     low, high = call_band_hz(call_type, f0)
-    return CallSegment(round(start, 3), round(start + length, 3), call_type, caller, f0,
-                       round(float(harsh), 3), low, high)
+    return CallSegment(
+        round(start, 3), round(start + length, 3), call_type, caller, f0, round(float(harsh), 3), low, high
+    )
 
 
-def draw_call_segments(rng: np.random.Generator, outcome: Outcome, duration: float,
-                       male: AnimalIdentity, female: AnimalIdentity) -> tuple[CallSegment, ...]:
+def draw_call_segments(
+    rng: np.random.Generator, outcome: Outcome, duration: float, male: AnimalIdentity, female: AnimalIdentity
+) -> tuple[CallSegment, ...]:
     """Calls of one encounter, back to back with pauses, ending at least 0.3 s before the recording ends."""
     base = SUCCESS_CALL_MIX if outcome == "success" else FAILURE_CALL_MIX
     mix = rng.dirichlet(np.array(base) * 40.0)
@@ -445,9 +505,16 @@ def palette_blend(field: np.ndarray, dark: RGB, light: RGB) -> np.ndarray:
     return t * (np.array(light, np.float32) - low) + low
 
 
-def ellipse_points(cx: float, cy: float, rx: float, ry: float, angle_deg: float = 0.0,
-                   wobble: tuple[tuple[int, float, float], ...] = (), exponent: float = 2.0,
-                   n: int = 72) -> list[tuple[float, float]]:
+def ellipse_points(
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
+    angle_deg: float = 0.0,
+    wobble: tuple[tuple[int, float, float], ...] = (),
+    exponent: float = 2.0,
+    n: int = 72,
+) -> list[tuple[float, float]]:
     """Polygon of a rotated (super)ellipse whose radius wobbles by the given (harmonic, amplitude, phase)."""
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     radius = 1 + sum(a * np.cos(k * t + p) for k, a, p in wobble)
@@ -457,8 +524,9 @@ def ellipse_points(cx: float, cy: float, rx: float, ry: float, angle_deg: float 
     return [(cx + c * xi - s * yi, cy + s * xi + c * yi) for xi, yi in zip(x, y)]
 
 
-def draw_bamboo(rng: np.random.Generator, draw: ImageDraw.ImageDraw, width: int, height: int,
-                n_stalks: int, scale: float) -> None:
+def draw_bamboo(
+    rng: np.random.Generator, draw: ImageDraw.ImageDraw, width: int, height: int, n_stalks: int, scale: float
+) -> None:
     """Draw near-vertical bamboo stalks with nodes and a few leaves."""
     for _ in range(n_stalks):
         x0 = float(rng.uniform(-0.1, 1.1)) * width
@@ -518,8 +586,12 @@ def rock_background(rng: np.random.Generator, width: int, height: int) -> Image.
         grey = int(rng.integers(70, 180))
         tone = (grey, grey + int(rng.integers(-8, 8)), grey - int(rng.integers(0, 20)))
         wobble = tuple((k, float(rng.uniform(0, 0.12)), float(rng.uniform(0, 6.3))) for k in (2, 3, 5))
-        draw.polygon(ellipse_points(rng.uniform(0, width), rng.uniform(0, height), r, r * rng.uniform(0.4, 0.9),
-                                    rng.uniform(0, 180), wobble), fill=tone)
+        draw.polygon(
+            ellipse_points(
+                rng.uniform(0, width), rng.uniform(0, height), r, r * rng.uniform(0.4, 0.9), rng.uniform(0, 180), wobble
+            ),
+            fill=tone,
+        )
     texture = fractal_noise(rng, width, height, (20, 5, 2))[..., None] * 10
     return Image.fromarray(np.clip(np.asarray(image, np.float32) + texture, 0, 255).astype(np.uint8))
 
@@ -543,8 +615,15 @@ def animal_markings(identity: AnimalIdentity) -> Markings:
     """The animal's fixed marks, drawn from its own marking seed."""
     rng = item_rng(identity.marking_seed, STREAM_MARKINGS)
     left, right = draw_wobble(rng), draw_wobble(rng)
-    smudges = tuple((float(rng.uniform(-0.6, 0.6)), float(rng.uniform(-0.7, 0.5)), float(rng.uniform(0.1, 0.3)),
-                     float(rng.uniform(0.12, 0.35))) for _ in range(int(rng.integers(1, 4))))
+    smudges = tuple(
+        (
+            float(rng.uniform(-0.6, 0.6)),
+            float(rng.uniform(-0.7, 0.5)),
+            float(rng.uniform(0.1, 0.3)),
+            float(rng.uniform(0.12, 0.35)),
+        )
+        for _ in range(int(rng.integers(1, 4)))
+    )
     return Markings(left, right, smudges, int(rng.integers(0, 2**31)))
 
 
@@ -559,10 +638,20 @@ def face_geometry(identity: AnimalIdentity, pose: FacePose, size: int) -> FaceGe
     ry = 0.245 * size * pose.squeeze_y
     rx = 0.245 * size * identity.head_aspect * pose.squeeze_x
     patch_a = 0.17 * ry * identity.patch_scale
-    return FaceGeometry(cx=size / 2, cy=0.54 * size, rx=rx, ry=ry, ear_dx=identity.ear_spacing * rx,
-                        ear_dy=-0.80 * ry, ear_r=identity.ear_size * ry, patch_dx=identity.patch_spacing * rx,
-                        patch_dy=-0.05 * ry, patch_a=patch_a, patch_b=patch_a * identity.patch_elongation,
-                        shift=pose.feature_shift * rx)
+    return FaceGeometry(
+        cx=size / 2,
+        cy=0.54 * size,
+        rx=rx,
+        ry=ry,
+        ear_dx=identity.ear_spacing * rx,
+        ear_dy=-0.80 * ry,
+        ear_r=identity.ear_size * ry,
+        patch_dx=identity.patch_spacing * rx,
+        patch_dy=-0.05 * ry,
+        patch_a=patch_a,
+        patch_b=patch_a * identity.patch_elongation,
+        shift=pose.feature_shift * rx,
+    )
 
 
 def marking_field(marks: Markings, g: FaceGeometry, size: int) -> np.ndarray:
@@ -573,8 +662,9 @@ def marking_field(marks: Markings, g: FaceGeometry, size: int) -> np.ndarray:
     draw = ImageDraw.Draw(smudge_layer)
     cx, cy, rx, ry = g.cx / k, g.cy / k, g.rx / k, g.ry / k
     for x, y, r, strength in marks.smudges:
-        draw.ellipse([cx + (x - r) * rx, cy + (y - r) * ry, cx + (x + r) * rx, cy + (y + r) * ry],
-                     fill=int(255 * strength))
+        draw.ellipse(
+            [cx + (x - r) * rx, cy + (y - r) * ry, cx + (x + r) * rx, cy + (y + r) * ry], fill=int(255 * strength)
+        )
     smudges = np.asarray(smudge_layer.filter(ImageFilter.GaussianBlur(0.12 * ry)), np.float32) / 255
     yy, xx = np.mgrid[0:small, 0:small].astype(np.float32)
     shading = 1.0 - 0.14 * np.clip(((xx - cx) / rx) ** 2 + ((yy - cy + 0.2 * ry) / ry) ** 2, 0, 1.5)
@@ -585,8 +675,12 @@ def marking_field(marks: Markings, g: FaceGeometry, size: int) -> np.ndarray:
 def draw_head(colour: Image.Image, alpha: Image.Image, identity: AnimalIdentity, g: FaceGeometry) -> None:
     """Black ears behind a cream head; the alpha mask covers both."""
     for side in (-1, 1):
-        ear = [g.cx + side * g.ear_dx - g.ear_r, g.cy + g.ear_dy - g.ear_r,
-               g.cx + side * g.ear_dx + g.ear_r, g.cy + g.ear_dy + g.ear_r]
+        ear = [
+            g.cx + side * g.ear_dx - g.ear_r,
+            g.cy + g.ear_dy - g.ear_r,
+            g.cx + side * g.ear_dx + g.ear_r,
+            g.cy + g.ear_dy + g.ear_r,
+        ]
         ImageDraw.Draw(colour).ellipse(ear, fill=BLACK_FUR)
         ImageDraw.Draw(alpha).ellipse(ear, fill=255)
     head = ellipse_points(g.cx, g.cy, g.rx, g.ry, exponent=2.3, n=120)
@@ -594,8 +688,10 @@ def draw_head(colour: Image.Image, alpha: Image.Image, identity: AnimalIdentity,
     ImageDraw.Draw(alpha).polygon(head, fill=255)
     muzzle_tint = tuple(min(255, c + 12) for c in identity.fur_tint)
     m = identity.muzzle_scale
-    ImageDraw.Draw(colour).polygon(ellipse_points(g.cx + 0.8 * g.shift, g.cy + 0.45 * g.ry, 0.36 * g.ry * m,
-                                                  0.27 * g.ry * m, exponent=2.2), fill=muzzle_tint)
+    ImageDraw.Draw(colour).polygon(
+        ellipse_points(g.cx + 0.8 * g.shift, g.cy + 0.45 * g.ry, 0.36 * g.ry * m, 0.27 * g.ry * m, exponent=2.2),
+        fill=muzzle_tint,
+    )
 
 
 def draw_eye_patches(draw: ImageDraw.ImageDraw, identity: AnimalIdentity, marks: Markings, g: FaceGeometry) -> None:
@@ -603,14 +699,17 @@ def draw_eye_patches(draw: ImageDraw.ImageDraw, identity: AnimalIdentity, marks:
     for side, wobble in ((-1, marks.wobble_left), (1, marks.wobble_right)):
         grow = 1 + side * identity.patch_asymmetry
         px, py = g.cx + side * g.patch_dx + g.shift, g.cy + g.patch_dy
-        draw.polygon(ellipse_points(px, py, g.patch_a * grow, g.patch_b * grow, -side * identity.patch_tilt_deg,
-                                    wobble), fill=BLACK_FUR)
+        draw.polygon(
+            ellipse_points(px, py, g.patch_a * grow, g.patch_b * grow, -side * identity.patch_tilt_deg, wobble),
+            fill=BLACK_FUR,
+        )
         ex, ey, er = px - side * 0.12 * g.patch_a, py - 0.25 * g.patch_b, 0.045 * g.ry
         draw.ellipse([ex - er * 1.35, ey - er * 1.35, ex + er * 1.35, ey + er * 1.35], fill=(75, 58, 44))
         draw.ellipse([ex - er, ey - er, ex + er, ey + er], fill=(12, 9, 8))
         gr = 0.32 * er
-        draw.ellipse([ex - 0.4 * er - gr, ey - 0.4 * er - gr, ex - 0.4 * er + gr, ey - 0.4 * er + gr],
-                     fill=(235, 235, 230))
+        draw.ellipse(
+            [ex - 0.4 * er - gr, ey - 0.4 * er - gr, ex - 0.4 * er + gr, ey - 0.4 * er + gr], fill=(235, 235, 230)
+        )
 
 
 def draw_nose_and_mouth(draw: ImageDraw.ImageDraw, g: FaceGeometry, muzzle_scale: float) -> None:
@@ -620,8 +719,12 @@ def draw_nose_and_mouth(draw: ImageDraw.ImageDraw, g: FaceGeometry, muzzle_scale
     draw.ellipse([nx - 0.05 * u, ny - 0.05 * u, nx - 0.01 * u, ny - 0.03 * u], fill=(90, 88, 88))
     line = max(2, int(0.02 * g.ry))
     draw.line([(nx, ny + 0.07 * u), (nx, ny + 0.19 * u)], fill=(45, 38, 36), width=line)
-    draw.line([(nx - 0.12 * u, ny + 0.24 * u), (nx, ny + 0.19 * u), (nx + 0.12 * u, ny + 0.24 * u)],
-              fill=(45, 38, 36), width=line, joint="curve")
+    draw.line(
+        [(nx - 0.12 * u, ny + 0.24 * u), (nx, ny + 0.19 * u), (nx + 0.12 * u, ny + 0.24 * u)],
+        fill=(45, 38, 36),
+        width=line,
+        joint="curve",
+    )
 
 
 def render_face_rgba(identity: AnimalIdentity, pose: FacePose, size: int) -> Image.Image:
@@ -650,8 +753,9 @@ def add_fur_grain(rng: np.random.Generator, face: Image.Image, strength: float) 
     return Image.fromarray(np.clip(rgba, 0, 255).astype(np.uint8), "RGBA")
 
 
-def adjust_photometry(rng: np.random.Generator, image: Image.Image, gain: tuple[float, float],
-                      contrast: tuple[float, float], cast: float) -> Image.Image:
+def adjust_photometry(
+    rng: np.random.Generator, image: Image.Image, gain: tuple[float, float], contrast: tuple[float, float], cast: float
+) -> Image.Image:
     """Random brightness, contrast and colour cast of the colour channels (alpha kept)."""
     pixels = np.asarray(image, np.float32).copy()
     rgb = pixels[..., :3]
@@ -662,8 +766,9 @@ def adjust_photometry(rng: np.random.Generator, image: Image.Image, gain: tuple[
     return Image.fromarray(pixels.astype(np.uint8), image.mode)
 
 
-def prepared_face(rng: np.random.Generator, identity: AnimalIdentity, canvas: int, gain: tuple[float, float],
-                  tilt_deg: float) -> Image.Image:
+def prepared_face(
+    rng: np.random.Generator, identity: AnimalIdentity, canvas: int, gain: tuple[float, float], tilt_deg: float
+) -> Image.Image:
     """A posed, grained, lit and tilted face, ready to paste with its own alpha."""
     face = render_face_rgba(identity, draw_pose(rng), canvas)
     face = add_fur_grain(rng, face, float(rng.uniform(0.02, 0.07)))
@@ -685,13 +790,18 @@ def draw_occluder(rng: np.random.Generator, image: Image.Image, box: tuple[int, 
     x = float(rng.uniform(left, right))
     green = (int(rng.integers(60, 140)), int(rng.integers(100, 170)), int(rng.integers(30, 80)))
     if rng.random() < 0.5:
-        draw.line([(x, top - size), (x + rng.uniform(-0.4, 0.4) * size, bottom + size)], fill=green,
-                  width=max(2, int(rng.uniform(0.06, 0.16) * size)))
+        draw.line(
+            [(x, top - size), (x + rng.uniform(-0.4, 0.4) * size, bottom + size)],
+            fill=green,
+            width=max(2, int(rng.uniform(0.06, 0.16) * size)),
+        )
         return
     for _ in range(int(rng.integers(2, 6))):
         y = float(rng.uniform(top, bottom))
-        draw.polygon(ellipse_points(x + rng.uniform(-0.2, 0.2) * size, y, 0.3 * size, 0.07 * size,
-                                    rng.uniform(-70, 70)), fill=green)
+        draw.polygon(
+            ellipse_points(x + rng.uniform(-0.2, 0.2) * size, y, 0.3 * size, 0.07 * size, rng.uniform(-70, 70)),
+            fill=green,
+        )
 
 
 def finish_photo(rng: np.random.Generator, image: Image.Image, blur: float, noise_sd: float) -> Image.Image:
@@ -704,8 +814,9 @@ def finish_photo(rng: np.random.Generator, image: Image.Image, blur: float, nois
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), image.mode)
 
 
-def compose_keeper_photo(rng: np.random.Generator, identity: AnimalIdentity,
-                         size: int = KEEPER_PHOTO_SIZE) -> Image.Image:
+def compose_keeper_photo(
+    rng: np.random.Generator, identity: AnimalIdentity, size: int = KEEPER_PHOTO_SIZE
+) -> Image.Image:
     """A keeper's photo cropped to the face: the face fills most of a square RGB frame."""
     photo = draw_background(rng, size, size)
     canvas = round(size * float(rng.uniform(0.70, 0.78)) / FACE_BOX_FRACTION)
@@ -734,12 +845,15 @@ def keeper_photo(plan: DropPlan, photo: KeeperPhotoPlan, size: int = KEEPER_PHOT
 def overlaps(box: tuple[int, int, int, int], others: list[FaceBox], margin: int) -> bool:
     """Whether a (left, top, right, bottom) box comes within `margin` pixels of any placed face box."""
     left, top, right, bottom = box
-    return any(left < o.x + o.w + margin and o.x < right + margin and top < o.y + o.h + margin
-               and o.y < bottom + margin for o in others)
+    return any(
+        left < o.x + o.w + margin and o.x < right + margin and top < o.y + o.h + margin and o.y < bottom + margin
+        for o in others
+    )
 
 
-def place_face(rng: np.random.Generator, extent: tuple[int, int, int, int], width: int, height: int,
-               placed: list[FaceBox]) -> tuple[int, int] | None:
+def place_face(
+    rng: np.random.Generator, extent: tuple[int, int, int, int], width: int, height: int, placed: list[FaceBox]
+) -> tuple[int, int] | None:
     """Paste offset keeping the face inside the frame and apart from the others, or None."""
     left, top, right, bottom = extent
     if right - left >= width or bottom - top >= height:
@@ -752,8 +866,9 @@ def place_face(rng: np.random.Generator, extent: tuple[int, int, int, int], widt
     return None
 
 
-def paste_scene_face(rng: np.random.Generator, scene: Image.Image, identity: AnimalIdentity,
-                     placed: list[FaceBox]) -> FaceBox | None:
+def paste_scene_face(
+    rng: np.random.Generator, scene: Image.Image, identity: AnimalIdentity, placed: list[FaceBox]
+) -> FaceBox | None:
     """Paste one face at a random place and scale (box about 48 to 360 px); return its true box."""
     box_side = math.exp(rng.uniform(math.log(48), math.log(min(360, 0.5 * scene.height))))
     face = prepared_face(rng, identity, round(box_side / FACE_BOX_FRACTION), (0.55, 1.15), float(rng.uniform(-20, 20)))
@@ -781,8 +896,11 @@ def scene_lighting(rng: np.random.Generator, scene: Image.Image, infrared: bool)
     rgb = np.asarray(scene, np.float32)
     if infrared:
         gray = rgb @ np.array([0.25, 0.6, 0.15], np.float32)
-        gray = 255 * (gray / 255) ** rng.uniform(0.75, 1.15) * vignette(scene.width, scene.height,
-                                                                         float(rng.uniform(0.3, 0.6)))
+        gray = (
+            255
+            * (gray / 255) ** rng.uniform(0.75, 1.15)
+            * vignette(scene.width, scene.height, float(rng.uniform(0.3, 0.6)))
+        )
         gray = gray * rng.uniform(0.8, 1.15)
         image = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8), "L")
         return finish_photo(rng, image, float(rng.uniform(0.3, 1.2)), float(rng.uniform(3.0, 8.0)))
@@ -792,8 +910,9 @@ def scene_lighting(rng: np.random.Generator, scene: Image.Image, infrared: bool)
     return finish_photo(rng, image, float(rng.uniform(0.0, 1.0)), float(rng.uniform(1.5, 5.0)))
 
 
-def compose_scene(rng: np.random.Generator, camera: CameraSpec, frame: FramePlan,
-                  animals: tuple[AnimalIdentity, ...]) -> tuple[Image.Image, tuple[FaceBox, ...]]:
+def compose_scene(
+    rng: np.random.Generator, camera: CameraSpec, frame: FramePlan, animals: tuple[AnimalIdentity, ...]
+) -> tuple[Image.Image, tuple[FaceBox, ...]]:
     """A camera-trap frame (RGB by day, L by night) and the true boxes of the faces pasted in it."""
     scene = draw_background(rng, camera.width, camera.height)
     by_id = {a.animal_id: a for a in animals}
@@ -860,7 +979,7 @@ def chirp(rng: np.random.Generator, n: int, call: CallSegment) -> np.ndarray:
         m = int(slot * rng.uniform(0.55, 0.9))
         rise = np.geomspace(call.f0_hz, call.f0_hz * rng.uniform(1.8, 2.8), m)
         sweep = harmonic_stack(running_phase(rise), 2, 1.5) * signal.windows.tukey(m, 0.4)
-        out[k * slot:k * slot + m] += sweep
+        out[k * slot : k * slot + m] += sweep
     return out
 
 
@@ -891,7 +1010,7 @@ def bark(rng: np.random.Generator, n: int, call: CallSegment) -> np.ndarray:
         m = int(slot * rng.uniform(0.4, 0.8))
         decay = np.exp(-np.arange(m) / (m * rng.uniform(0.2, 0.4)))
         buzz = harmonic_stack(running_phase(np.full(m, call.f0_hz)), 8, 1.0)
-        out[k * slot:k * slot + m] += (2.0 * band_noise(rng, m, 250, 5500) + 0.6 * buzz) * decay
+        out[k * slot : k * slot + m] += (2.0 * band_noise(rng, m, 250, 5500) + 0.6 * buzz) * decay
     return out
 
 
@@ -910,9 +1029,9 @@ def place_call(rng: np.random.Generator, track: np.ndarray, wave: np.ndarray, ca
     delay = int(round(rng.uniform(0.002, 0.012) * SAMPLE_RATE))
     level = float(rng.uniform(0.4, 1.0))
     far_wave = signal.sosfilt(signal.butter(1, rng.uniform(2500, 6000), fs=SAMPLE_RATE, output="sos"), wave)
-    track[start:start + len(wave), near] += level * wave
+    track[start : start + len(wave), near] += level * wave
     far_end = min(len(track), start + delay + len(wave))
-    track[start + delay:far_end, 1 - near] += level * rng.uniform(0.3, 0.7) * far_wave[:far_end - start - delay]
+    track[start + delay : far_end, 1 - near] += level * rng.uniform(0.3, 0.7) * far_wave[: far_end - start - delay]
 
 
 def colored_noise(rng: np.random.Generator, n: int, exponent: float, count: int) -> np.ndarray:
@@ -933,7 +1052,7 @@ def background(rng: np.random.Generator, n: int, rms: float) -> np.ndarray:
         m = int(rng.uniform(0.002, 0.008) * SAMPLE_RATE)
         at = int(rng.integers(0, n - m))
         click = rng.standard_normal(m) * np.exp(-np.arange(m) / (m / 4)) * rms * rng.uniform(4, 15)
-        noise[at:at + m] += click[:, None] * rng.uniform(0.3, 1.0, size=2)
+        noise[at : at + m] += click[:, None] * rng.uniform(0.3, 1.0, size=2)
     return noise
 
 
@@ -949,7 +1068,7 @@ def render_encounter(rng: np.random.Generator, encounter: EncounterPlan) -> np.n
     active = np.zeros(n, bool)
     for call in encounter.segments:
         place_call(rng, calls, synthesize_call(rng, call), call)
-        active[int(call.start_s * SAMPLE_RATE):int(call.end_s * SAMPLE_RATE)] = True
+        active[int(call.start_s * SAMPLE_RATE) : int(call.end_s * SAMPLE_RATE)] = True
     call_rms = float(np.sqrt(np.mean(calls[active] ** 2))) if active.any() else 0.1
     track = calls + background(rng, n, call_rms / 10 ** (encounter.snr_db / 20))
     return to_pcm16(track * float(rng.uniform(0.35, 0.85)) / np.max(np.abs(track)))

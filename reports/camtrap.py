@@ -19,41 +19,134 @@ from zoneinfo import ZoneInfo
 from schemas.camtrap import ANYWHERE_M, SCHEMA_BASE, ExportSettings
 
 DEPLOYMENT_COLUMNS = (
-    "deploymentID", "locationID", "locationName", "latitude", "longitude", "coordinateUncertainty", "deploymentStart",
-    "deploymentEnd", "setupBy", "cameraID", "cameraModel", "cameraDelay", "cameraHeight", "cameraDepth", "cameraTilt",
-    "cameraHeading", "detectionDistance", "timestampIssues", "baitUse", "featureType", "habitat", "deploymentGroups",
-    "deploymentTags", "deploymentComments",
+    "deploymentID",
+    "locationID",
+    "locationName",
+    "latitude",
+    "longitude",
+    "coordinateUncertainty",
+    "deploymentStart",
+    "deploymentEnd",
+    "setupBy",
+    "cameraID",
+    "cameraModel",
+    "cameraDelay",
+    "cameraHeight",
+    "cameraDepth",
+    "cameraTilt",
+    "cameraHeading",
+    "detectionDistance",
+    "timestampIssues",
+    "baitUse",
+    "featureType",
+    "habitat",
+    "deploymentGroups",
+    "deploymentTags",
+    "deploymentComments",
 )
 MEDIA_COLUMNS = (
-    "mediaID", "deploymentID", "captureMethod", "timestamp", "filePath", "filePublic", "fileName", "fileMediatype",
-    "exifData", "favorite", "mediaComments",
+    "mediaID",
+    "deploymentID",
+    "captureMethod",
+    "timestamp",
+    "filePath",
+    "filePublic",
+    "fileName",
+    "fileMediatype",
+    "exifData",
+    "favorite",
+    "mediaComments",
 )
 OBSERVATION_COLUMNS = (
-    "observationID", "deploymentID", "mediaID", "eventID", "eventStart", "eventEnd", "observationLevel", "observationType",
-    "cameraSetupType", "scientificName", "count", "lifeStage", "sex", "behavior", "individualID", "individualPositionRadius",
-    "individualPositionAngle", "individualSpeed", "bboxX", "bboxY", "bboxWidth", "bboxHeight", "classificationMethod",
-    "classifiedBy", "classificationTimestamp", "classificationProbability", "observationTags", "observationComments",
+    "observationID",
+    "deploymentID",
+    "mediaID",
+    "eventID",
+    "eventStart",
+    "eventEnd",
+    "observationLevel",
+    "observationType",
+    "cameraSetupType",
+    "scientificName",
+    "count",
+    "lifeStage",
+    "sex",
+    "behavior",
+    "individualID",
+    "individualPositionRadius",
+    "individualPositionAngle",
+    "individualSpeed",
+    "bboxX",
+    "bboxY",
+    "bboxWidth",
+    "bboxHeight",
+    "classificationMethod",
+    "classifiedBy",
+    "classificationTimestamp",
+    "classificationProbability",
+    "observationTags",
+    "observationComments",
 )
-ENCOUNTERS_FILE = "mating-encounters.csv"  # not encounters.csv: that name is a drop manifest, and exports are read back as drops
+ENCOUNTERS_FILE = (
+    "mating-encounters.csv"  # not encounters.csv: that name is a drop manifest, and exports are read back as drops
+)
 ENCOUNTER_FIELDS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
-    ("encounterID", "string", {"required": True, "unique": True}, "Identifier of the encounter (encounters.csv of the drop)."),
-    ("deploymentID", "string", {"required": False}, "Deployment of the recording (else of its drop); empty when neither was exported."),
-    ("mediaID", "string", {"required": False}, "The recording of the encounter in media.csv (empty when it was not exported)."),
+    (
+        "encounterID",
+        "string",
+        {"required": True, "unique": True},
+        "Identifier of the encounter (encounters.csv of the drop).",
+    ),
+    (
+        "deploymentID",
+        "string",
+        {"required": False},
+        "Deployment of the recording (else of its drop); empty when neither was exported.",
+    ),
+    (
+        "mediaID",
+        "string",
+        {"required": False},
+        "The recording of the encounter in media.csv (empty when it was not exported).",
+    ),
     ("maleID", "string", {"required": True}, "Individual ID of the male."),
     ("femaleID", "string", {"required": True}, "Individual ID of the female."),
     ("startedAt", "datetime", {"required": False}, "Start of the encounter, with its UTC offset."),
     ("segmentCount", "integer", {"required": True, "minimum": 0}, "Number of 2 s vocal segments classified."),
-    ("successProbability", "number", {"required": False, "minimum": 0, "maximum": 1},
-     "P(success): success and failure probabilities summed over every frame of every segment (CGANet, seed 002)."),
-    ("calibratedProbability", "number", {"required": False, "minimum": 0, "maximum": 1},
-     "successProbability at the model card's calibration temperature; predictedOutcome applies the band to this."),
-    ("predictedOutcome", "string", {"required": True, "enum": ["success", "failure", "unknown"]},
-     "The call at the station's abstain band: success, failure, or unknown inside the band."),
-    ("recordedOutcome", "string", {"required": False, "enum": ["success", "failure"]}, "The outcome keepers recorded, when known."),
+    (
+        "successProbability",
+        "number",
+        {"required": False, "minimum": 0, "maximum": 1},
+        "P(success): success and failure probabilities summed over every frame of every segment (CGANet, seed 002).",
+    ),
+    (
+        "calibratedProbability",
+        "number",
+        {"required": False, "minimum": 0, "maximum": 1},
+        "successProbability at the model card's calibration temperature; predictedOutcome applies the band to this.",
+    ),
+    (
+        "predictedOutcome",
+        "string",
+        {"required": True, "enum": ["success", "failure", "unknown"]},
+        "The call at the station's abstain band: success, failure, or unknown inside the band.",
+    ),
+    (
+        "recordedOutcome",
+        "string",
+        {"required": False, "enum": ["success", "failure"]},
+        "The outcome keepers recorded, when known.",
+    ),
     ("classifiedBy", "string", {"required": False}, "Mating-success model and version (name@vN)."),
 )
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
-MEDIATYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".wav": "audio/wav", ".flac": "audio/flac"}
+MEDIATYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+}
 EARTH_HALF_CIRCUMFERENCE_M = ANYWHERE_M  # coordinateUncertainty of an unknown location: anywhere on Earth
 UNKNOWN_LOCATION = (
     "Location unknown to breedwatch: latitude 0 and longitude 0 are placeholders required by the schema, and "
@@ -99,7 +192,9 @@ def camera_name(make: str | None, model: str) -> str:
     return model if not make or model.lower().startswith(make.lower()) else f"{make} {model}"
 
 
-def deployment_row(key: str, media: Sequence[Mapping[str, Any]], known: Sequence[Mapping[str, Any]], tz: str | None) -> dict[str, Any]:
+def deployment_row(
+    key: str, media: Sequence[Mapping[str, Any]], known: Sequence[Mapping[str, Any]], tz: str | None
+) -> dict[str, Any]:
     """One deployments.csv row from its exported media and what the drops or package said about it."""
     times = [m["captured_at"] for m in media if m.get("captured_at") is not None]
     start = first_given(known, "deployment_start") or min(times)
@@ -111,12 +206,16 @@ def deployment_row(key: str, media: Sequence[Mapping[str, Any]], known: Sequence
     if latitude is None or longitude is None:
         comments.append(UNKNOWN_LOCATION)
     return {
-        "deploymentID": key, "locationID": first_given(known, "location_id"),
+        "deploymentID": key,
+        "locationID": first_given(known, "location_id"),
         "locationName": first_given(known, "location_name") or first_given(media, "site"),
         "latitude": latitude if latitude is not None and longitude is not None else 0.0,
         "longitude": longitude if latitude is not None and longitude is not None else 0.0,
-        "coordinateUncertainty": first_given(known, "coordinate_uncertainty") if latitude is not None and longitude is not None else EARTH_HALF_CIRCUMFERENCE_M,
-        "deploymentStart": local_time(start, tz), "deploymentEnd": local_time(end, tz),
+        "coordinateUncertainty": first_given(known, "coordinate_uncertainty")
+        if latitude is not None and longitude is not None
+        else EARTH_HALF_CIRCUMFERENCE_M,
+        "deploymentStart": local_time(start, tz),
+        "deploymentEnd": local_time(end, tz),
         "cameraID": first_given(known, "camera_id"),
         "cameraModel": first_given(known, "camera_model") or (cameras.most_common(1)[0][0] if cameras else None),
         "deploymentComments": " ".join(comments),
@@ -145,20 +244,27 @@ def media_row(row: Mapping[str, Any], file_path: str, comment: str | None) -> di
     """One media.csv row."""
     suffix = PurePosixPath(row["path"]).suffix.lower()
     return {
-        "mediaID": qualified(row["drop_id"], row["media_id"]), "deploymentID": deployment_of(row),
-        "captureMethod": None, "timestamp": local_time(row["captured_at"], row.get("timezone")),
-        "filePath": file_path, "filePublic": "false", "fileName": PurePosixPath(row["path"]).name,
+        "mediaID": qualified(row["drop_id"], row["media_id"]),
+        "deploymentID": deployment_of(row),
+        "captureMethod": None,
+        "timestamp": local_time(row["captured_at"], row.get("timezone")),
+        "filePath": file_path,
+        "filePublic": "false",
+        "fileName": PurePosixPath(row["path"]).name,
         "fileMediatype": MEDIATYPES.get(suffix, f"{row['kind']}/{suffix.lstrip('.') or 'octet-stream'}"),
         "mediaComments": comment,
     }
 
 
 def timed_media(media: Sequence[Mapping[str, Any]], built: Built) -> list[Mapping[str, Any]]:
-    """The media that can be exported: Camtrap DP requires a timestamp, so media without one are left out and counted."""
+    """The media that can be exported: Camtrap DP requires a timestamp, so media without one are left out and
+    counted."""
     untimed = [m for m in media if m.get("captured_at") is None]
     if untimed:
-        built.notes.append(f"{len(untimed)} media without a capture time were left out, because Camtrap DP requires a timestamp "
-                           f"(e.g. {untimed[0]['drop_id']}/{untimed[0]['path']}).")
+        built.notes.append(
+            f"{len(untimed)} media without a capture time were left out, because Camtrap DP requires a timestamp "
+            f"(e.g. {untimed[0]['drop_id']}/{untimed[0]['path']})."
+        )
     return [m for m in media if m.get("captured_at") is not None]
 
 
@@ -186,7 +292,10 @@ def classified_by(face: Mapping[str, Any]) -> str:
     parts = []
     if face.get("animal_model_version") or face.get("model_version"):
         parts.append(f"breedwatch gender model {face.get('animal_model_version') or face.get('model_version')}")
-    parts.append(f"face {'crop by keeper' if face.get('source') == 'keeper' else 'detector ' + str(face.get('detector') or 'unknown')}")
+    parts.append(
+        "face "
+        + ("crop by keeper" if face.get("source") == "keeper" else "detector " + str(face.get("detector") or "unknown"))
+    )
     return "; ".join(parts)
 
 
@@ -208,18 +317,35 @@ def observation_row(face: Mapping[str, Any], media: Mapping[str, Any], species: 
     sex, probability = sex_call(face)
     moment = local_time(media["captured_at"], media.get("timezone"))
     return {
-        "observationID": qualified(face["drop_id"], face["face_id"]), "deploymentID": deployment_of(media),
-        "mediaID": qualified(media["drop_id"], media["media_id"]), "eventStart": moment, "eventEnd": moment,
-        "observationLevel": "media", "observationType": "animal", "scientificName": species, "count": 1,
-        "sex": sex, "individualID": face.get("animal_id"),
-        "bboxX": box[0], "bboxY": box[1], "bboxWidth": box[2], "bboxHeight": box[3],
-        "classificationMethod": "machine", "classifiedBy": classified_by(face),
+        "observationID": qualified(face["drop_id"], face["face_id"]),
+        "deploymentID": deployment_of(media),
+        "mediaID": qualified(media["drop_id"], media["media_id"]),
+        "eventStart": moment,
+        "eventEnd": moment,
+        "observationLevel": "media",
+        "observationType": "animal",
+        "scientificName": species,
+        "count": 1,
+        "sex": sex,
+        "individualID": face.get("animal_id"),
+        "bboxX": box[0],
+        "bboxY": box[1],
+        "bboxWidth": box[2],
+        "bboxHeight": box[3],
+        "classificationMethod": "machine",
+        "classifiedBy": classified_by(face),
         "classificationTimestamp": local_time(face.get("classified_at"), media.get("timezone")),
-        "classificationProbability": probability, "observationComments": observation_comment(face),
+        "classificationProbability": probability,
+        "observationComments": observation_comment(face),
     }
 
 
-def build_observations(faces: Sequence[Mapping[str, Any]], media: Sequence[Mapping[str, Any]], species: Mapping[str, str | None], built: Built) -> None:
+def build_observations(
+    faces: Sequence[Mapping[str, Any]],
+    media: Sequence[Mapping[str, Any]],
+    species: Mapping[str, str | None],
+    built: Built,
+) -> None:
     """One observation per face of an exported image."""
     by_id = {(m["drop_id"], m["media_id"]): m for m in media}
     for face in faces:
@@ -228,24 +354,35 @@ def build_observations(faces: Sequence[Mapping[str, Any]], media: Sequence[Mappi
             built.observations.append(observation_row(face, image, species.get(face["drop_id"])))
 
 
-def build_encounters(encounters: Sequence[Mapping[str, Any]], media: Sequence[Mapping[str, Any]], timezones: Mapping[str, str | None],
-                     deployments: Mapping[str, str], built: Built) -> None:
+def build_encounters(
+    encounters: Sequence[Mapping[str, Any]],
+    media: Sequence[Mapping[str, Any]],
+    timezones: Mapping[str, str | None],
+    deployments: Mapping[str, str],
+    built: Built,
+) -> None:
     """One mating-encounters.csv row per encounter, pointing at its exported recording and deployment."""
     exported = {(m["drop_id"], m["media_id"]): deployment_of(m) for m in media}
     known = {d["deploymentID"] for d in built.deployments}
     for e in encounters:
         recording = (e["drop_id"], e.get("recording_media_id"))
         deployment = exported.get(recording) or deployments.get(e["drop_id"], e["drop_id"])
-        built.encounters.append({
-            "encounterID": qualified(e["drop_id"], e["encounter_id"]), "deploymentID": deployment if deployment in known else None,
-            "mediaID": qualified(*recording) if recording in exported else None,
-            "maleID": e["male_id"], "femaleID": e["female_id"], "startedAt": local_time(e.get("started_at"), timezones.get(e["drop_id"])),
-            "segmentCount": e.get("n_segments") or 0,
-            "successProbability": round(e["p_success"], 6) if e.get("p_success") is not None else None,
-            "calibratedProbability": round(e["p_calibrated"], 6) if e.get("p_calibrated") is not None else None,
-            "predictedOutcome": e.get("predicted") or "unknown", "recordedOutcome": e.get("outcome"),
-            "classifiedBy": e.get("model_version"),
-        })
+        built.encounters.append(
+            {
+                "encounterID": qualified(e["drop_id"], e["encounter_id"]),
+                "deploymentID": deployment if deployment in known else None,
+                "mediaID": qualified(*recording) if recording in exported else None,
+                "maleID": e["male_id"],
+                "femaleID": e["female_id"],
+                "startedAt": local_time(e.get("started_at"), timezones.get(e["drop_id"])),
+                "segmentCount": e.get("n_segments") or 0,
+                "successProbability": round(e["p_success"], 6) if e.get("p_success") is not None else None,
+                "calibratedProbability": round(e["p_calibrated"], 6) if e.get("p_calibrated") is not None else None,
+                "predictedOutcome": e.get("predicted") or "unknown",
+                "recordedOutcome": e.get("outcome"),
+                "classifiedBy": e.get("model_version"),
+            }
+        )
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
@@ -267,29 +404,52 @@ def encounters_schema() -> dict[str, Any]:
             entry["format"] = TIME_FORMAT
         fields.append(entry)
     return {
-        "fields": fields, "missingValues": [""], "primaryKey": "encounterID",
-        "foreignKeys": [{"fields": "deploymentID", "reference": {"resource": "deployments", "fields": "deploymentID"}},
-                        {"fields": "mediaID", "reference": {"resource": "media", "fields": "mediaID"}}],
+        "fields": fields,
+        "missingValues": [""],
+        "primaryKey": "encounterID",
+        "foreignKeys": [
+            {"fields": "deploymentID", "reference": {"resource": "deployments", "fields": "deploymentID"}},
+            {"fields": "mediaID", "reference": {"resource": "media", "fields": "mediaID"}},
+        ],
     }
 
 
 def resources() -> list[dict[str, Any]]:
     """The three core resources with the official 1.0.2 schemas, and the custom encounters resource."""
-    core = [{"name": name, "path": f"{name}.csv", "profile": "tabular-data-resource", "format": "csv", "mediatype": "text/csv",
-             "encoding": "utf-8", "schema": f"{SCHEMA_BASE}/{name}-table-schema.json"} for name in ("deployments", "media", "observations")]
+    core = [
+        {
+            "name": name,
+            "path": f"{name}.csv",
+            "profile": "tabular-data-resource",
+            "format": "csv",
+            "mediatype": "text/csv",
+            "encoding": "utf-8",
+            "schema": f"{SCHEMA_BASE}/{name}-table-schema.json",
+        }
+        for name in ("deployments", "media", "observations")
+    ]
     encounters = {
-        "name": "encounters", "path": ENCOUNTERS_FILE, "profile": "tabular-data-resource", "format": "csv", "mediatype": "text/csv",
-        "encoding": "utf-8", "schema": encounters_schema(),
-        "description": ("Custom table, not part of the Camtrap DP model: mating encounters recorded as dual-track audio, with "
-                        "the probability of success from breedwatch's vocal mating-success classifier (CGANet) and the outcome "
-                        "keepers recorded. mediaID names the recording in media.csv."),
+        "name": "encounters",
+        "path": ENCOUNTERS_FILE,
+        "profile": "tabular-data-resource",
+        "format": "csv",
+        "mediatype": "text/csv",
+        "encoding": "utf-8",
+        "schema": encounters_schema(),
+        "description": (
+            "Custom table, not part of the Camtrap DP model: mating encounters recorded as dual-track audio, with "
+            "the probability of success from breedwatch's vocal mating-success classifier (CGANet) and the outcome "
+            "keepers recorded. mediaID names the recording in media.csv."
+        ),
     }
     return [*core, encounters]
 
 
 def spatial(deployments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """GeoJSON of the known deployment locations (placeholders are not locations: an empty collection says so)."""
-    points = sorted({(d["longitude"], d["latitude"]) for d in deployments if UNKNOWN_LOCATION not in d["deploymentComments"]})
+    points = sorted(
+        {(d["longitude"], d["latitude"]) for d in deployments if UNKNOWN_LOCATION not in d["deploymentComments"]}
+    )
     if not points:
         return {"type": "GeometryCollection", "geometries": []}
     return {"type": "MultiPoint", "coordinates": [list(p) for p in points]}
@@ -297,15 +457,20 @@ def spatial(deployments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def temporal(deployments: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """First and last day of the deployments (local dates)."""
-    return {"start": min(d["deploymentStart"][:10] for d in deployments), "end": max(d["deploymentEnd"][:10] for d in deployments)}
+    return {
+        "start": min(d["deploymentStart"][:10] for d in deployments),
+        "end": max(d["deploymentEnd"][:10] for d in deployments),
+    }
 
 
 def description(built: Built) -> str:
     """The package description: what it holds, how it was classified, and what it could not say."""
     lines = [
-        f"Camera-trap and keeper photos processed by breedwatch: {len(built.media)} media in {len(built.deployments)} deployments, "
+        f"Camera-trap and keeper photos processed by breedwatch: {len(built.media)} media "
+        f"in {len(built.deployments)} deployments, "
         f"{len(built.observations)} face observations and {len(built.encounters)} mating encounters.",
-        "Observations are faces found by breedwatch's face detector (or keeper crops, whose box is the whole image); sex is the "
+        "Observations are faces found by breedwatch's face detector (or keeper crops, whose box is the whole image); "
+        "sex is the "
         "animal-level call of the gender model from all of the animal's faces (empty inside the abstain band), and "
         "classificationProbability is the posterior probability of that call.",
         "The custom encounters resource holds per-encounter mating success from vocalisations.",
@@ -318,15 +483,23 @@ def descriptor(built: Built, settings: ExportSettings, species: Iterable[str]) -
     """datapackage.json of the export (Camtrap DP 1.0.2 profile)."""
     return {
         "profile": f"{SCHEMA_BASE}/camtrap-dp-profile.json",
-        "name": "breedwatch-export", "id": settings.package_id, "created": settings.created,
-        "title": settings.title, "description": description(built), "version": "1",
+        "name": "breedwatch-export",
+        "id": settings.package_id,
+        "created": settings.created,
+        "title": settings.title,
+        "description": description(built),
+        "version": "1",
         "contributors": [{"title": settings.contributor, "role": "contributor"}],
         "sources": [{"title": "breedwatch", "version": settings.software_version or "unknown"}],
-        "project": {"title": settings.project_title, "samplingDesign": settings.sampling_design,
-                    "captureMethod": [settings.capture_method],
-                    "individualAnimals": any(o.get("individualID") for o in built.observations),
-                    "observationLevel": ["media"]},
-        "spatial": spatial(built.deployments), "temporal": temporal(built.deployments),
+        "project": {
+            "title": settings.project_title,
+            "samplingDesign": settings.sampling_design,
+            "captureMethod": [settings.capture_method],
+            "individualAnimals": any(o.get("individualID") for o in built.observations),
+            "observationLevel": ["media"],
+        },
+        "spatial": spatial(built.deployments),
+        "temporal": temporal(built.deployments),
         "taxonomic": [{"scientificName": name} for name in sorted(set(species))],
         "resources": resources(),
     }

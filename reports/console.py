@@ -72,7 +72,15 @@ def table_to_rich(table: pa.Table, title: str | None = None) -> Table:
 
 def run_summary_table(summary: dict[str, Any]) -> Table:
     """The one-screen summary of a run: one line per drop plus totals."""
-    numbers = {"images": "images", "audio": "audio", "duplicates": "dup", "rejected": "rejected", "faces": "faces", "faces_excluded": "excl", "segments": "segments"}
+    numbers = {
+        "images": "images",
+        "audio": "audio",
+        "duplicates": "dup",
+        "rejected": "rejected",
+        "faces": "faces",
+        "faces_excluded": "excl",
+        "segments": "segments",
+    }
     view = Table(title=f"run {summary['run_id']}")
     view.add_column("drop", overflow="fold")
     view.add_column("result")
@@ -84,6 +92,6 @@ def run_summary_table(summary: dict[str, Any]) -> Table:
     for drop in summary["drops"]:
         stage = faces.get(drop["drop_id"], {})
         counts = {**drop["counts"], **stage.get("counts", {}), **audio.get(drop["drop_id"], {}).get("counts", {})}
-        note = drop["message"] or stage.get("detector", "")
+        note = drop["message"] or stage.get("model") or ""
         view.add_row(drop["drop_id"], drop["status"], *(str(counts.get(k, 0)) for k in numbers), note)
     return view

@@ -31,7 +31,9 @@ def report_tables(context: Mapping[str, Any]) -> dict[str, pa.Table | Rows]:
 def check_table_name(name: str) -> str:
     """Table names become file names: lower-case letters, digits and '_' only."""
     if not TABLE_NAME.match(name):
-        raise ValueError(f"report table name {name!r} must be lower-case letters, digits and '_' (it becomes a file name)")
+        raise ValueError(
+            f"report table name {name!r} must be lower-case letters, digits and '_' (it becomes a file name)"
+        )
     return name
 
 

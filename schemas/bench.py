@@ -11,9 +11,10 @@ QUICK_NAIVE_LIMIT = 12
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What to bench: drop size and seed, repeats, model sizes (defaults are the production nets), extra photos, frames kept,
-    how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to the drop),
-    whether an untimed warm-up runs first, and how many times per repeat the audio stages and bound are timed."""
+    """What to bench: drop size and seed, repeats, model sizes (defaults are the production nets), extra photos,
+    frames kept, how many images, faces and segments the naive way is timed on (all when None; its rate is scaled to
+    the drop), whether an untimed warm-up runs first, and how many times per repeat the audio stages and bound are
+    timed."""
 
     animals: int = 12
     seed: int = 0

@@ -28,7 +28,10 @@ ANYWHERE_M = 20_037_509  # coordinateUncertainty of half the Earth's circumferen
 def missing_to_none(data: Any) -> Any:
     """Cells the table schemas declare missing ('', NA, NaN, nan) become None."""
     if isinstance(data, dict):
-        return {key: None if isinstance(value, str) and value.strip() in MISSING_VALUES else value for key, value in data.items()}
+        return {
+            key: None if isinstance(value, str) and value.strip() in MISSING_VALUES else value
+            for key, value in data.items()
+        }
     return data
 
 
@@ -193,11 +196,23 @@ def resource_paths(data: dict[str, Any]) -> dict[str, str]:
     for name in CORE_RESOURCES:
         path = by_name.get(name, {}).get("path")
         if name not in by_name:
-            raise ManifestError(DESCRIPTOR, None, "resources", f"has no '{name}' resource; a Camtrap DP package needs {', '.join(CORE_RESOURCES)}")
+            raise ManifestError(
+                DESCRIPTOR,
+                None,
+                "resources",
+                f"has no '{name}' resource; a Camtrap DP package needs {', '.join(CORE_RESOURCES)}",
+            )
         if not isinstance(path, str) or not path.strip():
-            raise ManifestError(DESCRIPTOR, None, "resources", f"resource '{name}' must give its CSV file as a 'path' inside the package")
+            raise ManifestError(
+                DESCRIPTOR,
+                None,
+                "resources",
+                f"resource '{name}' must give its CSV file as a 'path' inside the package",
+            )
         if "://" in path:
-            raise ManifestError(DESCRIPTOR, None, "resources", f"resource '{name}' points at {path}, which breedwatch does not download")
+            raise ManifestError(
+                DESCRIPTOR, None, "resources", f"resource '{name}' points at {path}, which breedwatch does not download"
+            )
         paths[name] = path.strip()
     return paths
 
@@ -209,7 +224,9 @@ def csv_rows(text: str, filename: str, row_model: type[CamtrapRow]) -> Iterator[
         yield reader.line_num, row
 
 
-def parse_rows(text: str, filename: str, row_model: type[RowModel], key: str) -> tuple[list[RowModel], list[RowProblem]]:
+def parse_rows(
+    text: str, filename: str, row_model: type[RowModel], key: str
+) -> tuple[list[RowModel], list[RowProblem]]:
     """Every valid row of a resource CSV, and one problem per bad or repeated row (the others are kept)."""
     rows: list[RowModel] = []
     problems: list[RowProblem] = []
@@ -224,7 +241,13 @@ def parse_rows(text: str, filename: str, row_model: type[RowModel], key: str) ->
             continue
         ident = getattr(row, key)
         if ident in seen:
-            problems.append(RowProblem(filename, line, f"{filename} line {line} field '{key}': {ident!r} already appears on line {seen[ident]}."))
+            problems.append(
+                RowProblem(
+                    filename,
+                    line,
+                    f"{filename} line {line} field '{key}': {ident!r} already appears on line {seen[ident]}.",
+                )
+            )
             continue
         seen[ident] = line
         rows.append(row)

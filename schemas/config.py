@@ -47,17 +47,41 @@ class FacesConfig(BaseModel):
 
     detector: str = Field(default="mtcnn-human", description="'mtcnn-human' or a trained detector in the model store.")
     batch_size: int = Field(default=8, ge=1, le=256, description="Same-size images per MTCNN call on CUDA.")
-    cpu_batch_size: int = Field(default=1, ge=1, le=256, description="Same-size images per MTCNN call on the CPU, where batches are no clear gain and hold more memory (42 frames, 2 cores: 1.84-1.93 s one per call, 1.72-2.33 s in batches of 2-8).")
+    cpu_batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description=(
+            "Same-size images per MTCNN call on the CPU, where batches are no clear gain and hold more memory (42 "
+            "frames, 2 cores: 1.84-1.93 s one per call, 1.72-2.33 s in batches of 2-8)."
+        ),
+    )
     margin: float = Field(default=0.2, ge=0, le=2, description="Crop margin as a fraction of the face box side.")
     crop_size: int = Field(default=448, ge=32, le=2048, description="Side of the square crop given to the classifier.")
     align: bool = Field(default=False, description="Rotate crops so the eye landmarks are level.")
-    min_face_px: float = Field(default=32, ge=0, description="Faces smaller than this are excluded from classification.")
+    min_face_px: float = Field(
+        default=32, ge=0, description="Faces smaller than this are excluded from classification."
+    )
     min_sharpness: float = Field(default=5.0, ge=0, description="Minimum variance of the Laplacian of a crop.")
     min_score: float = Field(default=0.9, ge=0, le=1, description="Minimum detector score for classification.")
     crop_jpeg_quality: int = Field(default=90, ge=50, le=100)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    decode: Literal["auto", "pillow", "torchvision"] = Field(default="auto", description="JPEG decoding of camera-trap frames: auto is torchvision's batched nvjpeg on CUDA, Pillow on the CPU.")
-    cpu_threads: int | None = Field(default=None, ge=1, le=256, description="Intra-op threads of MTCNN on the CPU; unset: torch's default (every core), 1.7x faster than one on an idle 2-core server; 1 on a busy shared one, where its thousands of tiny per-box ops ran 3-6x faster on one thread than on two.")
+    decode: Literal["auto", "pillow", "torchvision"] = Field(
+        default="auto",
+        description=(
+            "JPEG decoding of camera-trap frames: auto is torchvision's batched nvjpeg on CUDA, Pillow on the CPU."
+        ),
+    )
+    cpu_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description=(
+            "Intra-op threads of MTCNN on the CPU; unset: torch's default (every core), 1.7x faster than one on an "
+            "idle 2-core server; 1 on a busy shared one, where its thousands of tiny per-box ops ran 3-6x faster on "
+            "one thread than on two."
+        ),
+    )
 
 
 class AudioConfig(BaseModel):
@@ -66,14 +90,21 @@ class AudioConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel_pair: tuple[int, int] = Field(default=(0, 1), description="Channels used when a file has more than two.")
-    raven_suffix: str = Field(default=".selections.txt", description="Raven table next to a recording: <stem><suffix> or <stem>.<anything><suffix>.")
+    raven_suffix: str = Field(
+        default=".selections.txt",
+        description="Raven table next to a recording: <stem><suffix> or <stem>.<anything><suffix>.",
+    )
     vad_frame_s: float = Field(default=0.02, gt=0, le=0.5)
-    vad_threshold_db: float = Field(default=12.0, gt=0, description="Energy above the noise floor that counts as a call.")
+    vad_threshold_db: float = Field(
+        default=12.0, gt=0, description="Energy above the noise floor that counts as a call."
+    )
     vad_noise_percentile: float = Field(default=20.0, gt=0, lt=100)
     vad_min_duration_s: float = Field(default=0.15, ge=0)
     vad_merge_gap_s: float = Field(default=0.3, ge=0)
     vad_max_segment_s: float = Field(default=10.0, gt=0)
-    min_last_window_fraction: float = Field(default=0.5, gt=0, le=1, description="A shorter tail of a long call is dropped.")
+    min_last_window_fraction: float = Field(
+        default=0.5, gt=0, le=1, description="A shorter tail of a long call is dropped."
+    )
     feature_batch: int = Field(default=64, ge=1, le=4096, description="Segments per MFCC batch.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -83,7 +114,9 @@ class GenderTrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    arch: Literal["resnet18", "mini_xception"] = Field(default="resnet18", description="mini_xception is the light CPU variant (seed 001).")
+    arch: Literal["resnet18", "mini_xception"] = Field(
+        default="resnet18", description="mini_xception is the light CPU variant (seed 001)."
+    )
     input_size: int = Field(default=448, ge=32, le=1024)
     epochs: int = Field(default=20, ge=1, le=1000)
     batch_size: int = Field(default=8, ge=1, le=512)
@@ -92,18 +125,28 @@ class GenderTrainConfig(BaseModel):
     weight_decay: float = Field(default=5e-4, ge=0)
     lr_step_epochs: int = Field(default=5, ge=1)
     lr_gamma: float = Field(default=0.5, gt=0, le=1)
-    freeze_blocks: int = Field(default=2, ge=0, le=4, description="Frozen first ResNet blocks, only over pretrained backbone_weights.")
-    split: Literal["seed", "kfold"] = Field(default="seed", description="seed: seed 000's identity-disjoint rule; kfold: k folds by animal.")
+    freeze_blocks: int = Field(
+        default=2, ge=0, le=4, description="Frozen first ResNet blocks, only over pretrained backbone_weights."
+    )
+    split: Literal["seed", "kfold"] = Field(
+        default="seed", description="seed: seed 000's identity-disjoint rule; kfold: k folds by animal."
+    )
     folds: int = Field(default=5, ge=2, le=20)
-    backbone_weights: Path | None = Field(default=None, description="Local torchvision resnet18 state dict (nothing is downloaded).")
+    backbone_weights: Path | None = Field(
+        default=None, description="Local torchvision resnet18 state dict (nothing is downloaded)."
+    )
     seed: int = 0
 
 
-AUTO_PRECISION = ("auto: chosen for this machine at a run's start: fp32 on a CPU without native bf16 (AVX512_BF16 or AMX), "
-                  "where bf16 is emulated and about 5x slower; the faster of fp32 and bf16 (measured) where it is native; "
-                  "on CUDA the fastest of fp32, fp16 AMP and (from compute capability 8.0) bf16.")
+AUTO_PRECISION = (
+    "auto: chosen for this machine at a run's start: fp32 on a CPU without native bf16 (AVX512_BF16 or AMX), "
+    "where bf16 is emulated and about 5x slower; the faster of fp32 and bf16 (measured) where it is native; "
+    "on CUDA the fastest of fp32, fp16 AMP and (from compute capability 8.0) bf16."
+)
 AUTO_LAYOUT = "auto: the faster of channels_last and contiguous memory on this machine, measured on first use."
-AUTO_THREADS = "CPU intra-op threads; unset: every usable core (shared among the local Dask cluster's worker processes)."
+AUTO_THREADS = (
+    "CPU intra-op threads; unset: every usable core (shared among the local Dask cluster's worker processes)."
+)
 
 
 class GenderConfig(BaseModel):
@@ -112,18 +155,36 @@ class GenderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default="panda-gender", description="Gender model in the store: 'name' (newest) or 'name@vN'.")
-    batch_size: int | None = Field(default=None, ge=1, le=1024, description="Face crops per forward pass on CUDA; unset: measured on first use (16, 32 or 64).")
-    cpu_batch_size: int | None = Field(default=None, ge=1, le=1024, description="Face crops per forward pass on the CPU; unset: measured on first use (4, 8 or 16).")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Face crops per forward pass on CUDA; unset: measured on first use (16, 32 or 64).",
+    )
+    cpu_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Face crops per forward pass on the CPU; unset: measured on first use (4, 8 or 16).",
+    )
     loader_workers: int = Field(default=2, ge=0, le=32, description="DataLoader processes decoding crops.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description=AUTO_PRECISION)
     layout: Literal["auto", "channels_last", "contiguous"] = Field(default="auto", description=AUTO_LAYOUT)
     threads: int | None = Field(default=None, ge=1, le=256, description=AUTO_THREADS)
     abstain_low: float = Field(default=0.2, ge=0, le=0.5, description="Animals at or below this P(male) are female.")
-    abstain_high: float = Field(default=0.8, ge=0.5, le=1, description="Animals at or above this P(male) are male; between: unknown.")
-    disagreement_share: float = Field(default=0.25, gt=0, le=0.5, description="Flag an animal when this share of its confident faces disagree.")
+    abstain_high: float = Field(
+        default=0.8, ge=0.5, le=1, description="Animals at or above this P(male) are male; between: unknown."
+    )
+    disagreement_share: float = Field(
+        default=0.25, gt=0, le=0.5, description="Flag an animal when this share of its confident faces disagree."
+    )
     confident: float = Field(default=0.7, gt=0.5, lt=1, description="A face counts as confident at this P or 1 - P.")
-    event_gap_s: float = Field(default=300.0, gt=0, description="Camera-trap faces of unknown animals: one event per camera until a gap this long.")
+    event_gap_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Camera-trap faces of unknown animals: one event per camera until a gap this long.",
+    )
     gradcam_faces: int = Field(default=6, ge=0, le=100, description="Grad-CAM heatmaps stored per drop for the report.")
     train: GenderTrainConfig = Field(default_factory=GenderTrainConfig)
 
@@ -135,7 +196,9 @@ class MatingTrainConfig(BaseModel):
 
     lr: float = Field(default=0.01, gt=0)
     lr_factor: float = Field(default=0.1, gt=0, le=1, description="Learning rate times this after a plateau.")
-    plateau_patience: int = Field(default=125, ge=1, description="Epochs without a better validation accuracy before lr drops.")
+    plateau_patience: int = Field(
+        default=125, ge=1, description="Epochs without a better validation accuracy before lr drops."
+    )
     epochs: int = Field(default=500, ge=1, le=10_000)
     batch_size: int = Field(default=32, ge=2, le=4096)
     dropout: float = Field(default=0.3, ge=0, lt=1)
@@ -143,15 +206,26 @@ class MatingTrainConfig(BaseModel):
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
     folds: int = Field(default=5, ge=2, le=20, description="Cross-validation folds of `evaluate mating`.")
-    group_by: Literal["pair", "encounter", "none"] = Field(default="pair", description="What folds and the validation split never share.")
-    validation_fraction: float = Field(default=0.2, ge=0, lt=1, description="Grouped share of the training data used to pick the best epoch.")
-    max_epochs_without_improvement: int | None = Field(default=None, ge=1, description="Early stop; none runs every epoch (seed).")
+    group_by: Literal["pair", "encounter", "none"] = Field(
+        default="pair", description="What folds and the validation split never share."
+    )
+    validation_fraction: float = Field(
+        default=0.2, ge=0, lt=1, description="Grouped share of the training data used to pick the best epoch."
+    )
+    max_epochs_without_improvement: int | None = Field(
+        default=None, ge=1, description="Early stop; none runs every epoch (seed)."
+    )
     standardise: bool = Field(default=True, description="Per-coefficient input scaling from the training data.")
     filters: int = Field(default=128, ge=1, le=512, description="Conv filters (seed 128).")
     hidden: int = Field(default=32, ge=1, le=512, description="GRU units (seed 32).")
     precision: Literal["fp32", "bf16"] = "fp32"
     class_weight: Literal["none", "balanced"] = "balanced"
-    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads while training; none: torch's default. 1 is fastest for small nets on a busy machine.")
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="CPU threads while training; none: torch's default. 1 is fastest for small nets on a busy machine.",
+    )
     seed: int = 0
 
 
@@ -161,14 +235,27 @@ class MatingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default="cganet", description="Mating model in the store: 'name' (newest) or 'name@vN'.")
-    batch_size: int | None = Field(default=None, ge=1, le=4096, description="Segments per forward pass; unset: measured on first use (32, 64 or 128 on the CPU, 128, 256 or 512 on CUDA).")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description=(
+            "Segments per forward pass; unset: measured on first use (32, 64 or 128 on the CPU, 128, 256 or 512 on "
+            "CUDA)."
+        ),
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description=AUTO_PRECISION)
     layout: Literal["auto", "channels_last", "contiguous"] = Field(default="auto", description=AUTO_LAYOUT)
     threads: int | None = Field(default=None, ge=1, le=256, description=AUTO_THREADS)
-    abstain_low: float = Field(default=0.4, ge=0, le=0.5, description="Encounters at or below this P(success) are failures.")
-    abstain_high: float = Field(default=0.6, ge=0.5, le=1, description="Encounters above this P(success) are successes; between: unknown.")
+    abstain_low: float = Field(
+        default=0.4, ge=0, le=0.5, description="Encounters at or below this P(success) are failures."
+    )
+    abstain_high: float = Field(
+        default=0.6, ge=0.5, le=1, description="Encounters above this P(success) are successes; between: unknown."
+    )
     train: MatingTrainConfig = Field(default_factory=MatingTrainConfig)
+
 
 class ScheduleConfig(BaseModel):
     """When the nightly flow runs."""
@@ -204,7 +291,17 @@ class RuntimeConfig(BaseModel):
 
     io_threads: int = Field(default=4, ge=1, le=64, description="Threads hashing and decoding files within a drop.")
     progress: bool | None = Field(default=None, description="Progress bars; None means only on a terminal.")
-    retain_freed_mb: int = Field(default=512, ge=0, le=65536, description="Freed memory glibc's malloc keeps for reuse while stages run, every allocation served from its heap (on 2 cores: gender net 49 -> 58 faces/s; a CGANet batch of 64, whose activations pass 128 MB, 0.26-0.31 -> 0.19-0.22 s; a 5,000-image run's peak RSS unchanged); 0 leaves glibc's defaults (large tensors mapped and faulted in afresh on every batch).")
+    retain_freed_mb: int = Field(
+        default=512,
+        ge=0,
+        le=65536,
+        description=(
+            "Freed memory glibc's malloc keeps for reuse while stages run, every allocation served from its heap (on 2 "
+            "cores: gender net 49 -> 58 faces/s; a CGANet batch of 64, whose activations pass 128 MB, 0.26-0.31 -> "
+            "0.19-0.22 s; a 5,000-image run's peak RSS unchanged); 0 leaves glibc's defaults (large tensors mapped and "
+            "faulted in afresh on every batch)."
+        ),
+    )
 
 
 class RunnerConfig(BaseModel):
@@ -212,11 +309,29 @@ class RunnerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["default", "dask"] = Field(default="default", description="default: Prefect's thread pool in the flow's process; dask: prefect-dask's DaskTaskRunner.")
-    address: str = Field(default="", description="Scheduler of an existing Dask cluster (tcp://host:8786); empty starts a local cluster.")
-    n_workers: int = Field(default=2, ge=1, le=1024, description="default: stage tasks running at once; dask: worker processes of the local cluster.")
-    threads_per_worker: int = Field(default=1, ge=1, le=64, description="Threads per worker process of the local Dask cluster.")
-    gpu_limit: str = Field(default="breedwatch-gpu", description="Prefect global concurrency limit a stage holds while it uses CUDA (create it with 'prefect gcl create breedwatch-gpu --limit 1'); empty: none.")
+    kind: Literal["default", "dask"] = Field(
+        default="default",
+        description="default: Prefect's thread pool in the flow's process; dask: prefect-dask's DaskTaskRunner.",
+    )
+    address: str = Field(
+        default="", description="Scheduler of an existing Dask cluster (tcp://host:8786); empty starts a local cluster."
+    )
+    n_workers: int = Field(
+        default=2,
+        ge=1,
+        le=1024,
+        description="default: stage tasks running at once; dask: worker processes of the local cluster.",
+    )
+    threads_per_worker: int = Field(
+        default=1, ge=1, le=64, description="Threads per worker process of the local Dask cluster."
+    )
+    gpu_limit: str = Field(
+        default="breedwatch-gpu",
+        description=(
+            "Prefect global concurrency limit a stage holds while it uses CUDA (create it with 'prefect gcl create "
+            "breedwatch-gpu --limit 1'); empty: none."
+        ),
+    )
 
 
 class Settings(BaseSettings):
@@ -273,10 +388,13 @@ class Settings(BaseSettings):
         """Decision bands the catalog's views apply to stored probabilities (changeable without re-running models)."""
         gender = self.gender
         return {
-            "gender.abstain_low": gender.abstain_low, "gender.abstain_high": gender.abstain_high,
-            "gender.disagreement_share": gender.disagreement_share, "gender.confident": gender.confident,
+            "gender.abstain_low": gender.abstain_low,
+            "gender.abstain_high": gender.abstain_high,
+            "gender.disagreement_share": gender.disagreement_share,
+            "gender.confident": gender.confident,
             "gender.event_gap_s": gender.event_gap_s,
-            "mating.abstain_low": self.mating.abstain_low, "mating.abstain_high": self.mating.abstain_high,
+            "mating.abstain_low": self.mating.abstain_low,
+            "mating.abstain_high": self.mating.abstain_high,
         }
 
     def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:

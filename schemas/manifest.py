@@ -48,8 +48,16 @@ class DropInfo(BaseModel):
     timezone: str | None = None
     species: str | None = None
     notes: str | None = None
-    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, description="WGS84 decimal degrees of the deployment (Camtrap DP export).")
-    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False, description="WGS84 decimal degrees of the deployment.")
+    latitude: float | None = Field(
+        default=None,
+        ge=-90,
+        le=90,
+        allow_inf_nan=False,
+        description="WGS84 decimal degrees of the deployment (Camtrap DP export).",
+    )
+    longitude: float | None = Field(
+        default=None, ge=-180, le=180, allow_inf_nan=False, description="WGS84 decimal degrees of the deployment."
+    )
     location_name: str | None = None
 
     @field_validator("timezone")

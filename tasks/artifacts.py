@@ -35,8 +35,13 @@ def summary_markdown(run_id: str, drops: list[dict[str, Any]], counts: dict[str,
 
 def publish_run_artifacts(run_id: str, drops: list[dict[str, Any]], counts: dict[str, int], report: Path) -> None:
     """Create the run's artifacts from its report files (the same numbers as the HTML and the catalog)."""
-    create_markdown_artifact(summary_markdown(run_id, drops, counts, report), key=SUMMARY_KEY, description=f"run {run_id}")
-    for key, name, what in ((GENDER_KEY, "gender_ratio", "gender ratio"), (MATING_KEY, "mating_success", "mating success")):
+    create_markdown_artifact(
+        summary_markdown(run_id, drops, counts, report), key=SUMMARY_KEY, description=f"run {run_id}"
+    )
+    for key, name, what in (
+        (GENDER_KEY, "gender_ratio", "gender ratio"),
+        (MATING_KEY, "mating_success", "mating success"),
+    ):
         rows = csv_rows(report.parent / f"{name}.csv")
         if rows:
             create_table_artifact(rows, key=key, description=f"{what}, run {run_id}")

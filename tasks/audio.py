@@ -13,8 +13,11 @@ import soxr
 PIPELINE_RATE = 44_100
 RESAMPLE_PAD_S = 0.05
 INTEGER_SUBTYPES = {  # subtype -> (integer type libsndfile reads it as, the scale of its float conversion)
-    "PCM_S8": ("int16", 2.0**-15), "PCM_U8": ("int16", 2.0**-15), "PCM_16": ("int16", 2.0**-15),
-    "PCM_24": ("int32", 2.0**-31), "PCM_32": ("int32", 2.0**-31),
+    "PCM_S8": ("int16", 2.0**-15),
+    "PCM_U8": ("int16", 2.0**-15),
+    "PCM_16": ("int16", 2.0**-15),
+    "PCM_24": ("int32", 2.0**-31),
+    "PCM_32": ("int32", 2.0**-31),
 }
 
 
@@ -67,7 +70,9 @@ def read_span(path: Path, start_s: float, end_s: float, channel_pair: tuple[int,
         return span_of(handle, start_s, end_s, channel_pair)
 
 
-def read_spans(path: Path, spans: Iterable[tuple[float, float]], channel_pair: tuple[int, int] = (0, 1)) -> Iterator[Recording]:
+def read_spans(
+    path: Path, spans: Iterable[tuple[float, float]], channel_pair: tuple[int, int] = (0, 1)
+) -> Iterator[Recording]:
     """Read each [start_s, end_s) of one recording as two 44.1 kHz channels, the file opened once for all of them."""
     with sf.SoundFile(str(path)) as handle:
         for start_s, end_s in spans:
@@ -83,7 +88,9 @@ def span_of(handle: sf.SoundFile, start_s: float, end_s: float, channel_pair: tu
     data = read_float32(handle, max(last - first, 0))
     stereo, channel_flags = pick_channels(data, channel_pair)
     resampled, rate_flags = resample_to_pipeline(stereo, handle.samplerate)
-    offset = max(int(round((start_s - first / handle.samplerate) * PIPELINE_RATE)), 0)  # -1 when first was rounded up past start_s
+    offset = max(
+        int(round((start_s - first / handle.samplerate) * PIPELINE_RATE)), 0
+    )  # -1 when first was rounded up past start_s
     wanted = int(round((end_s - start_s) * PIPELINE_RATE))
     samples = np.ascontiguousarray(resampled[offset : offset + wanted])
     return Recording(samples, PIPELINE_RATE, int(handle.samplerate), int(handle.channels), channel_flags + rate_flags)

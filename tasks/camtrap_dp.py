@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -66,8 +66,11 @@ def read_package(drop_dir: Path) -> CamtrapPackage | None:
     paths = resource_paths(data)
     tables = {}
     problems: list[RowProblem] = []
-    for name, model, key in (("deployments", CamtrapDeployment, "deploymentID"), ("media", CamtrapMedia, "mediaID"),
-                             ("observations", CamtrapObservation, "observationID")):
+    for name, model, key in (
+        ("deployments", CamtrapDeployment, "deploymentID"),
+        ("media", CamtrapMedia, "mediaID"),
+        ("observations", CamtrapObservation, "observationID"),
+    ):
         rows, bad = parse_rows(read_resource(drop_dir, paths[name]), paths[name], model, key)
         tables[name] = rows
         problems += bad
@@ -80,7 +83,8 @@ def is_remote(media: CamtrapMedia) -> bool:
 
 
 def media_file_problem(media: CamtrapMedia, drop_root: Path, config: IngestConfig, filename: str) -> str | None:
-    """Why a local media row's file cannot be ingested, as one sentence naming file, line and field; None when it can."""
+    """Why a local media row's file cannot be ingested, as one sentence naming file, line and field; None when it
+    can."""
     where = f"{filename} line {media.csv_line}"
     rel = media.filePath.strip()
     parts = PurePosixPath(rel).parts
@@ -89,9 +93,15 @@ def media_file_problem(media: CamtrapMedia, drop_root: Path, config: IngestConfi
     kind = media.fileMediatype.split("/")[0]
     allowed = config.image_extensions if kind == "image" else config.audio_extensions if kind == "audio" else []
     if kind == "video":
-        return f"{where} field 'fileMediatype': {media.fileMediatype} is a video; breedwatch processes images and audio only."
+        return (
+            f"{where} field 'fileMediatype': {media.fileMediatype} is a video; "
+            "breedwatch processes images and audio only."
+        )
     if PurePosixPath(rel).suffix.lower() not in allowed:
-        return f"{where} field 'filePath': the extension of {rel} is not one breedwatch processes as {kind} ({', '.join(allowed)})."
+        return (
+            f"{where} field 'filePath': the extension of {rel} is not one breedwatch processes as {kind} "
+            f"({', '.join(allowed)})."
+        )
     path = drop_root / rel
     if path.is_symlink():
         problem = link_problem(path, drop_root)
@@ -118,12 +128,18 @@ def remote_reject(package: CamtrapPackage) -> list[FoundReject]:
     if not remote:
         return []
     filename = package.resources["media"]
-    reason = (f"{len(remote)} rows of {filename} name files by URL ({remote[0].filePath} ...), which breedwatch never fetches, "
-              f"so they were not ingested (lines {line_ranges(m.csv_line or 0 for m in remote)}); their observations are kept.")
+    reason = (
+        f"{len(remote)} rows of {filename} name files by URL ({remote[0].filePath} ...), "
+        "which breedwatch never fetches, "
+        f"so they were not ingested (lines {line_ranges(m.csv_line or 0 for m in remote)}); "
+        "their observations are kept."
+    )
     return [FoundReject(filename, reason)]
 
 
-def package_listing(listing: DropListing, package: CamtrapPackage | None, drop_dir: Path, config: IngestConfig) -> DropListing:
+def package_listing(
+    listing: DropListing, package: CamtrapPackage | None, drop_dir: Path, config: IngestConfig
+) -> DropListing:
     """The drop listing plus the package's local media files, with one reject per unusable or bad row."""
     if package is None:
         return listing
@@ -141,7 +157,9 @@ def package_listing(listing: DropListing, package: CamtrapPackage | None, drop_d
             rejects.append(FoundReject(rel, problem))
         elif rel not in known:
             parts = rel.split("/")
-            files.append(FoundFile(rel, media.fileMediatype.split("/")[0], parts[0], parts[1] if len(parts) > 2 else None))
+            files.append(
+                FoundFile(rel, media.fileMediatype.split("/")[0], parts[0], parts[1] if len(parts) > 2 else None)
+            )
             known.add(rel)
     return replace(listing, files=sorted(files, key=lambda f: f.rel), rejects=rejects)
 
@@ -172,7 +190,7 @@ def media_overrides(package: CamtrapPackage | None, info: DropInfo) -> dict[str,
         if is_remote(media) or rel in overrides:
             continue
         overrides[rel] = {
-            "captured_at": media.timestamp.astimezone(timezone.utc),
+            "captured_at": media.timestamp.astimezone(UTC),
             "deployment_id": media.deploymentID,
             "site": deployment_site(deployments.get(media.deploymentID)) or info.site,
         }
@@ -181,7 +199,9 @@ def media_overrides(package: CamtrapPackage | None, info: DropInfo) -> dict[str,
     return overrides
 
 
-def package_animals(package: CamtrapPackage | None, listed: Sequence[AnimalRow]) -> tuple[list[AnimalRow], list[FoundReject]]:
+def package_animals(
+    package: CamtrapPackage | None, listed: Sequence[AnimalRow]
+) -> tuple[list[AnimalRow], list[FoundReject]]:
     """Individuals of the observations not already in animals.csv; sex only from human observations that agree."""
     if package is None:
         return [], []
@@ -197,26 +217,47 @@ def package_animals(package: CamtrapPackage | None, listed: Sequence[AnimalRow])
         stated = sorted(sex for sex in seen if sex)
         if len(stated) > 1:
             lines = "; ".join(f"{sex} on line(s) {line_ranges(seen[sex])}" for sex in stated)
-            rejects.append(FoundReject(filename, f"{filename}: individual {individual!r} is recorded as {lines}, so its sex is left unknown."))
+            rejects.append(
+                FoundReject(
+                    filename,
+                    f"{filename}: individual {individual!r} is recorded as {lines}, so its sex is left unknown.",
+                )
+            )
         animals.append(AnimalRow(animal_id=individual, sex=stated[0] if len(stated) == 1 else None))
     return animals, rejects
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
     """An offset-carrying time in UTC."""
-    return moment.astimezone(timezone.utc) if moment else None
+    return moment.astimezone(UTC) if moment else None
 
 
 def deployment_rows(drop_id: str, package: CamtrapPackage | None, info: DropInfo) -> list[dict[str, Any]]:
     """The drop's deployments: the package's, else one from drop.toml (location fields only when given)."""
     if package is None:
-        return [{"drop_id": drop_id, "deployment_id": info.deployment_id, "location_name": info.location_name,
-                 "latitude": info.latitude, "longitude": info.longitude, "source": "drop.toml"}]
+        return [
+            {
+                "drop_id": drop_id,
+                "deployment_id": info.deployment_id,
+                "location_name": info.location_name,
+                "latitude": info.latitude,
+                "longitude": info.longitude,
+                "source": "drop.toml",
+            }
+        ]
     return [
-        {"drop_id": drop_id, "deployment_id": d.deploymentID, "location_id": d.locationID, "location_name": d.locationName,
-         **located(d),
-         "deployment_start": as_utc(d.deploymentStart), "deployment_end": as_utc(d.deploymentEnd),
-         "camera_id": d.cameraID, "camera_model": d.cameraModel, "source": SOURCE}
+        {
+            "drop_id": drop_id,
+            "deployment_id": d.deploymentID,
+            "location_id": d.locationID,
+            "location_name": d.locationName,
+            **located(d),
+            "deployment_start": as_utc(d.deploymentStart),
+            "deployment_end": as_utc(d.deploymentEnd),
+            "camera_id": d.cameraID,
+            "camera_model": d.cameraModel,
+            "source": SOURCE,
+        }
         for d in package.deployments
     ]
 
@@ -225,11 +266,16 @@ def located(deployment: CamtrapDeployment) -> dict[str, Any]:
     """Coordinates and their uncertainty, or none when the uncertainty spans the Earth (a placeholder such as ours)."""
     if deployment.coordinateUncertainty is not None and deployment.coordinateUncertainty >= ANYWHERE_M:
         return {"latitude": None, "longitude": None, "coordinate_uncertainty": None}
-    return {"latitude": deployment.latitude, "longitude": deployment.longitude,
-            "coordinate_uncertainty": deployment.coordinateUncertainty}
+    return {
+        "latitude": deployment.latitude,
+        "longitude": deployment.longitude,
+        "coordinate_uncertainty": deployment.coordinateUncertainty,
+    }
 
 
-def observation_rows(drop_id: str, package: CamtrapPackage | None, media: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def observation_rows(
+    drop_id: str, package: CamtrapPackage | None, media: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The package's observations with breedwatch media ids (null where the media row was not ingested)."""
     if package is None:
         return []
@@ -243,11 +289,28 @@ def observation_row(drop_id: str, o: CamtrapObservation, media_id: str | None) -
     """One camtrap_observations row."""
     box = o.box() or (None, None, None, None)
     return {
-        "drop_id": drop_id, "observation_id": o.observationID, "deployment_id": o.deploymentID, "media_id": media_id,
-        "package_media_id": o.mediaID, "event_id": o.eventID, "event_start": as_utc(o.eventStart), "event_end": as_utc(o.eventEnd),
-        "observation_level": o.observationLevel, "observation_type": o.observationType, "scientific_name": o.scientificName,
-        "count": o.count, "life_stage": o.lifeStage, "sex": o.sex, "behavior": o.behavior, "individual_id": o.individualID,
-        "bbox_x": box[0], "bbox_y": box[1], "bbox_w": box[2], "bbox_h": box[3],
-        "classification_method": o.classificationMethod, "classified_by": o.classifiedBy,
-        "classification_probability": o.classificationProbability, "csv_line": o.csv_line,
+        "drop_id": drop_id,
+        "observation_id": o.observationID,
+        "deployment_id": o.deploymentID,
+        "media_id": media_id,
+        "package_media_id": o.mediaID,
+        "event_id": o.eventID,
+        "event_start": as_utc(o.eventStart),
+        "event_end": as_utc(o.eventEnd),
+        "observation_level": o.observationLevel,
+        "observation_type": o.observationType,
+        "scientific_name": o.scientificName,
+        "count": o.count,
+        "life_stage": o.lifeStage,
+        "sex": o.sex,
+        "behavior": o.behavior,
+        "individual_id": o.individualID,
+        "bbox_x": box[0],
+        "bbox_y": box[1],
+        "bbox_w": box[2],
+        "bbox_h": box[3],
+        "classification_method": o.classificationMethod,
+        "classified_by": o.classifiedBy,
+        "classification_probability": o.classificationProbability,
+        "csv_line": o.csv_line,
     }

@@ -1,4 +1,5 @@
-"""Export the catalog as a Camtrap DP 1.0.2 package: query, place the media files, write the CSVs and datapackage.json."""
+"""Export the catalog as a Camtrap DP 1.0.2 package: query, place the media files, write the CSVs and
+datapackage.json."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +51,9 @@ FACES_SQL = f"""
 WITH latest AS (
     SELECT g.*, r.started_at AS classified_at
     FROM gender_predictions g LEFT JOIN runs r USING (run_id)
-    QUALIFY row_number() OVER (PARTITION BY g.drop_id, g.face_id ORDER BY r.started_at DESC NULLS LAST, g.model_version DESC) = 1
+    QUALIFY row_number() OVER (
+        PARTITION BY g.drop_id, g.face_id ORDER BY r.started_at DESC NULLS LAST, g.model_version DESC
+    ) = 1
 )
 SELECT f.drop_id, f.face_id, f.media_id, f.animal_id, f.source, f.detector, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h,
        f.excluded, f.exclude_reason, g.p_male AS face_p_male, g.model_version, g.classified_at,
@@ -62,8 +65,8 @@ WHERE {DROP_FILTER.format(column="f.drop_id")}
 ORDER BY f.drop_id, f.face_id
 """
 ENCOUNTERS_SQL = f"""
-SELECT e.encounter_id, e.drop_id, e.male_id, e.female_id, e.started_at, e.n_segments, e.p_success, e.p_calibrated, e.predicted,
-       e.outcome, e.model_version, m.media_id AS recording_media_id
+SELECT e.encounter_id, e.drop_id, e.male_id, e.female_id, e.started_at, e.n_segments, e.p_success, e.p_calibrated,
+       e.predicted, e.outcome, e.model_version, m.media_id AS recording_media_id
 FROM encounters e
 LEFT JOIN media m ON m.drop_id = e.drop_id AND m.status = 'ok'
                  AND (m.path = e.recording OR list_contains(m.duplicate_paths, e.recording))
@@ -92,7 +95,9 @@ def rows(home: HomeLayout, sql: str, drops: Sequence[str]) -> list[dict[str, Any
 def place_file(source: Path, package: Path, relative: str, mode: MediaMode) -> Placed:
     """Hard-link (or copy across file systems) a media file into the package, or reference it by file:// URI."""
     if not source.is_file():
-        return Placed(source.as_uri(), "The file was not found at export time; filePath gives where it was ingested from.")
+        return Placed(
+            source.as_uri(), "The file was not found at export time; filePath gives where it was ingested from."
+        )
     if mode == "reference":
         return Placed(source.as_uri())
     target = package / relative
@@ -103,7 +108,10 @@ def place_file(source: Path, package: Path, relative: str, mode: MediaMode) -> P
         shutil.copy2(source, target)
     except OSError as exc:
         target.unlink(missing_ok=True)
-        return Placed(source.as_uri(), f"The file could not be copied into the package ({exc.strerror or exc}); filePath gives where it is.")
+        return Placed(
+            source.as_uri(),
+            f"The file could not be copied into the package ({exc.strerror or exc}); filePath gives where it is.",
+        )
     return Placed(relative)
 
 
@@ -123,7 +131,9 @@ def place_media(media: Sequence[Mapping[str, Any]], package: Path, mode: MediaMo
     placed = {}
     for row in media:
         source = Path(row["source"] or "/nonexistent") / row["path"]
-        placed[(row["drop_id"], row["media_id"])] = place_file(source, package, f"media/{row['drop_id']}/{row['path']}", mode)
+        placed[(row["drop_id"], row["media_id"])] = place_file(
+            source, package, f"media/{row['drop_id']}/{row['path']}", mode
+        )
     return placed
 
 
@@ -132,23 +142,35 @@ def build_export(home: HomeLayout, package: Path, mode: MediaMode, drops: Sequen
     built = Built()
     media = timed_media(rows(home, MEDIA_SQL, drops), built)
     if not media:
-        raise ExportError("the catalog has no ingested media with a capture time to export" + (f" in drop(s) {', '.join(drops)}" if drops else ""))
+        raise ExportError(
+            "the catalog has no ingested media with a capture time to export"
+            + (f" in drop(s) {', '.join(drops)}" if drops else "")
+        )
     placed = place_media(media, package, mode)
-    built.media = [media_row(m, placed[(m["drop_id"], m["media_id"])].file_path, placed[(m["drop_id"], m["media_id"])].comment) for m in media]
+    built.media = [
+        media_row(m, placed[(m["drop_id"], m["media_id"])].file_path, placed[(m["drop_id"], m["media_id"])].comment)
+        for m in media
+    ]
     build_deployments(media, rows(home, DEPLOYMENTS_SQL, drops), built)
     drop_rows = rows(home, DROPS_SQL, drops)
     species = {d["drop_id"]: d["species"] for d in drop_rows}
     build_observations(rows(home, FACES_SQL, drops), media, species, built)
     deployments = {d["drop_id"]: deployment_of(d) for d in drop_rows}
-    build_encounters(rows(home, ENCOUNTERS_SQL, drops), media, {d["drop_id"]: d["timezone"] for d in drop_rows}, deployments, built)
+    build_encounters(
+        rows(home, ENCOUNTERS_SQL, drops), media, {d["drop_id"]: d["timezone"] for d in drop_rows}, deployments, built
+    )
     return built, sorted({s for s in species.values() if s})
 
 
 def write_package(package: Path, built: Built, settings: ExportSettings, species: Sequence[str]) -> None:
     """Write the four CSVs and datapackage.json into the package folder."""
     encounter_columns = [name for name, *_ in ENCOUNTER_FIELDS]
-    for name, table, columns in (("deployments.csv", built.deployments, DEPLOYMENT_COLUMNS), ("media.csv", built.media, MEDIA_COLUMNS),
-                                 ("observations.csv", built.observations, OBSERVATION_COLUMNS), (ENCOUNTERS_FILE, built.encounters, encounter_columns)):
+    for name, table, columns in (
+        ("deployments.csv", built.deployments, DEPLOYMENT_COLUMNS),
+        ("media.csv", built.media, MEDIA_COLUMNS),
+        ("observations.csv", built.observations, OBSERVATION_COLUMNS),
+        (ENCOUNTERS_FILE, built.encounters, encounter_columns),
+    ):
         write_bytes_atomic(package / name, to_csv(table, columns).encode("utf-8"))
     document = descriptor(built, settings, species)
     write_bytes_atomic(package / "datapackage.json", json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
@@ -160,18 +182,22 @@ def check_target(out: Path) -> None:
         raise ExportError(f"{out} already exists and is not an empty folder; choose a new folder for the package")
 
 
-def export_camtrap_dp(home: HomeLayout, out: Path, settings: ExportSettings, mode: MediaMode = "link",
-                      drops: Sequence[str] = ()) -> dict[str, Any]:
+def export_camtrap_dp(
+    home: HomeLayout, out: Path, settings: ExportSettings, mode: MediaMode = "link", drops: Sequence[str] = ()
+) -> dict[str, Any]:
     """Write a Camtrap DP package of the catalog (or of the given drops) to OUT; returns counts and notes."""
     check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".tmp-{uuid.uuid4().hex}-{out.name}"
     staging.mkdir()
     try:
-        now = datetime.now(timezone.utc).replace(microsecond=0)
-        settings = replace(settings, created=settings.created or now.isoformat().replace("+00:00", "Z"),
-                           package_id=settings.package_id or str(uuid.uuid4()),
-                           software_version=settings.software_version or code_version())
+        now = datetime.now(UTC).replace(microsecond=0)
+        settings = replace(
+            settings,
+            created=settings.created or now.isoformat().replace("+00:00", "Z"),
+            package_id=settings.package_id or str(uuid.uuid4()),
+            software_version=settings.software_version or code_version(),
+        )
         built, species = build_export(home, staging, mode, drops)
         write_package(staging, built, settings, species)
         if out.exists():
@@ -179,5 +205,11 @@ def export_camtrap_dp(home: HomeLayout, out: Path, settings: ExportSettings, mod
         os.replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"path": str(out), "deployments": len(built.deployments), "media": len(built.media),
-            "observations": len(built.observations), "encounters": len(built.encounters), "notes": built.notes}
+    return {
+        "path": str(out),
+        "deployments": len(built.deployments),
+        "media": len(built.media),
+        "observations": len(built.observations),
+        "encounters": len(built.encounters),
+        "notes": built.notes,
+    }

@@ -40,7 +40,10 @@ THRESHOLD = "(SELECT value FROM thresholds WHERE name = '{name}')"
 def gender_band(p: str) -> str:
     """SQL deciding male / female / unknown from a P(male) expression with the thresholds table's band."""
     low, high = THRESHOLD.format(name="gender.abstain_low"), THRESHOLD.format(name="gender.abstain_high")
-    return f"CASE WHEN {p} IS NULL THEN 'unknown' WHEN {p} >= {high} THEN 'male' WHEN {p} <= {low} THEN 'female' ELSE 'unknown' END"
+    return (
+        f"CASE WHEN {p} IS NULL THEN 'unknown' WHEN {p} >= {high} THEN 'male' "
+        f"WHEN {p} <= {low} THEN 'female' ELSE 'unknown' END"
+    )
 
 
 def pooled_gender(group: str) -> str:
@@ -57,12 +60,18 @@ def pooled_gender(group: str) -> str:
 def disagreement_columns() -> str:
     """Share of confident faces on the minority side, and the flag when it reaches the configured share."""
     share = "least(confident_male, confident_female) / nullif(confident_male + confident_female, 0)"
-    return f"coalesce({share}, 0) AS disagreement, coalesce({share}, 0) >= {THRESHOLD.format(name='gender.disagreement_share')} AS flagged"
+    return (
+        f"coalesce({share}, 0) AS disagreement, "
+        f"coalesce({share}, 0) >= {THRESHOLD.format(name='gender.disagreement_share')} AS flagged"
+    )
 
 
 ANIMALS_VIEW = f"""
     CREATE OR REPLACE VIEW animals AS
-    WITH pooled AS (SELECT {pooled_gender("animal_id")} FROM gender_predictions WHERE animal_id IS NOT NULL GROUP BY animal_id),
+    WITH pooled AS (
+        SELECT {pooled_gender("animal_id")}
+        FROM gender_predictions WHERE animal_id IS NOT NULL GROUP BY animal_id
+    ),
     registry AS (
         SELECT animal_id, max(drop_id) AS drop_id FROM (
             SELECT animal_id, drop_id FROM animal_manifest
@@ -76,8 +85,9 @@ ANIMALS_VIEW = f"""
         FROM animal_manifest WHERE sex IS NOT NULL OR name IS NOT NULL GROUP BY animal_id
     )
     SELECT r.animal_id, k.name, r.drop_id, d.site, d.deployment_id, coalesce(p.n_faces, 0) AS n_faces,
-           p.p_male, {gender_band("p.p_male")} AS sex_predicted, k.sex_known, coalesce(k.sex_conflict, false) AS sex_conflict,
-           p.mean_face_p_male, {disagreement_columns()}, p.model_version
+           p.p_male, {gender_band("p.p_male")} AS sex_predicted, k.sex_known,
+           coalesce(k.sex_conflict, false) AS sex_conflict, p.mean_face_p_male, {disagreement_columns()},
+           p.model_version
     FROM registry r LEFT JOIN pooled p USING (animal_id) LEFT JOIN known k USING (animal_id)
     LEFT JOIN drops d ON d.drop_id = r.drop_id
     ORDER BY r.animal_id
@@ -88,23 +98,27 @@ ANIMALS_VIEW = f"""
 FACE_EVENTS_VIEW = f"""
     CREATE OR REPLACE VIEW face_events AS
     WITH unknown_faces AS (
-        SELECT g.face_id, g.p_male, g.model_version, g.drop_id, m.media_id, split_part(m.path, '/', 2) AS camera, m.captured_at
+        SELECT g.face_id, g.p_male, g.model_version, g.drop_id, m.media_id, split_part(m.path, '/', 2) AS camera,
+               m.captured_at
         FROM gender_predictions g JOIN media m ON m.media_id = g.media_id AND m.drop_id = g.drop_id
         WHERE g.animal_id IS NULL
     ),
     marked AS (
         SELECT *, CASE WHEN lag(captured_at) OVER w IS NULL OR captured_at IS NULL
-                         OR epoch(captured_at) - epoch(lag(captured_at) OVER w) > {THRESHOLD.format(name="gender.event_gap_s")}
+                         OR epoch(captured_at) - epoch(lag(captured_at) OVER w)
+                            > {THRESHOLD.format(name="gender.event_gap_s")}
                        THEN 1 ELSE 0 END AS starts_event
         FROM unknown_faces WINDOW w AS (PARTITION BY drop_id, camera ORDER BY captured_at, face_id)
     ),
     numbered AS (
-        SELECT *, sum(starts_event) OVER (PARTITION BY drop_id, camera ORDER BY captured_at, face_id ROWS UNBOUNDED PRECEDING) AS event_no
+        SELECT *, sum(starts_event) OVER (
+                      PARTITION BY drop_id, camera ORDER BY captured_at, face_id ROWS UNBOUNDED PRECEDING
+                  ) AS event_no
         FROM marked
     ),
     pooled AS (
-        SELECT {pooled_gender("drop_id, camera, event_no")}, min(captured_at) AS started_at, max(captured_at) AS ended_at,
-               count(DISTINCT media_id) AS n_frames
+        SELECT {pooled_gender("drop_id, camera, event_no")},
+               min(captured_at) AS started_at, max(captured_at) AS ended_at, count(DISTINCT media_id) AS n_frames
         FROM numbered GROUP BY drop_id, camera, event_no
     )
     SELECT drop_id || '/' || camera || '/e' || event_no AS event_id, drop_id, camera, started_at, ended_at, n_frames,
@@ -180,10 +194,13 @@ DERIVED_VIEWS = {
 
 
 def write_thresholds(con: duckdb.DuckDBPyConnection, thresholds: Mapping[str, float]) -> None:
-    """The `thresholds` table (name, value): decision bands the views read, so a band changes without re-running models."""
+    """The `thresholds` table (name, value): decision bands the views read, so a band changes without re-running
+    models."""
     con.execute("CREATE OR REPLACE TABLE thresholds (name VARCHAR PRIMARY KEY, value DOUBLE NOT NULL)")
     if thresholds:
-        con.executemany("INSERT INTO thresholds VALUES (?, ?)", [[name, float(value)] for name, value in sorted(thresholds.items())])
+        con.executemany(
+            "INSERT INTO thresholds VALUES (?, ?)", [[name, float(value)] for name, value in sorted(thresholds.items())]
+        )
 
 
 def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = None) -> list[str]:

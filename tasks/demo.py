@@ -13,9 +13,10 @@ import tomli_w
 
 from schemas.config import Settings, load_settings
 from schemas.home import HomeLayout
-from tasks.detector_training import train_detector_on_sample_drop
-from tasks.gender_training import KIND as GENDER_KIND, train_gender
 from tasks.catalog import query
+from tasks.detector_training import train_detector_on_sample_drop
+from tasks.gender_training import KIND as GENDER_KIND
+from tasks.gender_training import train_gender
 from tasks.lake import write_bytes_atomic
 from tasks.mating_training import ensure_demo_mating_model
 from tasks.model_store import versions
@@ -31,8 +32,16 @@ DEMO_CONFIG = "demo.toml"
 # The light CPU variant (seed 001): with no pretrained backbone on the station, a from-scratch mini-Xception at 64 px
 # beat a from-scratch ResNet18 at 112 px and HOG + SVM on held-out sample animals (see README, "Gender").
 DEMO_GENDER_TRAIN = {"arch": "mini_xception", "input_size": 64, "epochs": 25, "lr": 0.01}
-OVERALL_RATIO_SQL = "SELECT males, females, unknown, corrected, corrected_ci_low, corrected_ci_high, note FROM gender_ratio WHERE level = ?"
-DEMO_MATING_TRAIN = {"epochs": 40, "filters": 16, "hidden": 16, "threads": 1}  # a small CGANet, one thread: well under 90 s on 2 CPU cores
+OVERALL_RATIO_SQL = (
+    "SELECT males, females, unknown, corrected, corrected_ci_low, corrected_ci_high, note "
+    "FROM gender_ratio WHERE level = ?"
+)
+DEMO_MATING_TRAIN = {
+    "epochs": 40,
+    "filters": 16,
+    "hidden": 16,
+    "threads": 1,
+}  # a small CGANet, one thread: well under 90 s on 2 CPU cores
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,10 @@ def ensure_demo_detector(home: HomeLayout, archive: Path) -> str | None:
         return None
     card = train_detector_on_sample_drop(home, archive, DEMO_DETECTOR)
     metrics = card["metrics"]
-    return (f"trained {DEMO_DETECTOR}@v{card['version']} on {archive} in {card['train_seconds']:.0f} s: held-out recall "
-            f"{metrics['recall']:.2f}, precision {metrics['precision']:.2f}")
+    return (
+        f"trained {DEMO_DETECTOR}@v{card['version']} on {archive} in {card['train_seconds']:.0f} s: held-out recall "
+        f"{metrics['recall']:.2f}, precision {metrics['precision']:.2f}"
+    )
 
 
 def ensure_demo_gender_model(home: HomeLayout, studbook: Path, settings: Settings) -> str | None:
@@ -75,9 +86,11 @@ def ensure_demo_gender_model(home: HomeLayout, studbook: Path, settings: Setting
         return None
     card = train_gender(home, settings.gender, name, studbook / "faces", studbook / "animals.csv")
     net = card["metrics"]["net"]
-    return (f"trained {card['label']} ({card['arch']} at {card['input_size']} px) on {card['n_faces']} keeper photos of "
-            f"{len(card['split']['train'])} animals in {card['train_seconds']:.0f} s; held-out animals "
-            f"{', '.join(card['split']['test'])}: per-image accuracy {net['per_image'].get('accuracy', 0):.2f}")
+    return (
+        f"trained {card['label']} ({card['arch']} at {card['input_size']} px) on {card['n_faces']} keeper photos of "
+        f"{len(card['split']['train'])} animals in {card['train_seconds']:.0f} s; held-out animals "
+        f"{', '.join(card['split']['test'])}: per-image accuracy {net['per_image'].get('accuracy', 0):.2f}"
+    )
 
 
 def write_demo_config(home: HomeLayout, user_config: Path | None) -> Path:
@@ -104,8 +117,11 @@ def prepare_demo(settings: Settings, user_config: Path | None, seed: int, animal
     drop = settings.inbox_dir / f"sample-seed{seed}-{animals}"
     archive = home.root / "training" / f"detector-archive-seed{seed + ARCHIVE_SEED_OFFSET}"
     studbook = home.root / "training" / f"studbook-seed{seed + STUDBOOK_SEED_OFFSET}-{STUDBOOK_ANIMALS}"
-    notes = [ensure_sample_drop(drop, seed, animals), ensure_sample_drop(archive, seed + ARCHIVE_SEED_OFFSET, animals),
-             ensure_studbook(studbook, seed + STUDBOOK_SEED_OFFSET, STUDBOOK_ANIMALS)]
+    notes = [
+        ensure_sample_drop(drop, seed, animals),
+        ensure_sample_drop(archive, seed + ARCHIVE_SEED_OFFSET, animals),
+        ensure_studbook(studbook, seed + STUDBOOK_SEED_OFFSET, STUDBOOK_ANIMALS),
+    ]
     notes.append(ensure_demo_detector(home, archive))
     config = write_demo_config(home, user_config)
     demo_settings = load_settings(config, home=settings.home)
@@ -127,10 +143,15 @@ def gender_truth_check(home: HomeLayout, drop: Path) -> str:
     rows = query(home, OVERALL_RATIO_SQL, ["overall"]).to_pylist()
     truth = f"the sample drop's true male share is {males}/{animals} = {males / animals:.2f}"
     if not rows or rows[0]["corrected"] is None:
-        return f"gender ratio check: {truth}; the report has no corrected share ({rows[0]['note'] if rows else 'no animals'})."
+        return (
+            f"gender ratio check: {truth}; the report has no corrected share "
+            f"({rows[0]['note'] if rows else 'no animals'})."
+        )
     row = rows[0]
     inside = row["corrected_ci_low"] <= males / animals <= row["corrected_ci_high"]
-    return (f"gender ratio check: {truth}; the report counts {row['males']} male, {row['females']} female, "
-            f"{row['unknown']} unknown and corrects the share to {row['corrected']:.2f} "
-            f"(95% CI {row['corrected_ci_low']:.2f}-{row['corrected_ci_high']:.2f}), which "
-            f"{'contains' if inside else 'does NOT contain'} the true share.")
+    return (
+        f"gender ratio check: {truth}; the report counts {row['males']} male, {row['females']} female, "
+        f"{row['unknown']} unknown and corrects the share to {row['corrected']:.2f} "
+        f"(95% CI {row['corrected_ci_low']:.2f}-{row['corrected_ci_high']:.2f}), which "
+        f"{'contains' if inside else 'does NOT contain'} the true share."
+    )

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_FIELDS = ("path", "x", "y", "w", "h")
 CAMTRAP_BBOX = ("bboxX", "bboxY", "bboxWidth", "bboxHeight")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-LANDMARKS_NOTE = "not trained: O-Net's landmark head keeps the human weights while the layers under it changed; do not align on them"
+LANDMARKS_NOTE = (
+    "not trained: O-Net's landmark head keeps the human weights while the layers under it changed; do not align on them"
+)
 
 
 class AnnotationError(ValueError):
@@ -125,7 +127,9 @@ def csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[st
         reader = csv.DictReader(handle)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise AnnotationError(f"{path.name} line 1: missing column(s) {', '.join(missing)} (needs {', '.join(required)})")
+            raise AnnotationError(
+                f"{path.name} line 1: missing column(s) {', '.join(missing)} (needs {', '.join(required)})"
+            )
         for row in reader:
             yield reader.line_num, row
 
@@ -138,7 +142,9 @@ def load_csv_annotations(path: Path) -> AnnotationSet:
         if not (row.get("path") or "").strip():
             raise AnnotationError(f"{where}: field 'path' is empty")
         values = [parse_number(row.get(f), where, f) for f in CSV_FIELDS[1:]]
-        faces.append(FaceAnnotation(normalise_image_path(row["path"]), checked_box(values, where, CSV_FIELDS[1:]), False, where))
+        faces.append(
+            FaceAnnotation(normalise_image_path(row["path"]), checked_box(values, where, CSV_FIELDS[1:]), False, where)
+        )
     relative = bool(faces) and all(max(f.box) <= 1.0 for f in faces)
     return AnnotationSet(path, tuple(replace(f, relative=relative) for f in faces))
 
@@ -194,17 +200,24 @@ def coco_face(path: Path, annotation: Any, images: dict[Any, str], where: str) -
 
 
 def load_coco_annotations(path: Path) -> AnnotationSet:
-    """COCO JSON: `images` (id, file_name) and `annotations` (image_id, bbox [x, y, w, h] in pixels); images without annotations are faceless."""
+    """COCO JSON: `images` (id, file_name) and `annotations` (image_id, bbox [x, y, w, h] in pixels); images without
+    annotations are faceless."""
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise AnnotationError(f"{path.name} line {error.lineno}: not valid JSON ({error.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations"), list)
+    ):
         raise AnnotationError(f"{path.name}: a COCO file needs the lists 'images' and 'annotations'")
     images = coco_images(path, data, element_lines(text, "images"))
     lines = element_lines(text, "annotations")
-    faces = tuple(coco_face(path, a, images, coco_where(path, "annotations", i, lines)) for i, a in enumerate(data["annotations"]))
+    faces = tuple(
+        coco_face(path, a, images, coco_where(path, "annotations", i, lines)) for i, a in enumerate(data["annotations"])
+    )
     return AnnotationSet(path, faces, tuple(sorted(set(images.values()) - {f.image for f in faces})))
 
 
@@ -250,7 +263,8 @@ def camtrap_paths(path: Path) -> tuple[Path, Path]:
 
 
 def load_camtrap_annotations(path: Path) -> AnnotationSet:
-    """Camtrap DP observations with bboxX/bboxY/bboxWidth/bboxHeight (fractions); media with only blank observations are faceless."""
+    """Camtrap DP observations with bboxX/bboxY/bboxWidth/bboxHeight (fractions); media with only blank observations are
+    faceless."""
     observations, media_file = camtrap_paths(path)
     media = camtrap_media(media_file)
     faces, blank = [], set()
@@ -264,7 +278,8 @@ def load_camtrap_annotations(path: Path) -> AnnotationSet:
 
 
 def load_annotations(path: Path) -> AnnotationSet:
-    """Face boxes from a CSV file, a COCO JSON file or a Camtrap DP package (folder, datapackage.json or observations.csv)."""
+    """Face boxes from a CSV file, a COCO JSON file or a Camtrap DP package (folder, datapackage.json or
+    observations.csv)."""
     path = Path(path)
     if not path.exists():
         raise AnnotationError(f"annotation file {path} does not exist")
@@ -279,17 +294,23 @@ def load_annotations(path: Path) -> AnnotationSet:
 
 def read_image_list(path: Path) -> list[str]:
     """Image paths from the 'path' column of a CSV file (such as a sample drop's truth/frames.csv)."""
-    return [normalise_image_path(row["path"]) for _, row in csv_rows(Path(path), ("path",)) if (row["path"] or "").strip()]
+    return [
+        normalise_image_path(row["path"]) for _, row in csv_rows(Path(path), ("path",)) if (row["path"] or "").strip()
+    ]
 
 
 def unannotated_images(images_root: Path, annotations: AnnotationSet) -> list[str]:
     """Image files under the root that the annotations do not name."""
     known = set(annotations.images())
-    found = (p.relative_to(images_root).as_posix() for p in images_root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = (
+        p.relative_to(images_root).as_posix() for p in images_root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+    )
     return sorted(p for p in found if p not in known)
 
 
-def annotation_set(annotations: Path, images_root: Path, all_images: Path | None, unannotated_faceless: bool) -> AnnotationSet:
+def annotation_set(
+    annotations: Path, images_root: Path, all_images: Path | None, unannotated_faceless: bool
+) -> AnnotationSet:
     """The annotations plus faceless images from an image list, or from the unannotated files when asked."""
     data = load_annotations(annotations)
     if all_images is not None:
@@ -348,7 +369,9 @@ def faces_by_image(annotations: AnnotationSet) -> dict[str, list[FaceAnnotation]
     return grouped
 
 
-def load_images(annotations: AnnotationSet, images_root: Path, only: Iterable[str] | None = None) -> list[LabelledImage]:
+def load_images(
+    annotations: AnnotationSet, images_root: Path, only: Iterable[str] | None = None
+) -> list[LabelledImage]:
     """Decode the images of the set (or the named subset), in sorted order."""
     grouped = faces_by_image(annotations)
     wanted = sorted(grouped) if only is None else sorted(only)
@@ -367,8 +390,11 @@ def data_fingerprint(images: Sequence[LabelledImage]) -> str:
 # ---------------------------------------------------------------- split, evaluation
 
 
-def split_images(paths: Sequence[str], seed: int, fraction: float = HELD_OUT_FRACTION) -> tuple[list[str], list[str], str]:
-    """A seeded held-out split (train, held_out, 'folder' or 'image'): whole folders (cameras) when there are at least 1/fraction of them."""
+def split_images(
+    paths: Sequence[str], seed: int, fraction: float = HELD_OUT_FRACTION
+) -> tuple[list[str], list[str], str]:
+    """A seeded held-out split (train, held_out, 'folder' or 'image'): whole folders (cameras) when there are at least
+    1/fraction of them."""
     if len(paths) < 2:
         raise AnnotationError(f"need at least 2 annotated images to hold some out, got {len(paths)}")
     folders: dict[str, list[str]] = {}
@@ -413,26 +439,49 @@ def metrics_dict(metrics: DetectionMetrics) -> dict[str, Any]:
 def checked_name(name: str) -> str:
     """A detector name usable as a model-store folder and as a config reference."""
     if name == HUMAN_PRESET or not MODEL_NAME.match(name):
-        raise ValueError(f"detector name {name!r} must be letters, digits, '.', '_' or '-' (at most 64) and not {HUMAN_PRESET!r}")
+        raise ValueError(
+            f"detector name {name!r} must be letters, digits, '.', '_' or '-' (at most 64) and not {HUMAN_PRESET!r}"
+        )
     return name
 
 
-def detector_card(name: str, settings: TrainingSettings, images: Sequence[LabelledImage], split: dict[str, Any],
-                  metrics: dict[str, Any], train_seconds: float) -> dict[str, Any]:
+def detector_card(
+    name: str,
+    settings: TrainingSettings,
+    images: Sequence[LabelledImage],
+    split: dict[str, Any],
+    metrics: dict[str, Any],
+    train_seconds: float,
+) -> dict[str, Any]:
     """The model card stored beside the weights (save_checkpoint adds the version)."""
     return {
-        "kind": "detector", "name": name, "base": BASE_WEIGHTS,
-        "thresholds": list(settings.thresholds), "min_face_size": settings.min_face_size, "factor": settings.factor,
-        "data_fingerprint": data_fingerprint(images), "split": split, "metrics": metrics,
-        "train_seconds": round(train_seconds, 2), "settings": settings.as_dict(),
+        "kind": "detector",
+        "name": name,
+        "base": BASE_WEIGHTS,
+        "thresholds": list(settings.thresholds),
+        "min_face_size": settings.min_face_size,
+        "factor": settings.factor,
+        "data_fingerprint": data_fingerprint(images),
+        "split": split,
+        "metrics": metrics,
+        "train_seconds": round(train_seconds, 2),
+        "settings": settings.as_dict(),
         "landmarks": LANDMARKS_NOTE,
-        "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def train_detector(home: HomeLayout, annotations: Path, images_root: Path, name: str = DEFAULT_NAME, seed: int = 0,
-                   settings: TrainingSettings = TrainingSettings(), held_out_fraction: float = HELD_OUT_FRACTION,
-                   all_images: Path | None = None) -> dict[str, Any]:
+def train_detector(
+    home: HomeLayout,
+    annotations: Path,
+    images_root: Path,
+    name: str = DEFAULT_NAME,
+    seed: int = 0,
+    settings: TrainingSettings = TrainingSettings(),
+    held_out_fraction: float = HELD_OUT_FRACTION,
+    all_images: Path | None = None,
+) -> dict[str, Any]:
     """Fine-tune MTCNN on annotated faces, evaluate on a held-out split, store a new version; returns its card."""
     checked_name(name)
     data = annotation_set(annotations, images_root, all_images, False)
@@ -443,19 +492,35 @@ def train_detector(home: HomeLayout, annotations: Path, images_root: Path, name:
     result = fine_tune_mtcnn([i.rgb for i in chosen], [i.boxes for i in chosen], settings, seed)
     seconds = time.perf_counter() - started
     held_images = [i for i in images if i.path in set(held)]
-    metrics = metrics_dict(evaluate_loaded(build_mtcnn(settings.detector(), result.states, torch.device("cpu")), held_images))
+    metrics = metrics_dict(
+        evaluate_loaded(build_mtcnn(settings.detector(), result.states, torch.device("cpu")), held_images)
+    )
     baseline = metrics_dict(evaluate_loaded(build_mtcnn(DetectorSettings(), None, torch.device("cpu")), held_images))
-    split = {"by": by, "seed": seed, "held_out_fraction": held_out_fraction, "n_train": len(train),
-             "n_held_out": len(held), "train": train, "held_out": held}
+    split = {
+        "by": by,
+        "seed": seed,
+        "held_out_fraction": held_out_fraction,
+        "n_train": len(train),
+        "n_held_out": len(held),
+        "train": train,
+        "held_out": held,
+    }
     card = detector_card(name, settings, images, split, {**metrics, "human_baseline": baseline}, seconds)
     card["training"] = result.report
     version, path = save_checkpoint(home.detector_dir(name), result.states, card)
     return {**card, "version": version, "path": str(path)}
 
 
-def evaluate_detector(home: HomeLayout, ref: str, annotations: Path, images_root: Path, all_images: Path | None = None,
-                      unannotated_faceless: bool = False) -> dict[str, Any]:
-    """Recall, precision and mean IoU at IoU 0.5 of 'mtcnn-human' or a stored detector ('name', 'name@v2') on a labelled set."""
+def evaluate_detector(
+    home: HomeLayout,
+    ref: str,
+    annotations: Path,
+    images_root: Path,
+    all_images: Path | None = None,
+    unannotated_faceless: bool = False,
+) -> dict[str, Any]:
+    """Recall, precision and mean IoU at IoU 0.5 of 'mtcnn-human' or a stored detector ('name', 'name@v2') on a labelled
+    set."""
     data = annotation_set(annotations, images_root, all_images, unannotated_faceless)
     detector = load_face_detector(home, FacesConfig(detector=ref))
     matches: list[MatchResult] = []
@@ -469,18 +534,32 @@ def evaluate_detector(home: HomeLayout, ref: str, annotations: Path, images_root
             errors.append({"path": image, "missed": match.fn, "false_positives": match.fp})
     seconds = time.perf_counter() - started
     metrics = metrics_dict(detection_metrics(matches, IOU_THRESHOLD))
-    return {"detector": detector.label, **metrics, "seconds": round(seconds, 2),
-            "seconds_per_image": round(seconds / max(len(matches), 1), 4), "errors": errors}
+    return {
+        "detector": detector.label,
+        **metrics,
+        "seconds": round(seconds, 2),
+        "seconds_per_image": round(seconds / max(len(matches), 1), 4),
+        "errors": errors,
+    }
 
 
 def sample_drop_sources(drop: Path) -> dict[str, Path]:
     """Annotations, images root and full frame list of a sample drop written by `breedwatch sample-drop`."""
     drop = Path(drop)
-    return {"annotations": drop / "truth" / "boxes.csv", "images_root": drop, "all_images": drop / "truth" / "frames.csv"}
+    return {
+        "annotations": drop / "truth" / "boxes.csv",
+        "images_root": drop,
+        "all_images": drop / "truth" / "frames.csv",
+    }
 
 
-def train_detector_on_sample_drop(home: HomeLayout, drop: Path, name: str = DEFAULT_NAME, seed: int = 0,
-                                  settings: TrainingSettings = TrainingSettings()) -> dict[str, Any]:
+def train_detector_on_sample_drop(
+    home: HomeLayout,
+    drop: Path,
+    name: str = DEFAULT_NAME,
+    seed: int = 0,
+    settings: TrainingSettings = TrainingSettings(),
+) -> dict[str, Any]:
     """Train on a sample drop's camera-trap scenes (truth/boxes.csv, faceless frames from truth/frames.csv)."""
     return train_detector(home, name=name, seed=seed, settings=settings, **sample_drop_sources(drop))
 

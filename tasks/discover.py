@@ -54,7 +54,9 @@ def drop_id_of(drop_dir: Path) -> str:
     """The drop id is the folder name; it must be usable as a partition key."""
     name = drop_dir.name
     if not SAFE_ID.match(name):
-        raise ValueError(f"drop folder name {name!r} must be 1-64 letters, digits, '_', '-' or '.' (it becomes the drop id)")
+        raise ValueError(
+            f"drop folder name {name!r} must be 1-64 letters, digits, '_', '-' or '.' (it becomes the drop id)"
+        )
     return name
 
 
@@ -72,7 +74,10 @@ def classify(rel: str, config: IngestConfig) -> tuple[str | None, str | None]:
     if parts[0] == "audio" and suffix in ANNOTATION_SUFFIXES:
         return None, None
     allowed = config.image_extensions if parts[0] != "audio" else config.audio_extensions
-    return None, f"The extension {suffix or '(none)'!r} is not one breedwatch processes in {parts[0]}/ ({', '.join(allowed)})."
+    return (
+        None,
+        f"The extension {suffix or '(none)'!r} is not one breedwatch processes in {parts[0]}/ ({', '.join(allowed)}).",
+    )
 
 
 def link_problem(path: Path, drop_root: Path) -> str | None:

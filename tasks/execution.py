@@ -31,7 +31,8 @@ MATING_START_BATCH = {"cpu": 64, "cuda": 256}
 
 
 def cpu_identity(cpuinfo: Path = CPUINFO) -> tuple[str, frozenset[str]]:
-    """The CPU's model name and feature flags from /proc/cpuinfo (the platform's processor name and no flags elsewhere)."""
+    """The CPU's model name and feature flags from /proc/cpuinfo (the platform's processor name and no flags
+    elsewhere)."""
     if not cpuinfo.is_file():
         return platform.processor() or platform.machine(), frozenset()
     fields: dict[str, str] = {}
@@ -52,9 +53,13 @@ def read_hardware(device: torch.device) -> Hardware:
     model, flags = cpu_identity()
     gpu = device.type == "cuda"
     return Hardware(
-        device="cuda" if gpu else "cpu", cpu_model=model, cpu_flags=flags,
-        cpu_capability=torch.backends.cpu.get_cpu_capability(), onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
-        cores=usable_cores(), gpu_name=torch.cuda.get_device_name(device) if gpu else None,
+        device="cuda" if gpu else "cpu",
+        cpu_model=model,
+        cpu_flags=flags,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        cores=usable_cores(),
+        gpu_name=torch.cuda.get_device_name(device) if gpu else None,
         gpu_capability=tuple(torch.cuda.get_device_capability(device)) if gpu else None,  # type: ignore[arg-type]
         torch_version=torch.__version__,
     )
@@ -82,8 +87,12 @@ class NetTrial:
 
 def wanted_of(config: GenderConfig | MatingConfig, batch_size: int | None) -> Wanted:
     """A net's settings with 'auto' and unset as None."""
-    return Wanted(None if config.precision == "auto" else config.precision, None if config.layout == "auto" else config.layout,
-                  batch_size, config.threads)
+    return Wanted(
+        None if config.precision == "auto" else config.precision,
+        None if config.layout == "auto" else config.layout,
+        batch_size,
+        config.threads,
+    )
 
 
 def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -> NetTrial | None:
@@ -100,12 +109,19 @@ def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -
 
     def seconds_of(way: Way) -> float:
         size = net().input_size
-        pixels = torch.randint(0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        pixels = torch.randint(
+            0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        )
         with cpu_threads(device, way.threads):
-            return synchronised(lambda: predict_logits(net(), normalised_pixels(pixels.to(device)), device, way.precision, way.layout), device)
+            return synchronised(
+                lambda: predict_logits(net(), normalised_pixels(pixels.to(device)), device, way.precision, way.layout),
+                device,
+            )
 
     batch_size = config.batch_size if device.type == "cuda" else config.cpu_batch_size
-    return NetTrial(f"gender:{model_label(card)}", wanted_of(config, batch_size), GENDER_START_BATCH[device.type], seconds_of)
+    return NetTrial(
+        f"gender:{model_label(card)}", wanted_of(config, batch_size), GENDER_START_BATCH[device.type], seconds_of
+    )
 
 
 def mating_trial(home: HomeLayout, config: MatingConfig, device: torch.device) -> NetTrial | None:
@@ -125,7 +141,9 @@ def mating_trial(home: HomeLayout, config: MatingConfig, device: torch.device) -
         with cpu_threads(device, way.threads):
             return synchronised(lambda: predict_segments(net(), mfcc, device, way.precision, way.layout), device)
 
-    return NetTrial(f"mating:{model_label(card)}", wanted_of(config, config.batch_size), MATING_START_BATCH[device.type], seconds_of)
+    return NetTrial(
+        f"mating:{model_label(card)}", wanted_of(config, config.batch_size), MATING_START_BATCH[device.type], seconds_of
+    )
 
 
 def read_cache(path: Path) -> dict[str, Any]:
@@ -155,8 +173,13 @@ def plan_for(cache: Path, hardware: Hardware, trial: NetTrial, nets_at_once: int
     if cached is not None:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             return Plan.from_dict(cached)
-    plan = choose_way(trial.wanted, hardware, trial.start_batch, nets_at_once,
-                      lambda ways: time_ways(ways, trial.seconds_of, lambda way: way.batch_size))
+    plan = choose_way(
+        trial.wanted,
+        hardware,
+        trial.start_batch,
+        nets_at_once,
+        lambda ways: time_ways(ways, trial.seconds_of, lambda way: way.batch_size),
+    )
     data = read_cache(cache)
     plans = {**data.get(hardware.identity(), {}).get("plans", {}), cache_key(trial): plan.as_dict()}
     write_json_atomic(cache, {**data, hardware.identity(): {"hardware": hardware.describe(), "plans": plans}})
@@ -183,11 +206,15 @@ class Execution:
         return [f"{net}: {plan.describe()} on {self.hardware[net]}" for net, plan in self.plans.items()]
 
 
-TRIALS: dict[str, Callable[[HomeLayout, Any, torch.device], NetTrial | None]] = {"gender": gender_trial, "mating": mating_trial}
+TRIALS: dict[str, Callable[[HomeLayout, Any, torch.device], NetTrial | None]] = {
+    "gender": gender_trial,
+    "mating": mating_trial,
+}
 
 
-def resolve_execution(home: HomeLayout, settings: Settings, cache: Path | None = None,
-                      sections: tuple[str, ...] = tuple(TRIALS)) -> Execution:
+def resolve_execution(
+    home: HomeLayout, settings: Settings, cache: Path | None = None, sections: tuple[str, ...] = tuple(TRIALS)
+) -> Execution:
     """Choose precision, layout, batch size and threads of the configured nets (gender and mating, or the given
     sections) for this machine, cached under the home (or in `cache`), and return the settings with those choices
     written in."""
@@ -205,8 +232,14 @@ def resolve_execution(home: HomeLayout, settings: Settings, cache: Path | None =
         plan = plans[section] = plan_for(cache or home.execution_cache, hardware, trial, nets_at_once(settings))
         described[section] = hardware.describe()
         batch_field = "cpu_batch_size" if section == "gender" and device.type == "cpu" else "batch_size"
-        updates[section] = config.model_copy(update={"precision": plan.way.precision, "layout": plan.way.layout,
-                                                     "threads": plan.way.threads, batch_field: plan.way.batch_size})
+        updates[section] = config.model_copy(
+            update={
+                "precision": plan.way.precision,
+                "layout": plan.way.layout,
+                "threads": plan.way.threads,
+                batch_field: plan.way.batch_size,
+            }
+        )
     return Execution(settings.model_copy(update=updates), plans, described)
 
 

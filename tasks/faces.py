@@ -17,11 +17,11 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from models.faces import (
-    DetectorSettings,
     Detection,
+    DetectorSettings,
     build_mtcnn,
-    detect_faces,
     crop_face,
+    detect_faces,
     exclusion_reason,
     face_size_px,
     group_by_size,
@@ -34,9 +34,10 @@ from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, MEDIA
 from tasks.devices import batch_size_on, choose_device, cpu_threads, halve_on_oom
-from tasks.lake import read_marker, sync_filesystem, write_bytes_atomic, write_marker, write_rows
+from tasks.lake import sync_filesystem, write_bytes_atomic, write_rows
 from tasks.model_store import load_detector
 from tasks.prefetch import one_ahead
+from tasks.stages import INGEST, Computed, DropStage, StageRun, ingest_count
 
 STAGE = "faces"
 FACES_VERSION = "1"
@@ -76,7 +77,9 @@ def detector_label(home: HomeLayout, config: FacesConfig) -> str:
 def drop_media(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
     """The usable images of one drop, from its committed ingest part."""
     part = home.part(MEDIA.name, MEDIA.partition, drop_id, "ingest")
-    rows = pq.read_table(part, columns=["media_id", "path", "kind", "status", "width", "height", "orientation", "animal_id"]).to_pylist()
+    rows = pq.read_table(
+        part, columns=["media_id", "path", "kind", "status", "width", "height", "orientation", "animal_id"]
+    ).to_pylist()
     return [row for row in rows if row["kind"] == "image" and row["status"] == "ok"]
 
 
@@ -86,14 +89,20 @@ def open_upright(path: Path) -> Image.Image:
         return upright_rgb(image)
 
 
-def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
-    """What must stay the same for the drop's committed faces to be reused."""
-    ingest = read_marker(home, drop_id, "ingest")
+def depends(home: HomeLayout, settings: Settings) -> str:
+    """What the faces of a drop depend on besides its ingest: the detector version and every result-changing setting."""
     config = settings.faces.model_dump(exclude={"batch_size", "cpu_batch_size", "device", "cpu_threads"})
-    return f"{FACES_VERSION}:{ingest['fingerprint'] if ingest else ''}:{detector_label(home, settings.faces)}:{sorted(config.items())}"
+    return f"{detector_label(home, settings.faces)}:{sorted(config.items())}"
 
 
-def face_row(media: dict[str, Any], index: int, crop: Image.Image, found: Detection | None, size: tuple[int, int], config: FacesConfig) -> dict[str, Any]:
+def face_row(
+    media: dict[str, Any],
+    index: int,
+    crop: Image.Image,
+    found: Detection | None,
+    size: tuple[int, int],
+    config: FacesConfig,
+) -> dict[str, Any]:
     """The faces row of one crop (a detection, or a whole keeper photo when found is None)."""
     width, height = size
     box = found.box if found else (0.0, 0.0, float(width), float(height))
@@ -107,7 +116,10 @@ def face_row(media: dict[str, Any], index: int, crop: Image.Image, found: Detect
         "media_id": media["media_id"],
         "animal_id": media["animal_id"],
         "source": "detector" if found else "keeper",
-        "bbox_x": x, "bbox_y": y, "bbox_w": w, "bbox_h": h,
+        "bbox_x": x,
+        "bbox_y": y,
+        "bbox_w": w,
+        "bbox_h": h,
         "score": score,
         "landmarks": landmarks,
         "quality": {"size_px": size_px, "sharpness": sharp, "score": score},
@@ -116,14 +128,18 @@ def face_row(media: dict[str, Any], index: int, crop: Image.Image, found: Detect
     }
 
 
-def keeper_crops(media: dict[str, Any], image: Image.Image, config: FacesConfig) -> list[tuple[dict[str, Any], Image.Image]]:
+def keeper_crops(
+    media: dict[str, Any], image: Image.Image, config: FacesConfig
+) -> list[tuple[dict[str, Any], Image.Image]]:
     """A keeper photo is already a face: the whole image, squared and resized."""
     box = (0.0, 0.0, float(image.width), float(image.height))
     crop = crop_face(image, box, None, 0.0, config.crop_size, False)
     return [(face_row(media, 0, crop, None, image.size, config), crop)]
 
 
-def detection_crops(media: dict[str, Any], image: Image.Image, found: list[Detection], config: FacesConfig, align: bool) -> list[tuple[dict[str, Any], Image.Image]]:
+def detection_crops(
+    media: dict[str, Any], image: Image.Image, found: list[Detection], config: FacesConfig, align: bool
+) -> list[tuple[dict[str, Any], Image.Image]]:
     """One crop and row per detected face, best score first (aligned on the eyes only when asked and trustworthy)."""
     pairs = []
     for index, detection in enumerate(found):
@@ -155,8 +171,9 @@ def torchvision_frames(drop_dir: Path, rows: list[dict[str, Any]], device: torch
     return torch.stack(upright).permute(0, 2, 3, 1)
 
 
-def decode_batch(drop_dir: Path, rows: list[dict[str, Any]], device: torch.device, config: FacesConfig,
-                 pool: ThreadPoolExecutor) -> tuple[list[Image.Image], list[np.ndarray] | torch.Tensor]:
+def decode_batch(
+    drop_dir: Path, rows: list[dict[str, Any]], device: torch.device, config: FacesConfig, pool: ThreadPoolExecutor
+) -> tuple[list[Image.Image], list[np.ndarray] | torch.Tensor]:
     """A same-size batch as Pillow images (for crops) and as the detector's input: decoded on the device by torchvision
     when configured (the images then come back from it), else by Pillow in the thread pool (arrays the detector
     stacks)."""
@@ -167,12 +184,16 @@ def decode_batch(drop_dir: Path, rows: list[dict[str, Any]], device: torch.devic
     return images, [np.asarray(image) for image in images]
 
 
-def detect_batches(drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
+def detect_batches(
+    drop_dir: Path, images: list[dict[str, Any]], detector: LoadedDetector, config: FacesConfig, threads: int
+) -> Iterator[tuple[dict[str, Any], Image.Image, list[Detection]]]:
     """Decode and detect same-size batches (on CUDA the next one decoded on a thread meanwhile; halved when one runs
     out of GPU memory), yielding each image with its detections."""
     by_id = {row["media_id"]: row for row in images}
     device = detector.mtcnn.device
-    batches = group_by_size([(row["media_id"], (row["width"], row["height"])) for row in images], batch_size_on(device, config))
+    batches = group_by_size(
+        [(row["media_id"], (row["width"], row["height"])) for row in images], batch_size_on(device, config)
+    )
     with ThreadPoolExecutor(max_workers=threads) as pool:
 
         def decode(batch: list[Any]) -> tuple[list[Image.Image], list[np.ndarray] | torch.Tensor]:
@@ -195,12 +216,16 @@ def save_crop(home: HomeLayout, drop_id: str, face_id: str, crop: Image.Image, q
     return path.relative_to(home.root).as_posix()
 
 
-def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings, advance: Callable[[], None]) -> dict[str, Any]:
-    """Find, crop and gate every face of one ingested drop unless identical work is committed."""
-    fingerprint = stage_fingerprint(home, drop_id, settings)
-    marker = read_marker(home, drop_id, STAGE)
-    if marker and marker["fingerprint"] == fingerprint:
-        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"], "detector": marker.get("detector", "")}
+def detect_faces_of(run: StageRun) -> Computed:
+    """Find, crop and gate every face of one ingested drop: keeper photos whole, scene images through the detector."""
+    home, drop_dir, drop_id, run_id, settings, advance = (
+        run.home,
+        run.drop_dir,
+        run.drop_id,
+        run.run_id,
+        run.settings,
+        run.advance,
+    )
     config = settings.faces
     images = drop_media(home, drop_id)
     scenes = [row for row in images if not row["path"].startswith(KEEPER_FOLDER)]
@@ -208,22 +233,40 @@ def detect_drop_faces(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: st
     label = detector.label if detector else detector_label(home, config)
     keepers = [row for row in images if row["path"].startswith(KEEPER_FOLDER)]
     rows = keeper_rows(home, drop_dir, drop_id, run_id, keepers, label, settings, advance)
-    for row, image, found in detect_batches(drop_dir, scenes, detector, config, settings.runtime.io_threads) if detector else []:
+    for row, image, found in (
+        detect_batches(drop_dir, scenes, detector, config, settings.runtime.io_threads) if detector else []
+    ):
         pairs = detection_crops(row, image, found, config, config.align and detector.landmarks_trained)
-        rows += stored_rows(home, drop_id, run_id, pairs, label, config, advance)  # memory holds one batch, not the drop
+        rows += stored_rows(
+            home, drop_id, run_id, pairs, label, config, advance
+        )  # memory holds one batch, not the drop
     if rows:
         sync_filesystem(home.lake)  # every crop on disk before the part and the marker that commit them
     write_rows(home, FACES, drop_id, STAGE, rows)
-    counts = {"faces": len(rows), "faces_excluded": sum(r["excluded"] for r in rows), "images_without_face": count_faceless(scenes, rows)}
-    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "detector": label})
-    result = {"drop_id": drop_id, "status": "detected", "counts": counts, "detector": label}
+    counts = {
+        "faces": len(rows),
+        "faces_excluded": sum(r["excluded"] for r in rows),
+        "images_without_face": count_faceless(scenes, rows),
+    }
+    message = ""
     if config.align and detector and not detector.landmarks_trained:
-        result["message"] = f"faces.align ignored: {label} has untrained eye landmarks, crops are not rotated"
-    return result
+        message = f"faces.align ignored: {label} has untrained eye landmarks, crops are not rotated"
+    return Computed("detected", counts, label, message)
 
 
-def keeper_rows(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, keepers: list[dict[str, Any]], label: str,
-                settings: Settings, advance: Callable[[], None]) -> list[dict[str, Any]]:
+FACES_STAGE = DropStage(STAGE, (INGEST,), FACES_VERSION, depends, detect_faces_of, "faces", ingest_count("images"))
+
+
+def keeper_rows(
+    home: HomeLayout,
+    drop_dir: Path,
+    drop_id: str,
+    run_id: str,
+    keepers: list[dict[str, Any]],
+    label: str,
+    settings: Settings,
+    advance: Callable[[], None],
+) -> list[dict[str, Any]]:
     """Crop, gate and store every keeper photo on runtime.io_threads threads (Pillow decodes, resizes and encodes
     outside the GIL: 114 photos on 2 cores 0.36 -> 0.25 s), rows in the photos' order."""
 
@@ -236,15 +279,24 @@ def keeper_rows(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, kee
         return [row for rows in pool.map(stored, keepers) for row in rows]
 
 
-def stored_rows(home: HomeLayout, drop_id: str, run_id: str, pairs: list[tuple[dict[str, Any], Image.Image]], label: str,
-                config: FacesConfig, advance: Callable[[], None]) -> list[dict[str, Any]]:
+def stored_rows(
+    home: HomeLayout,
+    drop_id: str,
+    run_id: str,
+    pairs: list[tuple[dict[str, Any], Image.Image]],
+    label: str,
+    config: FacesConfig,
+    advance: Callable[[], None],
+) -> list[dict[str, Any]]:
     """One image's crops stored and rows finished, then one step of progress."""
     rows = [finish_row(home, drop_id, run_id, row, crop, label, config) for row, crop in pairs]
     advance()
     return rows
 
 
-def finish_row(home: HomeLayout, drop_id: str, run_id: str, row: dict[str, Any], crop: Image.Image, label: str, config: FacesConfig) -> dict[str, Any]:
+def finish_row(
+    home: HomeLayout, drop_id: str, run_id: str, row: dict[str, Any], crop: Image.Image, label: str, config: FacesConfig
+) -> dict[str, Any]:
     """Store the crop and complete the row with drop, crop path, detector and run."""
     crop_path = save_crop(home, drop_id, row["face_id"], crop, config.crop_jpeg_quality)
     detector = "keeper-photo" if row["source"] == "keeper" else label

@@ -1,4 +1,5 @@
-"""The gender stage: calibrated P(male) for every usable face crop of a drop, batched on the best device, plus Grad-CAM."""
+"""The gender stage: calibrated P(male) for every usable face crop of a drop, batched on the best device, plus
+Grad-CAM."""
 
 from __future__ import annotations
 
@@ -12,22 +13,32 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from models.gender import calibrated_probs, crop_pixels, folded_copy, grad_cam, normalised_pixels, predict_logits, preprocess
 from models.execution import Way
+from models.gender import (
+    calibrated_probs,
+    crop_pixels,
+    folded_copy,
+    grad_cam,
+    normalised_pixels,
+    predict_logits,
+    preprocess,
+)
 from reports.plots import heatmap_overlay
 from schemas.config import GenderConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS
 from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.execution import resolve_execution, way_of
+from tasks.faces import STAGE as FACES_STAGE_NAME
 from tasks.gender_training import KIND, load_gender_model
-from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
+from tasks.lake import read_marker, write_bytes_atomic, write_rows
 from tasks.model_store import model_label, stored_card
 from tasks.prefetch import prefetched_batches
+from tasks.stages import NO_MODEL, Computed, DropStage, StageRun
 
 STAGE = "gender"
 GENDER_VERSION = "1"
-NO_MODEL = "none"
+NO_MODEL_NAME = "none"
 MIN_FACES_PER_WORKER = 64
 
 
@@ -61,30 +72,40 @@ def usable_faces(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
 def model_in_use(home: HomeLayout, config: GenderConfig) -> str:
     """The name@vN the configured gender model resolves to, or 'none' when none is stored."""
     card = stored_card(home, KIND, config.model)
-    return model_label(card) if card else NO_MODEL
+    return model_label(card) if card else NO_MODEL_NAME
 
 
-def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
-    """What must stay the same for the drop's committed predictions to be reused: its faces and the model version."""
-    faces = read_marker(home, drop_id, "faces")
-    return f"{GENDER_VERSION}:{faces['fingerprint'] if faces else ''}:{model_in_use(home, settings.gender)}:{settings.gender.gradcam_faces}"
+def depends(home: HomeLayout, settings: Settings) -> str:
+    """What the predictions of a drop depend on besides its faces: the model version and the Grad-CAM sample size."""
+    return f"{model_in_use(home, settings.gender)}:{settings.gender.gradcam_faces}"
 
 
-def crop_batches(paths: list[Path], size: int, config: GenderConfig, device: torch.device, batch_size: int) -> Iterator[torch.Tensor]:
+def crop_batches(
+    paths: list[Path], size: int, config: GenderConfig, device: torch.device, batch_size: int
+) -> Iterator[torch.Tensor]:
     """Batches of crops, decoded by worker processes on CUDA when the drop is large enough to repay starting them, else
     by a thread one batch ahead of the forward passes on CUDA and in turn on the CPU (where the net, not decoding, is
     the bottleneck: starting two workers cost 10 s against 0.3 s of decoding 178 crops on a 2-core server)."""
     large = len(paths) >= MIN_FACES_PER_WORKER * max(config.loader_workers, 1)
     workers = config.loader_workers if device.type == "cuda" and large else 0
     if not workers:
-        yield from prefetched_batches(CropDataset(paths, size).__getitem__, range(len(paths)), batch_size, device.type == "cuda")
+        yield from prefetched_batches(
+            CropDataset(paths, size).__getitem__, range(len(paths)), batch_size, device.type == "cuda"
+        )
         return
-    loader = DataLoader(CropDataset(paths, size), batch_size=batch_size, num_workers=workers,
-                        pin_memory=device.type == "cuda", multiprocessing_context="forkserver" if workers else None)
+    loader = DataLoader(
+        CropDataset(paths, size),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        multiprocessing_context="forkserver" if workers else None,
+    )
     yield from loader
 
 
-def predict_p_male(model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]) -> list[float]:
+def predict_p_male(
+    model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]
+) -> list[float]:
     """Calibrated P(male) of each crop, in batches on the chosen device in the configured way (precision, layout,
     batch size, threads) by the net with BatchNorm folded into its convolutions (a batch that runs out of GPU memory
     is halved)."""
@@ -103,7 +124,9 @@ def predict_p_male(model: torch.nn.Module, paths: list[Path], config: GenderConf
 def batch_p_male(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device, way: Way) -> list[float]:
     """Calibrated P(male) of one batch of crops' uint8 pixels, normalised on the device (preprocess's values) and run
     in the given way."""
-    logits = predict_logits(model, normalised_pixels(pixels.to(device, non_blocking=True)), device, way.precision, way.layout)
+    logits = predict_logits(
+        model, normalised_pixels(pixels.to(device, non_blocking=True)), device, way.precision, way.layout
+    )
     return calibrated_probs(model, logits).tolist()
 
 
@@ -114,7 +137,9 @@ def gradcam_sample(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
         return []
     if len(ordered) <= n:
         return ordered
-    return [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)] if n > 1 else [ordered[len(ordered) // 2]]
+    return (
+        [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)] if n > 1 else [ordered[len(ordered) // 2]]
+    )
 
 
 def save_gradcam(home: HomeLayout, drop_id: str, model: Any, row: dict[str, Any]) -> str:
@@ -130,32 +155,53 @@ def save_gradcam(home: HomeLayout, drop_id: str, model: Any, row: dict[str, Any]
     return path.relative_to(home.root).as_posix()
 
 
-def prediction_rows(faces: list[dict[str, Any]], p_male: list[float], drop_id: str, run_id: str, label: str) -> list[dict[str, Any]]:
+def prediction_rows(
+    faces: list[dict[str, Any]], p_male: list[float], drop_id: str, run_id: str, label: str
+) -> list[dict[str, Any]]:
     """One gender_predictions row per face."""
-    return [{"face_id": f["face_id"], "media_id": f["media_id"], "drop_id": drop_id, "animal_id": f["animal_id"],
-             "p_male": p, "label": "male" if p >= 0.5 else "female", "model_version": label, "run_id": run_id,
-             "gradcam_path": None} for f, p in zip(faces, p_male)]
+    return [
+        {
+            "face_id": f["face_id"],
+            "media_id": f["media_id"],
+            "drop_id": drop_id,
+            "animal_id": f["animal_id"],
+            "p_male": p,
+            "label": "male" if p >= 0.5 else "female",
+            "model_version": label,
+            "run_id": run_id,
+            "gradcam_path": None,
+        }
+        for f, p in zip(faces, p_male)
+    ]
 
 
-def predict_drop_gender(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings, advance: Callable[[], None]) -> dict[str, Any]:
-    """Predict P(male) for every usable face of one drop unless the same faces met the same model before."""
-    fingerprint = stage_fingerprint(home, drop_id, settings)
-    marker = read_marker(home, drop_id, STAGE)
-    if marker and marker["fingerprint"] == fingerprint:
-        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"], "model": marker["model"]}
-    config, faces = settings.gender, usable_faces(home, drop_id)
-    if model_in_use(home, config) == NO_MODEL:
-        rows, label = [], NO_MODEL
-    else:
-        config = resolve_execution(home, settings, sections=("gender",)).settings.gender
-        model, card = load_gender_model(home, config.model)
-        label = card["label"]
-        rows = prediction_rows(faces, predict_p_male(model, [home.root / f["crop_path"] for f in faces], config, advance), drop_id, run_id, label)
-        crops = {face["face_id"]: face["crop_path"] for face in faces}
-        for row in gradcam_sample(rows, config.gradcam_faces):
-            row["gradcam_path"] = save_gradcam(home, drop_id, model, {**row, "crop_path": crops[row["face_id"]]})
+def predict_gender_of(run: StageRun) -> Computed:
+    """Calibrated P(male) for every usable face of one drop, with Grad-CAM for a sample; nothing without a model."""
+    home, drop_id = run.home, run.drop_id
+    config, faces = run.settings.gender, usable_faces(home, drop_id)
+    if model_in_use(home, config) == NO_MODEL_NAME:
+        write_rows(home, GENDER_PREDICTIONS, drop_id, STAGE, [])
+        return Computed(
+            NO_MODEL, {"gender_predictions": 0}, NO_MODEL_NAME, f"no gender model '{config.model}' is stored"
+        )
+    config = resolve_execution(home, run.settings, sections=("gender",)).settings.gender
+    model, card = load_gender_model(home, config.model)
+    label = card["label"]
+    p_male = predict_p_male(model, [home.root / f["crop_path"] for f in faces], config, run.advance)
+    rows = prediction_rows(faces, p_male, drop_id, run.run_id, label)
+    crops = {face["face_id"]: face["crop_path"] for face in faces}
+    for row in gradcam_sample(rows, config.gradcam_faces):
+        row["gradcam_path"] = save_gradcam(home, drop_id, model, {**row, "crop_path": crops[row["face_id"]]})
     write_rows(home, GENDER_PREDICTIONS, drop_id, STAGE, rows)
-    counts = {"gender_predictions": len(rows)}
-    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "model": label})
-    status = "no_model" if label == NO_MODEL else "predicted"
-    return {"drop_id": drop_id, "status": status, "counts": counts, "model": label}
+    return Computed("predicted", {"gender_predictions": len(rows)}, label)
+
+
+def committed_usable_faces(home: HomeLayout, drop_id: str, ingested: dict[str, int]) -> int:
+    """The gender stage's work total: the usable faces the drop's faces stage committed."""
+    marker = read_marker(home, drop_id, FACES_STAGE_NAME) or {"counts": {}}
+    return int(marker["counts"].get("faces", 0)) - int(marker["counts"].get("faces_excluded", 0))
+
+
+GENDER_STAGE = DropStage(
+    STAGE, (FACES_STAGE_NAME,), GENDER_VERSION, depends, predict_gender_of, "gender", committed_usable_faces
+)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,24 @@ from schemas.manifest import (
     parse_csv_manifest,
     parse_drop_toml,
 )
-from schemas.tables import ANIMALS_MANIFEST, CAMTRAP_OBSERVATIONS, DEPLOYMENTS, DROPS, ENCOUNTER_MANIFEST, MEDIA, REJECTS
-from tasks.camtrap_dp import CamtrapPackage, deployment_rows, media_overrides, observation_rows, package_animals, package_listing, read_package
+from schemas.tables import (
+    ANIMALS_MANIFEST,
+    CAMTRAP_OBSERVATIONS,
+    DEPLOYMENTS,
+    DROPS,
+    ENCOUNTER_MANIFEST,
+    MEDIA,
+    REJECTS,
+)
+from tasks.camtrap_dp import (
+    CamtrapPackage,
+    deployment_rows,
+    media_overrides,
+    observation_rows,
+    package_animals,
+    package_listing,
+    read_package,
+)
 from tasks.discover import DropListing, FoundFile, FoundReject, drop_id_of, walk_drop
 from tasks.lake import clear_drop, read_marker, write_marker, write_rows
 from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
@@ -70,7 +86,11 @@ class DropResult:
 
 def read_manifests(drop_dir: Path) -> Manifests:
     """Parse drop.toml, animals.csv and encounters.csv when present."""
-    info = parse_drop_toml(read_text(drop_dir / "drop.toml"), "drop.toml") if (drop_dir / "drop.toml").exists() else DropInfo()
+    info = (
+        parse_drop_toml(read_text(drop_dir / "drop.toml"), "drop.toml")
+        if (drop_dir / "drop.toml").exists()
+        else DropInfo()
+    )
     animals = read_csv_manifest(drop_dir, "animals.csv", AnimalRow, "animal_id")
     encounters = read_csv_manifest(drop_dir, "encounters.csv", EncounterRow, "encounter_id")
     package = read_package(drop_dir)
@@ -122,8 +142,11 @@ def probe_one(drop_dir: Path, found: FoundFile, settings: Settings, default_tz: 
     return result
 
 
-def probe_all(drop_dir: Path, files: list[FoundFile], settings: Settings, tz: str, advance: Callable[[], None]) -> list[ProbedFile]:
+def probe_all(
+    drop_dir: Path, files: list[FoundFile], settings: Settings, tz: str, advance: Callable[[], None]
+) -> list[ProbedFile]:
     """Probe every file of a drop on a few threads (decoding releases the GIL)."""
+
     def work(found: FoundFile) -> ProbedFile:
         result = probe_one(drop_dir, found, settings, tz)
         advance()
@@ -173,19 +196,23 @@ def dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_content.values())
 
 
-def encounter_time_rows(drop_id: str, manifests: Manifests, media: list[dict[str, Any]], tz: str) -> list[dict[str, Any]]:
+def encounter_time_rows(
+    drop_id: str, manifests: Manifests, media: list[dict[str, Any]], tz: str
+) -> list[dict[str, Any]]:
     """The encounter manifest rows, linked to their recordings' media ids."""
     media_by_path = {row["path"]: row for row in media}
     media_by_path.update({path: row for row in media for path in row["duplicate_paths"]})
     rows = []
     for encounter in manifests.encounters:
         recording = media_by_path.get(encounter.recording)
-        rows.append({
-            **encounter.model_dump(),
-            "drop_id": drop_id,
-            "media_id": recording["media_id"] if recording else None,
-            "started_at": as_utc(encounter.started_at, tz),
-        })
+        rows.append(
+            {
+                **encounter.model_dump(),
+                "drop_id": drop_id,
+                "media_id": recording["media_id"] if recording else None,
+                "started_at": as_utc(encounter.started_at, tz),
+            }
+        )
         if recording and recording.get("captured_at") is None and rows[-1]["started_at"] is not None:
             recording["captured_at"] = rows[-1]["started_at"]
     return rows
@@ -199,14 +226,24 @@ def as_utc(moment: Any, tz: str) -> Any:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(tz))
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def reject_rows(drop_id: str, run_id: str, listing: DropListing, probed: list[ProbedFile]) -> list[dict[str, Any]]:
     """One rejects row per refused file, with its stage and reason."""
-    rows = [{"drop_id": drop_id, "path": r.rel, "stage": "discover", "reason": r.reason, "run_id": run_id} for r in listing.rejects]
+    rows = [
+        {"drop_id": drop_id, "path": r.rel, "stage": "discover", "reason": r.reason, "run_id": run_id}
+        for r in listing.rejects
+    ]
     rows += [
-        {"drop_id": drop_id, "path": p.found.rel, "stage": STAGE, "reason": p.reason, "run_id": run_id, "sha256": p.sha256}
+        {
+            "drop_id": drop_id,
+            "path": p.found.rel,
+            "stage": STAGE,
+            "reason": p.reason,
+            "run_id": run_id,
+            "sha256": p.sha256,
+        }
         for p in probed
         if p.reason
     ]
@@ -225,10 +262,14 @@ def fail_drop(home: HomeLayout, drop_id: str, run_id: str, error: ManifestError 
 
 def drop_fingerprint(listing: DropListing, settings: Settings, drop_dir: Path) -> str:
     """What must stay the same for a finished ingest to be reused."""
-    return f"{INGEST_VERSION}:{settings.fingerprint(INGEST_SETTINGS)}:{listing.fingerprint}:{os.path.realpath(drop_dir)}"
+    return (
+        f"{INGEST_VERSION}:{settings.fingerprint(INGEST_SETTINGS)}:{listing.fingerprint}:{os.path.realpath(drop_dir)}"
+    )
 
 
-def ingest_drop_dir(drop_dir: Path, home: HomeLayout, run_id: str, settings: Settings, advance: Callable[[], None]) -> DropResult:
+def ingest_drop_dir(
+    drop_dir: Path, home: HomeLayout, run_id: str, settings: Settings, advance: Callable[[], None]
+) -> DropResult:
     """Ingest one drop unless an identical ingest is already committed."""
     drop_id = drop_id_of(drop_dir)
     listing = walk_drop(drop_dir, settings.ingest)
@@ -250,7 +291,9 @@ def ingest_drop_dir(drop_dir: Path, home: HomeLayout, run_id: str, settings: Set
     tz = manifests.info.timezone or settings.default_timezone
     probed = probe_all(drop_dir, listing.files, settings, tz, advance)
     counts = write_drop_tables(home, drop_id, run_id, source, listing, probed, manifests, tz)
-    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "source": source, "counts": counts, "run_id": run_id})
+    write_marker(
+        home, drop_id, STAGE, {"fingerprint": fingerprint, "source": source, "counts": counts, "run_id": run_id}
+    )
     return DropResult(drop_id, "ingested", "", counts)
 
 
@@ -270,13 +313,26 @@ def write_drop_tables(
     encounters = encounter_time_rows(drop_id, manifests, media, tz)
     rejects = reject_rows(drop_id, run_id, listing, probed)
     animals = [{**animal.model_dump(), "drop_id": drop_id} for animal in manifests.animals]
-    drop_row = {**manifests.info.model_dump(), "drop_id": drop_id, "source": source, "timezone": tz,
-                "fingerprint": listing.fingerprint, "n_files": len(listing.files) + len(listing.rejects), "run_id": run_id}
+    drop_row = {
+        **manifests.info.model_dump(),
+        "drop_id": drop_id,
+        "source": source,
+        "timezone": tz,
+        "fingerprint": listing.fingerprint,
+        "n_files": len(listing.files) + len(listing.rejects),
+        "run_id": run_id,
+    }
     deployments = deployment_rows(drop_id, manifests.package, manifests.info)
     observations = observation_rows(drop_id, manifests.package, media)
-    for spec, rows in ((MEDIA, media), (REJECTS, rejects), (ANIMALS_MANIFEST, animals),
-                       (ENCOUNTER_MANIFEST, encounters), (DROPS, [drop_row]), (DEPLOYMENTS, deployments),
-                       (CAMTRAP_OBSERVATIONS, observations)):
+    for spec, rows in (
+        (MEDIA, media),
+        (REJECTS, rejects),
+        (ANIMALS_MANIFEST, animals),
+        (ENCOUNTER_MANIFEST, encounters),
+        (DROPS, [drop_row]),
+        (DEPLOYMENTS, deployments),
+        (CAMTRAP_OBSERVATIONS, observations),
+    ):
         write_rows(home, spec, drop_id, STAGE, rows)
     return {
         "images": sum(row["kind"] == "image" and row["status"] == "ok" for row in media),

@@ -97,8 +97,10 @@ def float_encoding(schema: pa.Schema) -> dict[str, Any]:
     3 ms and 1.5 MB against 27 ms and 2.3 MB), other columns as before."""
     leaves = [leaf for field in schema for leaf in leaf_paths(field)]
     floats = [path for path, kind in leaves if pa.types.is_floating(kind)]
-    return {"use_dictionary": [path for path, kind in leaves if path not in floats],
-            "column_encoding": dict.fromkeys(floats, "BYTE_STREAM_SPLIT")}
+    return {
+        "use_dictionary": [path for path, kind in leaves if path not in floats],
+        "column_encoding": dict.fromkeys(floats, "BYTE_STREAM_SPLIT"),
+    }
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
@@ -115,7 +117,9 @@ def write_rows(home: HomeLayout, spec: TableSpec, key: str, part_name: str, rows
 
 
 @contextlib.contextmanager
-def part_writer(home: HomeLayout, spec: TableSpec, key: str, part_name: str) -> Iterator[Callable[[Sequence[dict[str, Any]]], None]]:
+def part_writer(
+    home: HomeLayout, spec: TableSpec, key: str, part_name: str
+) -> Iterator[Callable[[Sequence[dict[str, Any]]], None]]:
     """Yield a function that appends rows to a part as one row group per call; the part appears atomically only when
     the block ends without error, so memory holds one batch of rows, not the whole part."""
     path = home.part(spec.name, spec.partition, key, part_name)
@@ -123,7 +127,9 @@ def part_writer(home: HomeLayout, spec: TableSpec, key: str, part_name: str) -> 
     temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
     metadata = {**(spec.schema.metadata or {}), b"breedwatch.schema_version": str(spec.version).encode()}
     try:
-        with pq.ParquetWriter(temp, spec.schema.with_metadata(metadata), compression="zstd", **float_encoding(spec.schema)) as writer:
+        with pq.ParquetWriter(
+            temp, spec.schema.with_metadata(metadata), compression="zstd", **float_encoding(spec.schema)
+        ) as writer:
             yield lambda rows: writer.write_table(rows_to_table(rows, spec)) if rows else None
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
@@ -193,7 +199,9 @@ def writer_lock(home: HomeLayout) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise HomeBusyError(f"another breedwatch run is writing {home.root}; try again when it has finished") from None
+            raise HomeBusyError(
+                f"another breedwatch run is writing {home.root}; try again when it has finished"
+            ) from None
         try:
             yield
         finally:

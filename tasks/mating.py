@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import torch
 
 from models.audio_features import FEATURE_VERSION
-from models.mating_training import StandardisedCGANet, calibrate, mating_model_from_state, predict_segments
 from models.execution import Way
+from models.mating_training import StandardisedCGANet, calibrate, mating_model_from_state, predict_segments
 from reports.raven import PredictedWindow, raven_selection_table
 from schemas.config import MatingConfig, Settings
 from schemas.home import HomeLayout
@@ -22,10 +22,10 @@ from schemas.tables import MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.catalog import query
 from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.execution import resolve_execution, way_of
-from tasks.lake import read_marker, write_bytes_atomic, write_marker, write_rows
+from tasks.lake import write_bytes_atomic, write_rows
 from tasks.model_store import load_model, parse_model_ref, versions
-from tasks.segments import STAGE as SEGMENTS_STAGE
-from tasks.segments import stage_fingerprint as segments_fingerprint
+from tasks.segments import STAGE as SEGMENTS_STAGE_NAME
+from tasks.stages import NO_MODEL, Computed, DropStage, StageRun, ingest_count
 
 STAGE = "mating"
 MATING_VERSION = "2"  # 2: windows run in the way chosen for the machine (precision, layout)
@@ -51,21 +51,27 @@ def resolve_model(home: HomeLayout, ref: str) -> tuple[str | None, str]:
     folder = home.model_dir(KIND, name)
     stored = versions(folder)
     if not stored:
-        return None, f"no mating model '{name}' in {folder}; train one with 'breedwatch train mating' (mating stage skipped)"
+        return (
+            None,
+            f"no mating model '{name}' in {folder}; train one with 'breedwatch train mating' (mating stage skipped)",
+        )
     if version is not None and version not in stored:
-        return None, f"mating model {ref} is not stored (have {', '.join(f'v{v}' for v in stored)}); mating stage skipped"
+        return (
+            None,
+            f"mating model {ref} is not stored (have {', '.join(f'v{v}' for v in stored)}); mating stage skipped",
+        )
     return f"{name}@v{version if version is not None else stored[-1]}", ""
 
 
-def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
-    """What must stay the same for the drop's committed predictions to be reused: its segments and the model."""
+def depends(home: HomeLayout, settings: Settings) -> str:
+    """What the predictions of a drop depend on besides its segments: the model version."""
     label, _ = resolve_model(home, settings.mating.model)
-    return f"{MATING_VERSION}:{label or 'no-model'}:{segments_fingerprint(home, drop_id, settings)}"
+    return label or "no-model"
 
 
 def drop_segments(home: HomeLayout, drop_id: str) -> dict[str, dict[str, Any]]:
     """media_id and encounter_id of every committed segment of a drop."""
-    part = home.part(SEGMENTS.name, SEGMENTS.partition, drop_id, SEGMENTS_STAGE)
+    part = home.part(SEGMENTS.name, SEGMENTS.partition, drop_id, SEGMENTS_STAGE_NAME)
     if not part.exists():
         return {}
     rows = pq.read_table(part, columns=["segment_id", "media_id", "encounter_id"]).to_pylist()
@@ -74,10 +80,12 @@ def drop_segments(home: HomeLayout, drop_id: str) -> dict[str, dict[str, Any]]:
 
 def feature_batches(home: HomeLayout, drop_id: str, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """(segment ids, MFCC (B, 2, 86, 40) float32) of the drop's current-version features, batch by batch from disk."""
-    part = home.part(SEGMENT_FEATURES.name, SEGMENT_FEATURES.partition, drop_id, SEGMENTS_STAGE)
+    part = home.part(SEGMENT_FEATURES.name, SEGMENT_FEATURES.partition, drop_id, SEGMENTS_STAGE_NAME)
     if not part.exists():
         return
-    for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=["segment_id", "feature_version", "mfcc"]):
+    for batch in pq.ParquetFile(part).iter_batches(
+        batch_size=batch_size, columns=["segment_id", "feature_version", "mfcc"]
+    ):
         table = pa.Table.from_batches([batch])
         keep = [v == FEATURE_VERSION for v in table.column("feature_version").to_pylist()]
         table = table.filter(pa.array(keep, pa.bool_()))
@@ -102,16 +110,34 @@ def forward(model: StandardisedCGANet, mfcc: np.ndarray, device: torch.device, w
     return list(zip(output.p_success.tolist(), output.frame_probs[..., 0].tolist(), output.attention.tolist()))
 
 
-def prediction_rows(ids: list[str], outputs: list[Window], segments: dict[str, dict[str, Any]],
-                    context: dict[str, Any]) -> list[dict[str, Any]]:
+def prediction_rows(
+    ids: list[str], outputs: list[Window], segments: dict[str, dict[str, Any]], context: dict[str, Any]
+) -> list[dict[str, Any]]:
     """mating_predictions rows of one batch; context holds drop_id, temperature, model_version and run_id."""
-    return [{"segment_id": sid, "media_id": segments[sid]["media_id"], "encounter_id": segments[sid]["encounter_id"],
-             "p_success": p, "frame_p_success": f, "attention": a, **context}
-            for sid, (p, f, a) in zip(ids, outputs) if sid in segments]
+    return [
+        {
+            "segment_id": sid,
+            "media_id": segments[sid]["media_id"],
+            "encounter_id": segments[sid]["encounter_id"],
+            "p_success": p,
+            "frame_p_success": f,
+            "attention": a,
+            **context,
+        }
+        for sid, (p, f, a) in zip(ids, outputs)
+        if sid in segments
+    ]
 
 
-def predict_windows(home: HomeLayout, drop_id: str, model: StandardisedCGANet, config: MatingConfig, device: torch.device,
-                    context: dict[str, Any], advance: Callable[[], None]) -> list[dict[str, Any]]:
+def predict_windows(
+    home: HomeLayout,
+    drop_id: str,
+    model: StandardisedCGANet,
+    config: MatingConfig,
+    device: torch.device,
+    context: dict[str, Any],
+    advance: Callable[[], None],
+) -> list[dict[str, Any]]:
     """Prediction rows of every stored window of a drop, advancing once per recording whose windows are all done; a
     batch that runs out of GPU memory is halved."""
     segments = drop_segments(home, drop_id)
@@ -130,28 +156,24 @@ def predict_windows(home: HomeLayout, drop_id: str, model: StandardisedCGANet, c
     return rows
 
 
-def predict_drop_mating(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings,
-                        advance: Callable[[], None]) -> dict[str, Any]:
-    """Predict mating success of every window of one drop with the configured model, unless identical work is
-    committed; without a stored model the stage is skipped (status "no_model"), not failed."""
-    label, why = resolve_model(home, settings.mating.model)
-    fingerprint = stage_fingerprint(home, drop_id, settings)
-    marker = read_marker(home, drop_id, STAGE)
+def predict_mating_of(run: StageRun) -> Computed:
+    """Mating success of every window of one drop with the configured model; without a stored model the stage is
+    skipped (status "no_model", saying why), not failed."""
+    label, why = resolve_model(run.home, run.settings.mating.model)
     if label is None:
-        if not marker or marker["fingerprint"] != fingerprint:
-            write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": {}, "run_id": run_id, "model": None})
-        return {"drop_id": drop_id, "status": "no_model", "counts": {}, "message": why}
-    if marker and marker["fingerprint"] == fingerprint:
-        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"], "model": label}
-    device = choose_device(settings.mating.device)
-    model, temperature = load_mating_model(home, label, device)
-    context = {"drop_id": drop_id, "temperature": temperature, "model_version": label, "run_id": run_id}
-    config = resolve_execution(home, settings, sections=("mating",)).settings.mating
-    rows = predict_windows(home, drop_id, model, config, device, context, advance)
-    write_rows(home, MATING_PREDICTIONS, drop_id, STAGE, rows)
-    counts = {"mating_predictions": len(rows)}
-    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id, "model": label})
-    return {"drop_id": drop_id, "status": "predicted", "counts": counts, "model": label}
+        return Computed(NO_MODEL, {}, None, why)
+    config = resolve_execution(run.home, run.settings, sections=("mating",)).settings.mating
+    device = choose_device(config.device)
+    model, temperature = load_mating_model(run.home, label, device)
+    context = {"drop_id": run.drop_id, "temperature": temperature, "model_version": label, "run_id": run.run_id}
+    rows = predict_windows(run.home, run.drop_id, model, config, device, context, run.advance)
+    write_rows(run.home, MATING_PREDICTIONS, run.drop_id, STAGE, rows)
+    return Computed("predicted", {"mating_predictions": len(rows)}, label)
+
+
+MATING_STAGE = DropStage(
+    STAGE, (SEGMENTS_STAGE_NAME,), MATING_VERSION, depends, predict_mating_of, "mating", ingest_count("audio")
+)
 
 
 # ---------------------------------------------------------------- Raven export
@@ -160,9 +182,17 @@ def predict_drop_mating(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: 
 def predicted_window(row: dict[str, Any]) -> PredictedWindow:
     """A Raven export window from an EXPORT_SQL row (band: the whole spectrum of the recording)."""
     temperature = row["temperature"] if row["temperature"] is not None else 1.0
-    return PredictedWindow(start_s=row["start_s"], end_s=row["end_s"], low_hz=0.0, high_hz=row["sample_rate"] / 2.0,
-                           p_success=row["p_success"], p_calibrated=float(calibrate(row["p_success"], temperature)),
-                           segment_id=row["segment_id"], encounter_id=row["encounter_id"], model_version=row["model_version"])
+    return PredictedWindow(
+        start_s=row["start_s"],
+        end_s=row["end_s"],
+        low_hz=0.0,
+        high_hz=row["sample_rate"] / 2.0,
+        p_success=row["p_success"],
+        p_calibrated=float(calibrate(row["p_success"], temperature)),
+        segment_id=row["segment_id"],
+        encounter_id=row["encounter_id"],
+        model_version=row["model_version"],
+    )
 
 
 def raven_path(out: Path, drop_id: str, recording: str) -> Path:

@@ -1,4 +1,5 @@
-"""Train and evaluate the mating-success CGANet on labelled windows from the catalog or from a folder laid out like a drop.
+"""Train and evaluate the mating-success CGANet on labelled windows from the catalog or from a folder laid out like a
+drop.
 
 Labelled windows are the MFCC features (`segment_features`) of segments whose encounter has a known outcome:
 segments -> encounter_manifest on drop_id + encounter_id, outcome success or failure. A window's pair is
@@ -15,7 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ from tasks.discover import drop_id_of
 from tasks.ingest import ingest_drop_dir
 from tasks.model_store import load_model, model_label, save_checkpoint
 from tasks.runs import code_version, new_run_id
-from tasks.segments import segment_drop_audio
+from tasks.segments import SEGMENTS_STAGE
+from tasks.stages import run_on_drop
 
 KIND = "mating"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -79,15 +81,23 @@ class MatingData:
     def describe(self) -> dict[str, Any]:
         """Counts for people and model cards: windows, encounters and pairs by outcome."""
         outcome = {e: int(label) for e, label in zip(self.encounters, self.y)}
-        return {"source": self.source, "n_windows": int(len(self.y)), "n_windows_success": int(self.y.sum()),
-                "n_encounters": len(outcome), "n_encounters_success": sum(outcome.values()),
-                "n_pairs": len(set(self.pairs)), "n_rejects": len(self.rejects)}
+        return {
+            "source": self.source,
+            "n_windows": int(len(self.y)),
+            "n_windows_success": int(self.y.sum()),
+            "n_encounters": len(outcome),
+            "n_encounters_success": sum(outcome.values()),
+            "n_pairs": len(set(self.pairs)),
+            "n_rejects": len(self.rejects),
+        }
 
 
 def checked_name(name: str) -> str:
     """A model name usable as a folder of the store, or ValueError."""
     if not MODEL_NAME.match(name):
-        raise ValueError(f"model name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ValueError(
+            f"model name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -104,17 +114,23 @@ def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingDat
     x = mfcc.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 2, 86, 40)
     rows = table.drop_columns(["mfcc"]).to_pylist()
     return MatingData(
-        x=x, y=np.asarray([int(r["outcome"] == "success") for r in rows], np.int64),
+        x=x,
+        y=np.asarray([int(r["outcome"] == "success") for r in rows], np.int64),
         pairs=[f"{r['male_id']}|{r['female_id']}" for r in rows],
         encounters=[f"{r['drop_id']}/{r['encounter_id']}" for r in rows],
-        segment_ids=[r["segment_id"] for r in rows], source=source, rejects=rejects)
+        segment_ids=[r["segment_id"] for r in rows],
+        source=source,
+        rejects=rejects,
+    )
 
 
 def catalog_data(home: HomeLayout, source: str | None = None, drop_id: str | None = None) -> MatingData:
     """Labelled windows of every drop in a home's catalog; ValueError when there is no catalog."""
     try:
         table = query(home, LABELLED_SQL, [FEATURE_VERSION])
-        rejects = [] if drop_id is None else [reject_sentence(r) for r in query(home, REJECTS_SQL, [drop_id]).to_pylist()]
+        rejects = (
+            [] if drop_id is None else [reject_sentence(r) for r in query(home, REJECTS_SQL, [drop_id]).to_pylist()]
+        )
     except CatalogMissingError as error:
         raise ValueError(str(error)) from None
     return table_to_data(table, source or f"the catalog of {home.root}", rejects)
@@ -138,17 +154,18 @@ def folder_data(home: HomeLayout, folder: Path, settings: Settings) -> MatingDat
     if not folder.is_dir():
         raise ValueError(f"training folder {folder} does not exist")
     drop_id, scratch = drop_id_of(folder), scratch_home(home, folder)
-    run_id = new_run_id(datetime.now(timezone.utc))
+    run_id = new_run_id(datetime.now(UTC))
     ingested = ingest_drop_dir(folder, scratch, run_id, settings, lambda: None)
     if ingested.status == "failed":
         raise ValueError(f"training folder {folder} cannot be used: {ingested.message}")
-    segment_drop_audio(scratch, folder, drop_id, run_id, settings, lambda: None)
+    run_on_drop(SEGMENTS_STAGE, scratch, folder, drop_id, run_id, settings)
     refresh_views(scratch, settings.view_thresholds())
     return catalog_data(scratch, str(folder), drop_id)
 
 
 def load_data(home: HomeLayout, settings: Settings, folder: Path | None) -> MatingData:
-    """Labelled windows from the folder when given, else from the home's catalog; ValueError unless both outcomes occur."""
+    """Labelled windows from the folder when given, else from the home's catalog; ValueError unless both outcomes
+    occur."""
     data = folder_data(home, folder, settings) if folder is not None else catalog_data(home)
     check_labelled(data)
     return data
@@ -157,13 +174,17 @@ def load_data(home: HomeLayout, settings: Settings, folder: Path | None) -> Mati
 def check_labelled(data: MatingData) -> None:
     """ValueError naming the source when it has no labelled windows or only one outcome."""
     if len(data.y) == 0:
-        raise ValueError(f"no segments of encounters with a known outcome (success or failure) in {data.source}; "
-                         "give encounters.csv an outcome per encounter and run 'breedwatch run' on the drop first")
+        raise ValueError(
+            f"no segments of encounters with a known outcome (success or failure) in {data.source}; "
+            "give encounters.csv an outcome per encounter and run 'breedwatch run' on the drop first"
+        )
     if len(set(data.y.tolist())) < 2:
         outcome = "success" if data.y[0] == 1 else "failure"
         n = len(set(data.encounters))
-        raise ValueError(f"all {n} labelled encounters in {data.source} are '{outcome}'; "
-                         "training and evaluation need encounters of both outcomes")
+        raise ValueError(
+            f"all {n} labelled encounters in {data.source} are '{outcome}'; "
+            "training and evaluation need encounters of both outcomes"
+        )
 
 
 def validation_metrics(model: Any, data: MatingData, val: np.ndarray, temperature: float) -> dict[str, Any]:
@@ -172,12 +193,21 @@ def validation_metrics(model: Any, data: MatingData, val: np.ndarray, temperatur
         return {"note": "no validation split (too few groups of one outcome); the last epoch was kept"}
     probs = predict_frame_probs(model, data.x[val])
     encounters = [data.encounters[i] for i in val]
-    return {"segment": binary_metrics(probs.mean(axis=1)[:, 0], data.y[val]),
-            "encounter": encounter_metrics(encounters, probs, data.y[val], temperature)}
+    return {
+        "segment": binary_metrics(probs.mean(axis=1)[:, 0], data.y[val]),
+        "encounter": encounter_metrics(encounters, probs, data.y[val], temperature),
+    }
 
 
-def train_mating(home: HomeLayout, settings: Settings, name: str, folder: Path | None = None, seed: int | None = None,
-                 epochs: int | None = None, progress: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
+def train_mating(
+    home: HomeLayout,
+    settings: Settings,
+    name: str,
+    folder: Path | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> dict[str, Any]:
     """Train CGANet on every labelled window (a grouped validation part picks the best epoch and the temperature)
     and store it as the next version of models/mating/<name>; returns the model card with version and path."""
     checked_name(name)
@@ -193,10 +223,20 @@ def train_mating(home: HomeLayout, settings: Settings, name: str, folder: Path |
     metrics = validation_metrics(mating_model_from_state(state), data, val, history.temperature)
     split = {"train": sorted({groups[i] for i in fit}), "validation": sorted({groups[i] for i in val})}
     band = (settings.mating.abstain_low, settings.mating.abstain_high)
-    card = mating_model_card(recipe, seed, data_fingerprint(data.x, data.y, data.encounters), split, history, metrics, band)
-    card.update(name=name, temperature=history.temperature, train_seconds=round(seconds, 2), split_by=recipe.group_by,
-                feature_version=FEATURE_VERSION, data=data.describe(), rejects=data.rejects, code_version=code_version(),
-                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    card = mating_model_card(
+        recipe, seed, data_fingerprint(data.x, data.y, data.encounters), split, history, metrics, band
+    )
+    card.update(
+        name=name,
+        temperature=history.temperature,
+        train_seconds=round(seconds, 2),
+        split_by=recipe.group_by,
+        feature_version=FEATURE_VERSION,
+        data=data.describe(),
+        rejects=data.rejects,
+        code_version=code_version(),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     version, path = save_checkpoint(home.model_dir(KIND, name), state, card)
     return {**card, "version": version, "path": str(path)}
 
@@ -208,16 +248,26 @@ def stored_model_scores(home: HomeLayout, ref: str, data: MatingData) -> dict[st
     temperature = float(card.get("temperature", 1.0))
     seen = set(card.get("split", {}).get("train", [])) | set(card.get("split", {}).get("validation", []))
     groups = fold_groups(card.get("split_by", "pair"), data.pairs, data.encounters)
-    return {"model": model_label(card), "temperature": temperature,
-            "n_windows_of_training_groups": sum(g in seen for g in groups),
-            "segment": binary_metrics(probs.mean(axis=1)[:, 0], data.y),
-            "encounter": encounter_metrics(data.encounters, probs, data.y, temperature)}
+    return {
+        "model": model_label(card),
+        "temperature": temperature,
+        "n_windows_of_training_groups": sum(g in seen for g in groups),
+        "segment": binary_metrics(probs.mean(axis=1)[:, 0], data.y),
+        "encounter": encounter_metrics(data.encounters, probs, data.y, temperature),
+    }
 
 
-def evaluate_mating_data(home: HomeLayout, settings: Settings, folder: Path | None = None, group_by: GroupBy | None = None,
-                         folds: int | None = None, epochs: int | None = None, seed: int | None = None,
-                         model: str | None = None,
-                         progress: Callable[[int, EpochRecord], None] | None = None) -> dict[str, Any]:
+def evaluate_mating_data(
+    home: HomeLayout,
+    settings: Settings,
+    folder: Path | None = None,
+    group_by: GroupBy | None = None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    progress: Callable[[int, EpochRecord], None] | None = None,
+) -> dict[str, Any]:
     """CGANet, SVM and FLDA cross-validated on the same grouped folds (segment and encounter level), plus the
     stored model `model` scored on the same windows when given."""
     if model is not None:
@@ -229,17 +279,23 @@ def evaluate_mating_data(home: HomeLayout, settings: Settings, folder: Path | No
     started = time.perf_counter()
     with cpu_threads(torch.device("cpu"), settings.mating.train.threads):  # CGANet trains on the CPU
         results = evaluate_mating(data.x, data.y, groups, recipe, seed, data.encounters, progress=progress)
-    results.update(data=data.describe(), rejects=data.rejects, group_by=recipe.group_by, seed=seed,
-                   settings=asdict(recipe), seconds=round(time.perf_counter() - started, 1),
-                   tables={level: metrics_table(results, level) for level in ("segment", "encounter")})
+    results.update(
+        data=data.describe(),
+        rejects=data.rejects,
+        group_by=recipe.group_by,
+        seed=seed,
+        settings=asdict(recipe),
+        seconds=round(time.perf_counter() - started, 1),
+        tables={level: metrics_table(results, level) for level in ("segment", "encounter")},
+    )
     if model is not None:
         results["stored"] = stored_model_scores(home, model, data)
     return results
 
 
-
 def ensure_demo_mating_model(home: HomeLayout, drop: Path, settings: Settings) -> str | None:
-    """Train the configured mating model on a sample drop's labelled encounters unless one is stored; a note for people."""
+    """Train the configured mating model on a sample drop's labelled encounters unless one is stored; a note for
+    people."""
     from tasks.mating import resolve_model
 
     if resolve_model(home, settings.mating.model)[0] is not None:
@@ -247,5 +303,9 @@ def ensure_demo_mating_model(home: HomeLayout, drop: Path, settings: Settings) -
     name = settings.mating.model.partition("@")[0]
     card = train_mating(home, settings, name, folder=drop)
     data, recipe = card["data"], card["settings"]
-    return (f"trained {name}@v{card['version']} on {data['n_windows']} windows of {data['n_encounters']} labelled encounters "
-            f"in {card['train_seconds']:.0f} s ({recipe['epochs']} epochs, {recipe['filters']} filters, {recipe['hidden']} GRU units)")
+    return (
+        f"trained {name}@v{card['version']} on {data['n_windows']} windows "
+        f"of {data['n_encounters']} labelled encounters "
+        f"in {card['train_seconds']:.0f} s ({recipe['epochs']} epochs, {recipe['filters']} filters, "
+        f"{recipe['hidden']} GRU units)"
+    )

@@ -24,7 +24,9 @@ def versions(folder: Path) -> list[int]:
     """The version numbers stored in a model's folder, ascending."""
     if not folder.is_dir():
         return []
-    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := VERSION_DIR.match(p.name)) and (p / CARD_FILE).exists())
+    return sorted(
+        int(m.group(1)) for p in folder.iterdir() if (m := VERSION_DIR.match(p.name)) and (p / CARD_FILE).exists()
+    )
 
 
 def save_checkpoint(folder: Path, state: dict[str, Any], card: dict[str, Any]) -> tuple[int, Path]:
@@ -49,7 +51,9 @@ def load_checkpoint(folder: Path, version: int | None = None) -> tuple[dict[str,
         raise ModelNotFoundError(f"no trained model in {folder}; train one first")
     chosen = available[-1] if version is None else version
     if chosen not in available:
-        raise ModelNotFoundError(f"model version v{chosen} is not in {folder} (stored: {', '.join(f'v{v}' for v in available)})")
+        raise ModelNotFoundError(
+            f"model version v{chosen} is not in {folder} (stored: {', '.join(f'v{v}' for v in available)})"
+        )
     target = folder / f"v{chosen}"
     state = torch.load(target / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     card = json.loads((target / CARD_FILE).read_text())

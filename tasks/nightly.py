@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +13,18 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import load_settings
 from schemas.home import HomeLayout
+from tasks.artifacts import publish_run_artifacts
 from tasks.catalog import refresh_views
-from tasks.faces import detect_drop_faces, stage_fingerprint as faces_fingerprint
-from tasks.faces import STAGE as FACES_STAGE
-from tasks.segments import segment_drop_audio, stage_fingerprint as segments_fingerprint
-from tasks.segments import STAGE as SEGMENTS_STAGE
-from tasks.gender import STAGE as GENDER_STAGE
-from tasks.gender import predict_drop_gender, stage_fingerprint as gender_fingerprint
-from tasks.mating import STAGE as MATING_STAGE
-from tasks.mating import predict_drop_mating, stage_fingerprint as mating_fingerprint
+from tasks.devices import choose_device, gpu_slot, retain_freed_memory
 from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
+from tasks.execution import resolve_execution
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
-from tasks.devices import choose_device, gpu_slot, retain_freed_memory
-from tasks.execution import resolve_execution
 from tasks.progress import progress_wanted, stage_progress
-from tasks.artifacts import publish_run_artifacts
 from tasks.report import write_run_report
 from tasks.runs import load_run_settings, mark_abandoned_runs, new_run_id, record_run, save_run_config
+from tasks.stage_registry import STAGES
+from tasks.stages import is_current, run_on_drop
 
 
 @task(name="resolve-home", cache_policy=NO_CACHE)
@@ -54,11 +48,20 @@ def start_run(home: str, config_file: str | None) -> str:
     settings = load_settings(Path(config_file) if config_file else None, home=home)
     swept = sweep_temp_files(layout)
     abandoned = mark_abandoned_runs(layout)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = new_run_id(started)
     execution = resolve_execution(layout, settings)
     save_run_config(layout, run_id, execution.settings)
-    record_run(layout, run_id, started, "running", execution.settings, [], {}, execution=dict(zip(execution.plans, execution.lines())))
+    record_run(
+        layout,
+        run_id,
+        started,
+        "running",
+        execution.settings,
+        [],
+        {},
+        execution=dict(zip(execution.plans, execution.lines())),
+    )
     logger = get_run_logger()
     logger.info("run %s started; home %s", run_id, home)
     for line in execution.lines():
@@ -86,15 +89,11 @@ def drop_is_current(layout: HomeLayout, drop_dir: Path, settings: Any) -> bool:
         marker = read_marker(layout, drop_id_of(drop_dir), STAGE)
     except ValueError:
         return False
-    if marker is None or marker["fingerprint"] != drop_fingerprint(walk_drop(drop_dir, settings.ingest), settings, drop_dir):
+    if marker is None or marker["fingerprint"] != drop_fingerprint(
+        walk_drop(drop_dir, settings.ingest), settings, drop_dir
+    ):
         return False
-    later = ((FACES_STAGE, faces_fingerprint), (SEGMENTS_STAGE, segments_fingerprint), (GENDER_STAGE, gender_fingerprint),
-             (MATING_STAGE, mating_fingerprint))
-    for stage, fingerprint in later:
-        stage_marker = read_marker(layout, drop_dir.name, stage)
-        if stage_marker is None or stage_marker["fingerprint"] != fingerprint(layout, drop_dir.name, settings):
-            return False
-    return True
+    return all(is_current(stage, layout, drop_dir.name, settings) for stage in STAGES.values())
 
 
 @task(name="ingest-drop", cache_policy=NO_CACHE)
@@ -118,55 +117,53 @@ def ingest_drop(drop_dir: str, home: str, run_id: str) -> dict[str, Any]:
     return result.as_dict()
 
 
-def run_drop_stage(ingested: dict[str, Any], home: str, run_id: str, label: str, work_key: str, stage: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Run one per-drop stage after ingest with a progress bar, holding the GPU slot on CUDA; failed drops are passed over."""
+def run_drop_stage(ingested: dict[str, Any], home: str, run_id: str, name: str) -> dict[str, Any]:
+    """Run one registered per-drop stage after ingest with a progress bar, holding the GPU slot on CUDA; failed drops
+    are passed over."""
     if ingested["status"] == "failed":
-        return {"drop_id": ingested["drop_id"], "status": "skipped", "counts": {}}
+        return {"drop_id": ingested["drop_id"], "stage": name, "status": "skipped", "counts": {}}
+    stage = STAGES[name]
     layout = HomeLayout(Path(home))
     settings = load_run_settings(layout, run_id)
     drop_id = ingested["drop_id"]
     source = Path(read_marker(layout, drop_id, STAGE)["source"])
     logger = get_run_logger()
-    total = work_total(layout, ingested, work_key)
-    device = choose_device(getattr(settings, label).device)  # each stage's label names its config section
+    total = stage.work(layout, drop_id, ingested["counts"])
+    device = choose_device(getattr(settings, stage.section).device)
     retain_freed_memory(settings.runtime.retain_freed_mb)  # in whichever process (Dask worker) runs the stage
-    with gpu_slot(device, settings.runner.gpu_limit), \
-            stage_progress(f"{label} {drop_id}", total, progress_wanted(settings.runtime.progress), logger) as advance:
-        result = stage(layout, source, drop_id, run_id, settings, advance)
-    logger.info("drop %s: %s %s %s %s", drop_id, label, result["status"], result["counts"], result.get("message", ""))
-    return result
-
-
-def work_total(layout: HomeLayout, ingested: dict[str, Any], work_key: str) -> int:
-    """Items a stage will work through: an ingest count, or the usable faces its faces stage committed."""
-    if work_key != "usable_faces":
-        return int(ingested["counts"].get(work_key, 0))
-    marker = read_marker(layout, ingested["drop_id"], FACES_STAGE) or {"counts": {}}
-    return int(marker["counts"].get("faces", 0)) - int(marker["counts"].get("faces_excluded", 0))
+    with (
+        gpu_slot(device, settings.runner.gpu_limit),
+        stage_progress(
+            f"{stage.section} {drop_id}", total, progress_wanted(settings.runtime.progress), logger
+        ) as advance,
+    ):
+        result = run_on_drop(stage, layout, source, drop_id, run_id, settings, advance)
+    logger.info("drop %s: %s %s %s %s", drop_id, stage.section, result.status, result.counts, result.message)
+    return result.as_dict()
 
 
 @task(name="find-faces", cache_policy=NO_CACHE)
 def find_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
     """Detect, crop and gate the faces of one ingested drop."""
-    return run_drop_stage(ingested, home, run_id, "faces", "images", detect_drop_faces)
+    return run_drop_stage(ingested, home, run_id, "faces")
 
 
 @task(name="predict-gender", cache_policy=NO_CACHE)
 def predict_gender(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
     """Calibrated P(male) for every usable face of one ingested drop (after its faces stage)."""
-    return run_drop_stage(ingested, home, run_id, "gender", "usable_faces", predict_drop_gender)
+    return run_drop_stage(ingested, home, run_id, "gender")
 
 
 @task(name="segment-audio", cache_policy=NO_CACHE)
 def segment_audio(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
     """Find vocal segments and compute MFCC features for one ingested drop."""
-    return run_drop_stage(ingested, home, run_id, "audio", "audio", segment_drop_audio)
+    return run_drop_stage(ingested, home, run_id, "segments")
 
 
 @task(name="predict-mating", cache_policy=NO_CACHE)
 def predict_mating(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
     """P(success) per frame and window of one ingested drop's segments with the stored CGANet (after segment-audio)."""
-    return run_drop_stage(ingested, home, run_id, "mating", "audio", predict_drop_mating)
+    return run_drop_stage(ingested, home, run_id, "mating")
 
 
 @task(name="refresh-catalog", cache_policy=NO_CACHE)
@@ -177,7 +174,13 @@ def refresh_catalog(home: str, run_id: str) -> list[str]:
 
 
 @task(name="finish-run", cache_policy=NO_CACHE)
-def finish_run(home: str, run_id: str, results: list[dict[str, Any]], stages: list[dict[str, Any]] | None = None, error: str | None = None) -> dict[str, int]:
+def finish_run(
+    home: str,
+    run_id: str,
+    results: list[dict[str, Any]],
+    stages: list[dict[str, Any]] | None = None,
+    error: str | None = None,
+) -> dict[str, int]:
     """Record the run's final status and totals (drop results from ingest, counts from later stages)."""
     layout = HomeLayout(Path(home))
     settings = load_run_settings(layout, run_id)
@@ -185,7 +188,7 @@ def finish_run(home: str, run_id: str, results: list[dict[str, Any]], stages: li
     for stage in stages or []:
         for key, value in stage["counts"].items():
             counts[key] = counts.get(key, 0) + int(value)
-    started = datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    started = datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     status = "failed" if error else "completed"
     record_run(layout, run_id, started, status, settings, [r["drop_id"] for r in results], counts, error)
     return counts

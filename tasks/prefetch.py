@@ -33,9 +33,11 @@ def one_ahead(work: Callable[[Item], Result], items: Sequence[Item], ahead: bool
             yield result
 
 
-def prefetched_batches(load: Callable[[Item], torch.Tensor], items: Sequence[Item], batch_size: int, cuda: bool = False) -> Iterator[torch.Tensor]:
+def prefetched_batches(
+    load: Callable[[Item], torch.Tensor], items: Sequence[Item], batch_size: int, cuda: bool = False
+) -> Iterator[torch.Tensor]:
     """Batches of loaded items in order: for CUDA each loaded on a thread while the previous one is in use (two in
     memory at most) and pinned; for the CPU loaded in turn."""
-    chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
+    chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
     for batch in one_ahead(lambda chunk: stacked(load, chunk), chunks, ahead=cuda):
         yield batch.pin_memory() if cuda else batch

@@ -20,7 +20,9 @@ def progress_wanted(setting: bool | None) -> bool:
 
 
 @contextlib.contextmanager
-def stage_progress(label: str, total: int, enabled: bool, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[Callable[[], None]]:
+def stage_progress(
+    label: str, total: int, enabled: bool, logger: logging.Logger | logging.LoggerAdapter
+) -> Iterator[Callable[[], None]]:
     """Yield a thread-safe 'advance by one' callable that drives a bar or logs milestones."""
     if enabled and total > 0:
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

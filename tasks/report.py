@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def humanise_seconds(seconds: float) -> str:
 def run_header(home: HomeLayout, run_id: str) -> dict[str, Any]:
     """The runs row of a run with its duration so far."""
     run = query(home, RUN_SQL, [run_id]).to_pylist()[0]
-    run["duration"] = humanise_seconds((datetime.now(timezone.utc) - run["started_at"]).total_seconds())
+    run["duration"] = humanise_seconds((datetime.now(UTC) - run["started_at"]).total_seconds())
     return run
 
 
@@ -77,8 +77,13 @@ def csv_tables(context: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The report's tables for CSV: every table of the context and of its review queue, pictures left out."""
     tables = {**report_tables(context), **{f"review_{k}": v for k, v in report_tables(context["review"]).items()}}
     tables.pop("drops", None)
-    tables["drops"] = [{"drop_id": d["drop_id"], "status": d["status"], **d["counts"], "message": d.get("message", "")} for d in context["drops"]]
-    return {name: [{k: v for k, v in row.items() if k not in IMAGE_KEYS} for row in rows] for name, rows in tables.items()}
+    tables["drops"] = [
+        {"drop_id": d["drop_id"], "status": d["status"], **d["counts"], "message": d.get("message", "")}
+        for d in context["drops"]
+    ]
+    return {
+        name: [{k: v for k, v in row.items() if k not in IMAGE_KEYS} for row in rows] for name, rows in tables.items()
+    }
 
 
 def write_run_report(home: HomeLayout, run_id: str, drop_results: list[dict[str, Any]]) -> Path:
@@ -108,9 +113,10 @@ ORDER BY d.drop_id
 
 
 def period_drops(home: HomeLayout, since: date | None, until: date | None) -> list[dict[str, Any]]:
-    """Drops with media captured between since and until (whole days, UTC; undated drops by their ingest run), as report rows."""
-    start = datetime.combine(since, time.min, timezone.utc) if since else None
-    end = datetime.combine(until + timedelta(days=1), time.min, timezone.utc) if until else None
+    """Drops with media captured between since and until (whole days, UTC; undated drops by their ingest run), as report
+    rows."""
+    start = datetime.combine(since, time.min, UTC) if since else None
+    end = datetime.combine(until + timedelta(days=1), time.min, UTC) if until else None
     rows = query(home, PERIOD_DROPS_SQL, [start, start, end, end]).to_pylist()
     return [{"drop_id": r.pop("drop_id"), "status": "in catalog", "counts": r, "message": ""} for r in rows]
 
@@ -121,16 +127,24 @@ def period_ratios(home: HomeLayout, drop_ids: list[str]) -> dict[str, Any]:
         raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")
     with connect_with_retry(home.catalog, read_only=True) as con:
         rows = period_summaries(con, home, drop_ids)
-    scope = (f"the animals and encounters of the period's {len(drop_ids)} drop{'s' if len(drop_ids) != 1 else ''}; "
-             "the catalog's gender_ratio and mating_success tables hold every drop")
+    scope = (
+        f"the animals and encounters of the period's {len(drop_ids)} drop{'s' if len(drop_ids) != 1 else ''}; "
+        "the catalog's gender_ratio and mating_success tables hold every drop"
+    )
     return {**rows, "ratio_scope": scope}
 
 
 def write_period_report(home: HomeLayout, since: date | None, until: date | None) -> Path:
     """Rebuild a report for the drops captured in a period from the catalog alone: reports/period-<since>_<until>/."""
     label = f"{since or 'start'}_{until or 'now'}"
-    header = {"run_id": f"period {label}", "status": "completed", "started_at": datetime.now(timezone.utc),
-              "duration": "n/a (rebuilt from the catalog)", "code_version": "", "config_hash": ""}
+    header = {
+        "run_id": f"period {label}",
+        "status": "completed",
+        "started_at": datetime.now(UTC),
+        "duration": "n/a (rebuilt from the catalog)",
+        "code_version": "",
+        "config_hash": "",
+    }
     drops = period_drops(home, since, until)
     context = report_context(home, header, drops)
     context.update(period_ratios(home, [d["drop_id"] for d in drops]))

@@ -49,7 +49,10 @@ SELECT DISTINCT model_version FROM gender_predictions WHERE list_contains(?, dro
 UNION SELECT DISTINCT model_version FROM mating_predictions WHERE list_contains(?, drop_id)
 """
 ENCOUNTERS_SQL = "SELECT * FROM encounters WHERE list_contains(?, drop_id) ORDER BY started_at NULLS LAST, encounter_id"
-ATTENTION_SQL = "SELECT encounter_id, attention FROM mating_predictions WHERE list_contains(?, drop_id) AND encounter_id IS NOT NULL"
+ATTENTION_SQL = (
+    "SELECT encounter_id, attention FROM mating_predictions "
+    "WHERE list_contains(?, drop_id) AND encounter_id IS NOT NULL"
+)
 
 
 def relations(home: HomeLayout, names: list[str]) -> set[str]:
@@ -79,8 +82,14 @@ def ratio_series(home: HomeLayout) -> str | None:
     for row in query(home, SERIES_SQL).to_pylist():
         n = row["males"] + row["females"]
         interval = wilson_interval(row["males"], n) if n else None
-        points.append({"when": row["when"] or row["drop_id"], "estimate": interval.estimate if interval else None,
-                       "ci_low": interval.ci_low if interval else None, "ci_high": interval.ci_high if interval else None})
+        points.append(
+            {
+                "when": row["when"] or row["drop_id"],
+                "estimate": interval.estimate if interval else None,
+                "ci_low": interval.ci_low if interval else None,
+                "ci_high": interval.ci_high if interval else None,
+            }
+        )
     png = proportion_series_plot(points, "male share") if len({type(p["when"]) for p in points}) == 1 else None
     return data_uri(png) if png else None
 
@@ -105,7 +114,10 @@ def mean_attention(rows: list[dict[str, Any]]) -> list[tuple[str, list[float]]]:
     for row in rows:
         if row["attention"]:
             grouped[row["encounter_id"]].append(row["attention"])
-    return [(encounter, np.mean(np.asarray(weights, np.float64), axis=0).tolist()) for encounter, weights in sorted(grouped.items())]
+    return [
+        (encounter, np.mean(np.asarray(weights, np.float64), axis=0).tolist())
+        for encounter, weights in sorted(grouped.items())
+    ]
 
 
 def mating_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> dict[str, Any]:
@@ -134,40 +146,79 @@ def card_plots(card: dict[str, Any]) -> list[dict[str, str]]:
     for level in ("per_image", "per_animal"):
         matrix = net.get(level, {}).get("confusion_matrix")
         if matrix:
-            plots.append({"title": f"confusion {level.replace('_', ' ')}", "image": data_uri(confusion_plot(matrix, classes, level.replace("_", " ")))})
+            plots.append(
+                {
+                    "title": f"confusion {level.replace('_', ' ')}",
+                    "image": data_uri(confusion_plot(matrix, classes, level.replace("_", " "))),
+                }
+            )
     return plots
 
 
 def scalar_metrics(card: dict[str, Any]) -> list[tuple[str, Any]]:
     """The card's headline numbers: flat metrics, per-image and per-animal net metrics, calibration."""
     metrics, flat = card.get("metrics", {}), []
-    for prefix, block in (("", metrics), ("image ", metrics.get("net", {}).get("per_image", {})),
-                          ("animal ", metrics.get("net", {}).get("per_animal", {})), ("calibration ", card.get("calibration", {}))):
-        flat += [(prefix + key, value) for key, value in block.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    for prefix, block in (
+        ("", metrics),
+        ("image ", metrics.get("net", {}).get("per_image", {})),
+        ("animal ", metrics.get("net", {}).get("per_animal", {})),
+        ("calibration ", card.get("calibration", {})),
+    ):
+        flat += [
+            (prefix + key, value)
+            for key, value in block.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ]
     return flat
 
 
 def models_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> list[dict[str, Any]]:
     """Model cards of the models whose predictions this run's drops carry."""
-    used = [row["model_version"] for row in query(home, MODELS_USED_SQL, [drop_ids, drop_ids]).to_pylist() if row["model_version"]]
-    rows = rows_if(home, present, "model_cards", "SELECT * FROM model_cards WHERE list_contains(?, model_version) ORDER BY kind, name", [used])
+    used = [
+        row["model_version"]
+        for row in query(home, MODELS_USED_SQL, [drop_ids, drop_ids]).to_pylist()
+        if row["model_version"]
+    ]
+    rows = rows_if(
+        home,
+        present,
+        "model_cards",
+        "SELECT * FROM model_cards WHERE list_contains(?, model_version) ORDER BY kind, name",
+        [used],
+    )
     cards = []
     for row in rows:
         card = json.loads(row["card"]) if row["card"] else {}
-        cards.append({"kind": row["kind"], "model_version": row["model_version"], "problem": row["problem"],
-                      "trained_on": card.get("source") or card.get("data_source"), "fingerprint": card.get("data_fingerprint"),
-                      "split": card.get("split", {}), "metrics": scalar_metrics(card), "plots": card_plots(card)})
+        cards.append(
+            {
+                "kind": row["kind"],
+                "model_version": row["model_version"],
+                "problem": row["problem"],
+                "trained_on": card.get("source") or card.get("data_source"),
+                "fingerprint": card.get("data_fingerprint"),
+                "split": card.get("split", {}),
+                "metrics": scalar_metrics(card),
+                "plots": card_plots(card),
+            }
+        )
     return cards
 
 
-def review_section(home: HomeLayout, drop_ids: list[str], animals: list[dict[str, Any]], encounters: list[dict[str, Any]]) -> dict[str, Any]:
+def review_section(
+    home: HomeLayout, drop_ids: list[str], animals: list[dict[str, Any]], encounters: list[dict[str, Any]]
+) -> dict[str, Any]:
     """What needs a human look: faces and encounters nearest the decision boundary, animals whose faces disagree."""
     faces = query(home, DOUBTFUL_FACES_SQL, [drop_ids, REVIEW_ROWS]).to_pylist()
     for face in faces:
         face["thumbnail"] = thumbnail_uri(home.root / face["crop_path"])
-    doubtful = sorted((e for e in encounters if e.get("p_success") is not None), key=lambda e: abs(e["p_success"] - 0.5))
-    return {"faces": faces, "encounters": doubtful[:REVIEW_ROWS],
-            "animals": [a for a in animals if a.get("flagged") or a.get("sex_conflict")]}
+    doubtful = sorted(
+        (e for e in encounters if e.get("p_success") is not None), key=lambda e: abs(e["p_success"] - 0.5)
+    )
+    return {
+        "faces": faces,
+        "encounters": doubtful[:REVIEW_ROWS],
+        "animals": [a for a in animals if a.get("flagged") or a.get("sex_conflict")],
+    }
 
 
 def prediction_sections(home: HomeLayout, drop_ids: list[str]) -> dict[str, Any]:

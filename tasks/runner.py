@@ -1,4 +1,5 @@
-"""The task runner of the nightly flow's per-drop stages: Prefect's thread pool here, or a Dask cluster (prefect-dask)."""
+"""The task runner of the nightly flow's per-drop stages: Prefect's thread pool here, or a Dask cluster
+(prefect-dask)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ LOCAL_HOST = "127.0.0.1"
 
 def local_cluster_kwargs(config: RunnerConfig) -> dict[str, object]:
     """A LocalCluster of worker processes on this machine, listening on localhost only, without a dashboard."""
-    return {"n_workers": config.n_workers, "threads_per_worker": config.threads_per_worker, "processes": True,
-            "host": LOCAL_HOST, "dashboard_address": None}
+    return {
+        "n_workers": config.n_workers,
+        "threads_per_worker": config.threads_per_worker,
+        "processes": True,
+        "host": LOCAL_HOST,
+        "dashboard_address": None,
+    }
 
 
 def task_runner_for(config: RunnerConfig) -> TaskRunner:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -32,7 +32,10 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "-C", str(source), "describe", "--always", "--dirty", "--abbrev=10"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return version
@@ -67,7 +70,7 @@ def record_run(
     the run's earlier row when not given)."""
     if execution is None:
         execution = recorded_execution(home, run_id)
-    finished = datetime.now(timezone.utc) if status != "running" else None
+    finished = datetime.now(UTC) if status != "running" else None
     row = {
         "run_id": run_id,
         "started_at": started_at,

@@ -26,11 +26,30 @@ RAVEN_HEADER = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)"
 TRUTH_BOXES_HEADER = ("path", "animal_id", "x", "y", "w", "h", "width", "height")
 TRUTH_FRAMES_HEADER = ("path", "camera_id", "captured_at", "infrared", "n_faces")
 TRUTH_ENCOUNTERS_HEADER = (*ENCOUNTERS_HEADER, "outcome_known", "duration_s", "frames", "snr_db", "n_segments")
-TRUTH_SEGMENTS_HEADER = ("encounter_id", "start_s", "end_s", "call_type", "caller", "f0_hz", "harshness",
-                         "low_hz", "high_hz")
+TRUTH_SEGMENTS_HEADER = (
+    "encounter_id",
+    "start_s",
+    "end_s",
+    "call_type",
+    "caller",
+    "f0_hz",
+    "harshness",
+    "low_hz",
+    "high_hz",
+)
 TRAIT_NAMES = tuple(t.name for t in syn.TRAITS)
-TRUTH_ANIMALS_HEADER = ("animal_id", "sex", "sex_labelled", "name", "birth_date", *TRAIT_NAMES,
-                        "fur_r", "fur_g", "fur_b", "marking_seed")
+TRUTH_ANIMALS_HEADER = (
+    "animal_id",
+    "sex",
+    "sex_labelled",
+    "name",
+    "birth_date",
+    *TRAIT_NAMES,
+    "fur_r",
+    "fur_g",
+    "fur_b",
+    "marking_seed",
+)
 
 
 @dataclass(frozen=True)
@@ -53,11 +72,13 @@ class SampleDropSummary:
 
     def __str__(self) -> str:
         """One line for people: what the drop holds."""
-        return (f"{self.n_animals} animals ({self.n_sex_labelled} with a registered sex), "
-                f"{self.n_face_photos} keeper face photos, {self.n_frames} camera-trap frames "
-                f"({self.n_infrared_frames} infrared, {self.n_face_boxes} faces) from {len(self.cameras)} cameras, "
-                f"{self.n_encounters} encounter recordings ({self.n_outcomes_known} with a known outcome, "
-                f"{self.n_segments} calls); {len(self.files)} files, ground truth under truth/")
+        return (
+            f"{self.n_animals} animals ({self.n_sex_labelled} with a registered sex), "
+            f"{self.n_face_photos} keeper face photos, {self.n_frames} camera-trap frames "
+            f"({self.n_infrared_frames} infrared, {self.n_face_boxes} faces) from {len(self.cameras)} cameras, "
+            f"{self.n_encounters} encounter recordings ({self.n_outcomes_known} with a known outcome, "
+            f"{self.n_segments} calls); {len(self.files)} files, ground truth under truth/"
+        )
 
 
 def write_sample_drop(out: Path, seed: int = 0, n_animals: int = 12) -> SampleDropSummary:
@@ -103,7 +124,8 @@ def write_keeper_archive(out: Path, seed: int, n_animals: int) -> SampleDropSumm
 
 
 def studbook_plan(plan: syn.DropPlan) -> syn.DropPlan:
-    """The plan's animals and keeper photos only, every sex registered, ids S01.. so they never read as a drop's A01.."""
+    """The plan's animals and keeper photos only, every sex registered, ids S01.. so they never read as a drop's
+    A01.."""
     ids = {a.animal_id: "S" + a.animal_id[1:] for a in plan.animals}
     animals = tuple(dataclasses.replace(a, animal_id=ids[a.animal_id], sex_labelled=True) for a in plan.animals)
     photos = tuple(dataclasses.replace(p, animal_id=ids[p.animal_id]) for p in plan.keeper_photos)
@@ -139,12 +161,20 @@ def relative_files(root: Path) -> tuple[str, ...]:
 def summarise(root: Path, plan: syn.DropPlan, n_boxes: int, files: tuple[str, ...]) -> SampleDropSummary:
     """Counts of what the plan put in the drop."""
     return SampleDropSummary(
-        root=root, seed=plan.seed, n_animals=plan.n_animals,
-        n_sex_labelled=sum(a.sex_labelled for a in plan.animals), n_face_photos=len(plan.keeper_photos),
-        n_frames=len(plan.frames), n_infrared_frames=sum(f.infrared for f in plan.frames), n_face_boxes=n_boxes,
-        n_encounters=len(plan.encounters), n_outcomes_known=sum(e.outcome_known for e in plan.encounters),
+        root=root,
+        seed=plan.seed,
+        n_animals=plan.n_animals,
+        n_sex_labelled=sum(a.sex_labelled for a in plan.animals),
+        n_face_photos=len(plan.keeper_photos),
+        n_frames=len(plan.frames),
+        n_infrared_frames=sum(f.infrared for f in plan.frames),
+        n_face_boxes=n_boxes,
+        n_encounters=len(plan.encounters),
+        n_outcomes_known=sum(e.outcome_known for e in plan.encounters),
         n_segments=sum(len(e.segments) for e in plan.encounters),
-        cameras=tuple(c.camera_id for c in plan.cameras), files=files)
+        cameras=tuple(c.camera_id for c in plan.cameras),
+        files=files,
+    )
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], delimiter: str = ",") -> None:
@@ -183,8 +213,10 @@ def write_manifest(root: Path, plan: syn.DropPlan) -> None:
         "deployment_id": f"sample-s{plan.seed}-a{plan.n_animals}",
         "timezone": "Asia/Shanghai",
         "species": "Ailuropoda melanoleuca",
-        "notes": (f"Synthetic sample drop (seed {plan.seed}, {plan.n_animals} animals) written by "
-                  "breedwatch sample-drop; truth/ holds the ground truth and is not part of the drop format."),
+        "notes": (
+            f"Synthetic sample drop (seed {plan.seed}, {plan.n_animals} animals) written by "
+            "breedwatch sample-drop; truth/ holds the ground truth and is not part of the drop format."
+        ),
     }
     (root / "drop.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
 
@@ -223,8 +255,10 @@ def write_frames(root: Path, plan: syn.DropPlan) -> list[tuple[object, ...]]:
 
 def raven_rows(segments: Sequence[syn.CallSegment]) -> list[tuple[object, ...]]:
     """Raven Pro selection-table rows, one per placed call."""
-    return [(i, "Spectrogram 1", 1, f"{s.start_s:.3f}", f"{s.end_s:.3f}", f"{s.low_hz:.1f}", f"{s.high_hz:.1f}")
-            for i, s in enumerate(segments, start=1)]
+    return [
+        (i, "Spectrogram 1", 1, f"{s.start_s:.3f}", f"{s.end_s:.3f}", f"{s.low_hz:.1f}", f"{s.high_hz:.1f}")
+        for i, s in enumerate(segments, start=1)
+    ]
 
 
 def recording_path(encounter: syn.EncounterPlan) -> str:
@@ -238,18 +272,39 @@ def write_encounters(root: Path, plan: syn.DropPlan) -> None:
     for encounter in plan.encounters:
         pcm = syn.encounter_audio(plan, encounter)
         soundfile.write(root / recording_path(encounter), pcm, syn.SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        write_csv(root / "audio" / f"{encounter.encounter_id}.selections.txt", RAVEN_HEADER,
-                  raven_rows(encounter.segments), delimiter="\t")
-    rows = [(e.encounter_id, recording_path(e), e.male_id, e.female_id, e.started_at.isoformat(),
-             e.outcome if e.outcome_known else "") for e in plan.encounters]
+        write_csv(
+            root / "audio" / f"{encounter.encounter_id}.selections.txt",
+            RAVEN_HEADER,
+            raven_rows(encounter.segments),
+            delimiter="\t",
+        )
+    rows = [
+        (
+            e.encounter_id,
+            recording_path(e),
+            e.male_id,
+            e.female_id,
+            e.started_at.isoformat(),
+            e.outcome if e.outcome_known else "",
+        )
+        for e in plan.encounters
+    ]
     write_csv(root / "encounters.csv", ENCOUNTERS_HEADER, rows)
 
 
 def truth_animal_row(animal: syn.AnimalIdentity) -> tuple[object, ...]:
     """One truth/animals.csv row: true sex and every identity parameter drawn."""
     traits = tuple(f"{getattr(animal, name):.4f}" for name in TRAIT_NAMES)
-    return (animal.animal_id, animal.sex, str(animal.sex_labelled).lower(), animal.name,
-            animal.birth_date.isoformat(), *traits, *animal.fur_tint, animal.marking_seed)
+    return (
+        animal.animal_id,
+        animal.sex,
+        str(animal.sex_labelled).lower(),
+        animal.name,
+        animal.birth_date.isoformat(),
+        *traits,
+        *animal.fur_tint,
+        animal.marking_seed,
+    )
 
 
 def write_truth(root: Path, plan: syn.DropPlan, boxes: list[tuple[object, ...]]) -> None:
@@ -257,15 +312,57 @@ def write_truth(root: Path, plan: syn.DropPlan, boxes: list[tuple[object, ...]])
     truth = root / "truth"
     write_csv(truth / "animals.csv", TRUTH_ANIMALS_HEADER, [truth_animal_row(a) for a in plan.animals])
     faces_per_frame = Counter(str(box[0]) for box in boxes)
-    write_csv(truth / "frames.csv", TRUTH_FRAMES_HEADER,
-              [(frame_path(f), f.camera_id, f.captured_at.isoformat(), str(f.infrared).lower(),
-                faces_per_frame[frame_path(f)]) for f in plan.frames])
+    write_csv(
+        truth / "frames.csv",
+        TRUTH_FRAMES_HEADER,
+        [
+            (
+                frame_path(f),
+                f.camera_id,
+                f.captured_at.isoformat(),
+                str(f.infrared).lower(),
+                faces_per_frame[frame_path(f)],
+            )
+            for f in plan.frames
+        ],
+    )
     write_csv(truth / "boxes.csv", TRUTH_BOXES_HEADER, boxes)
-    write_csv(truth / "encounters.csv", TRUTH_ENCOUNTERS_HEADER,
-              [(e.encounter_id, recording_path(e), e.male_id, e.female_id, e.started_at.isoformat(), e.outcome,
-                str(e.outcome_known).lower(), f"{e.duration_s:.2f}", round(e.duration_s * syn.SAMPLE_RATE),
-                f"{e.snr_db:.1f}", len(e.segments)) for e in plan.encounters])
-    write_csv(truth / "segments.csv", TRUTH_SEGMENTS_HEADER,
-              [(e.encounter_id, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.call_type, s.caller, f"{s.f0_hz:.1f}",
-                f"{s.harshness:.3f}", f"{s.low_hz:.1f}", f"{s.high_hz:.1f}")
-               for e in plan.encounters for s in e.segments])
+    write_csv(
+        truth / "encounters.csv",
+        TRUTH_ENCOUNTERS_HEADER,
+        [
+            (
+                e.encounter_id,
+                recording_path(e),
+                e.male_id,
+                e.female_id,
+                e.started_at.isoformat(),
+                e.outcome,
+                str(e.outcome_known).lower(),
+                f"{e.duration_s:.2f}",
+                round(e.duration_s * syn.SAMPLE_RATE),
+                f"{e.snr_db:.1f}",
+                len(e.segments),
+            )
+            for e in plan.encounters
+        ],
+    )
+    write_csv(
+        truth / "segments.csv",
+        TRUTH_SEGMENTS_HEADER,
+        [
+            (
+                e.encounter_id,
+                f"{s.start_s:.3f}",
+                f"{s.end_s:.3f}",
+                s.call_type,
+                s.caller,
+                f"{s.f0_hz:.1f}",
+                f"{s.harshness:.3f}",
+                f"{s.low_hz:.1f}",
+                f"{s.high_hz:.1f}",
+            )
+            for e in plan.encounters
+            for s in e.segments
+        ],
+    )

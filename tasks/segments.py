@@ -12,13 +12,21 @@ import pyarrow.parquet as pq
 import torch
 
 from models.audio_features import FEATURE_VERSION, SR, WINDOW_SAMPLES, TorchMFCC, write_window
-from models.segments import RowProblem, Segment, VadSettings, detect_vocal_segments, parse_raven_table, windows_for_segment
+from models.segments import (
+    RowProblem,
+    Segment,
+    VadSettings,
+    detect_vocal_segments,
+    parse_raven_table,
+    windows_for_segment,
+)
 from schemas.config import AudioConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import ENCOUNTER_MANIFEST, MEDIA, REJECTS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_spans, read_whole
 from tasks.devices import choose_device
-from tasks.lake import part_writer, read_marker, write_marker, write_rows
+from tasks.lake import part_writer, write_rows
+from tasks.stages import INGEST, Computed, DropStage, StageRun, ingest_count
 
 STAGE = "segments"
 SEGMENTS_VERSION = "1"
@@ -56,15 +64,21 @@ def encounters_by_recording(home: HomeLayout, drop_id: str) -> dict[str, str]:
     part = home.part(ENCOUNTER_MANIFEST.name, ENCOUNTER_MANIFEST.partition, drop_id, "ingest")
     if not part.exists():
         return {}
-    return {row["recording"]: row["encounter_id"] for row in pq.read_table(part, columns=["recording", "encounter_id"]).to_pylist()}
+    return {
+        row["recording"]: row["encounter_id"]
+        for row in pq.read_table(part, columns=["recording", "encounter_id"]).to_pylist()
+    }
 
 
 def raven_tables(folders: Iterable[Path], suffix: str) -> dict[Path, list[str]]:
     """Names of the Raven selection tables in each folder holding recordings, sorted, each folder listed once (a glob
     per recording listed its folder once for each recording: 1,000 recordings 1 s; a walk of the whole drop read
     every image's entry too: 5 ms with 5,000 images against 0.2 ms)."""
-    return {folder: sorted(path.name for path in folder.iterdir() if path.name.endswith(suffix) and path.is_file())
-            for folder in set(folders) if folder.is_dir()}
+    return {
+        folder: sorted(path.name for path in folder.iterdir() if path.name.endswith(suffix) and path.is_file())
+        for folder in set(folders)
+        if folder.is_dir()
+    }
 
 
 def raven_table_for(tables: dict[Path, list[str]], drop_dir: Path, recording: str, suffix: str) -> Path | None:
@@ -73,12 +87,16 @@ def raven_table_for(tables: dict[Path, list[str]], drop_dir: Path, recording: st
     E10's table, and names with glob characters ('call[1].wav') match as written."""
     path = drop_dir / recording
     for name in tables.get(path.parent, []):
-        if name == path.stem + suffix or (name.startswith(path.stem + ".") and len(name) > len(path.stem) + len(suffix)):
+        if name == path.stem + suffix or (
+            name.startswith(path.stem + ".") and len(name) > len(path.stem) + len(suffix)
+        ):
             return path.parent / name
     return None
 
 
-def find_calls(drop_dir: Path, media: dict[str, Any], table: Path | None, config: AudioConfig) -> tuple[list[Segment], list[RowProblem], str | None]:
+def find_calls(
+    drop_dir: Path, media: dict[str, Any], table: Path | None, config: AudioConfig
+) -> tuple[list[Segment], list[RowProblem], str | None]:
     """Calls of one recording from its Raven table, or from automatic detection when there is none."""
     if table is not None:
         relative = table.relative_to(drop_dir).as_posix()
@@ -89,29 +107,42 @@ def find_calls(drop_dir: Path, media: dict[str, Any], table: Path | None, config
     return detect_vocal_segments(recording.samples, SR, vad_settings(config)), [], None
 
 
-def window_rows(drop_id: str, media: dict[str, Any], encounter_id: str | None, calls: list[Segment], config: AudioConfig) -> list[Window]:
+def window_rows(
+    drop_id: str, media: dict[str, Any], encounter_id: str | None, calls: list[Segment], config: AudioConfig
+) -> list[Window]:
     """One segment row per 2 s window of every call."""
     windows: list[Window] = []
     for call in calls:
         for start, end in windows_for_segment(call.start_s, call.end_s, 2.0, config.min_last_window_fraction):
             row = {
                 "segment_id": f"{media['media_id']}-s{len(windows):04d}",
-                "media_id": media["media_id"], "drop_id": drop_id, "encounter_id": encounter_id,
-                "start_s": start, "end_s": end, "call_start_s": call.start_s, "call_end_s": call.end_s,
-                "padded": (end - start) < 2.0 - 1e-9, "source": call.source, "selection": call.selection,
+                "media_id": media["media_id"],
+                "drop_id": drop_id,
+                "encounter_id": encounter_id,
+                "start_s": start,
+                "end_s": end,
+                "call_start_s": call.start_s,
+                "call_end_s": call.end_s,
+                "padded": (end - start) < 2.0 - 1e-9,
+                "source": call.source,
+                "selection": call.selection,
                 "flags": [],
             }
             windows.append(Window(row, call))
     return windows
 
 
-def recording_windows(drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig) -> Iterator[tuple[Window, np.ndarray]]:
+def recording_windows(
+    drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig
+) -> Iterator[tuple[Window, np.ndarray]]:
     """Each window of one recording with the (frames, 2) samples of its call, read one call at a time from the file
     opened once."""
     by_call: dict[tuple[float, float], list[Window]] = {}
     for window in windows:
         by_call.setdefault((window.call.start_s, window.call.end_s), []).append(window)
-    for (call_start, call_end), recording in zip(by_call, read_spans(drop_dir / media["path"], list(by_call), config.channel_pair)):
+    for (call_start, call_end), recording in zip(
+        by_call, read_spans(drop_dir / media["path"], list(by_call), config.channel_pair)
+    ):
         for window in by_call[(call_start, call_end)]:
             window.row["flags"] = recording.flags
             yield window, recording.samples
@@ -124,13 +155,18 @@ def window_batches(pairs: Iterable[tuple[Window, np.ndarray]], size: int) -> Ite
     samples = np.empty((size, 2, WINDOW_SAMPLES), dtype=np.float32)
     batch: list[Window] = []
     for window, call in pairs:
-        write_window(samples[len(batch)], call, window.row["start_s"] - window.call.start_s, window.row["end_s"] - window.call.start_s)
+        write_window(
+            samples[len(batch)],
+            call,
+            window.row["start_s"] - window.call.start_s,
+            window.row["end_s"] - window.call.start_s,
+        )
         batch.append(window)
         if len(batch) == size:
             yield batch, samples
             batch = []
     if batch:
-        yield batch, samples[:len(batch)]
+        yield batch, samples[: len(batch)]
 
 
 @dataclass
@@ -140,8 +176,15 @@ class DropWindows:
     segments: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
 
-    def windows(self, home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, config: AudioConfig,
-                advance: Callable[[], None]) -> Iterator[tuple[Window, np.ndarray]]:
+    def windows(
+        self,
+        home: HomeLayout,
+        drop_dir: Path,
+        drop_id: str,
+        run_id: str,
+        config: AudioConfig,
+        advance: Callable[[], None],
+    ) -> Iterator[tuple[Window, np.ndarray]]:
         """Every window of every recording of the drop with its call's samples; rows and rejects are kept as they go."""
         encounters = encounters_by_recording(home, drop_id)
         recordings = drop_recordings(home, drop_id)
@@ -163,11 +206,18 @@ def mfcc_features(mfcc: TorchMFCC, device: torch.device, windows: np.ndarray) ->
         return mfcc(torch.from_numpy(windows).to(device)).cpu().numpy()
 
 
-def mfcc_rows(mfcc: TorchMFCC, device: torch.device, batch: list[Window], windows: np.ndarray, drop_id: str) -> list[dict[str, Any]]:
+def mfcc_rows(
+    mfcc: TorchMFCC, device: torch.device, batch: list[Window], windows: np.ndarray, drop_id: str
+) -> list[dict[str, Any]]:
     """MFCC features (channel, frame, coefficient order) of a batch of windows."""
     features = mfcc_features(mfcc, device, windows)
     return [
-        {"segment_id": w.row["segment_id"], "drop_id": drop_id, "feature_version": FEATURE_VERSION, "mfcc": f.reshape(-1)}
+        {
+            "segment_id": w.row["segment_id"],
+            "drop_id": drop_id,
+            "feature_version": FEATURE_VERSION,
+            "mfcc": f.reshape(-1),
+        }
         for w, f in zip(batch, features)
     ]
 
@@ -177,29 +227,28 @@ def problem_rows(drop_id: str, run_id: str, problems: list[RowProblem], table: s
     return [{"drop_id": drop_id, "path": table, "stage": STAGE, "reason": p.reason, "run_id": run_id} for p in problems]
 
 
-def stage_fingerprint(home: HomeLayout, drop_id: str, settings: Settings) -> str:
-    """What must stay the same for the drop's committed segments and features to be reused."""
-    ingest = read_marker(home, drop_id, "ingest")
+def depends(home: HomeLayout, settings: Settings) -> str:
+    """What the segments and features of a drop depend on besides its ingest: the feature version and every
+    result-changing audio setting."""
     config = settings.audio.model_dump(exclude={"feature_batch", "device"})
-    return f"{SEGMENTS_VERSION}:{FEATURE_VERSION}:{ingest['fingerprint'] if ingest else ''}:{sorted(config.items())}"
+    return f"{FEATURE_VERSION}:{sorted(config.items())}"
 
 
-def segment_drop_audio(home: HomeLayout, drop_dir: Path, drop_id: str, run_id: str, settings: Settings, advance: Callable[[], None]) -> dict[str, Any]:
-    """Segment every recording of a drop and compute its features, unless identical work is committed."""
-    fingerprint = stage_fingerprint(home, drop_id, settings)
-    marker = read_marker(home, drop_id, STAGE)
-    if marker and marker["fingerprint"] == fingerprint:
-        return {"drop_id": drop_id, "status": "unchanged", "counts": marker["counts"]}
-    config = settings.audio
+def segment_audio_of(run: StageRun) -> Computed:
+    """Segment every recording of a drop and compute its features, one batch of features in memory at a time."""
+    config = run.settings.audio
     device = choose_device(config.device)
     mfcc = TorchMFCC().to(device)
     collected = DropWindows()
-    with part_writer(home, SEGMENT_FEATURES, drop_id, STAGE) as write_features:  # one batch of features in memory
-        pairs = collected.windows(home, drop_dir, drop_id, run_id, config, advance)
+    with part_writer(run.home, SEGMENT_FEATURES, run.drop_id, STAGE) as write_features:
+        pairs = collected.windows(run.home, run.drop_dir, run.drop_id, run.run_id, config, run.advance)
         for batch, arrays in window_batches(pairs, config.feature_batch):
-            write_features(mfcc_rows(mfcc, device, batch, arrays, drop_id))
-    write_rows(home, SEGMENTS, drop_id, STAGE, collected.segments)
-    write_rows(home, REJECTS, drop_id, STAGE, collected.rejects)
-    counts = {"segments": len(collected.segments), "segment_rows_rejected": len(collected.rejects)}
-    write_marker(home, drop_id, STAGE, {"fingerprint": fingerprint, "counts": counts, "run_id": run_id})
-    return {"drop_id": drop_id, "status": "segmented", "counts": counts}
+            write_features(mfcc_rows(mfcc, device, batch, arrays, run.drop_id))
+    write_rows(run.home, SEGMENTS, run.drop_id, STAGE, collected.segments)
+    write_rows(run.home, REJECTS, run.drop_id, STAGE, collected.rejects)
+    return Computed("segmented", {"segments": len(collected.segments), "segment_rows_rejected": len(collected.rejects)})
+
+
+SEGMENTS_STAGE = DropStage(
+    STAGE, (INGEST,), SEGMENTS_VERSION, depends, segment_audio_of, "audio", ingest_count("audio")
+)

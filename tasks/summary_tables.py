@@ -7,8 +7,8 @@ numbers of the current lake and thresholds; the report, its CSVs and analysts al
 from __future__ import annotations
 
 import json
-from functools import partial
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ import pyarrow as pa
 from models.statistics import ClassifierRates
 from models.summaries import card_rates, gender_ratio_row, mating_success_row
 from schemas.home import HomeLayout
-from tasks.model_store import CARD_FILE, VERSION_DIR
 from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
+from tasks.model_store import CARD_FILE, VERSION_DIR
 
 GENDER_COUNTS_TEMPLATE = """
 SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overall' END AS level,
@@ -27,7 +27,9 @@ SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overa
        count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS males,
        count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS females,
        count(DISTINCT animal_id) FILTER (WHERE sex_predicted IS NULL OR sex_predicted NOT IN (?, ?)) AS unknown,
-       list_sort(list_distinct(list(model_version) FILTER (WHERE sex_predicted IN (?, ?) AND model_version IS NOT NULL))) AS model_versions
+       list_sort(list_distinct(
+           list(model_version) FILTER (WHERE sex_predicted IN (?, ?) AND model_version IS NOT NULL)
+       )) AS model_versions
 FROM animals {where}
 GROUP BY GROUPING SETS ((site, deployment_id), ())
 ORDER BY grouping(site, deployment_id), site NULLS LAST, deployment_id NULLS LAST
@@ -43,7 +45,8 @@ MATING_COUNTS_TEMPLATE = """
 WITH dated AS (
     SELECT e.encounter_id, e.predicted,
            year(e.started_at AT TIME ZONE coalesce(d.timezone, 'UTC')) AS season
-    FROM encounters e LEFT JOIN (SELECT drop_id, any_value(timezone) AS timezone FROM drops GROUP BY drop_id) d USING (drop_id)
+    FROM encounters e
+    LEFT JOIN (SELECT drop_id, any_value(timezone) AS timezone FROM drops GROUP BY drop_id) d USING (drop_id)
     {where}
 )
 SELECT CASE WHEN grouping(season) = 0 THEN 'season' ELSE 'overall' END AS level, season,
@@ -87,20 +90,30 @@ def model_card_rows(home: HomeLayout) -> list[dict[str, Any]]:
     rows = []
     for kind, name, version, path in card_paths(home):
         card, rates, problem = read_card(path, kind)
-        rows.append({
-            "kind": kind, "name": name, "version": version, "model_version": f"{name}@v{version}",
-            "sensitivity": rates.sensitivity if rates else None, "specificity": rates.specificity if rates else None,
-            "n_positive": rates.n_positive if rates else None, "n_negative": rates.n_negative if rates else None,
-            "card_path": str(path), "card": json.dumps(card, sort_keys=True, default=str) if card is not None else None,
-            "problem": problem,
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "name": name,
+                "version": version,
+                "model_version": f"{name}@v{version}",
+                "sensitivity": rates.sensitivity if rates else None,
+                "specificity": rates.specificity if rates else None,
+                "n_positive": rates.n_positive if rates else None,
+                "n_negative": rates.n_negative if rates else None,
+                "card_path": str(path),
+                "card": json.dumps(card, sort_keys=True, default=str) if card is not None else None,
+                "problem": problem,
+            }
+        )
     return rows
 
 
 def gender_rates(rows: Sequence[Mapping[str, Any]]) -> dict[str, ClassifierRates]:
     """Sensitivity and specificity of each gender model version that has them."""
     return {
-        row["model_version"]: ClassifierRates(row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"])
+        row["model_version"]: ClassifierRates(
+            row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"]
+        )
         for row in rows
         if row["kind"] == "gender" and row["n_positive"] is not None
     }
@@ -115,11 +128,16 @@ def existing_relations(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> 
 SUMMARY_STATEMENTS = {
     "model_cards": ("DROP VIEW model_cards", "CREATE OR REPLACE TABLE model_cards AS SELECT * FROM _summary_rows"),
     "gender_ratio": ("DROP VIEW gender_ratio", "CREATE OR REPLACE TABLE gender_ratio AS SELECT * FROM _summary_rows"),
-    "mating_success": ("DROP VIEW mating_success", "CREATE OR REPLACE TABLE mating_success AS SELECT * FROM _summary_rows"),
+    "mating_success": (
+        "DROP VIEW mating_success",
+        "CREATE OR REPLACE TABLE mating_success AS SELECT * FROM _summary_rows",
+    ),
 }
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> None:
+def replace_table(
+    con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[Mapping[str, Any]], schema: pa.Schema
+) -> None:
     """CREATE OR REPLACE one of the summary tables (SUMMARY_STATEMENTS) with the given columns from row dicts."""
     data = pa.Table.from_pylist([dict(row) for row in rows], schema=schema)
     con.register("_summary_rows", data)
@@ -132,15 +150,18 @@ def replace_table(con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[Mapp
         con.unregister("_summary_rows")
 
 
-def summary_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[object], build: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+def summary_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], build: Callable[[dict[str, Any]], dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Run a counting query and turn each of its rows into a summary row."""
     relation = con.execute(sql, params)
     names = [column[0] for column in relation.description]
     return [build(dict(zip(names, values))) for values in relation.fetchall()]
 
 
-def ratio_rows(con: duckdb.DuckDBPyConnection, cards: Sequence[Mapping[str, Any]],
-               drop_ids: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def ratio_rows(
+    con: duckdb.DuckDBPyConnection, cards: Sequence[Mapping[str, Any]], drop_ids: Sequence[str] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """gender_ratio and mating_success rows over every drop, or over the animals and encounters of the given drops."""
     present = existing_relations(con, ["animals", "encounters", "drops"])
     rates = gender_rates(cards)
@@ -149,20 +170,27 @@ def ratio_rows(con: duckdb.DuckDBPyConnection, cards: Sequence[Mapping[str, Any]
         gender_query, mating_query = (GENDER_COUNTS_SQL, GENDER_PARAMS), (MATING_COUNTS_SQL, MATING_PARAMS)
     else:
         ids = list(drop_ids)
-        gender_query, mating_query = (PERIOD_GENDER_COUNTS_SQL, [*GENDER_PARAMS, ids, ids]), (PERIOD_MATING_COUNTS_SQL, [ids, *MATING_PARAMS])
+        gender_query, mating_query = (
+            (PERIOD_GENDER_COUNTS_SQL, [*GENDER_PARAMS, ids, ids]),
+            (PERIOD_MATING_COUNTS_SQL, [ids, *MATING_PARAMS]),
+        )
     gender = summary_rows(con, *gender_query, gender_row) if "animals" in present else []
     mating = summary_rows(con, *mating_query, mating_success_row) if {"encounters", "drops"} <= present else []
     return gender, mating
 
 
-def period_summaries(con: duckdb.DuckDBPyConnection, home: HomeLayout, drop_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """The gender_ratio and mating_success rows of the given drops only (a period's report), computed as the tables are."""
+def period_summaries(
+    con: duckdb.DuckDBPyConnection, home: HomeLayout, drop_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The gender_ratio and mating_success rows of the given drops only (a period's report), computed as the tables
+    are."""
     gender, mating = ratio_rows(con, model_card_rows(home), drop_ids)
     return {"gender_ratio": gender, "mating_success": mating}
 
 
 def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> list[str]:
-    """(Re)write model_cards, gender_ratio and mating_success in the open catalog; a missing input view gives an empty table."""
+    """(Re)write model_cards, gender_ratio and mating_success in the open catalog; a missing input view gives an empty
+    table."""
     cards = model_card_rows(home)
     replace_table(con, "model_cards", cards, MODEL_CARDS)
     gender, mating = ratio_rows(con, cards)

@@ -13,8 +13,8 @@ from models.epochs import EpochRecord
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.detector_training import evaluate_detector, train_detector
-from tasks.mating_training import evaluate_mating_data, train_mating
 from tasks.gender_training import evaluate_gender, train_gender
+from tasks.mating_training import evaluate_mating_data, train_mating
 
 
 def optional_path(value: str | None) -> Path | None:
@@ -23,32 +23,57 @@ def optional_path(value: str | None) -> Path | None:
 
 
 @task(name="train-detector", cache_policy=NO_CACHE)
-def train_detector_task(home: str, annotations: str, images_root: str, name: str, seed: int, all_images: str | None) -> dict[str, Any]:
+def train_detector_task(
+    home: str, annotations: str, images_root: str, name: str, seed: int, all_images: str | None
+) -> dict[str, Any]:
     """Fine-tune MTCNN's three stages on annotated faces and store a new detector version."""
-    card = train_detector(HomeLayout(Path(home)), Path(annotations), Path(images_root), name, seed, all_images=optional_path(all_images))
+    card = train_detector(
+        HomeLayout(Path(home)), Path(annotations), Path(images_root), name, seed, all_images=optional_path(all_images)
+    )
     return {key: value for key, value in card.items() if key not in ("split", "training")}
 
 
 @task(name="evaluate-detector", cache_policy=NO_CACHE)
-def evaluate_detector_task(home: str, ref: str, annotations: str, images_root: str, all_images: str | None, unannotated_faceless: bool = False) -> dict[str, Any]:
+def evaluate_detector_task(
+    home: str, ref: str, annotations: str, images_root: str, all_images: str | None, unannotated_faceless: bool = False
+) -> dict[str, Any]:
     """Recall, precision and mean IoU of a detector on a labelled set."""
-    return evaluate_detector(HomeLayout(Path(home)), ref, Path(annotations), Path(images_root), optional_path(all_images), unannotated_faceless)
+    return evaluate_detector(
+        HomeLayout(Path(home)),
+        ref,
+        Path(annotations),
+        Path(images_root),
+        optional_path(all_images),
+        unannotated_faceless,
+    )
 
 
 @task(name="train-gender", cache_policy=NO_CACHE)
-def train_gender_task(home: str, config_file: str | None, name: str | None, folder: str | None, animals_csv: str | None) -> dict[str, Any]:
+def train_gender_task(
+    home: str, config_file: str | None, name: str | None, folder: str | None, animals_csv: str | None
+) -> dict[str, Any]:
     """Train a gender net on labelled faces (catalog or folder) and store a new version with its model card."""
     config = load_settings(optional_path(config_file), home=home).gender
-    card = train_gender(HomeLayout(Path(home)), config, name or config.model.partition("@")[0], optional_path(folder), optional_path(animals_csv),
-                        epoch_logger(every=1))
+    card = train_gender(
+        HomeLayout(Path(home)),
+        config,
+        name or config.model.partition("@")[0],
+        optional_path(folder),
+        optional_path(animals_csv),
+        epoch_logger(every=1),
+    )
     return {key: value for key, value in card.items() if key != "training"}
 
 
 @task(name="evaluate-gender", cache_policy=NO_CACHE)
-def evaluate_gender_task(home: str, config_file: str | None, folder: str | None, animals_csv: str | None, folds: int | None) -> dict[str, Any]:
+def evaluate_gender_task(
+    home: str, config_file: str | None, folder: str | None, animals_csv: str | None, folds: int | None
+) -> dict[str, Any]:
     """Identity-disjoint evaluation of the configured gender recipe against HOG + linear SVM."""
     config = load_settings(optional_path(config_file), home=home).gender
-    return evaluate_gender(HomeLayout(Path(home)), config, optional_path(folder), optional_path(animals_csv), folds, epoch_logger(every=5))
+    return evaluate_gender(
+        HomeLayout(Path(home)), config, optional_path(folder), optional_path(animals_csv), folds, epoch_logger(every=5)
+    )
 
 
 def epoch_logger(every: int = 10) -> Callable[[EpochRecord], None]:
@@ -59,15 +84,23 @@ def epoch_logger(every: int = 10) -> Callable[[EpochRecord], None]:
         """One line per logged epoch: loss, accuracies, learning rate, seconds."""
         if record.epoch == 1 or record.epoch % every == 0:
             val = "n/a" if record.val_accuracy is None else f"{record.val_accuracy:.3f}"
-            logger.info("epoch %d: loss %.4f, train accuracy %.3f, validation accuracy %s, lr %g, %.1f s",
-                        record.epoch, record.train_loss, record.train_accuracy, val, record.lr, record.seconds)
+            logger.info(
+                "epoch %d: loss %.4f, train accuracy %.3f, validation accuracy %s, lr %g, %.1f s",
+                record.epoch,
+                record.train_loss,
+                record.train_accuracy,
+                val,
+                record.lr,
+                record.seconds,
+            )
 
     return log
 
 
 @task(name="train-mating", cache_policy=NO_CACHE)
-def train_mating_task(home: str, config_file: str | None, name: str, folder: str | None, seed: int | None,
-                      epochs: int | None) -> dict[str, Any]:
+def train_mating_task(
+    home: str, config_file: str | None, name: str, folder: str | None, seed: int | None, epochs: int | None
+) -> dict[str, Any]:
     """Train CGANet on the labelled encounters and store a new mating model version; returns its card."""
     settings = load_settings(optional_path(config_file), home=home)
     card = train_mating(HomeLayout(Path(home)), settings, name, optional_path(folder), seed, epochs, epoch_logger())
@@ -75,10 +108,27 @@ def train_mating_task(home: str, config_file: str | None, name: str, folder: str
 
 
 @task(name="evaluate-mating", cache_policy=NO_CACHE)
-def evaluate_mating_task(home: str, config_file: str | None, folder: str | None, group_by: str | None, folds: int | None,
-                         epochs: int | None, seed: int | None, model: str | None) -> dict[str, Any]:
+def evaluate_mating_task(
+    home: str,
+    config_file: str | None,
+    folder: str | None,
+    group_by: str | None,
+    folds: int | None,
+    epochs: int | None,
+    seed: int | None,
+    model: str | None,
+) -> dict[str, Any]:
     """Grouped k-fold CGANet, SVM and FLDA metrics on the labelled encounters (and a stored model's, when named)."""
     settings = load_settings(optional_path(config_file), home=home)
     log = epoch_logger(every=50)
-    return evaluate_mating_data(HomeLayout(Path(home)), settings, optional_path(folder), group_by, folds, epochs, seed, model,
-                                progress=lambda fold, record: log(record))
+    return evaluate_mating_data(
+        HomeLayout(Path(home)),
+        settings,
+        optional_path(folder),
+        group_by,
+        folds,
+        epochs,
+        seed,
+        model,
+        progress=lambda fold, record: log(record),
+    )

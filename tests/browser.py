@@ -15,8 +15,18 @@ from typing import Any
 from websockets.sync.client import connect
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--remote-debugging-port=0", "--window-size=1280,2000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--window-size=1280,2000",
+)
 PAGE_CHECK = """JSON.stringify({
   tables: document.querySelectorAll('table').length,
   rows: document.querySelectorAll('tr').length,
@@ -84,8 +94,11 @@ def visit(page: Path) -> PageVisit:
     """Open a local HTML file in headless Chromium and record what loaded, what failed and how it looks."""
     browser = chromium_path()
     with tempfile.TemporaryDirectory() as profile:
-        process = subprocess.Popen([browser, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [browser, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             tools = DevTools(debugger_url(Path(profile), process))
             tools.call("Network.enable")

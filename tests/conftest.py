@@ -53,8 +53,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
     The command function is called with its console captured, not through CliRunner: a first flow run inside
     CliRunner's swapped streams would leave Prefect's log handler writing to a closed stream for later tests."""
-    from flows.cli.pipeline import demo
     from flows.cli.common import out
+    from flows.cli.pipeline import demo
 
     home = tmp_path_factory.mktemp("demo") / "home"
     with out.capture() as captured:

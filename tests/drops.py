@@ -29,7 +29,9 @@ def stereo_wav(path: Path, seed: int, seconds: float = 3.0, rate: int = 44_100) 
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
     tone = 0.3 * np.sin(2 * np.pi * 600 * t)
-    data = np.stack([tone + 0.01 * rng.standard_normal(t.size), 0.5 * tone + 0.01 * rng.standard_normal(t.size)], axis=1)
+    data = np.stack(
+        [tone + 0.01 * rng.standard_normal(t.size), 0.5 * tone + 0.01 * rng.standard_normal(t.size)], axis=1
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data.astype(np.float32), rate, subtype="PCM_16")
     return path

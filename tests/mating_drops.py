@@ -42,9 +42,13 @@ def write_encounter_drop(root: Path, encounters: list[tuple[str, str, str, str]]
     lines = ["encounter_id,recording,male_id,female_id,started_at,outcome"]
     for index, (encounter_id, male, female, outcome) in enumerate(encounters):
         truth = outcome or ("success" if index % 2 == 0 else "failure")
-        sf.write(root / "audio" / f"{encounter_id}.wav", encounter_audio(seed * 1000 + index, truth), RATE, subtype="PCM_16")
+        sf.write(
+            root / "audio" / f"{encounter_id}.wav", encounter_audio(seed * 1000 + index, truth), RATE, subtype="PCM_16"
+        )
         (root / "audio" / f"{encounter_id}.selections.txt").write_text(raven_table())
-        lines.append(f"{encounter_id},audio/{encounter_id}.wav,{male},{female},2024-04-0{1 + index % 9}T10:00:00+08:00,{outcome}")
+        lines.append(
+            f"{encounter_id},audio/{encounter_id}.wav,{male},{female},2024-04-0{1 + index % 9}T10:00:00+08:00,{outcome}"
+        )
     (root / "encounters.csv").write_text("\n".join(lines) + "\n")
     return root
 

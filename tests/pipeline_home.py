@@ -13,13 +13,16 @@ from schemas.home import HomeLayout
 from tasks.model_store import save_checkpoint
 from tests.drops import write_small_drop
 
-RAVEN = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\n"
-         "1\tSpectrogram 1\t1\t0.2\t1.4\t100\t4000\n2\tSpectrogram 1\t1\t1.5\t2.9\t100\t4000\n")
+RAVEN = (
+    "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\n"
+    "1\tSpectrogram 1\t1\t0.2\t1.4\t100\t4000\n2\tSpectrogram 1\t1\t1.5\t2.9\t100\t4000\n"
+)
 CONFIG = "[faces]\nmin_sharpness = 0\n[gender]\ngradcam_faces = 1\nloader_workers = 0\n"
 # The nets' way fixed: two homes measure apart and may choose differently, and bf16 or another batch size changes the
 # last bits of a probability.
-PINNED_CONFIG = CONFIG.replace("[gender]\n", '[gender]\nprecision = "fp32"\nlayout = "channels_last"\ncpu_batch_size = 8\n') + (
-    '[mating]\nprecision = "fp32"\nlayout = "channels_last"\nbatch_size = 64\n')
+PINNED_CONFIG = CONFIG.replace(
+    "[gender]\n", '[gender]\nprecision = "fp32"\nlayout = "channels_last"\ncpu_batch_size = 8\n'
+) + ('[mating]\nprecision = "fp32"\nlayout = "channels_last"\nbatch_size = 64\n')
 
 
 def write_staged_drop(root: Path, seed: int = 0) -> Path:
@@ -42,7 +45,9 @@ def store_gender_model(layout: HomeLayout, seed: int) -> str:
 def store_mating_model(layout: HomeLayout, seed: int) -> str:
     """Store a new version of a tiny random CGANet as 'cganet'; its name@vN."""
     model = build_mating_model(MatingTrainSettings(filters=4, hidden=4), seed)
-    version, _ = save_checkpoint(layout.model_dir("mating", "cganet"), model.state_dict(), {"name": "cganet", "temperature": 1.0})
+    version, _ = save_checkpoint(
+        layout.model_dir("mating", "cganet"), model.state_dict(), {"name": "cganet", "temperature": 1.0}
+    )
     return f"cganet@v{version}"
 
 

@@ -1,5 +1,6 @@
-"""`make demo` end to end: it prints the report's path, the report has every section with the demo's data, its corrected
-gender ratio contains the sample drop's true ratio, the numbers agree everywhere, and its Camtrap DP export validates."""
+"""`make demo` end to end: it prints the report's path, the report has every section with the demo's data, its
+corrected gender ratio contains the sample drop's true ratio, the numbers agree everywhere, and its Camtrap DP export
+validates."""
 
 from __future__ import annotations
 
@@ -22,8 +23,17 @@ from tasks.artifacts import GENDER_KEY, MATING_KEY
 from tasks.catalog import query
 from tasks.demo import true_male_share
 
-SECTIONS = {"Drops", "Files by kind and status", "Faces and detector yield", "Recordings and vocal segments",
-            "Rejected files and rows", "Gender ratio", "Mating success", "Models used", "Review queue"}
+SECTIONS = {
+    "Drops",
+    "Files by kind and status",
+    "Faces and detector yield",
+    "Recordings and vocal segments",
+    "Rejected files and rows",
+    "Gender ratio",
+    "Mating success",
+    "Models used",
+    "Review queue",
+}
 
 
 class Headings(HTMLParser):
@@ -64,7 +74,10 @@ def test_demo_prints_the_report_path_and_the_true_ratio_lies_in_the_corrected_in
     assert report.is_file() and report.is_relative_to(home)
     males, animals = true_male_share(home / "inbox" / "sample-seed0-12")
     overall = query(HomeLayout(home), "SELECT * FROM gender_ratio WHERE level = 'overall'").to_pylist()[0]
-    assert overall["corrected"] is not None and overall["corrected_ci_low"] <= males / animals <= overall["corrected_ci_high"]
+    assert (
+        overall["corrected"] is not None
+        and overall["corrected_ci_low"] <= males / animals <= overall["corrected_ci_high"]
+    )
     assert overall["validation_males"] > 0 and overall["validation_females"] > 0
     assert "which contains the true share" in output
 
@@ -86,7 +99,9 @@ def test_demo_report_shows_every_section_with_the_demo_data(demo_run) -> None:
 def artifact_rows(key: str, run_id: str) -> list[dict[str, Any]]:
     """The rows of the table artifact of one run under a key."""
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC
+        )
     found = next(a for a in artifacts if a.description and a.description.endswith(f"run {run_id}"))
     return json.loads(found.data) if isinstance(found.data, str) else found.data
 
@@ -96,9 +111,16 @@ def interval_text(row: dict[str, Any], estimate: str, low: str, high: str) -> st
     return f"{row[estimate]:.2f} ({row[low]:.2f}-{row[high]:.2f})"
 
 
-@pytest.mark.parametrize("table, key, counts", [("gender_ratio", GENDER_KEY, ("males", "females", "unknown")),
-                                                ("mating_success", MATING_KEY, ("successes", "failures", "unknown"))])
-def test_demo_numbers_agree_in_catalog_csv_artifact_and_html(demo_run, table: str, key: str, counts: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "table, key, counts",
+    [
+        ("gender_ratio", GENDER_KEY, ("males", "females", "unknown")),
+        ("mating_success", MATING_KEY, ("successes", "failures", "unknown")),
+    ],
+)
+def test_demo_numbers_agree_in_catalog_csv_artifact_and_html(
+    demo_run, table: str, key: str, counts: tuple[str, ...]
+) -> None:
     home, output = demo_run
     report = report_of(output)
     catalog = query(HomeLayout(home), f"SELECT * FROM {table}").to_pylist()  # table: a fixed name from the parameters
@@ -117,7 +139,9 @@ def test_demo_numbers_agree_in_catalog_csv_artifact_and_html(demo_run, table: st
             assert interval_text(row, "corrected", "corrected_ci_low", "corrected_ci_high") in html
 
 
-def test_demo_camtrap_dp_export_validates_against_the_official_schemas(demo_run, realdata: Path, tmp_path: Path) -> None:
+def test_demo_camtrap_dp_export_validates_against_the_official_schemas(
+    demo_run, realdata: Path, tmp_path: Path
+) -> None:
     from tests.tasks.test_camtrap_export import official_schemas, profile_errors, read_csv, table_errors
 
     home, _ = demo_run
@@ -126,5 +150,7 @@ def test_demo_camtrap_dp_export_validates_against_the_official_schemas(demo_run,
     assert result.exit_code == 0, result.output
     assert profile_errors(tmp_path / "package", schemas) == [] and table_errors(tmp_path / "package", schemas) == []
     observations = read_csv(tmp_path / "package" / "observations.csv")
-    assert {o["sex"] for o in observations} <= {"female", "male", ""} and {"female", "male"} <= {o["sex"] for o in observations}
+    assert {o["sex"] for o in observations} <= {"female", "male", ""} and {"female", "male"} <= {
+        o["sex"] for o in observations
+    }
     assert all(o["classificationMethod"] == "machine" for o in observations if o["sex"])

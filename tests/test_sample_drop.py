@@ -29,9 +29,11 @@ def drops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SampleDropSumma
     """Three small drops: seed 0 twice (once into an existing empty folder) and seed 2 once."""
     base = tmp_path_factory.mktemp("drops")
     (base / "again").mkdir()
-    return {"first": write_sample_drop(base / "first", seed=0, n_animals=4),
-            "again": write_sample_drop(base / "again", seed=0, n_animals=4),
-            "other": write_sample_drop(base / "other", seed=2, n_animals=4)}
+    return {
+        "first": write_sample_drop(base / "first", seed=0, n_animals=4),
+        "again": write_sample_drop(base / "again", seed=0, n_animals=4),
+        "other": write_sample_drop(base / "other", seed=2, n_animals=4),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,11 @@ def read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[dict[str
 
 def sha256_by_file(root: Path) -> dict[str, str]:
     """Content hash of every file under root, keyed by relative path."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def first_serial(plan: syn.DropPlan, animal_id: str) -> int:
@@ -125,8 +130,9 @@ def stratified_group_folds(groups: np.ndarray, labels: np.ndarray, n_folds: int)
     return np.array([fold_of[g] for g in groups])
 
 
-def group_disjoint_predictions(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                               n_folds: int = 5) -> np.ndarray:
+def group_disjoint_predictions(
+    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_folds: int = 5
+) -> np.ndarray:
     """Out-of-fold predictions of a standardised, class-balanced logistic regression; folds never split a group."""
     folds = stratified_group_folds(groups, labels, n_folds)
     predictions = np.zeros_like(labels)
@@ -162,8 +168,14 @@ def test_manifest_and_csv_headers(drop: Path) -> None:
         assert line in text
     assert re.search(r'^deployment_id = ".+"$', text, re.M) and re.search(r'^notes = ".+"$', text, re.M)
     assert read_csv(drop / "animals.csv")[0] == ["animal_id", "sex", "birth_date", "name"]
-    assert read_csv(drop / "encounters.csv")[0] == ["encounter_id", "recording", "male_id", "female_id",
-                                                    "started_at", "outcome"]
+    assert read_csv(drop / "encounters.csv")[0] == [
+        "encounter_id",
+        "recording",
+        "male_id",
+        "female_id",
+        "started_at",
+        "outcome",
+    ]
     assert read_csv(drop / "truth" / "boxes.csv")[0] == ["path", "animal_id", "x", "y", "w", "h", "width", "height"]
     assert read_csv(drop / "truth" / "segments.csv")[0][:4] == ["encounter_id", "start_s", "end_s", "call_type"]
     assert {"animal_id", "sex"} <= set(read_csv(drop / "truth" / "animals.csv")[0])
@@ -332,7 +344,8 @@ def test_faces_carry_identity(face_population: tuple[np.ndarray, np.ndarray, np.
 
 
 def test_sex_is_learnable_from_faces_but_not_trivially(
-        face_population: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    face_population: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
     features, ids, sexes = face_population
     predictions = group_disjoint_predictions(features, sexes, ids)
     assert 0.6 < balanced_accuracy(sexes, predictions) < 0.95
@@ -340,7 +353,8 @@ def test_sex_is_learnable_from_faces_but_not_trivially(
 
 
 def test_outcome_is_learnable_from_calls_but_not_trivially(
-        call_population: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    call_population: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
     features, encounters, outcomes = call_population
     predictions = group_disjoint_predictions(features, outcomes, encounters)
     assert 0.65 < balanced_accuracy(outcomes, predictions) < 0.95

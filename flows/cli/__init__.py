@@ -14,10 +14,14 @@ import typer  # noqa: E402
 
 from flows.cli import bench, catalog, detector, export, gender, mating, pipeline, report, simulate  # noqa: E402
 
-app = typer.Typer(help="Nightly pipeline for breeding stations: drops in, catalog and reports out.", no_args_is_help=True)
+app = typer.Typer(
+    help="Nightly pipeline for breeding stations: drops in, catalog and reports out.", no_args_is_help=True
+)
 train_app = typer.Typer(help="Train models on the station's own labelled data.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Measure models on labelled data.", no_args_is_help=True)
-export_app = typer.Typer(help="Export the catalog in formats other tools open (Camtrap DP, Raven).", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Export the catalog in formats other tools open (Camtrap DP, Raven).", no_args_is_help=True
+)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(export_app, name="export")

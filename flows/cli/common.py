@@ -1,4 +1,5 @@
-"""What every breedwatch command shares: the consoles, the --home and --config options, error exits (light imports only)."""
+"""What every breedwatch command shares: the consoles, the --home and --config options, error exits (light imports
+only)."""
 
 from __future__ import annotations
 

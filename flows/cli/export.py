@@ -15,15 +15,27 @@ MEDIA_MODES = ("link", "copy", "reference")
 
 def camtrap_dp(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to create for the package (absent or empty).")],
-    drop: Annotated[list[str] | None, typer.Option("--drop", help="Export only this drop (repeatable); default: every drop.")] = None,
-    media: Annotated[str, typer.Option(help="link: hard-link media files into OUT/media (copy across disks); copy; reference: file:// paths.")] = "link",
+    drop: Annotated[
+        list[str] | None, typer.Option("--drop", help="Export only this drop (repeatable); default: every drop.")
+    ] = None,
+    media: Annotated[
+        str,
+        typer.Option(
+            help="link: hard-link media files into OUT/media (copy across disks); copy; reference: file:// paths."
+        ),
+    ] = "link",
     title: Annotated[str, typer.Option(help="Title of the package.")] = "breedwatch export",
-    contributor: Annotated[str, typer.Option(help="Person or organisation credited as contributor.")] = "breedwatch (automated classification)",
-    project: Annotated[str, typer.Option(help="Title of the project the data come from.")] = "breedwatch station monitoring",
+    contributor: Annotated[
+        str, typer.Option(help="Person or organisation credited as contributor.")
+    ] = "breedwatch (automated classification)",
+    project: Annotated[
+        str, typer.Option(help="Title of the project the data come from.")
+    ] = "breedwatch station monitoring",
     home: HomeOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Export deployments, media, face observations (sex, individual, boxes) and mating encounters as Camtrap DP 1.0.2."""
+    """Export deployments, media, face observations (sex, individual, boxes) and mating encounters as Camtrap DP
+    1.0.2."""
     import duckdb
 
     from schemas.camtrap import ExportSettings
@@ -40,7 +52,10 @@ def camtrap_dp(
     except (ExportError, CatalogMissingError, duckdb.Error, OSError) as error:
         err.print(f"error: {error}", highlight=False, markup=False)
         raise typer.Exit(1) from None
-    out.print(f"wrote {summary['path']}: {summary['deployments']} deployments, {summary['media']} media, "
-              f"{summary['observations']} observations, {summary['encounters']} encounters", highlight=False)
+    out.print(
+        f"wrote {summary['path']}: {summary['deployments']} deployments, {summary['media']} media, "
+        f"{summary['observations']} observations, {summary['encounters']} encounters",
+        highlight=False,
+    )
     for note in summary["notes"]:
         out.print(f"note: {note}", highlight=False)

@@ -48,8 +48,15 @@ def print_summary(summary: dict[str, Any]) -> None:
         out.print(table_to_rich(detector_yield, title="faces per camera and night"))
     totals = ", ".join(f"{key} {value}" for key, value in sorted(summary["counts"].items())) or "nothing to do"
     out.print(f"totals: {totals}", highlight=False)
-    out.print(f"catalog: {HomeLayout(Path(summary['home'])).catalog}  (try: breedwatch query \"select kind, status, count(*) from media group by all\")", highlight=False, soft_wrap=True)
-    out.print(f"report: {summary['report']}", highlight=False, soft_wrap=True)  # a path must stay copyable: never wrapped
+    out.print(
+        f"catalog: {HomeLayout(Path(summary['home'])).catalog}  "
+        '(try: breedwatch query "select kind, status, count(*) from media group by all")',
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"report: {summary['report']}", highlight=False, soft_wrap=True
+    )  # a path must stay copyable: never wrapped
 
 
 def run(
@@ -69,7 +76,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated sample drop.")] = 0,
     animals: Annotated[int, typer.Option(help="Animals in the generated sample drop.")] = 12,
 ) -> None:
-    """Generate a sample drop (once), train a species face detector on a separate sample archive (once), run the nightly flow."""
+    """Generate a sample drop (once), train a species face detector on a separate sample archive (once), run the nightly
+    flow."""
     from schemas.home import HomeLayout
     from tasks.demo import gender_truth_check, prepare_demo
     from tasks.runner import start_api_server_early
@@ -107,5 +115,8 @@ def serve(home: HomeOption = None, config: ConfigOption = None) -> None:
     from flows.serve import serve_nightly
 
     settings = settings_or_exit(home, config)
-    out.print(f"serving 'nightly' on cron '{settings.schedule.cron}' ({settings.schedule.timezone}); Ctrl-C stops", highlight=False)
+    out.print(
+        f"serving 'nightly' on cron '{settings.schedule.cron}' ({settings.schedule.timezone}); Ctrl-C stops",
+        highlight=False,
+    )
     serve_nightly(settings, config)

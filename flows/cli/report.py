@@ -12,7 +12,9 @@ from flows.cli.common import ConfigOption, HomeOption, err, out, settings_or_exi
 DateOption = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD (whole days, UTC).")]
 
 
-def report(since: DateOption = None, until: DateOption = None, home: HomeOption = None, config: ConfigOption = None) -> None:
+def report(
+    since: DateOption = None, until: DateOption = None, home: HomeOption = None, config: ConfigOption = None
+) -> None:
     """Rebuild the HTML report and its CSVs for the drops captured between --since and --until."""
     import duckdb
 
@@ -25,7 +27,9 @@ def report(since: DateOption = None, until: DateOption = None, home: HomeOption 
         err.print(f"error: --until {until.date()} is before --since {since.date()}", highlight=False)
         raise typer.Exit(2)
     try:
-        path = write_period_report(HomeLayout(settings.home), since.date() if since else None, until.date() if until else None)
+        path = write_period_report(
+            HomeLayout(settings.home), since.date() if since else None, until.date() if until else None
+        )
     except (CatalogMissingError, duckdb.Error) as error:
         err.print(f"error: {error}", highlight=False, markup=False)
         raise typer.Exit(1) from None

@@ -32,17 +32,24 @@ def summary_lines(summary: dict[str, Any], method: str) -> list[str]:
         f"validation animals per sex, Se {worst.get('sensitivity')}, Sp {worst.get('specificity')}",
     ]
     if summary["baseline_coverage_mean"] is not None:
-        lines.append(f"old interval (Wilson through Rogan-Gladen, rates taken as exact): coverage min "
-                     f"{summary['baseline_coverage_min']:.3f}, mean {summary['baseline_coverage_mean']:.3f}, "
-                     f"mean width {summary['baseline_mean_width']:.3f}")
+        lines.append(
+            f"old interval (Wilson through Rogan-Gladen, rates taken as exact): coverage min "
+            f"{summary['baseline_coverage_min']:.3f}, mean {summary['baseline_coverage_mean']:.3f}, "
+            f"mean width {summary['baseline_mean_width']:.3f}"
+        )
     return lines
 
 
 @simulate_app.command("coverage")
 def coverage(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary and cells as JSON.")] = None,
-    grid: Annotated[str, typer.Option(help="full: shares 0.1-0.9, 10-500 animals, 5-100 validation animals per "
-                                           "sex, Se and Sp 0.6-0.98 (720 cells); small: 16 cells.")] = "full",
+    grid: Annotated[
+        str,
+        typer.Option(
+            help="full: shares 0.1-0.9, 10-500 animals, 5-100 validation animals per "
+            "sex, Se and Sp 0.6-0.98 (720 cells); small: 16 cells."
+        ),
+    ] = "full",
     populations: Annotated[int, typer.Option(min=10, help="Simulated populations per cell.")] = 2000,
     method: Annotated[str, typer.Option(help="lang-reiczigel (the report's) or bayes.")] = "lang-reiczigel",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the simulation.")] = 21,
@@ -57,16 +64,34 @@ def coverage(
     if grid not in GRIDS or method not in ("lang-reiczigel", "bayes"):
         err.print(f"error: --grid must be {' or '.join(GRIDS)}, --method lang-reiczigel or bayes", highlight=False)
         raise typer.Exit(2)
-    axes = CoverageGrid() if grid == "full" else CoverageGrid(shares=(0.2, 0.5), animals=(30, 200), validation=(5, 30),
-                                                              sensitivities=(0.8,), specificities=(0.75, 0.95))
-    progress = (lambda done, total: err.print(f"{done}/{total} cells", highlight=False) if done % 60 == 0 else None)
-    results = simulate_grid(axes, populations, seed, method, draws=draws, baseline=baseline,  # type: ignore[arg-type]
-                            progress=progress)
+    axes = (
+        CoverageGrid()
+        if grid == "full"
+        else CoverageGrid(
+            shares=(0.2, 0.5), animals=(30, 200), validation=(5, 30), sensitivities=(0.8,), specificities=(0.75, 0.95)
+        )
+    )
+    progress = lambda done, total: err.print(f"{done}/{total} cells", highlight=False) if done % 60 == 0 else None
+    results = simulate_grid(
+        axes,
+        populations,
+        seed,
+        method,
+        draws=draws,
+        baseline=baseline,  # type: ignore[arg-type]
+        progress=progress,
+    )
     summary = summarise(results)
     for line in summary_lines(summary, method):
         out.print(line, highlight=False, soft_wrap=True)
     if json_out is not None:
-        document = {"method": method, "confidence": 0.95, "populations": populations, "seed": seed,
-                    "grid": grid_axes(axes),
-                    "summary": summary, "cells": [asdict(result) for result in results]}
+        document = {
+            "method": method,
+            "confidence": 0.95,
+            "populations": populations,
+            "seed": seed,
+            "grid": grid_axes(axes),
+            "summary": summary,
+            "cells": [asdict(result) for result in results],
+        }
         json_out.write_text(json.dumps(document, indent=1), encoding="utf-8")

@@ -38,10 +38,24 @@ def test_query_table_csv_json(home_with_run):
 
 
 def test_json_renders_times_lists_and_maps(home_with_run):
-    result = runner.invoke(app, ["query", "select captured_at, flags, duplicate_paths from media where kind='audio'", "--format", "json", "--home", str(home_with_run)])
+    result = runner.invoke(
+        app,
+        [
+            "query",
+            "select captured_at, flags, duplicate_paths from media where kind='audio'",
+            "--format",
+            "json",
+            "--home",
+            str(home_with_run),
+        ],
+    )
     (row,) = json.loads(result.output)
     assert row["captured_at"].startswith("2026-03-04T13:00:00") and row["flags"] == []
-    runs = json.loads(runner.invoke(app, ["query", "select counts from runs", "--format", "json", "--home", str(home_with_run)]).output)
+    runs = json.loads(
+        runner.invoke(
+            app, ["query", "select counts from runs", "--format", "json", "--home", str(home_with_run)]
+        ).output
+    )
     assert runs[0]["counts"]["images"] == 6
 
 

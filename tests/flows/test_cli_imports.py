@@ -25,7 +25,7 @@ except SystemExit as stop:
 except Exception as error:
     code = type(error).__name__
 print(json.dumps({"code": code, "heavy": [name for name in %r if name in sys.modules]}))
-""" % (HEAVY,)
+""" % (HEAVY,)  # noqa: UP031
 
 
 def imported_by(*args: str) -> dict:
@@ -47,7 +47,10 @@ def test_help_imports_nothing_heavy() -> None:
 
 
 def test_query_imports_nothing_heavy(catalogued_home: Path) -> None:
-    assert imported_by("query", "--home", str(catalogued_home), "select count(*) from media") == {"code": 0, "heavy": []}
+    assert imported_by("query", "--home", str(catalogued_home), "select count(*) from media") == {
+        "code": 0,
+        "heavy": [],
+    }
 
 
 def test_report_and_export_import_nothing_heavy(catalogued_home: Path, tmp_path: Path) -> None:
@@ -60,6 +63,11 @@ def test_report_and_export_import_nothing_heavy(catalogued_home: Path, tmp_path:
 def test_heavy_commands_still_import_what_they_need() -> None:
     """The probe sees imports: `bench --help` stays light, but importing the bench's runner pulls torch in."""
     assert imported_by("bench", "--help")["heavy"] == []
-    done = subprocess.run([sys.executable, "-c", "import sys, tasks.bench; print('torch' in sys.modules)"],
-                          capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, tasks.bench; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert done.stdout.strip() == "True"

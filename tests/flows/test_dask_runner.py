@@ -1,4 +1,5 @@
-"""The nightly flow on a 2-worker local Dask cluster writes the same tables as on the default runner; [runner] picks the runner."""
+"""The nightly flow on a 2-worker local Dask cluster writes the same tables as on the default runner; [runner] picks the
+runner."""
 
 from __future__ import annotations
 
@@ -43,8 +44,14 @@ def test_runner_config_picks_the_task_runner() -> None:
     assert isinstance(task_runner_for(RunnerConfig()), ThreadPoolTaskRunner)
     assert isinstance(task_runner_for(RunnerConfig(kind="dask", address="tcp://127.0.0.1:8786")), DaskTaskRunner)
     local = task_runner_for(RunnerConfig(kind="dask", n_workers=3, threads_per_worker=2))
-    assert isinstance(local, DaskTaskRunner) and local.cluster_kwargs == local_cluster_kwargs(RunnerConfig(kind="dask", n_workers=3, threads_per_worker=2))
-    assert local.cluster_kwargs["n_workers"] == 3 and local.cluster_kwargs["threads_per_worker"] == 2 and local.cluster_kwargs["host"] == "127.0.0.1"
+    assert isinstance(local, DaskTaskRunner) and local.cluster_kwargs == local_cluster_kwargs(
+        RunnerConfig(kind="dask", n_workers=3, threads_per_worker=2)
+    )
+    assert (
+        local.cluster_kwargs["n_workers"] == 3
+        and local.cluster_kwargs["threads_per_worker"] == 2
+        and local.cluster_kwargs["host"] == "127.0.0.1"
+    )
 
 
 def test_dask_cluster_and_default_runner_write_identical_tables(tmp_path: Path) -> None:
@@ -57,10 +64,18 @@ def test_dask_cluster_and_default_runner_write_identical_tables(tmp_path: Path) 
         ran_on_dask = {str(entry[0]).rsplit("-", 1)[0] for entry in cluster.scheduler.transition_log}
     assert {"ingest_drop", "find_faces", "predict_gender", "segment_audio", "predict_mating"} <= ran_on_dask
     for summary in (default, dask):
-        assert [summary[s][0]["status"] for s in ("faces", "gender", "audio", "mating")] == ["detected", "predicted", "segmented", "predicted"]
+        assert [summary[s][0]["status"] for s in ("faces", "gender", "audio", "mating")] == [
+            "detected",
+            "predicted",
+            "segmented",
+            "predicted",
+        ]
     expected, got = table_contents(tmp_path / "default"), table_contents(tmp_path / "dask")
     assert {name: len(rows) for name, rows in got.items()} == {name: len(rows) for name, rows in expected.items()}
-    assert all(expected[name] for name in ("media", "faces", "gender_predictions", "segments", "segment_features", "mating_predictions"))
+    assert all(
+        expected[name]
+        for name in ("media", "faces", "gender_predictions", "segments", "segment_features", "mating_predictions")
+    )
     assert got == expected
 
 

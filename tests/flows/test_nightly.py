@@ -45,7 +45,9 @@ def test_nightly_ingests_catalogues_and_reports(tmp_path):
     animals = {row["path"]: row["animal_id"] for row in rows}
     assert animals["faces/A01/f1.jpg"] == "A01" and animals["images/A02/p1.jpg"] == "A02"
     assert animals["images/cam01/IMG_0000.JPG"] is None
-    recording = query(layout, "SELECT captured_at, channels, sample_rate FROM media WHERE kind = 'audio'").to_pylist()[0]
+    recording = query(layout, "SELECT captured_at, channels, sample_rate FROM media WHERE kind = 'audio'").to_pylist()[
+        0
+    ]
     assert recording["channels"] == 2 and recording["sample_rate"] == 44_100
     assert recording["captured_at"].isoformat() == "2026-03-04T13:00:00+00:00"  # from encounters.csv
     (reject,) = query(layout, "SELECT path, stage, reason, run_id FROM rejects").to_pylist()
@@ -65,7 +67,9 @@ def test_rerun_adds_no_rows_and_repeats_no_work(tmp_path):
     again = nightly(drops=[str(drop)], home=str(home))
     assert again["drops"][0]["status"] == "unchanged"
     assert table_counts(home) == counts
-    assert {k: v for k, v in part_mtimes(home).items() if "/runs/" not in k} == {k: v for k, v in mtimes.items() if "/runs/" not in k}
+    assert {k: v for k, v in part_mtimes(home).items() if "/runs/" not in k} == {
+        k: v for k, v in mtimes.items() if "/runs/" not in k
+    }
     runs = query(HomeLayout(home), "SELECT status FROM runs").column("status").to_pylist()
     assert runs == ["completed", "completed"]
 
@@ -113,7 +117,9 @@ def test_faces_stage_detects_crops_and_reports_yield(tmp_path, realdata):
 
     drop = write_small_drop(tmp_path / "inbox" / "d1", bad_file=False)
     (drop / "images" / "cam02").mkdir()
-    (drop / "images" / "cam02" / "people.jpg").write_bytes(realfile(realdata, "face_recognition/two_people.jpg").read_bytes())
+    (drop / "images" / "cam02" / "people.jpg").write_bytes(
+        realfile(realdata, "face_recognition/two_people.jpg").read_bytes()
+    )
     summary = nightly(drops=[str(drop)], home=str(tmp_path / "home"))
     layout = HomeLayout(tmp_path / "home")
     faces = query(layout, "SELECT f.*, m.path FROM faces f JOIN media m USING (media_id) ORDER BY face_id").to_pylist()

@@ -10,10 +10,19 @@ import pytest
 from tests.browser import chromium_path, visit
 from tests.test_demo import report_of
 
-EXPECTED_SECTIONS = {"Drops", "Gender ratio", "Mating success", "Models used", "Review queue", "Rejected files and rows"}
+EXPECTED_SECTIONS = {
+    "Drops",
+    "Gender ratio",
+    "Mating success",
+    "Models used",
+    "Review queue",
+    "Rejected files and rows",
+}
 
 
-@pytest.mark.skipif(chromium_path() is None, reason="no Chromium installed (apt-get install chromium; .ci/run installs it)")
+@pytest.mark.skipif(
+    chromium_path() is None, reason="no Chromium installed (apt-get install chromium; .ci/run installs it)"
+)
 def test_demo_report_loads_in_headless_chromium(demo_run, tmp_path: Path) -> None:
     _, output = demo_run
     seen = visit(report_of(output))

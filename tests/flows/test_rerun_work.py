@@ -21,8 +21,12 @@ STAGES = ("faces", "gender", "segments", "mating")
 def count_model_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     """Record the batch size of every MTCNN, gender net, MFCC and CGANet call the stages make."""
     calls: dict[str, list[int]] = {"mtcnn": [], "gender": [], "mfcc": [], "cganet": []}
-    patches = ((faces_stage, "detect_faces", "mtcnn", 1), (gender_stage, "predict_logits", "gender", 1),
-               (segments_stage, "mfcc_rows", "mfcc", 2), (mating_stage, "forward", "cganet", 1))
+    patches = (
+        (faces_stage, "detect_faces", "mtcnn", 1),
+        (gender_stage, "predict_logits", "gender", 1),
+        (segments_stage, "mfcc_rows", "mfcc", 2),
+        (mating_stage, "forward", "cganet", 1),
+    )
     for module, name, key, batch_arg in patches:
         real = getattr(module, name)
 
@@ -44,11 +48,18 @@ def part_mtimes(home: Path, table: str) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in (home / "lake" / table).rglob("part-*.parquet")}
 
 
-def test_rerun_does_no_forward_pass_and_a_new_gender_model_reruns_only_gender(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rerun_does_no_forward_pass_and_a_new_gender_model_reruns_only_gender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     drop, home, config = staged_home(tmp_path)
     calls = count_model_calls(monkeypatch)
     first = nightly(drops=[str(drop)], home=str(home), config_file=str(config))
-    assert [first[s][0]["status"] for s in ("faces", "gender", "audio", "mating")] == ["detected", "predicted", "segmented", "predicted"]
+    assert [first[s][0]["status"] for s in ("faces", "gender", "audio", "mating")] == [
+        "detected",
+        "predicted",
+        "segmented",
+        "predicted",
+    ]
     assert calls["mtcnn"] and calls["gender"] and calls["mfcc"] and calls["cganet"]
     before, faces_parts = markers(home), part_mtimes(home, "faces")
     for seen in calls.values():
@@ -63,5 +74,7 @@ def test_rerun_does_no_forward_pass_and_a_new_gender_model_reruns_only_gender(tm
     assert newer["gender"][0]["status"] == "predicted" and after["gender"]["model"] == label == "panda-gender@v2"
     assert sum(calls["gender"]) == first["gender"][0]["counts"]["gender_predictions"] > 0
     assert calls["mtcnn"] == [] and calls["mfcc"] == [] and calls["cganet"] == []
-    assert {s: after[s] for s in ("faces", "segments", "mating")} == {s: before[s] for s in ("faces", "segments", "mating")}
+    assert {s: after[s] for s in ("faces", "segments", "mating")} == {
+        s: before[s] for s in ("faces", "segments", "mating")
+    }
     assert part_mtimes(home, "faces") == faces_parts

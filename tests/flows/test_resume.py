@@ -82,6 +82,8 @@ def test_killed_run_resumes_to_the_same_tables(tmp_path, moment):
     resumed = nightly(drops=drops, home=str(killed_home))
     assert data_rows(killed_home) == data_rows(tmp_path / "reference")
     assert not list(killed_home.rglob("*.partial")), "temp files must be swept"
-    statuses = {row["run_id"]: row["status"] for row in read_table(HomeLayout(killed_home), table_spec("runs")).to_pylist()}
+    statuses = {
+        row["run_id"]: row["status"] for row in read_table(HomeLayout(killed_home), table_spec("runs")).to_pylist()
+    }
     assert statuses[resumed["run_id"]] == "completed"
     assert sorted(statuses.values()) == ["completed", "failed"]  # the killed run is marked failed, not left running

@@ -87,11 +87,11 @@ def test_non_finite_samples_are_refused() -> None:
 def test_short_segment_is_copy_padded_by_repetition() -> None:
     samples = np.random.default_rng(1).uniform(-0.5, 0.5, (SR, 2)).astype(np.float32)
     window = segment_window(samples, 0.25, 0.55, SR)
-    cut = samples[int(0.25 * SR): int(round(0.55 * SR))].T
+    cut = samples[int(0.25 * SR) : int(round(0.55 * SR))].T
     scale = 1.0 / np.max(np.abs(cut))
     length = cut.shape[1]
     for k in range(WINDOW_SAMPLES // length):
-        np.testing.assert_allclose(window[:, k * length:(k + 1) * length], cut * scale, rtol=1e-6)
+        np.testing.assert_allclose(window[:, k * length : (k + 1) * length], cut * scale, rtol=1e-6)
     tail = WINDOW_SAMPLES % length
     np.testing.assert_allclose(window[:, -tail:], cut[:, :tail] * scale, rtol=1e-6)
 
@@ -99,7 +99,7 @@ def test_short_segment_is_copy_padded_by_repetition() -> None:
 def test_long_cut_keeps_its_first_two_seconds() -> None:
     samples = np.random.default_rng(2).uniform(-1, 1, (4 * SR, 2)).astype(np.float32)
     window = segment_window(samples, 0.5, 3.9, SR)
-    head = samples[SR // 2: SR // 2 + WINDOW_SAMPLES].T
+    head = samples[SR // 2 : SR // 2 + WINDOW_SAMPLES].T
     np.testing.assert_allclose(window, head / np.max(np.abs(head)), rtol=1e-6)
 
 
@@ -159,18 +159,22 @@ def test_mono_samples_are_refused() -> None:
 def test_random_noise_at_different_channel_levels(torch_mfcc: TorchMFCC) -> None:
     rng = np.random.default_rng(3)
     levels = [(1.0, 1.0), (1.0, 0.1), (1.0, 1e-3), (1e-4, 1.0)]
-    batch = np.stack([peak_normalise(rng.standard_normal((2, WINDOW_SAMPLES)) * np.array(lv)[:, None]) for lv in levels])
+    batch = np.stack(
+        [peak_normalise(rng.standard_normal((2, WINDOW_SAMPLES)) * np.array(lv)[:, None]) for lv in levels]
+    )
     assert_matches_librosa(batch, run(torch_mfcc, batch))
 
 
 def test_tones_and_chirps(torch_mfcc: TorchMFCC) -> None:
     t = np.arange(WINDOW_SAMPLES) / SR
     chirp = np.sin(2 * np.pi * (300 * t + 900 * t**2))
-    batch = np.stack([
-        np.stack([tone(440), 0.01 * tone(3000)]),
-        np.stack([chirp, chirp]),
-        np.stack([tone(150) + 0.3 * tone(6000), np.zeros(WINDOW_SAMPLES)]),
-    ]).astype(np.float32)
+    batch = np.stack(
+        [
+            np.stack([tone(440), 0.01 * tone(3000)]),
+            np.stack([chirp, chirp]),
+            np.stack([tone(150) + 0.3 * tone(6000), np.zeros(WINDOW_SAMPLES)]),
+        ]
+    ).astype(np.float32)
     assert_matches_librosa(batch, run(torch_mfcc, batch))
 
 
@@ -178,7 +182,9 @@ def test_silence(torch_mfcc: TorchMFCC) -> None:
     batch = np.zeros((2, 2, WINDOW_SAMPLES), np.float32)
     features = run(torch_mfcc, batch)
     assert_matches_librosa(batch, features)
-    assert features[0, 0, 0, 0] == pytest.approx(-100.0 * np.sqrt(128), rel=1e-5)  # -100 dB in all 128 bands (float32 sums)
+    assert features[0, 0, 0, 0] == pytest.approx(
+        -100.0 * np.sqrt(128), rel=1e-5
+    )  # -100 dB in all 128 bands (float32 sums)
 
 
 def test_short_copy_padded_clip(torch_mfcc: TorchMFCC) -> None:
@@ -199,7 +205,7 @@ def test_floor_is_per_channel_as_in_a_mono_call() -> None:
 def test_batch_equals_one_at_a_time(torch_mfcc: TorchMFCC) -> None:
     batch = np.stack([peak_normalise(w) for w in np.random.default_rng(5).standard_normal((5, 2, WINDOW_SAMPLES))])
     together = run(torch_mfcc, batch)
-    alone = np.concatenate([run(torch_mfcc, batch[i:i + 1]) for i in range(len(batch))])
+    alone = np.concatenate([run(torch_mfcc, batch[i : i + 1]) for i in range(len(batch))])
     np.testing.assert_allclose(together, alone, rtol=1e-6, atol=1e-5)
 
 

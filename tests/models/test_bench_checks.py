@@ -40,11 +40,18 @@ def test_a_check_over_nothing_fails() -> None:
 
 
 def test_rates_use_medians_of_totals() -> None:
-    seconds = {"pipeline": median_seconds([{"a": 1.0, "b": 1.0}, {"a": 3.0, "b": 2.0}, {"a": 2.0, "b": 1.0}]),
-               "naive": {"total": 8.0}, "bound": {"total": 2.0}}
+    seconds = {
+        "pipeline": median_seconds([{"a": 1.0, "b": 1.0}, {"a": 3.0, "b": 2.0}, {"a": 2.0, "b": 1.0}]),
+        "naive": {"total": 8.0},
+        "bound": {"total": 2.0},
+    }
     assert seconds["pipeline"] == {"a": 2.0, "b": 1.0, "total": 3.0}
     result = rates(12, seconds)
-    assert result["pipeline_per_s"] == 4.0 and result["vs_naive"] == pytest.approx(8 / 3) and result["vs_bound"] == pytest.approx(2 / 3)
+    assert (
+        result["pipeline_per_s"] == 4.0
+        and result["vs_naive"] == pytest.approx(8 / 3)
+        and result["vs_bound"] == pytest.approx(2 / 3)
+    )
 
 
 def test_even_sample_spreads_over_the_items_and_scale_extrapolates() -> None:

@@ -21,8 +21,6 @@ def model() -> CGANet:
     return build_cganet(seed=0).eval()
 
 
-
-
 def mfcc_batch(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 2, 86, 40, generator=torch.Generator().manual_seed(seed)) * 20
 
@@ -49,7 +47,7 @@ def test_eval_batch_equals_one_at_a_time(model: CGANet) -> None:
     batch = mfcc_batch(4, seed=1)
     with torch.inference_mode():
         together = model(batch)
-        alone = [model(batch[i:i + 1]) for i in range(4)]
+        alone = [model(batch[i : i + 1]) for i in range(4)]
     torch.testing.assert_close(together.frame_probs, torch.cat([o.frame_probs for o in alone]), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(together.attention, torch.cat([o.attention for o in alone]), rtol=1e-5, atol=1e-7)
 
@@ -58,7 +56,11 @@ def test_same_seed_same_weights_and_global_rng_untouched() -> None:
     torch.manual_seed(123)
     expected_next = torch.rand(1)
     torch.manual_seed(123)
-    first, second, other = build_cganet(seed=7, filters=8), build_cganet(seed=7, filters=8), build_cganet(seed=8, filters=8)
+    first, second, other = (
+        build_cganet(seed=7, filters=8),
+        build_cganet(seed=7, filters=8),
+        build_cganet(seed=8, filters=8),
+    )
     assert torch.equal(torch.rand(1), expected_next)
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, second.state_dict()[name])

@@ -20,13 +20,17 @@ def test_lang_reiczigel_by_hand() -> None:
     z = 1.959963984540054
     share, se, sp = (80 + z * z / 2) / (200 + z * z), 25 / 32, 23 / 32  # 24/30 and 22/30 with 1 and 2 added
     centre = (share + sp - 1) / (se + sp - 1)
-    spread = np.sqrt(share * (1 - share) / (200 + z * z) + se * (1 - se) / 32 * centre**2
-                     + sp * (1 - sp) / 32 * (1 - centre) ** 2) / (se + sp - 1)
+    spread = np.sqrt(
+        share * (1 - share) / (200 + z * z) + se * (1 - se) / 32 * centre**2 + sp * (1 - sp) / 32 * (1 - centre) ** 2
+    ) / (se + sp - 1)
     shift = 2 * z * z * (centre * se * (1 - se) / 32 - (1 - centre) * sp * (1 - sp) / 32)
-    low, high = lang_reiczigel_bounds(np.array(80), np.array(200), np.array(24), np.array(30), np.array(22),
-                                      np.array(30))
-    assert (float(low), float(high)) == (pytest.approx(max(0.0, centre + shift - z * spread)),
-                                         pytest.approx(min(1.0, centre + shift + z * spread)))
+    low, high = lang_reiczigel_bounds(
+        np.array(80), np.array(200), np.array(24), np.array(30), np.array(22), np.array(30)
+    )
+    assert (float(low), float(high)) == (
+        pytest.approx(max(0.0, centre + shift - z * spread)),
+        pytest.approx(min(1.0, centre + shift + z * spread)),
+    )
 
 
 def test_estimate_is_rogan_gladen_and_the_interval_holds_it() -> None:
@@ -54,8 +58,10 @@ def test_more_validation_animals_narrow_the_interval_towards_the_exact_rate_one(
 
 
 def test_more_animals_counted_narrow_the_interval() -> None:
-    widths = [(r.ci_high - r.ci_low) for r in (corrected_share_interval(3 * k, 10 * k, 45, 50, 40, 50)
-                                                 for k in (1, 3, 10, 30))]
+    widths = [
+        (r.ci_high - r.ci_low)
+        for r in (corrected_share_interval(3 * k, 10 * k, 45, 50, 40, 50) for k in (1, 3, 10, 30))
+    ]
     assert widths == sorted(widths, reverse=True)
 
 
@@ -94,8 +100,9 @@ def test_a_clipped_estimate_says_so() -> None:
     assert result.estimate == 0.0 and "clipped to 0" in result.note
 
 
-@pytest.mark.parametrize("counts", [(5, 4, 9, 10, 8, 10), (3, 10, 11, 10, 8, 10), (-1, 10, 9, 10, 8, 10),
-                                    (3.0, 10, 9, 10, 8, 10)])
+@pytest.mark.parametrize(
+    "counts", [(5, 4, 9, 10, 8, 10), (3, 10, 11, 10, 8, 10), (-1, 10, 9, 10, 8, 10), (3.0, 10, 9, 10, 8, 10)]
+)
 def test_impossible_counts_are_refused(counts: tuple) -> None:
     with pytest.raises(ValueError, match="whole number|0 <= successes <= n"):
         corrected_share_interval(*counts)
@@ -116,16 +123,18 @@ def test_arrays_match_the_scalar_function() -> None:
 
 
 def test_bayes_bounds_are_quantiles_of_the_corrected_draws() -> None:
-    low, high = bayes_bounds(np.array([40]), np.array([100]), np.array([95]), np.array([100]), np.array([95]),
-                             np.array([100]), draws=40_000)
+    low, high = bayes_bounds(
+        np.array([40]), np.array([100]), np.array([95]), np.array([100]), np.array([95]), np.array([100]), draws=40_000
+    )
     # with Se and Sp near 0.95 from 100 animals each the interval is close to the corrected Wilson/Jeffreys one
     old = corrected_proportion(wilson_interval(40, 100), 0.95, 0.95)
     assert float(low[0]) == pytest.approx(old.ci_low, abs=0.04)
     assert float(high[0]) == pytest.approx(old.ci_high, abs=0.04)
 
 
-SMALL_GRID = CoverageGrid(shares=(0.2, 0.5), animals=(30, 200), validation=(5, 30), sensitivities=(0.8,),
-                          specificities=(0.75, 0.95))
+SMALL_GRID = CoverageGrid(
+    shares=(0.2, 0.5), animals=(30, 200), validation=(5, 30), sensitivities=(0.8,), specificities=(0.75, 0.95)
+)
 
 
 def test_on_a_small_grid_the_interval_covers_and_beats_the_exact_rate_one() -> None:

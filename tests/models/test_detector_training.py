@@ -83,7 +83,9 @@ def test_match_without_boxes() -> None:
 def test_metrics_pool_images() -> None:
     matches = [
         match_detections(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10]])),
-        match_detections(np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), np.array([[0, 0, 10, 20], [200, 200, 210, 210]])),
+        match_detections(
+            np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), np.array([[0, 0, 10, 20], [200, 200, 210, 210]])
+        ),
         match_detections(np.array([[5, 5, 9, 9]]), np.zeros((0, 4))),
     ]
     metrics = detection_metrics(matches)
@@ -188,18 +190,29 @@ def test_flipped_targets_mirror_the_box() -> None:
     width, side = 320, 80
     window = np.array([[90, 70, 170, 150]])
     direct = regression_targets(reference_boxes(window, "onet"), TRUTH, "onet")[0]
-    mirrored = regression_targets(reference_boxes(mirror_boxes(window, width), "onet"), mirror_boxes(TRUTH, width), "onet")[0]
+    mirrored = regression_targets(
+        reference_boxes(mirror_boxes(window, width), "onet"), mirror_boxes(TRUTH, width), "onet"
+    )[0]
     # bbreg's boxes start one pixel right of the crop's first column, so a mirror shifts x by 1 / side
     assert mirrored.tolist() == pytest.approx([-direct[2] - 1 / side, direct[1], -direct[0] - 1 / side, direct[3]])
     refs = reference_boxes(mirror_boxes(window, width), "onet")
-    assert apply_regression(refs, mirrored[None], "onet")[0].tolist() == pytest.approx(mirror_boxes(TRUTH, width)[0].tolist())
+    assert apply_regression(refs, mirrored[None], "onet")[0].tolist() == pytest.approx(
+        mirror_boxes(TRUTH, width)[0].tolist()
+    )
 
 
 # ---- training ---------------------------------------------------------------------------------------
 
 
-TINY = TrainingSettings(epochs=(1, 1, 1), batch_size=32, crops_per_face=8, near_negatives_per_face=2,
-                        negatives_per_image=8, hard_negatives_per_image=8, min_face_size=20)
+TINY = TrainingSettings(
+    epochs=(1, 1, 1),
+    batch_size=32,
+    crops_per_face=8,
+    near_negatives_per_face=2,
+    negatives_per_image=8,
+    hard_negatives_per_image=8,
+    min_face_size=20,
+)
 
 
 def test_fine_tuning_is_deterministic_and_keeps_the_landmark_head() -> None:

@@ -19,19 +19,49 @@ from models.execution import (
     time_ways,
 )
 
-AVX2_EPYC = Hardware(device="cpu", cpu_model="AMD EPYC", cpu_flags=frozenset({"avx2", "fma", "f16c"}), cpu_capability="AVX2",
-                     onednn_max_isa="", cores=2, torch_version="2.14.1")
-ZEN4 = Hardware(device="cpu", cpu_model="AMD EPYC 9R14", cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}),
-                cpu_capability="AVX512", onednn_max_isa="", cores=2, torch_version="2.14.1")
-SAPPHIRE = Hardware(device="cpu", cpu_model="Xeon 8480", cpu_flags=frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}),
-                    cpu_capability="AVX512", onednn_max_isa="", cores=8, torch_version="2.14.1")
+AVX2_EPYC = Hardware(
+    device="cpu",
+    cpu_model="AMD EPYC",
+    cpu_flags=frozenset({"avx2", "fma", "f16c"}),
+    cpu_capability="AVX2",
+    onednn_max_isa="",
+    cores=2,
+    torch_version="2.14.1",
+)
+ZEN4 = Hardware(
+    device="cpu",
+    cpu_model="AMD EPYC 9R14",
+    cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}),
+    cpu_capability="AVX512",
+    onednn_max_isa="",
+    cores=2,
+    torch_version="2.14.1",
+)
+SAPPHIRE = Hardware(
+    device="cpu",
+    cpu_model="Xeon 8480",
+    cpu_flags=frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}),
+    cpu_capability="AVX512",
+    onednn_max_isa="",
+    cores=8,
+    torch_version="2.14.1",
+)
 AUTO = Wanted(precision=None, layout=None, batch_size=None, threads=None)
 
 
 def h200() -> Hardware:
     """A CUDA device of compute capability 9.0."""
-    return Hardware(device="cuda", cpu_model="x", cpu_flags=frozenset(), cpu_capability="AVX2", onednn_max_isa="", cores=16,
-                    gpu_name="NVIDIA H200", gpu_capability=(9, 0), torch_version="2.14.1")
+    return Hardware(
+        device="cuda",
+        cpu_model="x",
+        cpu_flags=frozenset(),
+        cpu_capability="AVX2",
+        onednn_max_isa="",
+        cores=16,
+        gpu_name="NVIDIA H200",
+        gpu_capability=(9, 0),
+        torch_version="2.14.1",
+    )
 
 
 def rates_by_precision(table: dict[str, float]):
@@ -74,7 +104,9 @@ def test_with_native_bf16_the_measured_winner_is_bf16() -> None:
     measure, seen = rates_by_precision(table)
     plan = choose_way(AUTO, ZEN4, 8, 1, measure)
     assert plan.way.precision == "bf16" and plan.way.layout == "channels_last"
-    assert {(way.precision, way.layout) for way in seen} == {(p, lay) for p in ("fp32", "bf16") for lay in ("channels_last", "contiguous")}
+    assert {(way.precision, way.layout) for way in seen} == {
+        (p, lay) for p in ("fp32", "bf16") for lay in ("channels_last", "contiguous")
+    }
     assert set(plan.rates) == {way.label() for way in seen}
 
 

@@ -177,7 +177,9 @@ def test_preprocess_is_contiguous_with_each_channel_normalised_by_its_own_mean_a
     pixels = np.random.default_rng(0).integers(0, 256, (37, 37, 3), dtype=np.uint8)
     tensor = preprocess(Image.fromarray(pixels), 37)
     assert tensor.is_contiguous()
-    expected = (torch.from_numpy(pixels).permute(2, 0, 1) / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    expected = (
+        torch.from_numpy(pixels).permute(2, 0, 1) / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]
+    ) / torch.tensor(IMAGENET_STD)[:, None, None]
     torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6)
 
 
@@ -240,7 +242,9 @@ def test_folded_copy_gives_the_same_probabilities_without_batchnorm2d(arch: str)
     assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in folded.modules())
     assert any(isinstance(layer, torch.nn.BatchNorm2d) for layer in model.modules())  # the original is untouched
     assert folded.input_size == SIZE and float(folded.temperature) == pytest.approx(1.7)
-    torch.testing.assert_close(predict_probs(folded, x, precision="fp32"), predict_probs(model, x, precision="fp32"), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        predict_probs(folded, x, precision="fp32"), predict_probs(model, x, precision="fp32"), atol=1e-5, rtol=1e-4
+    )
 
 
 def test_folding_leaves_modules_running_in_other_threads_alone() -> None:
@@ -278,8 +282,9 @@ def test_predict_logits_precisions(xception: MiniXception) -> None:
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mini_xception"])
-def test_grad_cam_is_a_unit_range_map_and_leaves_the_model_alone(arch: str, resnet: GenderResNet18,
-                                                                   xception: MiniXception) -> None:
+def test_grad_cam_is_a_unit_range_map_and_leaves_the_model_alone(
+    arch: str, resnet: GenderResNet18, xception: MiniXception
+) -> None:
     model = resnet if arch == "resnet18" else xception
     before = {k: v.clone() for k, v in model.state_dict().items()}
     image = batch(1)[0]

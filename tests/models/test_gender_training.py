@@ -45,8 +45,20 @@ def odds_to_p(odds: float) -> float:
 
 
 def test_seed_split_on_a_worked_example() -> None:
-    counts = {"P01": 151, "P02": 20, "P03": 80, "P04": 20, "P05": 2, "P06": 45, "P07": 33, "P08": 20,
-              "P09": 12, "P10": 60, "P11": 7, "P12": 20}
+    counts = {
+        "P01": 151,
+        "P02": 20,
+        "P03": 80,
+        "P04": 20,
+        "P05": 2,
+        "P06": 45,
+        "P07": 33,
+        "P08": 20,
+        "P09": 12,
+        "P10": 60,
+        "P11": 7,
+        "P12": 20,
+    }
     # ranked: P01 151, P03 80, P10 60, P06 45, P07 33, P02 20, P04 20, P08 20, P12 20, P09 12, P11 7, P05 2
     train, test = identity_disjoint_split(counts)
     assert train == ["P01", "P03", "P06", "P07", "P02", "P04", "P12", "P09", "P11", "P05"]
@@ -164,10 +176,21 @@ def test_fit_temperature_recovers_the_scale() -> None:
 
 
 def test_evaluate_predictions_per_image_and_per_animal() -> None:
-    p = [0.7, 0.85, 0.4, 0.8,  # A: male, one face wrong
-         0.3, 0.35, 0.2,  # B: female
-         0.55, 0.45,  # C: male, undecided
-         0.9, 0.1, 0.9, 0.1]  # D: female, conflicting
+    p = [
+        0.7,
+        0.85,
+        0.4,
+        0.8,  # A: male, one face wrong
+        0.3,
+        0.35,
+        0.2,  # B: female
+        0.55,
+        0.45,  # C: male, undecided
+        0.9,
+        0.1,
+        0.9,
+        0.1,
+    ]  # D: female, conflicting
     y = [1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0]
     ids = ["A"] * 4 + ["B"] * 3 + ["C"] * 2 + ["D"] * 4
     result = evaluate_predictions(p, y, ids)
@@ -201,8 +224,6 @@ def striped_face(rng: np.random.Generator, vertical: bool, size: int = 64) -> Im
     field = np.tile(ramp, (size, 1)) if vertical else np.tile(ramp[:, None], (1, size))
     values = 128 + 80 * field + rng.normal(0, 20, (size, size))
     return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
-
-
 
 
 @pytest.fixture(scope="module")
@@ -250,11 +271,13 @@ def test_tiny_training_learns_brightness_and_records_a_card(bright_dark_items, o
     assert history.best_epoch in range(1, 6) and all(r.lr == pytest.approx(0.03) for r in history.epochs)
     temperature = calibrate(model, test)
     x, y = eval_batch(test, 32)
-    result = evaluate_predictions(predict_probs(model, x, precision="fp32").tolist(), y.tolist(),
-                                  [a for _, _, a in test])
+    result = evaluate_predictions(
+        predict_probs(model, x, precision="fp32").tolist(), y.tolist(), [a for _, _, a in test]
+    )
     assert result["per_image"]["accuracy"] > 0.9
-    card = gender_model_card(settings, 0, data_fingerprint(train), {"train": train_ids, "val": test_ids},
-                             history, temperature, result)
+    card = gender_model_card(
+        settings, 0, data_fingerprint(train), {"train": train_ids, "val": test_ids}, history, temperature, result
+    )
     assert json.loads(json.dumps(card))["calibration"]["temperature"] == pytest.approx(temperature)
 
 

@@ -8,15 +8,15 @@ import torch
 
 from models.mating_training import (
     METRICS,
-    calibrate,
-    encounter_metrics,
-    fit_temperature,
     MatingTrainSettings,
+    calibrate,
     cross_validate_cganet,
     data_fingerprint,
     encounter_call,
+    encounter_metrics,
     encounter_probability,
     evaluate_mating,
+    fit_temperature,
     flda_baseline,
     fold_groups,
     format_percent,
@@ -34,8 +34,6 @@ from models.mating_training import (
 )
 
 TINY = MatingTrainSettings(epochs=6, batch_size=16, filters=8, hidden=8, folds=3)
-
-
 
 
 def mfcc_like(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -167,8 +165,17 @@ def test_early_stop_and_training_without_validation(one_thread) -> None:
 
 def test_seed_defaults_and_the_plateau_schedule() -> None:
     seed = MatingTrainSettings()
-    assert (seed.lr, seed.lr_factor, seed.plateau_patience, seed.epochs, seed.batch_size, seed.dropout, seed.folds,
-            seed.group_by, seed.max_epochs_without_improvement) == (0.01, 0.1, 125, 500, 32, 0.3, 5, "pair", None)
+    assert (
+        seed.lr,
+        seed.lr_factor,
+        seed.plateau_patience,
+        seed.epochs,
+        seed.batch_size,
+        seed.dropout,
+        seed.folds,
+        seed.group_by,
+        seed.max_epochs_without_improvement,
+    ) == (0.01, 0.1, 125, 500, 32, 0.3, 5, "pair", None)
     settings = MatingTrainSettings(plateau_patience=3)
     optimiser = make_optimiser(torch.nn.Linear(1, 1), settings)
     plateau, rates = make_plateau(optimiser, settings), []
@@ -202,8 +209,10 @@ def test_baselines_run_on_the_same_folds_and_return_the_metrics() -> None:
             assert result["segment"]["mean"]["accuracy"] > 0.8  # the classes are separable
             assert all(set(METRICS) <= set(fold) for fold in result["segment"]["per_fold"])
     encounters = [f"E{p}" for p in pairs]
-    for result in (svm_baseline(x, y, plan, "summary", encounter_ids=encounters),
-                   flda_baseline(x, y, plan, "summary", encounter_ids=encounters)):
+    for result in (
+        svm_baseline(x, y, plan, "summary", encounter_ids=encounters),
+        flda_baseline(x, y, plan, "summary", encounter_ids=encounters),
+    ):
         assert result["encounter"]["pooled"]["n"] == 10 and result["encounter"]["mean"]["accuracy"] > 0.8
 
 
@@ -243,7 +252,13 @@ def test_encounter_probability_sums_frames_over_all_segments() -> None:
 
 def test_encounter_call_band_and_the_seed_rule() -> None:
     assert [encounter_call(p) for p in (0.61, 0.6, 0.55, 0.41, 0.4, 0.1)] == [
-        "success", "unknown", "unknown", "unknown", "failure", "failure"]
+        "success",
+        "unknown",
+        "unknown",
+        "unknown",
+        "failure",
+        "failure",
+    ]
     assert encounter_call(None) == "unknown" and encounter_call(float("nan")) == "unknown"
     assert encounter_call(0.5001, 0.5, 0.5) == "success" and encounter_call(0.5, 0.5, 0.5) == "failure"
     with pytest.raises(ValueError, match="abstain_low"):

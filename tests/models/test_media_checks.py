@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +19,7 @@ from models.media_checks import (
     wav_missing_frames,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 # ---- EXIF times -------------------------------------------------------------------------------------
@@ -31,7 +31,9 @@ def test_exif_time_without_offset_uses_utc_default() -> None:
 
 def test_exif_time_without_offset_uses_drop_time_zone() -> None:
     # Chengdu is UTC+8 all year: 18:35 local is 10:35 UTC.
-    assert parse_exif_time("2016:09:25 18:35:10", None, "Asia/Shanghai") == datetime(2016, 9, 25, 10, 35, 10, tzinfo=UTC)
+    assert parse_exif_time("2016:09:25 18:35:10", None, "Asia/Shanghai") == datetime(
+        2016, 9, 25, 10, 35, 10, tzinfo=UTC
+    )
 
 
 def test_exif_time_drop_time_zone_follows_daylight_saving() -> None:

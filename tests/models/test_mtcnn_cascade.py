@@ -11,9 +11,8 @@ from PIL import Image
 from torch import nn
 from torch.nn.functional import interpolate
 
-from models.faces import upright_rgb
 from models import mtcnn_cascade
-from models.faces import build_mtcnn, DetectorSettings
+from models.faces import DetectorSettings, build_mtcnn, upright_rgb
 from models.mtcnn_cascade import PairMaxPool, area_crops, area_level, cascade, summed_area_table, table_dtype
 from tests.conftest import realfile
 
@@ -25,7 +24,8 @@ def frame() -> torch.Tensor:
 
 
 def reference_area(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """torch's own area resampling of a (B, H, W, 3) frame mapped to MTCNN's input range, as facenet-pytorch does both."""
+    """torch's own area resampling of a (B, H, W, 3) frame mapped to MTCNN's input range, as facenet-pytorch does
+    both."""
     return (interpolate(frame.permute(0, 3, 1, 2).float(), size=size, mode="area") - 127.5) * 0.0078125
 
 
@@ -38,7 +38,9 @@ def test_area_level_equals_torch_area_interpolation(frame, size):
 
 def test_area_level_in_bands_of_rows_equals_torch(frame, monkeypatch):
     monkeypatch.setattr(mtcnn_cascade, "CPU_BAND_BYTES", 2 * 54 * 3 * 4)  # two table rows per band
-    torch.testing.assert_close(area_level(summed_area_table(frame), (25, 30)), reference_area(frame, (25, 30)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        area_level(summed_area_table(frame), (25, 30)), reference_area(frame, (25, 30)), rtol=0, atol=1e-6
+    )
 
 
 def test_area_level_is_channels_last_for_p_net(frame):
@@ -47,11 +49,16 @@ def test_area_level_is_channels_last_for_p_net(frame):
 
 def test_area_crops_equal_one_interpolation_per_box(frame):
     frames = torch.cat([frame, frame.flip(1)])
-    boxes = [(0, 0, 0, 37, 53), (1, 3, 7, 30, 40), (0, 10, 20, 15, 26), (1, 36, 52, 37, 53)]  # whole, inner, 5x6, 1 pixel
+    boxes = [
+        (0, 0, 0, 37, 53),
+        (1, 3, 7, 30, 40),
+        (0, 10, 20, 15, 26),
+        (1, 36, 52, 37, 53),
+    ]  # whole, inner, 5x6, 1 pixel
     inds, top, left, bottom, right = (torch.tensor(column) for column in zip(*boxes))
     ours = area_crops(summed_area_table(frames), inds, (top, bottom), (left, right), 24)
     for crop, (i, y0, x0, y1, x1) in zip(ours, boxes):
-        expected = reference_area(frames[i:i + 1, y0:y1, x0:x1], (24, 24))[0]
+        expected = reference_area(frames[i : i + 1, y0:y1, x0:x1], (24, 24))[0]
         torch.testing.assert_close(crop, expected, rtol=0, atol=1e-6)
 
 
@@ -65,7 +72,13 @@ def test_sums_over_a_white_9_megapixel_frame_stay_exact_in_int32():
     table = summed_area_table(white)
     assert table.dtype == torch.int32
     assert torch.equal(area_level(table, (12, 12)), torch.full((1, 3, 12, 12), (255.0 - 127.5) * 0.0078125))
-    corner = area_crops(table, torch.tensor([0]), (torch.tensor([2900]), torch.tensor([3000])), (torch.tensor([2900]), torch.tensor([3000])), 24)
+    corner = area_crops(
+        table,
+        torch.tensor([0]),
+        (torch.tensor([2900]), torch.tensor([3000])),
+        (torch.tensor([2900]), torch.tensor([3000])),
+        24,
+    )
     assert torch.equal(corner, torch.full((1, 3, 24, 24), (255.0 - 127.5) * 0.0078125))
 
 

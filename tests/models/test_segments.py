@@ -47,12 +47,15 @@ def test_real_crowsetta_table_against_the_10_s_snippet(realdata) -> None:
     assert len({p.line for p in problems}) == 270
 
 
-@pytest.mark.parametrize("relative, expected", [
-    ("opensoundscape/MSD-0003_20180427_2minstart00.Table.1.selections.txt", 10),  # extra columns, short rows
-    ("opensoundscape/raven_with_Annotation_col.txt", 1),  # no newline after its one row
-    ("opensoundscape/EmptyExample.Table.1.selections.txt", 0),  # header only
-    ("crowsetta/Recording_1_Segment_02.Table.1.selections.txt", 6),  # CRLF line ends
-])
+@pytest.mark.parametrize(
+    "relative, expected",
+    [
+        ("opensoundscape/MSD-0003_20180427_2minstart00.Table.1.selections.txt", 10),  # extra columns, short rows
+        ("opensoundscape/raven_with_Annotation_col.txt", 1),  # no newline after its one row
+        ("opensoundscape/EmptyExample.Table.1.selections.txt", 0),  # header only
+        ("crowsetta/Recording_1_Segment_02.Table.1.selections.txt", 6),  # CRLF line ends
+    ],
+)
 def test_other_real_tables(realdata, relative: str, expected: int) -> None:
     segments, problems = parse_raven_table(realfile(realdata, relative).read_text(), 300.0, relative)
     assert problems == [] and len(segments) == expected
@@ -64,23 +67,35 @@ def test_other_real_tables(realdata, relative: str, expected: int) -> None:
 
 def test_bad_rows_are_rejected_one_by_one_with_their_line_numbers() -> None:
     text = table(
-        "1\tSpectrogram 1\t1\t0.5\t1.0\t100\t2000\tgood",   # line 2
-        "2\tSpectrogram 1\t1\tabc\t1.0\t100\t2000",         # 3: not a number
-        "",                                                 # 4: blank, skipped
-        "3\tSpectrogram 1\t1\t2.0\t1.5\t100\t2000",         # 5: end before start
-        "4\tSpectrogram 1\t1\t-1\t1.5",                     # 6: negative
-        "5\tSpectrogram 1\t1\t9\t10.5",                     # 7: end past the file
-        "6\tSpectrogram 1\t1\t10.5\t11",                    # 8: begins past the file
-        "7\tSpectrogram 1\t1\t1\tnan",                      # 9: not finite
-        "8\tSpectrogram 1\t1\t1",                           # 10: no end
-        "9\tSpectrogram 1\t1\t3\t3",                        # 11: zero length
-        "10\tSpectrogram 1\t1\t4\t5\tlow\t2000",            # 12: bad frequency
-        "11\tSpectrogram 1\t1\t6\t7.5\t\t",                 # 13: good, no band
+        "1\tSpectrogram 1\t1\t0.5\t1.0\t100\t2000\tgood",  # line 2
+        "2\tSpectrogram 1\t1\tabc\t1.0\t100\t2000",  # 3: not a number
+        "",  # 4: blank, skipped
+        "3\tSpectrogram 1\t1\t2.0\t1.5\t100\t2000",  # 5: end before start
+        "4\tSpectrogram 1\t1\t-1\t1.5",  # 6: negative
+        "5\tSpectrogram 1\t1\t9\t10.5",  # 7: end past the file
+        "6\tSpectrogram 1\t1\t10.5\t11",  # 8: begins past the file
+        "7\tSpectrogram 1\t1\t1\tnan",  # 9: not finite
+        "8\tSpectrogram 1\t1\t1",  # 10: no end
+        "9\tSpectrogram 1\t1\t3\t3",  # 11: zero length
+        "10\tSpectrogram 1\t1\t4\t5\tlow\t2000",  # 12: bad frequency
+        "11\tSpectrogram 1\t1\t6\t7.5\t\t",  # 13: good, no band
     )
     segments, problems = parse_raven_table(text, 10.0, "enc.selections.txt")
-    assert [(s.selection, s.start_s, s.end_s, s.low_hz) for s in segments] == [(1, 0.5, 1.0, 100.0), (11, 6.0, 7.5, None)]
+    assert [(s.selection, s.start_s, s.end_s, s.low_hz) for s in segments] == [
+        (1, 0.5, 1.0, 100.0),
+        (11, 6.0, 7.5, None),
+    ]
     assert [(p.line, p.field) for p in problems] == [
-        (3, BEGIN), (5, END), (6, BEGIN), (7, END), (8, BEGIN), (9, END), (10, END), (11, END), (12, "Low Freq (Hz)")]
+        (3, BEGIN),
+        (5, END),
+        (6, BEGIN),
+        (7, END),
+        (8, BEGIN),
+        (9, END),
+        (10, END),
+        (11, END),
+        (12, "Low Freq (Hz)"),
+    ]
     assert all(p.reason.startswith(f"enc.selections.txt line {p.line}: ") and p.reason.endswith(".") for p in problems)
     assert "'abc', not a number" in problems[0].reason
 
@@ -91,8 +106,12 @@ def test_an_end_just_past_the_file_is_clipped() -> None:
 
 
 def test_one_row_per_view_or_channel_gives_one_segment() -> None:
-    text = table("1\tSpectrogram 1\t1\t1.0\t2.0\t100\t900", "1\tWaveform 1\t1\t1.0\t2.0\t100\t900",
-                 "1\tSpectrogram 1\t2\t1.0\t2.0\t100\t900", "2\tSpectrogram 1\t1\t1.5\t2.5\t300\t900")
+    text = table(
+        "1\tSpectrogram 1\t1\t1.0\t2.0\t100\t900",
+        "1\tWaveform 1\t1\t1.0\t2.0\t100\t900",
+        "1\tSpectrogram 1\t2\t1.0\t2.0\t100\t900",
+        "2\tSpectrogram 1\t1\t1.5\t2.5\t300\t900",
+    )
     segments, problems = parse_raven_table(text, 5.0, "t.txt")
     assert problems == [] and [(s.start_s, s.end_s) for s in segments] == [(1.0, 2.0), (1.5, 2.5)]
 
@@ -151,14 +170,17 @@ def test_detector_on_silence_and_on_noise_alone_finds_nothing() -> None:
 # ---- 2 s windows ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start, end, expected", [
-    (1.0, 1.5, [(1.0, 1.5)]),                                  # short: one, copy-padded later
-    (0.0, 2.0, [(0.0, 2.0)]),                                  # exactly one window
-    (0.0, 4.0, [(0.0, 2.0), (2.0, 4.0)]),                      # exact multiple
-    (0.0, 5.2, [(0.0, 2.0), (2.0, 4.0), (4.0, 5.2)]),          # tail of 1.2 s >= 50 %: kept
-    (0.0, 4.9, [(0.0, 2.0), (2.0, 4.0)]),                      # tail of 0.9 s < 50 %: dropped
-    (10.0, 13.0, [(10.0, 12.0), (12.0, 13.0)]),                # tail of exactly 50 %: kept
-])
+@pytest.mark.parametrize(
+    "start, end, expected",
+    [
+        (1.0, 1.5, [(1.0, 1.5)]),  # short: one, copy-padded later
+        (0.0, 2.0, [(0.0, 2.0)]),  # exactly one window
+        (0.0, 4.0, [(0.0, 2.0), (2.0, 4.0)]),  # exact multiple
+        (0.0, 5.2, [(0.0, 2.0), (2.0, 4.0), (4.0, 5.2)]),  # tail of 1.2 s >= 50 %: kept
+        (0.0, 4.9, [(0.0, 2.0), (2.0, 4.0)]),  # tail of 0.9 s < 50 %: dropped
+        (10.0, 13.0, [(10.0, 12.0), (12.0, 13.0)]),  # tail of exactly 50 %: kept
+    ],
+)
 def test_windows_for_segment(start: float, end: float, expected: list[tuple[float, float]]) -> None:
     windows = windows_for_segment(start, end)
     assert len(windows) == len(expected)

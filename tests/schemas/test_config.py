@@ -16,7 +16,9 @@ def test_defaults_need_no_file(monkeypatch, tmp_path):
 
 def test_toml_then_environment_then_arguments(monkeypatch, tmp_path):
     config = tmp_path / "station.toml"
-    config.write_text('default_timezone = "Asia/Shanghai"\n[ingest]\nshort_audio_s = 3.5\n[schedule]\ntimezone = "Europe/Madrid"\n')
+    config.write_text(
+        'default_timezone = "Asia/Shanghai"\n[ingest]\nshort_audio_s = 3.5\n[schedule]\ntimezone = "Europe/Madrid"\n'
+    )
     monkeypatch.setenv("BREEDWATCH_INGEST__SHORT_AUDIO_S", "4.5")
     settings = load_settings(config, home=tmp_path / "h")
     assert settings.default_timezone == "Asia/Shanghai"

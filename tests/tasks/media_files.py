@@ -47,8 +47,13 @@ def exif_block(
     return exif
 
 
-def write_image(path: Path, mode: str = "RGB", fmt: str | None = None, size: tuple[int, int] = (WIDTH, HEIGHT),
-                exif: Image.Exif | None = None) -> Path:
+def write_image(
+    path: Path,
+    mode: str = "RGB",
+    fmt: str | None = None,
+    size: tuple[int, int] = (WIDTH, HEIGHT),
+    exif: Image.Exif | None = None,
+) -> Path:
     """Save a small generated image; the format follows the extension unless given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = fmt or ("PNG" if path.suffix.lower() == ".png" else "JPEG")

@@ -6,7 +6,7 @@ import os
 import shutil
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from tests.tasks.media_files import (
 )
 
 RUN_ID = "run-test-1"
-UTC = timezone.utc
+UTC = UTC
 
 GOOD_IMAGES = {
     "faces/mei/face1.jpg",
@@ -104,8 +104,11 @@ def build_mixed_drop(root: Path) -> Path:
     write_image(drop / "faces/mei/face1.jpg")
     write_image(drop / "faces/mei/face_gray.png", mode="L")
     write_image(drop / "images/mei/portrait.jpg", size=(40, 40))
-    day = write_image(drop / "images/cam1/day.jpg", size=(64, 48),
-                      exif=exif_block(make="RECONYX", model="HC550 HYPERFIRE", taken="2024:05:01 06:30:00"))
+    day = write_image(
+        drop / "images/cam1/day.jpg",
+        size=(64, 48),
+        exif=exif_block(make="RECONYX", model="HC550 HYPERFIRE", taken="2024:05:01 06:30:00"),
+    )
     shutil.copyfile(day, drop / DUPLICATE)
     write_image(drop / "images/cam1/night_gray.jpg", mode="L", size=(50, 30))
     write_image(drop / "images/cam1/deep16.png", mode="I;16")
@@ -348,7 +351,12 @@ MANIFEST_CASES = {
         "recording",
     ),
     "drop-toml-syntax-error": ("drop.toml", 'site = "Wolong"\ntimezone = Asia/Shanghai\n', "line 2", None),
-    "drop-toml-unknown-time-zone": ("drop.toml", 'site = "Wolong"\ntimezone = "Mars/Olympus_Mons"\n', "line 2", "timezone"),
+    "drop-toml-unknown-time-zone": (
+        "drop.toml",
+        'site = "Wolong"\ntimezone = "Mars/Olympus_Mons"\n',
+        "line 2",
+        "timezone",
+    ),
 }
 
 

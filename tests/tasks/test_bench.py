@@ -1,4 +1,5 @@
-"""`breedwatch bench` on a tiny drop: the JSON's shape and the statements that results equal the naive way's (never times)."""
+"""`breedwatch bench` on a tiny drop: the JSON's shape and the statements that results equal the naive way's (never
+times)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from models.execution import candidate_precisions
-from schemas.home import HomeLayout
 from schemas.bench import BenchOptions
+from schemas.home import HomeLayout
 from tasks.bench import warmup_options, write_drop
 from tasks.execution import read_hardware
 from tests.conftest import realfile
@@ -27,7 +28,9 @@ def run_bench(tmp_path: Path, *options: str, equal: bool = True) -> dict:
     """Run `bench --quick --json` with tiny nets in a kept work folder and return the JSON (the output kept beside it);
     it exits 0 saying results equal the naive way's, or (equal False) 1 saying a check failed."""
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "--quick", "--json", str(out), "--workdir", str(tmp_path / "work"), *TINY, *options])
+    result = CliRunner().invoke(
+        app, ["bench", "--quick", "--json", str(out), "--workdir", str(tmp_path / "work"), *TINY, *options]
+    )
     assert result.exit_code == (0 if equal else 1), result.output
     assert ("results equal the naive way's" if equal else "CHECKS FAILED") in " ".join(result.output.split())
     (tmp_path / "bench.txt").write_text(result.output)
@@ -48,7 +51,9 @@ def face_photos(tmp_path: Path, realdata: Path) -> Path:
 
 
 def test_quick_bench_json_shape_and_equality(tmp_path: Path, realdata: Path) -> None:
-    summary = run_bench(tmp_path, "--frames", "1", "--audio-rounds", "3", "--extra-images", str(face_photos(tmp_path, realdata)))
+    summary = run_bench(
+        tmp_path, "--frames", "1", "--audio-rounds", "3", "--extra-images", str(face_photos(tmp_path, realdata))
+    )
     assert summary["device"].startswith(("cpu", "cuda")) and summary["peak_rss_mb"] > 0
     for path in ("image", "audio"):
         result = summary[path]
@@ -89,16 +94,24 @@ def test_a_bench_whose_box_check_compares_nothing_fails(tmp_path: Path) -> None:
     summary = run_bench(tmp_path, "--frames", "0", "--audio-rounds", "1", "--no-warmup", equal=False)
     boxes = summary["image"]["checks"]["boxes"]
     assert boxes["images"] == boxes["boxes_naive"] == 0 and not boxes["passed"] and not summary["results_equal_naive"]
-    assert all(summary[path]["checks"][check]["passed"] for path, check in (("image", "gender"), ("audio", "mfcc"), ("audio", "mating")))
+    assert all(
+        summary[path]["checks"][check]["passed"]
+        for path, check in (("image", "gender"), ("audio", "mfcc"), ("audio", "mating"))
+    )
     assert "no face found by either way, so nothing was compared" in summary_text(tmp_path)
 
 
 def test_the_short_audio_path_is_timed_once_per_round_on_a_fresh_home(tmp_path: Path) -> None:
-    summary = run_bench(tmp_path, "--frames", "0", "--audio-rounds", "3", "--no-warmup", equal=False)  # no face to compare
+    summary = run_bench(
+        tmp_path, "--frames", "0", "--audio-rounds", "3", "--no-warmup", equal=False
+    )  # no face to compare
     assert summary["audio_rounds"] == 3 and summary["repeats"] == 1
     assert summary["audio"]["samples"] == {"pipeline": 3, "naive": 1, "bound": 3}
     assert summary["image"]["samples"] == {"pipeline": 1, "naive": 1, "bound": 1}
-    for index in (1, 2):  # rounds after the repeat's own: the audio stages ran again on their own home, images untouched
+    for index in (
+        1,
+        2,
+    ):  # rounds after the repeat's own: the audio stages ran again on their own home, images untouched
         home = HomeLayout(tmp_path / "work" / f"home-0-audio-{index}")
         assert list(home.table_dir("mating_predictions").glob("*/part-*.parquet"))
         assert not list(home.table_dir("faces").glob("*/part-*.parquet"))
@@ -107,7 +120,18 @@ def test_the_short_audio_path_is_timed_once_per_round_on_a_fresh_home(tmp_path: 
 
 def test_bench_without_warm_up_says_so(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    args = ["bench", "--quick", "--no-warmup", "--frames", "0", "--json", str(out), "--workdir", str(tmp_path / "work"), *TINY]
+    args = [
+        "bench",
+        "--quick",
+        "--no-warmup",
+        "--frames",
+        "0",
+        "--json",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
+        *TINY,
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output  # no scene image: the box check compared nothing
     assert "timed without a warm-up" in " ".join(result.output.split())
@@ -115,14 +139,20 @@ def test_bench_without_warm_up_says_so(tmp_path: Path) -> None:
 
 
 def test_bench_boxes_match_per_image_mtcnn_on_real_faces(tmp_path: Path, realdata: Path) -> None:
-    boxes = run_bench(tmp_path, "--frames", "0", "--extra-images", str(face_photos(tmp_path, realdata)))["image"]["checks"]["boxes"]
+    boxes = run_bench(tmp_path, "--frames", "0", "--extra-images", str(face_photos(tmp_path, realdata)))["image"][
+        "checks"
+    ]["boxes"]
     assert boxes["boxes_pipeline"] == boxes["boxes_naive"] > 0 and boxes["counts_equal"]
     assert boxes["min_iou"] > 0.9 and boxes["passed"]
 
 
 def test_bench_refuses_a_missing_extra_images_folder(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "--quick", *TINY, "--extra-images", str(tmp_path / "nope"), "--workdir", str(tmp_path / "w")])
-    assert result.exit_code == 1 and f"extra images folder {tmp_path / 'nope'} does not exist" in " ".join(result.output.split())
+    result = CliRunner().invoke(
+        app, ["bench", "--quick", *TINY, "--extra-images", str(tmp_path / "nope"), "--workdir", str(tmp_path / "w")]
+    )
+    assert result.exit_code == 1 and f"extra images folder {tmp_path / 'nope'} does not exist" in " ".join(
+        result.output.split()
+    )
 
 
 def image_sizes(drop: Path) -> set[tuple[int, int]]:

@@ -1,4 +1,5 @@
-"""breedwatch export camtrap-dp: the package validates against the official Camtrap DP 1.0.2 schemas and says true things.
+"""breedwatch export camtrap-dp: the package validates against the official Camtrap DP 1.0.2 schemas and says true
+things.
 
 Validation: datapackage.json against camtrap-dp-profile.json with jsonschema. The profile $refs two remote schemas that
 cannot be fetched offline: the Frictionless Data Package schema, for which frictionless's own Data Package profile
@@ -14,7 +15,7 @@ import csv
 import importlib.resources
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,10 @@ from tests.drops import write_small_drop
 frictionless = pytest.importorskip("frictionless")
 
 DATA_PACKAGE_URI = "https://specs.frictionlessdata.io/schemas/data-package.json"
-GEOJSON_URIS = ("http://json.schemastore.org/geojson.json",
-                "https://raw.githubusercontent.com/fge/sample-json-schemas/master/geojson/geojson.json")
+GEOJSON_URIS = (
+    "http://json.schemastore.org/geojson.json",
+    "https://raw.githubusercontent.com/fge/sample-json-schemas/master/geojson/geojson.json",
+)
 CORE = ("deployments", "media", "observations")
 
 
@@ -46,7 +49,12 @@ def profile_errors(package: Path, schemas: Path) -> list[str]:
     profile = json.loads((schemas / "camtrap-dp-profile.json").read_text())
     geojson = json.loads((importlib.resources.files("frictionless") / "assets/profiles/geojson.json").read_text())
     registry = Registry().with_resources(
-        [(DATA_PACKAGE_URI, Resource.from_contents(frictionless.Package.metadata_profile, default_specification=DRAFT4))]
+        [
+            (
+                DATA_PACKAGE_URI,
+                Resource.from_contents(frictionless.Package.metadata_profile, default_specification=DRAFT4),
+            )
+        ]
         + [(uri, Resource.from_contents(geojson, default_specification=DRAFT4)) for uri in GEOJSON_URIS]
     )
     validator = jsonschema.Draft4Validator(profile, registry=registry, format_checker=jsonschema.FormatChecker())
@@ -59,8 +67,16 @@ def table_errors(package: Path, schemas: Path) -> list[str]:
     descriptor = json.loads((package / "datapackage.json").read_text())
     resources = []
     for spec in descriptor["resources"]:
-        schema = json.loads((schemas / f"{spec['name']}-table-schema.json").read_text()) if spec["name"] in CORE else spec["schema"]
-        resources.append(frictionless.Resource(name=spec["name"], path=spec["path"], schema=frictionless.Schema.from_descriptor(schema)))
+        schema = (
+            json.loads((schemas / f"{spec['name']}-table-schema.json").read_text())
+            if spec["name"] in CORE
+            else spec["schema"]
+        )
+        resources.append(
+            frictionless.Resource(
+                name=spec["name"], path=spec["path"], schema=frictionless.Schema.from_descriptor(schema)
+            )
+        )
     report = frictionless.Package(resources=resources, basepath=str(package)).validate()
     return [f"{r.name}: {e.message}" for r in report.tasks for e in r.errors]
 
@@ -76,17 +92,39 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def face(media_id: str, index: int, animal: str | None, box: tuple[float, float, float, float], source: str = "detector") -> dict[str, Any]:
+def face(
+    media_id: str, index: int, animal: str | None, box: tuple[float, float, float, float], source: str = "detector"
+) -> dict[str, Any]:
     """A faces row."""
-    return {"face_id": f"{media_id}-f{index}", "media_id": media_id, "drop_id": "drop-1", "animal_id": animal, "source": source,
-            "bbox_x": box[0], "bbox_y": box[1], "bbox_w": box[2], "bbox_h": box[3], "score": 0.99, "excluded": False,
-            "detector": "mtcnn-panda@v1", "run_id": "run-1"}
+    return {
+        "face_id": f"{media_id}-f{index}",
+        "media_id": media_id,
+        "drop_id": "drop-1",
+        "animal_id": animal,
+        "source": source,
+        "bbox_x": box[0],
+        "bbox_y": box[1],
+        "bbox_w": box[2],
+        "bbox_h": box[3],
+        "score": 0.99,
+        "excluded": False,
+        "detector": "mtcnn-panda@v1",
+        "run_id": "run-1",
+    }
 
 
 def prediction(row: dict[str, Any], p_male: float) -> dict[str, Any]:
     """A gender_predictions row for a face."""
-    return {"face_id": row["face_id"], "media_id": row["media_id"], "drop_id": "drop-1", "animal_id": row["animal_id"],
-            "p_male": p_male, "label": "male" if p_male >= 0.5 else "female", "model_version": "panda-gender@v1", "run_id": "run-1"}
+    return {
+        "face_id": row["face_id"],
+        "media_id": row["media_id"],
+        "drop_id": "drop-1",
+        "animal_id": row["animal_id"],
+        "p_male": p_male,
+        "label": "male" if p_male >= 0.5 else "female",
+        "model_version": "panda-gender@v1",
+        "run_id": "run-1",
+    }
 
 
 def station(tmp_path: Path, located: bool) -> HomeLayout:
@@ -94,22 +132,55 @@ def station(tmp_path: Path, located: bool) -> HomeLayout:
     drop = write_small_drop(tmp_path / "drop-1")
     if located:
         with open(drop / "drop.toml", "a") as handle:
-            handle.write('latitude = 30.83\nlongitude = 103.32\nlocation_name = "Panda Valley enclosure 3"\nspecies = "Ailuropoda melanoleuca"\n')
+            handle.write(
+                'latitude = 30.83\nlongitude = 103.32\nlocation_name = "Panda Valley enclosure 3"\n'
+                'species = "Ailuropoda melanoleuca"\n'
+            )
     home = HomeLayout(tmp_path / "home")
     settings = load_settings(None, home=home.root)
     assert ingest_drop_dir(drop, home, "run-1", settings, lambda: None).status == "ingested"
     refresh_views(home, settings.view_thresholds())
     media = {m["path"]: m for m in query(home, "SELECT path, media_id FROM media WHERE status = 'ok'").to_pylist()}
-    faces = [face(media["faces/A01/f1.jpg"]["media_id"], 0, "A01", (0.0, 0.0, 1.0, 1.0), "keeper"),
-             face(media["images/A02/p1.jpg"]["media_id"], 0, "A02", (0.2, 0.1, 0.5, 0.6)),
-             face(media["images/cam01/IMG_0000.JPG"]["media_id"], 0, None, (-0.05, 0.9, 0.2, 0.2))]  # overhangs the frame
+    faces = [
+        face(media["faces/A01/f1.jpg"]["media_id"], 0, "A01", (0.0, 0.0, 1.0, 1.0), "keeper"),
+        face(media["images/A02/p1.jpg"]["media_id"], 0, "A02", (0.2, 0.1, 0.5, 0.6)),
+        face(media["images/cam01/IMG_0000.JPG"]["media_id"], 0, None, (-0.05, 0.9, 0.2, 0.2)),
+    ]  # overhangs the frame
     write_rows(home, FACES, "drop-1", "faces", faces)
-    write_rows(home, GENDER_PREDICTIONS, "drop-1", "gender", [prediction(faces[0], 0.1), prediction(faces[1], 0.95), prediction(faces[2], 0.6)])
-    write_rows(home, MATING_PREDICTIONS, "drop-1", "mating", [{
-        "segment_id": "s1", "media_id": media["audio/E01.wav"]["media_id"], "drop_id": "drop-1", "encounter_id": "E01",
-        "p_success": 0.8, "frame_p_success": [0.8] * 86, "attention": [1 / 86] * 86, "temperature": 1.0,
-        "model_version": "cganet@v1", "run_id": "run-1"}])
-    write_rows(home, RUNS, "run-1", "run", [{"run_id": "run-1", "started_at": datetime(2026, 3, 5, 2, tzinfo=timezone.utc), "status": "completed"}])
+    write_rows(
+        home,
+        GENDER_PREDICTIONS,
+        "drop-1",
+        "gender",
+        [prediction(faces[0], 0.1), prediction(faces[1], 0.95), prediction(faces[2], 0.6)],
+    )
+    write_rows(
+        home,
+        MATING_PREDICTIONS,
+        "drop-1",
+        "mating",
+        [
+            {
+                "segment_id": "s1",
+                "media_id": media["audio/E01.wav"]["media_id"],
+                "drop_id": "drop-1",
+                "encounter_id": "E01",
+                "p_success": 0.8,
+                "frame_p_success": [0.8] * 86,
+                "attention": [1 / 86] * 86,
+                "temperature": 1.0,
+                "model_version": "cganet@v1",
+                "run_id": "run-1",
+            }
+        ],
+    )
+    write_rows(
+        home,
+        RUNS,
+        "run-1",
+        "run",
+        [{"run_id": "run-1", "started_at": datetime(2026, 3, 5, 2, tzinfo=UTC), "status": "completed"}],
+    )
     refresh_views(home, settings.view_thresholds())
     return home
 
@@ -133,26 +204,45 @@ def test_export_validates_against_the_official_schemas_and_says_true_things(real
     assert (deployment["deploymentID"], deployment["latitude"], deployment["longitude"]) == ("dep-1", "30.83", "103.32")
     assert deployment["locationName"] == "Panda Valley enclosure 3"
     media = {m["fileName"]: m for m in read_csv(out / "media.csv")}
-    assert media["IMG_0000.JPG"]["timestamp"] == "2026-03-04T21:00:00+08:00"  # EXIF time in the drop's zone, offset kept
+    assert (
+        media["IMG_0000.JPG"]["timestamp"] == "2026-03-04T21:00:00+08:00"
+    )  # EXIF time in the drop's zone, offset kept
     assert media["E01.wav"]["fileMediatype"] == "audio/wav"
-    assert (out / media["p1.jpg"]["filePath"]).read_bytes() == (tmp_path / "drop-1" / "images" / "A02" / "p1.jpg").read_bytes()
+    assert (out / media["p1.jpg"]["filePath"]).read_bytes() == (
+        tmp_path / "drop-1" / "images" / "A02" / "p1.jpg"
+    ).read_bytes()
     observations = {o["individualID"] or "none": o for o in read_csv(out / "observations.csv")}
     assert {o["sex"] for o in observations.values()} == {"female", "male", ""}
     a02 = observations["A02"]
     assert (a02["sex"], a02["classificationMethod"]) == ("male", "machine")
     posterior = query(home, "SELECT p_male FROM animals WHERE animal_id = ?", ["A02"]).to_pylist()[0]["p_male"]
-    assert "panda-gender@v1" in a02["classifiedBy"] and float(a02["classificationProbability"]) == pytest.approx(posterior, abs=1e-6)
+    assert "panda-gender@v1" in a02["classifiedBy"] and float(a02["classificationProbability"]) == pytest.approx(
+        posterior, abs=1e-6
+    )
     assert (a02["bboxX"], a02["bboxY"], a02["bboxWidth"], a02["bboxHeight"]) == ("0.2", "0.1", "0.5", "0.6")
     a01 = query(home, "SELECT p_male FROM animals WHERE animal_id = ?", ["A01"]).to_pylist()[0]["p_male"]
     assert observations["A01"]["sex"] == "female"  # probability of the stated sex: 1 - P(male)
     assert float(observations["A01"]["classificationProbability"]) == pytest.approx(1 - a01, abs=1e-6)
     unknown = observations["none"]
     assert unknown["sex"] == "" and unknown["classificationProbability"] == ""
-    assert (unknown["bboxX"], unknown["bboxWidth"], unknown["bboxHeight"]) == ("0.0", "0.15", "0.1")  # clipped to the frame
+    assert (unknown["bboxX"], unknown["bboxWidth"], unknown["bboxHeight"]) == (
+        "0.0",
+        "0.15",
+        "0.1",
+    )  # clipped to the frame
     encounter = read_csv(out / "mating-encounters.csv")[0]
-    assert (encounter["maleID"], encounter["femaleID"], encounter["predictedOutcome"], encounter["recordedOutcome"]) == ("A02", "A01", "success", "success")
+    assert (
+        encounter["maleID"],
+        encounter["femaleID"],
+        encounter["predictedOutcome"],
+        encounter["recordedOutcome"],
+    ) == ("A02", "A01", "success", "success")
     assert encounter["mediaID"] == media["E01.wav"]["mediaID"]
-    assert (encounter["successProbability"], encounter["calibratedProbability"], encounter["deploymentID"]) == ("0.8", "0.8", "dep-1")
+    assert (encounter["successProbability"], encounter["calibratedProbability"], encounter["deploymentID"]) == (
+        "0.8",
+        "0.8",
+        "dep-1",
+    )
     descriptor = json.loads((out / "datapackage.json").read_text())
     assert descriptor["spatial"] == {"type": "MultiPoint", "coordinates": [[103.32, 30.83]]}
     assert descriptor["taxonomic"] == [{"scientificName": "Ailuropoda melanoleuca"}]
@@ -165,7 +255,11 @@ def test_an_unknown_location_is_a_documented_placeholder(realdata: Path, tmp_pat
     assert export(home, out, "--media", "reference").exit_code == 0
     assert profile_errors(out, schemas) == [] and table_errors(out, schemas) == []
     deployment = read_csv(out / "deployments.csv")[0]
-    assert (deployment["latitude"], deployment["longitude"], deployment["coordinateUncertainty"]) == ("0.0", "0.0", "20037509")
+    assert (deployment["latitude"], deployment["longitude"], deployment["coordinateUncertainty"]) == (
+        "0.0",
+        "0.0",
+        "20037509",
+    )
     assert "placeholders" in deployment["deploymentComments"]
     descriptor = json.loads((out / "datapackage.json").read_text())
     assert "Deployments without a known location (dep-1)" in descriptor["description"]
@@ -203,8 +297,14 @@ def test_the_official_example_passes_the_same_checks(realdata: Path) -> None:
     schemas = official_schemas(realdata)
     assert profile_errors(package, schemas) == []
     descriptor = json.loads((package / "datapackage.json").read_text())
-    resources = [frictionless.Resource(name=n, path=f"{n}.csv", schema=frictionless.Schema.from_descriptor(
-        json.loads((schemas / f"{n}-table-schema.json").read_text()))) for n in CORE]
+    resources = [
+        frictionless.Resource(
+            name=n,
+            path=f"{n}.csv",
+            schema=frictionless.Schema.from_descriptor(json.loads((schemas / f"{n}-table-schema.json").read_text())),
+        )
+        for n in CORE
+    ]
     report = frictionless.Package(resources=resources, basepath=str(package)).validate()
     assert report.valid and len(descriptor["resources"]) == 4
 
@@ -233,7 +333,12 @@ def test_an_export_reads_back_as_a_drop(tmp_path: Path) -> None:
     refresh_views(back)
     assert result.status == "ingested" and result.counts["rejected"] == 0
     assert result.counts["images"] + result.counts["audio"] == len(read_csv(out / "media.csv"))
-    boxes = query(back, "SELECT observation_id, bbox_x, bbox_w, individual_id FROM camtrap_observations ORDER BY observation_id").to_pylist()
+    boxes = query(
+        back, "SELECT observation_id, bbox_x, bbox_w, individual_id FROM camtrap_observations ORDER BY observation_id"
+    ).to_pylist()
     assert [(b["observation_id"], b["bbox_x"], b["bbox_w"], b["individual_id"]) for b in boxes] == sorted(
-        (o["observationID"], float(o["bboxX"]), float(o["bboxWidth"]), o["individualID"] or None) for o in exported)
-    assert query(back, "SELECT latitude, longitude FROM deployments").to_pylist() == [{"latitude": None, "longitude": None}]
+        (o["observationID"], float(o["bboxX"]), float(o["bboxWidth"]), o["individualID"] or None) for o in exported
+    )
+    assert query(back, "SELECT latitude, longitude FROM deployments").to_pylist() == [
+        {"latitude": None, "longitude": None}
+    ]

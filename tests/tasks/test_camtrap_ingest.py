@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,21 +17,37 @@ from tasks.ingest import ingest_drop_dir
 from tests.conftest import realfile
 from tests.drops import camera_jpeg
 
-MEDIA_HEADER = "mediaID,deploymentID,captureMethod,timestamp,filePath,filePublic,fileName,fileMediatype,exifData,favorite,mediaComments"
-OBS_HEADER = ("observationID,deploymentID,mediaID,eventID,eventStart,eventEnd,observationLevel,observationType,scientificName,"
-              "count,sex,individualID,bboxX,bboxY,bboxWidth,bboxHeight,classificationMethod,classifiedBy,classificationProbability")
-DEPLOYMENTS = ("deploymentID,locationID,locationName,latitude,longitude,deploymentStart,deploymentEnd\n"
-               "dep-a,loc-1,Panda Valley,30.83,103.32,2026-03-01T08:00:00+08:00,2026-03-10T08:00:00+08:00\n")
+MEDIA_HEADER = (
+    "mediaID,deploymentID,captureMethod,timestamp,filePath,filePublic,fileName,fileMediatype,exifData,favorite,"
+    "mediaComments"
+)
+OBS_HEADER = (
+    "observationID,deploymentID,mediaID,eventID,eventStart,eventEnd,observationLevel,observationType,scientificName,"
+    "count,sex,individualID,bboxX,bboxY,bboxWidth,bboxHeight,classificationMethod,classifiedBy,classificationProbability"
+)
+DEPLOYMENTS = (
+    "deploymentID,locationID,locationName,latitude,longitude,deploymentStart,deploymentEnd\n"
+    "dep-a,loc-1,Panda Valley,30.83,103.32,2026-03-01T08:00:00+08:00,2026-03-10T08:00:00+08:00\n"
+)
 
 
 def descriptor(resources: tuple[str, ...] = ("deployments", "media", "observations")) -> str:
     """A minimal Camtrap DP descriptor naming the given core resources."""
-    return json.dumps({
-        "profile": "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/camtrap-dp-profile.json",
-        "resources": [{"name": name, "path": f"{name}.csv", "profile": "tabular-data-resource",
-                       "schema": f"https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/{name}-table-schema.json"}
-                      for name in resources],
-    }, indent=2)
+    return json.dumps(
+        {
+            "profile": "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/camtrap-dp-profile.json",
+            "resources": [
+                {
+                    "name": name,
+                    "path": f"{name}.csv",
+                    "profile": "tabular-data-resource",
+                    "schema": f"https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/{name}-table-schema.json",
+                }
+                for name in resources
+            ],
+        },
+        indent=2,
+    )
 
 
 def write_package(root: Path, media: list[str], observations: list[str], deployments: str = DEPLOYMENTS) -> Path:
@@ -56,8 +72,14 @@ GOOD_MEDIA = [
     "m3,dep-a,timeLapse,2026-03-05T02:00:00Z,https://example.org/m3.jpg,true,m3.jpg,image/jpeg,,,",
 ]
 GOOD_OBS = [
-    "o1,dep-a,m1,e1,2026-03-04T13:00:00Z,2026-03-04T13:00:00Z,media,animal,Ailuropoda melanoleuca,1,female,Mei,0.1,0.2,0.3,0.4,human,keeper,",
-    "o2,dep-a,m2,e1,2026-03-04T13:00:05Z,2026-03-04T13:00:05Z,media,animal,Ailuropoda melanoleuca,1,,,0.5,0.5,0.25,0.25,machine,md5,0.9",
+    (
+        "o1,dep-a,m1,e1,2026-03-04T13:00:00Z,2026-03-04T13:00:00Z,media,animal,Ailuropoda melanoleuca,1,female,Mei,"
+        "0.1,0.2,0.3,0.4,human,keeper,"
+    ),
+    (
+        "o2,dep-a,m2,e1,2026-03-04T13:00:05Z,2026-03-04T13:00:05Z,media,animal,Ailuropoda melanoleuca,1,,,"
+        "0.5,0.5,0.25,0.25,machine,md5,0.9"
+    ),
     "o3,dep-a,m3,e2,2026-03-04T18:00:00Z,2026-03-04T18:00:00Z,media,blank,,,,,,,,,human,keeper,",
 ]
 
@@ -81,26 +103,39 @@ def test_a_generated_package_is_ingested_with_times_deployments_individuals_and_
     assert result.status == "ingested" and result.counts["images"] == 2
     media = rows(home, "SELECT path, captured_at, deployment_id, site, animal_id, status FROM media ORDER BY path")
     assert [m["path"] for m in media] == ["media/m1.jpg", "media/m2.jpg"]
-    assert media[0]["captured_at"] == datetime(2026, 3, 4, 13, 0, tzinfo=timezone.utc)  # the package's offset, not EXIF
+    assert media[0]["captured_at"] == datetime(2026, 3, 4, 13, 0, tzinfo=UTC)  # the package's offset, not EXIF
     assert (media[0]["deployment_id"], media[0]["site"], media[0]["animal_id"]) == ("dep-a", "Panda Valley", "Mei")
     assert media[1]["animal_id"] is None
-    observations = rows(home, "SELECT observation_id, media_id, individual_id, sex, bbox_x, bbox_y, bbox_w, bbox_h, classification_probability "
-                              "FROM camtrap_observations ORDER BY observation_id")
+    observations = rows(
+        home,
+        "SELECT observation_id, media_id, individual_id, sex, bbox_x, bbox_y, bbox_w, bbox_h, "
+        "classification_probability "
+        "FROM camtrap_observations ORDER BY observation_id",
+    )
     assert [o["observation_id"] for o in observations] == ["o1", "o2", "o3"]
     assert (observations[0]["bbox_x"], observations[0]["bbox_h"], observations[0]["individual_id"]) == (0.1, 0.4, "Mei")
     assert observations[0]["media_id"] is not None and observations[2]["media_id"] is None  # m3 is remote
     assert rows(home, "SELECT animal_id, sex FROM animal_manifest") == [{"animal_id": "Mei", "sex": "female"}]
-    deployment = rows(home, "SELECT deployment_id, location_name, latitude, longitude, deployment_start FROM deployments")[0]
+    deployment = rows(
+        home, "SELECT deployment_id, location_name, latitude, longitude, deployment_start FROM deployments"
+    )[0]
     assert (deployment["latitude"], deployment["longitude"]) == (30.83, 103.32)
-    assert deployment["deployment_start"] == datetime(2026, 3, 1, 0, 0, tzinfo=timezone.utc)
+    assert deployment["deployment_start"] == datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
     rejects = rows(home, "SELECT path, reason FROM rejects")
-    assert len(rejects) == 1 and "1 rows of media.csv name files by URL" in rejects[0]["reason"] and "lines 4" in rejects[0]["reason"]
+    assert (
+        len(rejects) == 1
+        and "1 rows of media.csv name files by URL" in rejects[0]["reason"]
+        and "lines 4" in rejects[0]["reason"]
+    )
 
 
 def test_the_package_drop_feeds_detector_training(tmp_path: Path) -> None:
     drop = write_package(tmp_path / "pkg", GOOD_MEDIA, GOOD_OBS)
     faces = load_camtrap_annotations(drop / "datapackage.json").faces
-    assert sorted((f.image, f.box) for f in faces) == [("media/m1.jpg", (0.1, 0.2, 0.3, 0.4)), ("media/m2.jpg", (0.5, 0.5, 0.25, 0.25))]
+    assert sorted((f.image, f.box) for f in faces) == [
+        ("media/m1.jpg", (0.1, 0.2, 0.3, 0.4)),
+        ("media/m2.jpg", (0.5, 0.5, 0.25, 0.25)),
+    ]
 
 
 def test_bad_rows_are_rejected_one_sentence_each_and_lose_nothing_else(tmp_path: Path) -> None:
@@ -121,22 +156,43 @@ def test_bad_rows_are_rejected_one_sentence_each_and_lose_nothing_else(tmp_path:
     assert "media.csv line 5 field 'filePath': media/missing.jpg is not in the package." in reasons
     assert any(r.startswith("media.csv line 6 field 'fileMediatype': video/mp4 is a video") for r in reasons)
     assert "media.csv line 7 field 'mediaID': 'm1' already appears on line 2." in reasons
-    assert any(r.startswith("observations.csv line 4 field 'bboxX': Input should be less than or equal to 1") for r in reasons)
-    assert any(r.startswith("observations.csv line 5: a bounding box needs all of") and "bboxHeight is empty" in r for r in reasons)
+    assert any(
+        r.startswith("observations.csv line 4 field 'bboxX': Input should be less than or equal to 1") for r in reasons
+    )
+    assert any(
+        r.startswith("observations.csv line 5: a bounding box needs all of") and "bboxHeight is empty" in r
+        for r in reasons
+    )
     assert len(reasons) == 6
-    assert [o["observation_id"] for o in rows(home, "SELECT observation_id FROM camtrap_observations ORDER BY 1")] == ["o1", "o2"]
+    assert [o["observation_id"] for o in rows(home, "SELECT observation_id FROM camtrap_observations ORDER BY 1")] == [
+        "o1",
+        "o2",
+    ]
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (lambda root: (root / "datapackage.json").write_text('{\n  "resources": [\n    {"name": "media",,}\n  ]\n}'),
-     "datapackage.json line 3: is not valid JSON"),
-    (lambda root: (root / "datapackage.json").write_text(descriptor(("deployments", "observations"))),
-     "datapackage.json field 'resources': has no 'media' resource"),
-    (lambda root: (root / "media.csv").write_text("mediaID,deploymentID,filePath,fileMediatype\nm1,dep-a,media/m1.jpg,image/jpeg\n"),
-     "media.csv line 1 field 'timestamp': required column is missing from the header"),
-    (lambda root: (root / "observations.csv").unlink(),
-     "datapackage.json field 'resources': names observations.csv, which is not in the package"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda root: (root / "datapackage.json").write_text('{\n  "resources": [\n    {"name": "media",,}\n  ]\n}'),
+            "datapackage.json line 3: is not valid JSON",
+        ),
+        (
+            lambda root: (root / "datapackage.json").write_text(descriptor(("deployments", "observations"))),
+            "datapackage.json field 'resources': has no 'media' resource",
+        ),
+        (
+            lambda root: (root / "media.csv").write_text(
+                "mediaID,deploymentID,filePath,fileMediatype\nm1,dep-a,media/m1.jpg,image/jpeg\n"
+            ),
+            "media.csv line 1 field 'timestamp': required column is missing from the header",
+        ),
+        (
+            lambda root: (root / "observations.csv").unlink(),
+            "datapackage.json field 'resources': names observations.csv, which is not in the package",
+        ),
+    ],
+)
 def test_a_malformed_package_stops_the_drop_with_one_sentence(tmp_path: Path, damage, message: str) -> None:
     drop = write_package(tmp_path / "pkg", GOOD_MEDIA, GOOD_OBS)
     damage(drop)
@@ -150,7 +206,9 @@ def test_a_malformed_package_stops_the_drop_with_one_sentence(tmp_path: Path, da
 def test_a_datapackage_json_that_is_not_camtrap_dp_is_ignored(tmp_path: Path) -> None:
     drop = tmp_path / "plain"
     camera_jpeg(drop / "images" / "cam01" / "a.jpg", 1)
-    (drop / "datapackage.json").write_text(json.dumps({"name": "other", "resources": [{"name": "weather", "path": "w.csv"}]}))
+    (drop / "datapackage.json").write_text(
+        json.dumps({"name": "other", "resources": [{"name": "weather", "path": "w.csv"}]})
+    )
     home, result = ingest(drop, tmp_path)
     assert result.status == "ingested" and result.counts["images"] == 1
 
@@ -170,13 +228,17 @@ def test_the_official_example_package_is_ingested(realdata: Path, tmp_path: Path
         assert stored[row["filePath"]]["captured_at"] == datetime.fromisoformat(row["timestamp"])
         assert stored[row["filePath"]]["deployment_id"] == row["deploymentID"]
     assert rows(home, "SELECT count(*) AS n FROM deployments") == [{"n": 4}]
-    kept = rows(home, "SELECT count(*) AS n, count(media_id) AS with_media, count(bbox_x) AS boxes FROM camtrap_observations")[0]
+    kept = rows(
+        home, "SELECT count(*) AS n, count(media_id) AS with_media, count(bbox_x) AS boxes FROM camtrap_observations"
+    )[0]
     with_local_media = {m["mediaID"] for m in local}
     assert kept["n"] == len(observations)
     assert kept["with_media"] == sum(o["mediaID"] in with_local_media for o in observations)
     assert kept["boxes"] == sum(bool(o["bboxX"]) for o in observations)
     rejects = rows(home, "SELECT reason FROM rejects")
-    assert len(rejects) == 1 and rejects[0]["reason"].startswith(f"{len(media) - len(local)} rows of media.csv name files by URL")
+    assert len(rejects) == 1 and rejects[0]["reason"].startswith(
+        f"{len(media) - len(local)} rows of media.csv name files by URL"
+    )
 
 
 def test_drop_toml_location_becomes_the_deployment_row_and_bad_coordinates_are_named(tmp_path: Path) -> None:
@@ -189,6 +251,15 @@ def test_drop_toml_location_becomes_the_deployment_row_and_bad_coordinates_are_n
     home, result = ingest(drop, tmp_path)
     assert result.status == "ingested"
     assert rows(home, "SELECT deployment_id, location_name, latitude, longitude, source FROM deployments") == [
-        {"deployment_id": "dep-1", "location_name": "Enclosure 3", "latitude": 30.83, "longitude": 103.32, "source": "drop.toml"}]
-    with pytest.raises(ManifestError, match=r"drop.toml line 2 field 'longitude': Input should be less than or equal to 180"):
-        parse_drop_toml('latitude = 30.8\nlongitude = 203.3\n')
+        {
+            "deployment_id": "dep-1",
+            "location_name": "Enclosure 3",
+            "latitude": 30.83,
+            "longitude": 103.32,
+            "source": "drop.toml",
+        }
+    ]
+    with pytest.raises(
+        ManifestError, match=r"drop.toml line 2 field 'longitude': Input should be less than or equal to 180"
+    ):
+        parse_drop_toml("latitude = 30.8\nlongitude = 203.3\n")

@@ -31,8 +31,9 @@ from tasks.model_store import load_detector
 from tasks.sample_drop import write_sample_drop
 from tests.conftest import realfile
 
-SMALL = TrainingSettings(epochs=(2, 2, 2), crops_per_face=12, near_negatives_per_face=4, negatives_per_image=24,
-                         hard_negatives_per_image=24)
+SMALL = TrainingSettings(
+    epochs=(2, 2, 2), crops_per_face=12, near_negatives_per_face=4, negatives_per_image=24, hard_negatives_per_image=24
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -53,7 +54,9 @@ def picture(path: Path, size: tuple[int, int] = (200, 100)) -> Path:
 
 
 def test_csv_in_pixels(tmp_path: Path) -> None:
-    found = load_annotations(write(tmp_path / "boxes.csv", "path,x,y,w,h,animal_id\na/1.jpg,10,20,30,40,A1\na/2.jpg,1,2,3,4,A2\n"))
+    found = load_annotations(
+        write(tmp_path / "boxes.csv", "path,x,y,w,h,animal_id\na/1.jpg,10,20,30,40,A1\na/2.jpg,1,2,3,4,A2\n")
+    )
     assert [(f.image, f.box, f.relative, f.where) for f in found.faces] == [
         ("a/1.jpg", (10.0, 20.0, 30.0, 40.0), False, "boxes.csv line 2"),
         ("a/2.jpg", (1.0, 2.0, 3.0, 4.0), False, "boxes.csv line 3"),
@@ -86,8 +89,10 @@ def test_csv_errors_name_file_line_and_field(tmp_path: Path, text: str, message:
 
 
 COCO = {
-    "images": [{"id": 1, "file_name": "cam/1.jpg", "width": 200, "height": 100},
-               {"id": 2, "file_name": "cam/2.jpg", "width": 200, "height": 100}],
+    "images": [
+        {"id": 1, "file_name": "cam/1.jpg", "width": 200, "height": 100},
+        {"id": 2, "file_name": "cam/2.jpg", "width": 200, "height": 100},
+    ],
     "annotations": [{"id": 7, "image_id": 1, "bbox": [10, 20, 30, 40], "category_id": 1}],
     "categories": [{"id": 1, "name": "panda face"}],
 }
@@ -142,7 +147,9 @@ def camtrap(tmp_path: Path, rows: str) -> Path:
 
 
 def test_camtrap_relative_boxes_blanks_and_urls(tmp_path: Path) -> None:
-    package = camtrap(tmp_path, "o1,m1,animal,0.1,0.2,0.3,0.4\no2,m2,animal,0.5,0.5,0.25,0.25\no3,m3,blank,,,,\no4,,animal,,,,\n")
+    package = camtrap(
+        tmp_path, "o1,m1,animal,0.1,0.2,0.3,0.4\no2,m2,animal,0.5,0.5,0.25,0.25\no3,m3,blank,,,,\no4,,animal,,,,\n"
+    )
     for given in (package, package / "datapackage.json", package / "observations.csv"):
         found = load_annotations(given)
         assert [(f.image, f.box, f.relative, f.where) for f in found.faces] == [
@@ -156,8 +163,14 @@ def test_camtrap_relative_boxes_blanks_and_urls(tmp_path: Path) -> None:
     ("rows", "message"),
     [
         ("o1,m1,animal,0.1,0.2,1.3,0.4\n", r"observations.csv line 2: field 'bboxWidth' must be a fraction"),
-        ("o1,m1,animal,0.1,0.2,0.3,0.4\no2,m1,animal,0.1,,0.3,0.4\n", r"observations.csv line 3: field 'bboxY' is empty"),
-        ("o1,m9,animal,0.1,0.2,0.3,0.4\n", r"observations.csv line 2: field 'mediaID' is 'm9', which is not in media.csv"),
+        (
+            "o1,m1,animal,0.1,0.2,0.3,0.4\no2,m1,animal,0.1,,0.3,0.4\n",
+            r"observations.csv line 3: field 'bboxY' is empty",
+        ),
+        (
+            "o1,m9,animal,0.1,0.2,0.3,0.4\n",
+            r"observations.csv line 2: field 'mediaID' is 'm9', which is not in media.csv",
+        ),
         ("o1,m1,animal,0.1,zero,0.3,0.4\n", r"observations.csv line 2: field 'bboxY' is 'zero', not a number"),
     ],
 )
@@ -268,8 +281,19 @@ def test_card_describes_data_split_and_settings(trained: tuple[HomeLayout, Path,
     home, drop, card = trained
     _, stored = load_detector(home, "panda-test")
     assert stored["version"] == card["version"] == 1
-    for field in ("name", "thresholds", "min_face_size", "factor", "base", "data_fingerprint", "split", "metrics",
-                  "train_seconds", "settings", "code_version"):
+    for field in (
+        "name",
+        "thresholds",
+        "min_face_size",
+        "factor",
+        "base",
+        "data_fingerprint",
+        "split",
+        "metrics",
+        "train_seconds",
+        "settings",
+        "code_version",
+    ):
         assert field in stored, field
     frames = read_image_list(drop / "truth" / "frames.csv")
     assert sorted(stored["split"]["train"] + stored["split"]["held_out"]) == sorted(frames)
@@ -289,20 +313,26 @@ def test_checkpoint_loads_back_and_detects(trained: tuple[HomeLayout, Path, dict
     assert any(box_iou(np.array([d.box]), np.array([truth]))[0, 0] >= 0.5 for d in found)
 
 
-def test_evaluate_on_the_held_out_split_repeats_the_card(trained: tuple[HomeLayout, Path, dict], tmp_path: Path) -> None:
+def test_evaluate_on_the_held_out_split_repeats_the_card(
+    trained: tuple[HomeLayout, Path, dict], tmp_path: Path
+) -> None:
     home, drop, card = trained
     held = card["split"]["held_out"]
     with (drop / "truth" / "boxes.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["path"] in held]
-    boxes = write(tmp_path / "held.csv", "path,x,y,w,h\n" + "".join(f"{r['path']},{r['x']},{r['y']},{r['w']},{r['h']}\n" for r in rows))
+    boxes = write(
+        tmp_path / "held.csv",
+        "path,x,y,w,h\n" + "".join(f"{r['path']},{r['x']},{r['y']},{r['w']},{r['h']}\n" for r in rows),
+    )
     frames = write(tmp_path / "frames.csv", "path\n" + "".join(f"{p}\n" for p in held))
     tuned = evaluate_detector(home, "panda-test", boxes, drop, frames)
     human = evaluate_detector(home, "mtcnn-human", boxes, drop, frames)
     assert (tuned["detector"], human["detector"]) == ("panda-test@v1", "mtcnn-human")
     assert (tuned["n_images"], tuned["n_faces"]) == (len(held), len(rows))
     for got, expected in ((tuned, card["metrics"]), (human, card["metrics"]["human_baseline"])):
-        assert {k: got[k] for k in ("recall", "precision", "mean_iou", "tp", "fp", "fn")} == \
-            {k: expected[k] for k in ("recall", "precision", "mean_iou", "tp", "fp", "fn")}
+        assert {k: got[k] for k in ("recall", "precision", "mean_iou", "tp", "fp", "fn")} == {
+            k: expected[k] for k in ("recall", "precision", "mean_iou", "tp", "fp", "fn")
+        }
     assert len(tuned["errors"]) == sum(1 for e in tuned["errors"] if e["missed"] or e["false_positives"])
 
 

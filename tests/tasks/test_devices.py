@@ -1,4 +1,5 @@
-"""GPU sharing and out-of-memory handling: halved batches give the same results, the GPU slot is a real Prefect limit."""
+"""GPU sharing and out-of-memory handling: halved batches give the same results, the GPU slot is a real Prefect
+limit."""
 
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ def out_of_memory_above(limit: int, work, sizes: list[int]):
 
 def test_halving_retries_until_the_batch_fits() -> None:
     sizes: list[int] = []
-    assert halve_on_oom(out_of_memory_above(2, lambda items: [v * 10 for v in items], sizes), list(range(8))) == [v * 10 for v in range(8)]
+    assert halve_on_oom(out_of_memory_above(2, lambda items: [v * 10 for v in items], sizes), list(range(8))) == [
+        v * 10 for v in range(8)
+    ]
     assert sizes == [8, 4, 2, 2, 4, 2, 2]
     with pytest.raises(torch.cuda.OutOfMemoryError):
         halve_on_oom(out_of_memory_above(0, list, []), [1, 2])
@@ -55,7 +58,11 @@ def test_gender_batches_that_run_out_of_memory_are_halved(tmp_path: Path, monkey
     expected = gender_stage.predict_p_male(model, paths, config, lambda: None)
     sizes: list[int] = []
     real = gender_stage.predict_logits
-    monkeypatch.setattr(gender_stage, "predict_logits", lambda m, batch, *a: out_of_memory_above(1, lambda b: real(m, b, *a), sizes)(batch))
+    monkeypatch.setattr(
+        gender_stage,
+        "predict_logits",
+        lambda m, batch, *a: out_of_memory_above(1, lambda b: real(m, b, *a), sizes)(batch),
+    )
     assert gender_stage.predict_p_male(model, paths, config, lambda: None) == pytest.approx(expected, abs=1e-6)
     assert sizes[0] == 6 and max(sizes[1:]) < 6 and sizes.count(1) == 6
 
@@ -68,11 +75,19 @@ def test_face_batches_that_run_out_of_memory_are_halved(tmp_path: Path, monkeypa
         rows.append({"media_id": f"m{index}", "path": f"f{index}.png", "width": 128, "height": 96})
     detector = faces_stage.LoadedDetector(build_mtcnn(DetectorSettings(), None, torch.device("cpu")), "mtcnn-human")
     config = FacesConfig(cpu_batch_size=4, device="cpu")
-    expected = [(row["media_id"], found) for row, _, found in faces_stage.detect_batches(tmp_path, rows, detector, config, 1)]
+    expected = [
+        (row["media_id"], found) for row, _, found in faces_stage.detect_batches(tmp_path, rows, detector, config, 1)
+    ]
     sizes: list[int] = []
     real = faces_stage.detect_faces
-    monkeypatch.setattr(faces_stage, "detect_faces", lambda mtcnn, arrays: out_of_memory_above(1, lambda a: real(mtcnn, a), sizes)(arrays))
-    halved = [(row["media_id"], found) for row, _, found in faces_stage.detect_batches(tmp_path, rows, detector, config, 1)]
+    monkeypatch.setattr(
+        faces_stage,
+        "detect_faces",
+        lambda mtcnn, arrays: out_of_memory_above(1, lambda a: real(mtcnn, a), sizes)(arrays),
+    )
+    halved = [
+        (row["media_id"], found) for row, _, found in faces_stage.detect_batches(tmp_path, rows, detector, config, 1)
+    ]
     assert halved == expected and sizes == [4, 2, 1, 1, 2, 1, 1]
 
 
@@ -127,9 +142,15 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def refaults(retained_mb: int) -> tuple[bool, int]:
-    """In a fresh process: whether retention applied, and the page faults of re-allocating and touching a freed 64 MiB block."""
-    done = subprocess.run([sys.executable, "-c", REFAULT_PROBE, str(retained_mb)], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[2])
+    """In a fresh process: whether retention applied, and the page faults of re-allocating and touching a freed 64 MiB
+    block."""
+    done = subprocess.run(
+        [sys.executable, "-c", REFAULT_PROBE, str(retained_mb)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     applied, faults = done.stdout.split()
     return applied == "True", int(faults)
 

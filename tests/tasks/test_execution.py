@@ -18,10 +18,24 @@ from schemas.tables import RUNS
 from tasks.execution import NetTrial, plan_for, read_hardware, resolve_execution, way_of
 from tests.pipeline_home import store_gender_model, store_mating_model
 
-AVX2 = Hardware(device="cpu", cpu_model="AMD EPYC", cpu_flags=frozenset({"avx2"}), cpu_capability="AVX2", onednn_max_isa="",
-                cores=2, torch_version="2.14.1")
-ZEN4 = Hardware(device="cpu", cpu_model="AMD EPYC 9R14", cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}),
-                cpu_capability="AVX512", onednn_max_isa="", cores=2, torch_version="2.14.1")
+AVX2 = Hardware(
+    device="cpu",
+    cpu_model="AMD EPYC",
+    cpu_flags=frozenset({"avx2"}),
+    cpu_capability="AVX2",
+    onednn_max_isa="",
+    cores=2,
+    torch_version="2.14.1",
+)
+ZEN4 = Hardware(
+    device="cpu",
+    cpu_model="AMD EPYC 9R14",
+    cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}),
+    cpu_capability="AVX512",
+    onednn_max_isa="",
+    cores=2,
+    torch_version="2.14.1",
+)
 
 
 def counting_trial(calls: list[Way]) -> NetTrial:
@@ -87,6 +101,8 @@ def test_the_run_records_how_each_net_runs(tmp_path: Path) -> None:
     run_id = start_run(str(layout.root), None)
     row = pq.read_table(layout.part(RUNS.name, RUNS.partition, run_id, "run")).to_pylist()[0]
     execution_of = dict(row["execution"])
-    assert set(execution_of) == {"gender"} and "measured" in execution_of["gender"] and "cores" in execution_of["gender"]
+    assert (
+        set(execution_of) == {"gender"} and "measured" in execution_of["gender"] and "cores" in execution_of["gender"]
+    )
     saved = (layout.run_dir(run_id) / "config.toml").read_text()
     assert 'precision = "auto"' not in saved.split("[gender]")[1].split("[")[0]

@@ -16,6 +16,7 @@ from schemas.home import HomeLayout
 from schemas.tables import FACES
 from tasks.catalog import query, refresh_views
 from tasks.ingest import ingest_drop_dir
+from tasks.stages import run_on_drop
 from tests.conftest import realfile
 from tests.drops import DROP_TOML, camera_jpeg
 from tests.models.test_faces import iou
@@ -30,7 +31,9 @@ def real_frames_drop(realdata: Path, root: Path) -> Path:
     shutil.copy(realfile(realdata, "cameratrapai/test_data/african_elephants_cmyk.jpg"), cam / "cmyk.jpg")
     with Image.open(realfile(realdata, "face_recognition/two_people.jpg")) as raw:
         people = raw.convert("RGB")
-    people.resize((900, 528)).save(cam / "two_people.png")  # another size: a batch holds one size, and one PNG sends its batch to Pillow
+    people.resize((900, 528)).save(
+        cam / "two_people.png"
+    )  # another size: a batch holds one size, and one PNG sends its batch to Pillow
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned: the upright picture is the stored one rotated 90 degrees clockwise
     people.transpose(Image.Transpose.ROTATE_90).save(cam / "turned.jpg", quality=95, exif=exif)
@@ -45,13 +48,18 @@ def faces_with(tmp_path: Path, drop: Path, decode: str, name: str) -> list[dict]
     layout = HomeLayout(tmp_path / name)
     ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
     assert ingested.status == "ingested"
-    faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: None)
+    run_on_drop(faces_stage.FACES_STAGE, layout, drop, ingested.drop_id, "run-1", settings, lambda: None)
     refresh_views(layout, settings.view_thresholds())
-    return query(layout, "SELECT m.path, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h FROM faces f JOIN media m USING (media_id) "
-                         "ORDER BY m.path, f.bbox_x").to_pylist()
+    return query(
+        layout,
+        "SELECT m.path, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h FROM faces f JOIN media m USING (media_id) "
+        "ORDER BY m.path, f.bbox_x",
+    ).to_pylist()
 
 
-def test_torchvision_decoding_finds_the_faces_pillow_finds(realdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchvision_decoding_finds_the_faces_pillow_finds(
+    realdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     drop = real_frames_drop(realdata, tmp_path / "drop")
     decoded_by_torchvision: list[str] = []
     real = faces_stage.torchvision_frames
@@ -66,7 +74,9 @@ def test_torchvision_decoding_finds_the_faces_pillow_finds(realdata: Path, tmp_p
     pillow = faces_with(tmp_path, drop, "pillow", "pillow")
     assert decoded_by_torchvision == []
     torchvision = faces_with(tmp_path, drop, "torchvision", "torchvision")
-    assert sorted(decoded_by_torchvision) == [f"images/cam01/{name}" for name in ("cmyk.jpg", "multiface.jpg", "turned.jpg")]  # the PNG: Pillow
+    assert sorted(decoded_by_torchvision) == [
+        f"images/cam01/{name}" for name in ("cmyk.jpg", "multiface.jpg", "turned.jpg")
+    ]  # the PNG: Pillow
     assert [row["path"] for row in torchvision] == [row["path"] for row in pillow]
     assert sum(row["path"].endswith("turned.jpg") for row in pillow) == 2 and len(pillow) >= 8
     for a, b in zip(pillow, torchvision):
@@ -87,8 +97,8 @@ def test_a_frame_smaller_than_the_smallest_face_is_faceless_not_a_failure(tmp_pa
     settings = load_settings(tmp_path / "c.toml", home=tmp_path / "home")
     layout = HomeLayout(tmp_path / "home")
     ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
-    result = faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: None)
-    assert result["status"] == "detected" and result["counts"]["images_without_face"] == 2
+    result = run_on_drop(faces_stage.FACES_STAGE, layout, drop, ingested.drop_id, "run-1", settings, lambda: None)
+    assert result.status == "detected" and result.counts["images_without_face"] == 2
 
 
 def keeper_faces(tmp_path: Path, drop: Path, threads: int) -> tuple[list[dict], dict[str, bytes]]:
@@ -100,9 +110,17 @@ def keeper_faces(tmp_path: Path, drop: Path, threads: int) -> tuple[list[dict], 
     layout = HomeLayout(tmp_path / name)
     ingested = ingest_drop_dir(drop, layout, "run-1", settings, lambda: None)
     advanced: list[None] = []
-    faces_stage.detect_drop_faces(layout, drop, ingested.drop_id, "run-1", settings, lambda: advanced.append(None))
-    assert len(advanced) == len(list((drop / "faces").rglob("*.jpg"))) + 1  # one step per image, keeper photos counted from their threads
-    rows = [row for row in pq.read_table(layout.part(FACES.name, FACES.partition, ingested.drop_id, "faces")).to_pylist() if row["source"] == "keeper"]
+    run_on_drop(
+        faces_stage.FACES_STAGE, layout, drop, ingested.drop_id, "run-1", settings, lambda: advanced.append(None)
+    )
+    assert (
+        len(advanced) == len(list((drop / "faces").rglob("*.jpg"))) + 1
+    )  # one step per image, keeper photos counted from their threads
+    rows = [
+        row
+        for row in pq.read_table(layout.part(FACES.name, FACES.partition, ingested.drop_id, "faces")).to_pylist()
+        if row["source"] == "keeper"
+    ]
     return rows, {row["face_id"]: (layout.root / row["crop_path"]).read_bytes() for row in rows}
 
 
@@ -112,15 +130,23 @@ def test_keeper_photos_stored_on_threads_equal_one_thread_in_their_order(tmp_pat
     (drop / "drop.toml").write_text(DROP_TOML)
     camera_jpeg(drop / "images" / "cam01" / "IMG_0001.JPG", 1)
     for index in range(12):
-        camera_jpeg(drop / "faces" / f"A{index % 3:02d}" / f"f{index:02d}.jpg", 10 + index, size=(64 + 8 * index, 64 + 8 * index))
+        camera_jpeg(
+            drop / "faces" / f"A{index % 3:02d}" / f"f{index:02d}.jpg",
+            10 + index,
+            size=(64 + 8 * index, 64 + 8 * index),
+        )
     one_rows, one_crops = keeper_faces(tmp_path, drop, 1)
     four_rows, four_crops = keeper_faces(tmp_path, drop, 4)
     assert len(one_rows) == 12 and one_crops == four_crops
     assert [row["media_id"] for row in four_rows] == [row["media_id"] for row in one_rows]
-    assert [{k: v for k, v in row.items() if k != "crop_path"} for row in four_rows] == [{k: v for k, v in row.items() if k != "crop_path"} for row in one_rows]
+    assert [{k: v for k, v in row.items() if k != "crop_path"} for row in four_rows] == [
+        {k: v for k, v in row.items() if k != "crop_path"} for row in one_rows
+    ]
 
 
-def test_crops_are_flushed_to_disk_once_after_the_last_and_before_the_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crops_are_flushed_to_disk_once_after_the_last_and_before_the_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     drop = tmp_path / "drop"
     (drop / "images" / "cam01").mkdir(parents=True)
     (drop / "drop.toml").write_text(DROP_TOML)
@@ -130,6 +156,10 @@ def test_crops_are_flushed_to_disk_once_after_the_last_and_before_the_part(tmp_p
     events: list[str] = []
     for name, event in (("save_crop", "crop"), ("sync_filesystem", "sync"), ("write_rows", "part")):
         real = getattr(faces_stage, name)
-        monkeypatch.setattr(faces_stage, name, lambda *args, _real=real, _event=event, **kwargs: events.append(_event) or _real(*args, **kwargs))
+        monkeypatch.setattr(
+            faces_stage,
+            name,
+            lambda *args, _real=real, _event=event, **kwargs: events.append(_event) or _real(*args, **kwargs),
+        )
     rows, _ = keeper_faces(tmp_path, drop, 2)
     assert len(rows) == 3 and events == ["crop"] * 3 + ["sync", "part"]

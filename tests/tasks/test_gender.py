@@ -5,39 +5,49 @@ from __future__ import annotations
 import csv
 import json
 import re
-from typing import Any
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from typer.testing import CliRunner
 
 import tasks.gender as gender_stage
 from flows.cli import app
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.client.schemas.sorting import ArtifactSort
 from flows.nightly import nightly
 from models.gender import calibrated_probs, folded_copy, predict_logits, preprocess
 from models.gender_training import animal_posterior
+from models.summaries import card_rates
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from schemas.tables import DROPS, GENDER_PREDICTIONS, MEDIA
 from tasks.catalog import query, refresh_views
-from models.summaries import card_rates
-from tasks.model_store import CARD_FILE
-from tasks.gender_training import TrainingDataError, evaluate_gender, fit_split, labelled_faces, seed_split, train_gender
+from tasks.gender_training import (
+    TrainingDataError,
+    evaluate_gender,
+    fit_split,
+    labelled_faces,
+    seed_split,
+    train_gender,
+)
 from tasks.lake import write_rows
+from tasks.model_store import CARD_FILE
 from tasks.sample_drop import exif_stamp
 from tests.drops import DROP_TOML
 
 LABELLED = {"A01": "female", "A02": "female", "A03": "female", "A04": "male", "A05": "male", "A06": "male"}
 UNLABELLED = {"A07": "male", "A08": "female"}
 ARTIFACT_KEYS = ("breedwatch-run-summary", "breedwatch-gender-ratio", "breedwatch-report")
-TINY_RECIPE = '[faces]\nmin_sharpness = 0\n[gender]\ngradcam_faces = 2\n[gender.train]\narch = "mini_xception"\ninput_size = 32\nepochs = 4\nbatch_size = 4\n'
+TINY_RECIPE = (
+    "[faces]\nmin_sharpness = 0\n[gender]\ngradcam_faces = 2\n"
+    '[gender.train]\narch = "mini_xception"\ninput_size = 32\nepochs = 4\nbatch_size = 4\n'
+)
 
 
 def face_photo(path: Path, bright: bool, seed: int, taken: datetime | None = None) -> None:
@@ -93,7 +103,9 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
     card = train_gender(layout, settings.gender, "panda-gender")
     assert not set(card["split"]["train"]) & set(card["split"]["test"])
     assert set(card["split"]["train"]) | set(card["split"]["validation"]) | set(card["split"]["test"]) == set(LABELLED)
-    assert card["selected_on"].startswith("test animals")  # three labelled animals a sex: too few for a validation split
+    assert card["selected_on"].startswith(
+        "test animals"
+    )  # three labelled animals a sex: too few for a validation split
     assert card["label"] == "panda-gender@v1" and card["metrics"]["rates"]["level"].startswith("animal")
     rates = card["metrics"]["rates"]
     stored = card_rates(json.loads((Path(card["path"]) / CARD_FILE).read_text()))
@@ -101,7 +113,9 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
     seen = count_forward_passes(monkeypatch)
     summary = nightly(drops=[str(drop)], home=str(home), config_file=str(config))
     assert summary["gender"][0]["status"] == "predicted" and sum(seen) == 24
-    rows = query(layout, "SELECT animal_id, p_male, model_version, run_id, gradcam_path FROM gender_predictions").to_pylist()
+    rows = query(
+        layout, "SELECT animal_id, p_male, model_version, run_id, gradcam_path FROM gender_predictions"
+    ).to_pylist()
     assert len(rows) == 24 and {r["model_version"] for r in rows} == {"panda-gender@v1"}
     assert {r["run_id"] for r in rows} == {summary["run_id"]}
     heatmaps = [r["gradcam_path"] for r in rows if r["gradcam_path"]]
@@ -127,15 +141,20 @@ def check_report(report: Path, run_id: str) -> None:
     assert animals_csv.startswith("animal_id,") and "A07" in animals_csv and "data:image" not in animals_csv
     assert (report.parent / "rejects.csv").is_file() and (report.parent / "drops.csv").is_file()
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(ARTIFACT_KEYS))),
-                                          sort=ArtifactSort.CREATED_DESC)  # newest first: the keys keep every run's history
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(ARTIFACT_KEYS))),
+            sort=ArtifactSort.CREATED_DESC,
+        )  # newest first: the keys keep every run's history
     assert {"breedwatch-run-summary", "breedwatch-report", "breedwatch-gender-ratio"} <= {a.key for a in artifacts}
     check_numbers_agree(report, html, next(a for a in artifacts if a.key == "breedwatch-gender-ratio"))
 
 
 def check_numbers_agree(report: Path, html: str, artifact: Any) -> None:
     """The gender ratio is the same in the catalog, the CSV, the table artifact and the HTML."""
-    catalog = query(HomeLayout(report.parents[2]), "SELECT level, males, females, unknown, estimate, ci_low, ci_high FROM gender_ratio").to_pylist()
+    catalog = query(
+        HomeLayout(report.parents[2]),
+        "SELECT level, males, females, unknown, estimate, ci_low, ci_high FROM gender_ratio",
+    ).to_pylist()
     with (report.parent / "gender_ratio.csv").open() as handle:
         csv_rows = list(csv.DictReader(handle))
     table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
@@ -152,21 +171,31 @@ def test_decision_band_changes_without_rerunning_the_model(face_home, tmp_path) 
     layout, settings = HomeLayout(home), load_settings(config, home=home)
     train_gender(layout, settings.gender, "panda-gender")
     nightly(drops=[str(face_home[1])], home=str(home), config_file=str(config))
-    narrow = settings.model_copy(update={"gender": settings.gender.model_copy(update={"abstain_low": 0.0, "abstain_high": 1.0})})
+    narrow = settings.model_copy(
+        update={"gender": settings.gender.model_copy(update={"abstain_low": 0.0, "abstain_high": 1.0})}
+    )
     refresh_views(layout, narrow.view_thresholds())
     assert {r["sex_predicted"] for r in query(layout, "SELECT sex_predicted FROM animals").to_pylist()} == {"unknown"}
-    wide = settings.model_copy(update={"gender": settings.gender.model_copy(update={"abstain_low": 0.5, "abstain_high": 0.5})})
+    wide = settings.model_copy(
+        update={"gender": settings.gender.model_copy(update={"abstain_low": 0.5, "abstain_high": 0.5})}
+    )
     refresh_views(layout, wide.view_thresholds())
     decided = query(layout, "SELECT p_male, sex_predicted FROM animals").to_pylist()
     assert all(r["sex_predicted"] == ("male" if r["p_male"] >= 0.5 else "female") for r in decided)
-    today = datetime.now(timezone.utc).date()
-    rebuilt = CliRunner().invoke(app, ["report", "--home", str(home), "--since", str(today - timedelta(days=1)), "--until", str(today)])
+    today = datetime.now(UTC).date()
+    rebuilt = CliRunner().invoke(
+        app, ["report", "--home", str(home), "--since", str(today - timedelta(days=1)), "--until", str(today)]
+    )
     assert rebuilt.exit_code == 0, rebuilt.output
     period = home / "reports" / f"period-{today - timedelta(days=1)}_{today}"
     assert "A07" in (period / "animals.csv").read_text() and "faces-drop" in (period / "report.html").read_text()
     empty = CliRunner().invoke(app, ["report", "--home", str(home), "--until", "2000-01-01"])
-    assert empty.exit_code == 0 and "A07" not in (home / "reports" / "period-start_2000-01-01" / "animals.csv").read_text()
-    backwards = CliRunner().invoke(app, ["report", "--home", str(home), "--since", "2026-02-01", "--until", "2026-01-01"])
+    assert (
+        empty.exit_code == 0 and "A07" not in (home / "reports" / "period-start_2000-01-01" / "animals.csv").read_text()
+    )
+    backwards = CliRunner().invoke(
+        app, ["report", "--home", str(home), "--since", "2026-02-01", "--until", "2026-01-01"]
+    )
     assert backwards.exit_code == 2 and "before" in backwards.output
 
 
@@ -177,7 +206,9 @@ def test_batch_equals_one_at_a_time(face_home) -> None:
     model, _ = gender_stage.load_gender_model(layout, "panda-gender")
     paths = sorted((drop / "faces").rglob("*.jpg"))
     for precision, tolerance in (("fp32", 1e-5), ("bf16", 2e-2)):
-        config_of = lambda size: settings.gender.model_copy(update={"cpu_batch_size": size, "precision": precision, "loader_workers": 0})  # noqa: E731
+        config_of = lambda size: settings.gender.model_copy(
+            update={"cpu_batch_size": size, "precision": precision, "loader_workers": 0}
+        )  # noqa: E731
         batched = gender_stage.predict_p_male(model, paths, config_of(16), lambda: None)
         single = gender_stage.predict_p_male(model, paths, config_of(1), lambda: None)
         assert np.allclose(batched, single, atol=tolerance), precision
@@ -189,10 +220,12 @@ def test_stage_gives_exactly_the_p_male_of_preprocessed_crops(face_home) -> None
     train_gender(layout, settings.gender, "panda-gender")
     model, _ = gender_stage.load_gender_model(layout, "panda-gender")
     paths = sorted((drop / "faces").rglob("*.jpg"))[:5]
-    config = settings.gender.model_copy(update={"cpu_batch_size": 3, "device": "cpu", "precision": "bf16", "loader_workers": 0})
+    config = settings.gender.model_copy(
+        update={"cpu_batch_size": 3, "device": "cpu", "precision": "bf16", "loader_workers": 0}
+    )
     folded, expected = folded_copy(model), []
     for start in (0, 3):  # the stage's batches, from preprocess's contiguous tensors
-        batch = torch.stack([preprocess(Image.open(path), model.input_size) for path in paths[start:start + 3]])
+        batch = torch.stack([preprocess(Image.open(path), model.input_size) for path in paths[start : start + 3]])
         expected += calibrated_probs(folded, predict_logits(folded, batch, "cpu", "bf16")).tolist()
     assert gender_stage.predict_p_male(model, paths, config, lambda: None) == expected
 
@@ -256,11 +289,30 @@ def test_cli_train_gender_without_labels_exits_1(tmp_path) -> None:
 
 def write_view_rows(layout: HomeLayout, faces: list[tuple[str, str | None, str, float, datetime]]) -> None:
     """media, drops and gender_predictions rows for (face_id, animal_id, camera, p_male, captured_at)."""
-    media = [{"media_id": f"m{i}", "drop_id": "d1", "path": f"images/{cam}/IMG_{i}.jpg", "kind": "image", "status": "ok",
-              "captured_at": at} for i, (_, _, cam, _, at) in enumerate(faces)]
-    predictions = [{"face_id": face_id, "media_id": f"m{i}", "drop_id": "d1", "animal_id": animal, "p_male": p,
-                    "label": "male" if p >= 0.5 else "female", "model_version": "g@v1", "run_id": "r1"}
-                   for i, (face_id, animal, _, p, _) in enumerate(faces)]
+    media = [
+        {
+            "media_id": f"m{i}",
+            "drop_id": "d1",
+            "path": f"images/{cam}/IMG_{i}.jpg",
+            "kind": "image",
+            "status": "ok",
+            "captured_at": at,
+        }
+        for i, (_, _, cam, _, at) in enumerate(faces)
+    ]
+    predictions = [
+        {
+            "face_id": face_id,
+            "media_id": f"m{i}",
+            "drop_id": "d1",
+            "animal_id": animal,
+            "p_male": p,
+            "label": "male" if p >= 0.5 else "female",
+            "model_version": "g@v1",
+            "run_id": "r1",
+        }
+        for i, (face_id, animal, _, p, _) in enumerate(faces)
+    ]
     write_rows(layout, MEDIA, "d1", "ingest", media)
     write_rows(layout, DROPS, "d1", "ingest", [{"drop_id": "d1", "site": "North", "deployment_id": "dep-1"}])
     write_rows(layout, GENDER_PREDICTIONS, "d1", "gender", predictions)
@@ -268,14 +320,22 @@ def write_view_rows(layout: HomeLayout, faces: list[tuple[str, str | None, str, 
 
 def test_face_events_split_cameras_by_gap(tmp_path) -> None:
     layout = HomeLayout(tmp_path / "home")
-    t0 = datetime(2026, 3, 4, 13, tzinfo=timezone.utc)
-    faces = [("f1", None, "cam01", 0.9, t0), ("f2", None, "cam01", 0.8, t0 + timedelta(seconds=60)),
-             ("f3", None, "cam01", 0.2, t0 + timedelta(seconds=1000)), ("f4", None, "cam02", 0.3, t0),
-             ("f5", "A01", "cam01", 0.7, t0)]
+    t0 = datetime(2026, 3, 4, 13, tzinfo=UTC)
+    faces = [
+        ("f1", None, "cam01", 0.9, t0),
+        ("f2", None, "cam01", 0.8, t0 + timedelta(seconds=60)),
+        ("f3", None, "cam01", 0.2, t0 + timedelta(seconds=1000)),
+        ("f4", None, "cam02", 0.3, t0),
+        ("f5", "A01", "cam01", 0.7, t0),
+    ]
     write_view_rows(layout, faces)
     refresh_views(layout, load_settings(None, home=layout.root).view_thresholds())
     events = query(layout, "SELECT event_id, n_faces, p_male FROM face_events ORDER BY event_id").to_pylist()
-    assert [(e["event_id"], e["n_faces"]) for e in events] == [("d1/cam01/e1", 2), ("d1/cam01/e2", 1), ("d1/cam02/e1", 1)]
+    assert [(e["event_id"], e["n_faces"]) for e in events] == [
+        ("d1/cam01/e1", 2),
+        ("d1/cam01/e2", 1),
+        ("d1/cam02/e1", 1),
+    ]
     assert events[0]["p_male"] == pytest.approx(animal_posterior([0.9, 0.8]))
     (animal,) = query(layout, "SELECT * FROM animals").to_pylist()
     assert animal["animal_id"] == "A01" and animal["site"] == "North" and animal["n_faces"] == 1
@@ -283,11 +343,21 @@ def test_face_events_split_cameras_by_gap(tmp_path) -> None:
 
 def test_disagreeing_faces_flag_the_animal(tmp_path) -> None:
     layout = HomeLayout(tmp_path / "home")
-    t0 = datetime(2026, 3, 4, 13, tzinfo=timezone.utc)
-    write_view_rows(layout, [("f1", "A01", "cam01", 0.95, t0), ("f2", "A01", "cam01", 0.9, t0), ("f3", "A01", "cam01", 0.05, t0),
-                             ("f4", "A02", "cam01", 0.95, t0), ("f5", "A02", "cam01", 0.9, t0)])
+    t0 = datetime(2026, 3, 4, 13, tzinfo=UTC)
+    write_view_rows(
+        layout,
+        [
+            ("f1", "A01", "cam01", 0.95, t0),
+            ("f2", "A01", "cam01", 0.9, t0),
+            ("f3", "A01", "cam01", 0.05, t0),
+            ("f4", "A02", "cam01", 0.95, t0),
+            ("f5", "A02", "cam01", 0.9, t0),
+        ],
+    )
     refresh_views(layout, load_settings(None, home=layout.root).view_thresholds())
-    flags = {r["animal_id"]: (r["flagged"], r["disagreement"]) for r in query(layout, "SELECT * FROM animals").to_pylist()}
+    flags = {
+        r["animal_id"]: (r["flagged"], r["disagreement"]) for r in query(layout, "SELECT * FROM animals").to_pylist()
+    }
     assert flags["A01"] == (True, pytest.approx(1 / 3)) and flags["A02"] == (False, 0.0)
 
 
@@ -314,4 +384,6 @@ def test_validation_animals_choose_the_epoch_when_each_sex_has_five_training_ani
     assert not set(split.select) & set(test) and {a[0] for a in split.select} == {"M", "F"}
     small = [item for item in items if item[2] in {"M0", "M1", "M2", "F0", "F1", "F2"}]
     train, test = seed_split(small)
-    assert fit_split(small, train, test).select == test  # too few animals for a validation split: the test animals choose
+    assert (
+        fit_split(small, train, test).select == test
+    )  # too few animals for a validation split: the test animals choose

@@ -15,8 +15,13 @@ def animal(label: int, decision: str) -> dict:
 
 
 def test_card_rates_carry_counts_and_wilson_intervals() -> None:
-    rows = ([animal(1, "male")] * 3 + [animal(1, "female")] + [animal(1, "unknown")]
-            + [animal(0, "female")] * 4 + [animal(0, "unknown")])
+    rows = (
+        [animal(1, "male")] * 3
+        + [animal(1, "female")]
+        + [animal(1, "unknown")]
+        + [animal(0, "female")] * 4
+        + [animal(0, "unknown")]
+    )
     rates = error_rates({"animals": rows})
     assert (rates["decided_males"], rates["males_called_male"], rates["sensitivity"]) == (4, 3, 0.75)
     assert (rates["decided_females"], rates["females_called_female"], rates["specificity"]) == (4, 4, 1.0)

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-from models.summaries import gender_ratio_row
 from models.statistics import ClassifierRates
+from models.summaries import gender_ratio_row
 from reports.html import template_environment
 
 
 def render(rows: list[dict]) -> str:
     """The gender section alone, with the given gender_ratio rows."""
     template = template_environment().get_template("_gender.html.j2")
-    return template.render(gender_ratio=rows, ratio_scope="these drops", ratio_series=None, animals=[], face_events=[],
-                           gradcams=[])
+    return template.render(
+        gender_ratio=rows, ratio_scope="these drops", ratio_series=None, animals=[], face_events=[], gradcams=[]
+    )
 
 
 def test_the_report_names_the_share_among_detected_individuals_and_what_makes_it_wide() -> None:
     rates = {"g@v1": ClassifierRates(0.75, 1.0, 4, 4)}
-    few_labelled = gender_ratio_row({"level": "overall", "males": 30, "females": 50, "unknown": 0,
-                                     "model_versions": ["g@v1"]}, rates)
-    few_counted = gender_ratio_row({"level": "deployment", "site": "N", "deployment_id": "d", "males": 3, "females": 4,
-                                    "unknown": 1, "model_versions": ["g@v2"]}, {"g@v2": ClassifierRates(0.95, 0.95, 100, 100)})
+    few_labelled = gender_ratio_row(
+        {"level": "overall", "males": 30, "females": 50, "unknown": 0, "model_versions": ["g@v1"]}, rates
+    )
+    few_counted = gender_ratio_row(
+        {
+            "level": "deployment",
+            "site": "N",
+            "deployment_id": "d",
+            "males": 3,
+            "females": 4,
+            "unknown": 1,
+            "model_versions": ["g@v2"],
+        },
+        {"g@v2": ClassifierRates(0.95, 0.95, 100, 100)},
+    )
     html = render([few_counted, few_labelled])
     assert "share among detected individuals" in html
     assert "label more animals of known sex" in html and "observe longer" in html

@@ -1,4 +1,5 @@
-"""The mating stage and its data: catalog training data, nightly inference, re-runs, the encounters view, Raven export."""
+"""The mating stage and its data: catalog training data, nightly inference, re-runs, the encounters view, Raven
+export."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import soundfile as sf
 import torch
 
 from flows.nightly import nightly
+from models.bench_checks import BF16_PROB_TOLERANCE
 from models.mating_training import (
     MatingTrainSettings,
     StandardisedCGANet,
@@ -18,7 +20,6 @@ from models.mating_training import (
     grouped_folds,
     rollup_encounters,
 )
-from models.bench_checks import BF16_PROB_TOLERANCE
 from models.segments import parse_raven_table
 from schemas.config import MatingConfig, load_settings
 from schemas.home import HomeLayout
@@ -107,8 +108,12 @@ def test_batched_and_one_at_a_time_predictions_are_equal(predicted, precision, t
     model = build_mating_model(MatingTrainSettings(filters=4, hidden=4), seed=5).eval()
     context = {"drop_id": DROP, "temperature": 1.0, "model_version": "m@v1", "run_id": "r"}
     cpu = torch.device("cpu")
-    batched = predict_windows(layout, DROP, model, MatingConfig(batch_size=64, precision=precision), cpu, context, lambda: None)
-    single = predict_windows(layout, DROP, model, MatingConfig(batch_size=1, precision="fp32"), cpu, context, lambda: None)
+    batched = predict_windows(
+        layout, DROP, model, MatingConfig(batch_size=64, precision=precision), cpu, context, lambda: None
+    )
+    single = predict_windows(
+        layout, DROP, model, MatingConfig(batch_size=1, precision="fp32"), cpu, context, lambda: None
+    )
     assert [r["segment_id"] for r in batched] == [r["segment_id"] for r in single] and len(batched) == 25
     for a, b in zip(batched, single):
         assert a["p_success"] == pytest.approx(b["p_success"], abs=tolerance)
@@ -119,10 +124,19 @@ def test_batched_and_one_at_a_time_predictions_are_equal(predicted, precision, t
 
 def view_against_rollup(layout: HomeLayout, low: float, high: float) -> None:
     """The encounters view equals rollup_encounters on the stored frame probabilities, with the band and temperature."""
-    rows = query(layout, "SELECT encounter_id, frame_p_success, temperature FROM mating_predictions "
-                         "WHERE encounter_id IS NOT NULL").to_pylist()
-    probs = np.stack([np.stack([np.asarray(r["frame_p_success"], np.float64),
-                                1.0 - np.asarray(r["frame_p_success"], np.float64)], axis=1) for r in rows])
+    rows = query(
+        layout,
+        "SELECT encounter_id, frame_p_success, temperature FROM mating_predictions WHERE encounter_id IS NOT NULL",
+    ).to_pylist()
+    probs = np.stack(
+        [
+            np.stack(
+                [np.asarray(r["frame_p_success"], np.float64), 1.0 - np.asarray(r["frame_p_success"], np.float64)],
+                axis=1,
+            )
+            for r in rows
+        ]
+    )
     expected = rollup_encounters([r["encounter_id"] for r in rows], probs, low, high)
     view = {r["encounter_id"]: r for r in query(layout, "SELECT * FROM encounters").to_pylist()}
     assert sorted(view) == [e.encounter_id for e in expected] == [e for e, *_ in ENCOUNTERS]
@@ -153,29 +167,47 @@ def test_raven_export_is_read_back_by_the_raven_parser(predicted, tmp_path):
     assert len(export_raven_tables(layout, tmp_path / "every", None)) == len(written) == 9
     with pytest.raises(ValueError, match="no mating predictions in drop nope"):
         export_raven_tables(layout, tmp_path / "none", "nope")
-    assert sorted(p.name for p in written) == sorted([f"{e}.mating.selections.txt" for e, *_ in ENCOUNTERS] + ["loose.mating.selections.txt"])
-    windows = query(layout, "SELECT m.path, s.start_s, s.end_s, p.p_success FROM mating_predictions p JOIN segments s "
-                            "USING (segment_id) JOIN media m ON m.media_id = p.media_id ORDER BY s.start_s").to_pylist()
+    assert sorted(p.name for p in written) == sorted(
+        [f"{e}.mating.selections.txt" for e, *_ in ENCOUNTERS] + ["loose.mating.selections.txt"]
+    )
+    windows = query(
+        layout,
+        "SELECT m.path, s.start_s, s.end_s, p.p_success FROM mating_predictions p JOIN segments s "
+        "USING (segment_id) JOIN media m ON m.media_id = p.media_id ORDER BY s.start_s",
+    ).to_pylist()
     for path in written:
         text = path.read_text()
         segments, problems = parse_raven_table(text, 8.0, path.name)
         mine = [w for w in windows if w["path"] == f"audio/{path.name.replace('.mating.selections.txt', '.wav')}"]
         assert problems == [] and [(s.start_s, s.end_s) for s in segments] == [(w["start_s"], w["end_s"]) for w in mine]
         lines = [line.split("\t") for line in text.splitlines()]
-        assert lines[0][:7] == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"]
+        assert lines[0][:7] == [
+            "Selection",
+            "View",
+            "Channel",
+            "Begin Time (s)",
+            "End Time (s)",
+            "Low Freq (Hz)",
+            "High Freq (Hz)",
+        ]
         assert [row[2] for row in lines[1:]] == ["1", "2"] * len(mine)
         assert [float(row[7]) for row in lines[1::2]] == pytest.approx([w["p_success"] for w in mine], abs=1e-4)
 
 
 def test_training_folder_names_every_bad_row_and_recording_and_uses_the_good_ones(tmp_path):
     folder = write_encounter_drop(tmp_path / "labelled", six_pairs())
-    bad_rows = "4\tSpectrogram 1\t1\tabc\t2.0\t100\t4000\n5\tSpectrogram 1\t1\t3.0\t2.0\t100\t4000\n6\tSpectrogram 1\t1\t1.0\t99\t100\t4000\n"
+    bad_rows = (
+        "4\tSpectrogram 1\t1\tabc\t2.0\t100\t4000\n"
+        "5\tSpectrogram 1\t1\t3.0\t2.0\t100\t4000\n"
+        "6\tSpectrogram 1\t1\t1.0\t99\t100\t4000\n"
+    )
     (folder / "audio" / "E01.selections.txt").write_text(raven_table(extra_rows=bad_rows))
     whole = (folder / "audio" / "E02.wav").read_bytes()
     (folder / "audio" / "cut.wav").write_bytes(whole[: len(whole) // 3])
     data = folder_data(HomeLayout(tmp_path / "home"), folder, load_settings(None, home=tmp_path / "home"))
     assert sorted(r.split(":")[0] for r in data.rejects if "selections" in r) == [
-        f"audio/E01.selections.txt line {n}" for n in (5, 6, 7)]
+        f"audio/E01.selections.txt line {n}" for n in (5, 6, 7)
+    ]
     assert any("cut.wav" in r or "truncated" in r for r in data.rejects) and len(data.rejects) == 4
     assert data.encounters.count("labelled/E01") == 3 and len(data.y) == 18
 
@@ -206,14 +238,20 @@ def test_train_store_predict_and_rerun_only_what_changed(tmp_path, monkeypatch):
     drop, home = make_drop(tmp_path), tmp_path / "home"
     layout, settings = HomeLayout(home), load_settings(config, home=home)
     first = run(drop, home, config)
-    assert first["mating"][0]["status"] == "no_model" and "train one with 'breedwatch train mating'" in first["mating"][0]["message"]
+    assert (
+        first["mating"][0]["status"] == "no_model"
+        and "train one with 'breedwatch train mating'" in first["mating"][0]["message"]
+    )
     assert query(layout, "SELECT count(*) AS n FROM mating_predictions").column("n")[0].as_py() == 0
     threads = torch.get_num_threads()
     card = train_mating(layout, settings, "cganet", seed=1)
     assert torch.get_num_threads() == threads  # [mating.train] threads = 1 held only while training
     assert card["version"] == 1 and card["data"]["n_encounters"] == 6 and len(card["training"]["epochs"]) == 2
     assert not set(card["split"]["train"]) & set(card["split"]["validation"])
-    assert {p.name for p in (home / "models" / "mating" / "cganet" / "v1").iterdir()} == {"weights.pt", "model_card.json"}
+    assert {p.name for p in (home / "models" / "mating" / "cganet" / "v1").iterdir()} == {
+        "weights.pt",
+        "model_card.json",
+    }
     segments_written = part_mtime(layout, "segments")
     counter = ForwardCounter(monkeypatch)
     second = run(drop, home, config)
@@ -226,6 +264,10 @@ def test_train_store_predict_and_rerun_only_what_changed(tmp_path, monkeypatch):
     fourth = run(drop, home, config)
     assert [fourth["audio"][0]["status"], fourth["mating"][0]["status"]] == ["unchanged", "predicted"]
     assert counter.calls > 0 and part_mtime(layout, "segments") == segments_written
-    versions = query(layout, "SELECT DISTINCT model_version FROM mating_predictions").column("model_version").to_pylist()
-    unlabelled = query(layout, "SELECT p_success FROM encounters WHERE NOT outcome_known").column("p_success").to_pylist()
+    versions = (
+        query(layout, "SELECT DISTINCT model_version FROM mating_predictions").column("model_version").to_pylist()
+    )
+    unlabelled = (
+        query(layout, "SELECT p_success FROM encounters WHERE NOT outcome_known").column("p_success").to_pylist()
+    )
     assert versions == ["cganet@v2"] and len(unlabelled) == 2 and all(0.0 < p < 1.0 for p in unlabelled)

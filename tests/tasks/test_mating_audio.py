@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks.audio import PIPELINE_RATE, RESAMPLE_PAD_S, pick_channels, read_float32, read_span, read_spans, resample_to_pipeline
+from tasks.audio import (
+    PIPELINE_RATE,
+    RESAMPLE_PAD_S,
+    pick_channels,
+    read_float32,
+    read_span,
+    read_spans,
+    resample_to_pipeline,
+)
 
 
 def test_span_whose_first_sample_rounds_up_is_read_whole(tmp_path):
@@ -21,7 +29,8 @@ def test_span_whose_first_sample_rounds_up_is_read_whole(tmp_path):
 
 
 def span_by_sf_read(path, start_s, end_s, pair):
-    """The span as the stage read it before files were opened once: sf.info, then sf.read(start, stop) of the padded span."""
+    """The span as the stage read it before files were opened once: sf.info, then sf.read(start, stop) of the padded
+    span."""
     info = sf.info(str(path))
     pad = RESAMPLE_PAD_S if info.samplerate != PIPELINE_RATE else 0.0
     first = max(int(round((start_s - pad) * info.samplerate)), 0)
@@ -37,7 +46,9 @@ def test_spans_of_one_file_opened_once_equal_sf_read_of_each(tmp_path, monkeypat
     files = {"stereo.wav": (2, 44_100), "mono.wav": (1, 44_100), "four.wav": (4, 44_100), "resampled.wav": (2, 48_000)}
     spans = [(0.0, 0.7), (1.835, 2.9), (2.5, 3.0), (2.95, 3.5), (3.2, 3.4)]  # overlapping, past the end, after it
     for name, (channels, rate) in files.items():
-        sf.write(tmp_path / name, (0.1 * rng.standard_normal((rate * 3, channels))).astype(np.float32), rate, subtype="FLOAT")
+        sf.write(
+            tmp_path / name, (0.1 * rng.standard_normal((rate * 3, channels))).astype(np.float32), rate, subtype="FLOAT"
+        )
         pair = (0, 3) if channels == 4 else (0, 1)
         opened: list[str] = []
         real = sf.SoundFile
@@ -52,8 +63,19 @@ def test_spans_of_one_file_opened_once_equal_sf_read_of_each(tmp_path, monkeypat
         assert read_span(tmp_path / name, *spans[1], pair).samples.tolist() == spans_read[1].samples.tolist()
 
 
-@pytest.mark.parametrize("fmt, subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "PCM_24"), ("FLAC", "PCM_24"),
-                                          ("WAV", "PCM_32"), ("WAV", "PCM_U8"), ("FLAC", "PCM_S8"), ("WAV", "FLOAT")])
+@pytest.mark.parametrize(
+    "fmt, subtype",
+    [
+        ("WAV", "PCM_16"),
+        ("FLAC", "PCM_16"),
+        ("WAV", "PCM_24"),
+        ("FLAC", "PCM_24"),
+        ("WAV", "PCM_32"),
+        ("WAV", "PCM_U8"),
+        ("FLAC", "PCM_S8"),
+        ("WAV", "FLOAT"),
+    ],
+)
 def test_integer_pcm_read_as_integers_equals_libsndfile_float_conversion(tmp_path, fmt, subtype):
     samples = np.random.default_rng(2).uniform(-1.0, 1.0, (44_100 * 2, 2))
     samples[:3] = [[1.0, -1.0], [-1.0, 1.0], [0.0, -0.0]]  # full scale both ways

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from tests.tasks.media_files import (
 )
 
 CONFIG = IngestConfig()
-UTC = timezone.utc
+UTC = UTC
 PILLOW_DEFAULT_LIMIT = 89_478_485
 
 
@@ -219,8 +219,13 @@ def test_exif_time_with_offset_ignores_drop_time_zone(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("taken", "offset"),
-    [("0000:00:00 00:00:00", None), ("    :  :     :  :  ", None), ("garbage", "+08:00"), ("2020:01:02 03:04:05", "+99:99"),
-     ("9999:12:31 23:59:59", "-12:00")],
+    [
+        ("0000:00:00 00:00:00", None),
+        ("    :  :     :  :  ", None),
+        ("garbage", "+08:00"),
+        ("2020:01:02 03:04:05", "+99:99"),
+        ("9999:12:31 23:59:59", "-12:00"),
+    ],
 )
 def test_garbage_exif_time_gives_no_capture_time(tmp_path: Path, taken: str, offset: str | None) -> None:
     path = write_image(tmp_path / "trap.jpg", exif=exif_block(taken=taken, offset=offset))
@@ -449,7 +454,10 @@ def test_real_exif_time_uses_drop_time_zone(realdata: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "taken"),
-    [("20210531082538-RCNX0031.JPG", (2021, 4, 11, 20, 43, 9)), ("20210531082541-RCNX0040.JPG", (2021, 4, 11, 20, 43, 15))],
+    [
+        ("20210531082538-RCNX0031.JPG", (2021, 4, 11, 20, 43, 9)),
+        ("20210531082541-RCNX0040.JPG", (2021, 4, 11, 20, 43, 15)),
+    ],
 )
 def test_real_camtrap_dp_frames_are_read(realdata: Path, name: str, taken: tuple[int, ...]) -> None:
     probe = probe_ok_image(realfile(realdata, f"camtrap-dp/media/{name}"), "Europe/Brussels")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,18 +26,27 @@ def test_every_table_of_a_report_context_becomes_a_csv(tmp_path: Path) -> None:
     context = {
         "run": {"run_id": "run-1", "status": "completed"},  # one record, not a table
         "title": "nightly",
-        "gender_ratio": pa.table({"level": ["overall"], "n": [5], "estimate": [0.4], "ci_low": [0.1176], "ci_high": [0.7693]}),
+        "gender_ratio": pa.table(
+            {"level": ["overall"], "n": [5], "estimate": [0.4], "ci_low": [0.1176], "ci_high": [0.7693]}
+        ),
         "mating_success": pa.table({"level": pa.array([], pa.string()), "n": pa.array([], pa.int64())}),
         "rejects": [{"drop_id": "d1", "path": "images/a, b.jpg", "reason": 'The file is "empty".'}],
         "animals": [
-            {"animal_id": "A1", "thumbnail": "data:image/jpeg;base64,AAAA", "n_faces": 3, "seen": datetime(2026, 3, 4, 13, tzinfo=timezone.utc)},
+            {
+                "animal_id": "A1",
+                "thumbnail": "data:image/jpeg;base64,AAAA",
+                "n_faces": 3,
+                "seen": datetime(2026, 3, 4, 13, tzinfo=UTC),
+            },
             {"animal_id": "A2", "thumbnail": None, "n_faces": None, "seen": None, "flags": ["disagree"]},
         ],
     }
     paths = write_context_csvs(report_dir, context)
     assert [p.name for p in paths] == ["animals.csv", "gender_ratio.csv", "mating_success.csv", "rejects.csv"]
     assert all(p.parent == report_dir for p in paths)
-    assert read_csv(report_dir / "gender_ratio.csv") == [{"level": "overall", "n": "5", "estimate": "0.4", "ci_low": "0.1176", "ci_high": "0.7693"}]
+    assert read_csv(report_dir / "gender_ratio.csv") == [
+        {"level": "overall", "n": "5", "estimate": "0.4", "ci_low": "0.1176", "ci_high": "0.7693"}
+    ]
     assert (report_dir / "mating_success.csv").read_text() == "level,n\n"  # an empty Arrow table keeps its header
     assert read_csv(report_dir / "rejects.csv") == context["rejects"]  # commas and quotes survive
     animals = read_csv(report_dir / "animals.csv")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -25,10 +25,14 @@ def dated_face_drop(root: Path, animals: dict[str, str], taken: datetime) -> Pat
     """Keeper faces (bright male, dark female) of the given animals, every photo stamped with the same EXIF date."""
     root.mkdir(parents=True)
     (root / "drop.toml").write_text(DROP_TOML)
-    (root / "animals.csv").write_text("animal_id,sex,birth_date,name\n" + "".join(f"{a},{s},,\n" for a, s in animals.items()))
+    (root / "animals.csv").write_text(
+        "animal_id,sex,birth_date,name\n" + "".join(f"{a},{s},,\n" for a, s in animals.items())
+    )
     for number, (animal_id, sex) in enumerate(animals.items()):
         for index in range(3):
-            face_photo(root / "faces" / animal_id / f"{animal_id}_{index}.jpg", sex == "male", number * 10 + index, taken)
+            face_photo(
+                root / "faces" / animal_id / f"{animal_id}_{index}.jpg", sex == "male", number * 10 + index, taken
+            )
     return root
 
 
@@ -41,12 +45,14 @@ def test_period_report_counts_only_the_period_drops(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(TINY_RECIPE)
     home = tmp_path / "home"
-    march = dated_face_drop(tmp_path / "inbox" / "march", MARCH, datetime(2026, 3, 2, 10, tzinfo=timezone.utc))
-    may = dated_face_drop(tmp_path / "inbox" / "may", MAY, datetime(2026, 5, 5, 10, tzinfo=timezone.utc))
+    march = dated_face_drop(tmp_path / "inbox" / "march", MARCH, datetime(2026, 3, 2, 10, tzinfo=UTC))
+    may = dated_face_drop(tmp_path / "inbox" / "may", MAY, datetime(2026, 5, 5, 10, tzinfo=UTC))
     nightly(drops=[str(march)], home=str(home), config_file=str(config))
     train_gender(HomeLayout(home), load_settings(config, home=home).gender, "panda-gender")
     nightly(drops=[str(march), str(may)], home=str(home), config_file=str(config))
-    catalog = query(HomeLayout(home), "SELECT males + females + unknown AS animals FROM gender_ratio WHERE level = 'overall'").to_pylist()
+    catalog = query(
+        HomeLayout(home), "SELECT males + females + unknown AS animals FROM gender_ratio WHERE level = 'overall'"
+    ).to_pylist()
     assert catalog == [{"animals": 7}]
     result = CliRunner().invoke(app, ["report", "--home", str(home), "--since", "2026-05-01", "--until", "2026-05-31"])
     assert result.exit_code == 0, result.output
@@ -61,4 +67,6 @@ def test_period_report_counts_only_the_period_drops(tmp_path: Path) -> None:
     whole = CliRunner().invoke(app, ["report", "--home", str(home)])
     with (home / "reports" / "period-start_now" / "gender_ratio.csv").open() as handle:
         row = overall(list(csv.DictReader(handle)))
-    assert int(row["males"]) + int(row["females"]) + int(row["unknown"]) == len(MARCH) + len(MAY) and whole.exit_code == 0
+    assert (
+        int(row["males"]) + int(row["females"]) + int(row["unknown"]) == len(MARCH) + len(MAY) and whole.exit_code == 0
+    )

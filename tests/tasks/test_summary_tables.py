@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -34,13 +34,17 @@ def write_card(home: HomeLayout, name: str, version: int, card: dict | str) -> P
 
 def animals(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
     """The columns of the animals view that gender_ratio reads."""
-    con.execute("CREATE TABLE animals (animal_id VARCHAR, drop_id VARCHAR, site VARCHAR, deployment_id VARCHAR, "
-                "p_male DOUBLE, sex_predicted VARCHAR, model_version VARCHAR)")
+    con.execute(
+        "CREATE TABLE animals (animal_id VARCHAR, drop_id VARCHAR, site VARCHAR, deployment_id VARCHAR, "
+        "p_male DOUBLE, sex_predicted VARCHAR, model_version VARCHAR)"
+    )
     if rows:
         con.executemany("INSERT INTO animals VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def herd(prefix: str, site: str, deployment: str, males: int, females: int, unknown: int, version: str = "panda-gender@v1") -> list[tuple]:
+def herd(
+    prefix: str, site: str, deployment: str, males: int, females: int, unknown: int, version: str = "panda-gender@v1"
+) -> list[tuple]:
     """Animal rows: the given numbers of males, females and undecided animals."""
     sexes = ["male"] * males + ["female"] * females + ["unknown"] * unknown
     return [(f"{prefix}{i}", "drop-1", site, deployment, 0.5, sex, version) for i, sex in enumerate(sexes)]
@@ -56,12 +60,24 @@ def catalog(tmp_path: Path) -> tuple[HomeLayout, duckdb.DuckDBPyConnection]:
 
 def test_gender_ratio_counts_wilson_and_rogan_gladen(catalog) -> None:
     home, con = catalog
-    write_card(home, "panda-gender", 1, {"metrics": {"per_animal": {"confusion_matrix": [[8, 2], [1, 9]]}}})  # Se 0.9, Sp 0.8
+    write_card(
+        home, "panda-gender", 1, {"metrics": {"per_animal": {"confusion_matrix": [[8, 2], [1, 9]]}}}
+    )  # Se 0.9, Sp 0.8
     animals(con, herd("a", "North", "dep-1", 7, 13, 2) + herd("b", "South", "dep-2", 3, 1, 0))
     write_summary_tables(con, home)
-    rows = {row["deployment_id"] or "overall": row for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()}
+    rows = {
+        row["deployment_id"] or "overall": row
+        for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()
+    }
     north = rows["dep-1"]
-    assert (north["level"], north["site"], north["males"], north["females"], north["unknown"], north["n"]) == ("deployment", "North", 7, 13, 2, 20)
+    assert (north["level"], north["site"], north["males"], north["females"], north["unknown"], north["n"]) == (
+        "deployment",
+        "North",
+        7,
+        13,
+        2,
+        20,
+    )
     assert (north["ci_low"], north["ci_high"]) == (pytest.approx(0.18119, abs=5e-5), pytest.approx(0.56715, abs=5e-5))
     assert north["corrected"] == pytest.approx(0.15 / 0.7)
     # the interval carries the uncertainty of Se 9/10 and Sp 8/10: wider than the exact-rate (0.567149 - 0.2) / 0.7
@@ -69,9 +85,20 @@ def test_gender_ratio_counts_wilson_and_rogan_gladen(catalog) -> None:
     assert (north["corrected_ci_low"], north["corrected_ci_high"]) == (expected.ci_low, expected.ci_high)
     assert north["corrected_ci_low"] == 0.0 and north["corrected_ci_high"] > (0.567149 - 0.2) / 0.7
     assert north["interval_method"] == "lang-reiczigel"
-    assert (north["sensitivity"], north["specificity"], north["validation_males"], north["validation_females"]) == (0.9, 0.8, 10, 10)
+    assert (north["sensitivity"], north["specificity"], north["validation_males"], north["validation_females"]) == (
+        0.9,
+        0.8,
+        10,
+        10,
+    )
     overall = rows["overall"]
-    assert (overall["level"], overall["males"], overall["females"], overall["unknown"], overall["n"]) == ("overall", 10, 14, 2, 24)
+    assert (overall["level"], overall["males"], overall["females"], overall["unknown"], overall["n"]) == (
+        "overall",
+        10,
+        14,
+        2,
+        24,
+    )
     low, high = wilson(10, 24)
     assert overall["estimate"] == pytest.approx(10 / 24)
     assert (overall["ci_low"], overall["ci_high"]) == (pytest.approx(low), pytest.approx(high))
@@ -84,7 +111,10 @@ def test_gender_ratio_without_card_or_with_mixed_versions_says_why(catalog) -> N
     home, con = catalog
     animals(con, herd("a", "North", "dep-1", 2, 2, 0, "g@v1") + herd("b", "South", "dep-2", 1, 3, 0, "g@v2"))
     write_summary_tables(con, home)
-    rows = {row["deployment_id"] or "overall": row for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()}
+    rows = {
+        row["deployment_id"] or "overall": row
+        for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()
+    }
     assert rows["dep-1"]["corrected"] is None and "no model card" in rows["dep-1"]["note"]
     assert rows["overall"]["corrected"] is None and "2 model versions (g@v1, g@v2)" in rows["overall"]["note"]
     assert rows["overall"]["estimate"] == pytest.approx(3 / 8)
@@ -95,7 +125,9 @@ def test_model_cards_table_reads_every_version_and_names_a_broken_card(catalog) 
     write_card(home, "panda-gender", 1, {"metrics": {"per_animal": {"confusion_matrix": [[5, 0], [1, 4]]}}})
     write_card(home, "panda-gender", 2, "{not json")
     write_summary_tables(con, home)
-    cards = con.sql("SELECT model_version, sensitivity, specificity, problem FROM model_cards ORDER BY version").fetchall()
+    cards = con.sql(
+        "SELECT model_version, sensitivity, specificity, problem FROM model_cards ORDER BY version"
+    ).fetchall()
     assert cards[0] == ("panda-gender@v1", 0.8, 1.0, None)
     assert cards[1][0] == "panda-gender@v2" and cards[1][1] is None and "cannot be read" in cards[1][3]
 
@@ -121,8 +153,10 @@ def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
     home, con = catalog
     con.execute("CREATE TABLE drops (drop_id VARCHAR, timezone VARCHAR)")
     con.execute("INSERT INTO drops VALUES ('d1', 'Asia/Shanghai'), ('d2', 'UTC')")
-    con.execute("CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR)")
-    utc = timezone.utc
+    con.execute(
+        "CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR)"
+    )
+    utc = UTC
     rows = [
         ("e1", "d1", datetime(2025, 12, 31, 20, 0, tzinfo=utc), "success"),  # 04:00 on 1 January 2026 in Shanghai
         ("e2", "d1", datetime(2026, 3, 1, 12, 0, tzinfo=utc), "failure"),
@@ -132,13 +166,17 @@ def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
     ]
     con.executemany("INSERT INTO encounters VALUES (?, ?, ?, ?)", rows)
     write_summary_tables(con, home)
-    table = con.sql("SELECT level, season, successes, failures, unknown, n, estimate, ci_low, ci_high FROM mating_success").fetchall()
+    table = con.sql(
+        "SELECT level, season, successes, failures, unknown, n, estimate, ci_low, ci_high FROM mating_success"
+    ).fetchall()
     assert [row[:6] for row in table] == [
-        ("season", 2025, 1, 0, 1, 1), ("season", 2026, 1, 1, 0, 2), ("season", None, 1, 0, 0, 1), ("overall", None, 3, 1, 1, 4),
+        ("season", 2025, 1, 0, 1, 1),
+        ("season", 2026, 1, 1, 0, 2),
+        ("season", None, 1, 0, 0, 1),
+        ("overall", None, 3, 1, 1, 4),
     ]
     low, high = wilson(3, 4)
     assert table[-1][6:] == (0.75, pytest.approx(low), pytest.approx(high))
-
 
 
 def test_rewriting_replaces_the_tables_and_an_old_view_of_the_same_name(catalog) -> None:
@@ -153,25 +191,82 @@ def test_rewriting_replaces_the_tables_and_an_old_view_of_the_same_name(catalog)
 
 def test_rates_come_from_the_cards_metrics_rates_and_a_missing_rate_is_named(catalog) -> None:
     home, con = catalog
-    write_card(home, "panda-gender", 1, {"metrics": {"rates": {"level": "animal", "sensitivity": 0.75, "specificity": 0.9,
-                                                               "decided_males": 4, "decided_females": 10}}})
-    write_card(home, "panda-gender", 2, {"metrics": {"rates": {"level": "animal", "sensitivity": None, "specificity": 1.0,
-                                                               "decided_males": 0, "decided_females": 1}}})
-    animals(con, herd("a", "North", "dep-1", 3, 5, 1, "panda-gender@v1") + herd("b", "South", "dep-2", 2, 2, 0, "panda-gender@v2"))
+    write_card(
+        home,
+        "panda-gender",
+        1,
+        {
+            "metrics": {
+                "rates": {
+                    "level": "animal",
+                    "sensitivity": 0.75,
+                    "specificity": 0.9,
+                    "decided_males": 4,
+                    "decided_females": 10,
+                }
+            }
+        },
+    )
+    write_card(
+        home,
+        "panda-gender",
+        2,
+        {
+            "metrics": {
+                "rates": {
+                    "level": "animal",
+                    "sensitivity": None,
+                    "specificity": 1.0,
+                    "decided_males": 0,
+                    "decided_females": 1,
+                }
+            }
+        },
+    )
+    animals(
+        con,
+        herd("a", "North", "dep-1", 3, 5, 1, "panda-gender@v1")
+        + herd("b", "South", "dep-2", 2, 2, 0, "panda-gender@v2"),
+    )
     write_summary_tables(con, home)
-    rows = {row["deployment_id"] or "overall": row for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()}
+    rows = {
+        row["deployment_id"] or "overall": row
+        for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()
+    }
     north = rows["dep-1"]
-    assert (north["sensitivity"], north["specificity"], north["validation_males"], north["validation_females"]) == (0.75, 0.9, 4, 10)
+    assert (north["sensitivity"], north["specificity"], north["validation_males"], north["validation_females"]) == (
+        0.75,
+        0.9,
+        4,
+        10,
+    )
     assert north["corrected"] == pytest.approx((3 / 8 + 0.9 - 1) / (0.75 + 0.9 - 1))
     south = rows["dep-2"]
     assert south["corrected"] is None and south["estimate"] == 0.5
-    assert south["note"] == "No correction: the model card's test animals are 0 male and 1 female, so its sensitivity is unknown."
+    assert (
+        south["note"]
+        == "No correction: the model card's test animals are 0 male and 1 female, so its sensitivity is unknown."
+    )
 
 
 def test_gender_ratio_says_what_makes_the_corrected_interval_wide(catalog) -> None:
     home, con = catalog
-    write_card(home, "panda-gender", 1, {"metrics": {"rates": {"level": "animal", "sensitivity": 0.75, "specificity": 1.0,
-                                                               "decided_males": 4, "decided_females": 4}}})
+    write_card(
+        home,
+        "panda-gender",
+        1,
+        {
+            "metrics": {
+                "rates": {
+                    "level": "animal",
+                    "sensitivity": 0.75,
+                    "specificity": 1.0,
+                    "decided_males": 4,
+                    "decided_females": 4,
+                }
+            }
+        },
+    )
     animals(con, herd("a", "North", "dep-1", 30, 50, 0))
     write_summary_tables(con, home)
     row = con.sql("SELECT * FROM gender_ratio WHERE level = 'overall'").to_arrow_table().to_pylist()[0]
