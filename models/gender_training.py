@@ -15,30 +15,19 @@ changes which side of 0.5 the posterior falls on; it changes how many animals le
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from scipy.optimize import minimize_scalar
 from skimage.feature import hog
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.metrics import (
-    accuracy_score,
-    brier_score_loss,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -47,6 +36,7 @@ from torch import Tensor, nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from models import training
 from models.epochs import EpochRecord
 from models.gender import (
     IMAGENET_MEAN,
@@ -61,13 +51,13 @@ from models.gender import (
     preprocess,
     set_temperature,
 )
+from models.training import TrainingHistory, binary_metrics
 
 Item = tuple[Image.Image, int, str]
 Pooling = Literal["independent", "sqrt_n", "mean"]
 Sex = Literal["male", "female", "unknown"]
 SEED_SPLIT_PATTERN = ("train", "train", "test", "train", "train")  # seed 000, section 3.1
 SEED_BASE_SIZE, SEED_CROP_SIZE = 512, 448  # seed 000: faces stored at 512, randomly resized and cropped to 448
-ECE_BINS = 10
 EVAL_BATCH = 32
 
 
@@ -124,12 +114,11 @@ def image_counts(items: Sequence[Item]) -> dict[str, int]:
 
 
 def data_fingerprint(items: Sequence[Item]) -> str:
-    """SHA-256 over every item's animal id, label, size and pixels, independent of item order."""
-    digests = sorted(
-        hashlib.sha256(f"{animal_id}|{label}|{image.mode}|{image.size}|".encode() + image.tobytes()).hexdigest()
+    """The toolkit's order-free fingerprint over every item's animal id, label, size and pixels."""
+    return training.data_fingerprint(
+        f"{animal_id}|{label}|{image.mode}|{image.size}|".encode() + image.tobytes()
         for image, label, animal_id in items
     )
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- settings and augmentation
@@ -223,19 +212,6 @@ def as_input(images: Tensor) -> Tensor:
 # ---------------------------------------------------------------- training
 
 
-@dataclass
-class TrainingHistory:
-    """Every epoch's record, the epoch whose weights were kept, and the parameters left frozen."""
-
-    epochs: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int = 0
-    frozen: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the model card."""
-        return {"epochs": [asdict(e) for e in self.epochs], "best_epoch": self.best_epoch, "n_frozen": len(self.frozen)}
-
-
 def training_memory_format(model: nn.Module) -> torch.memory_format:
     """channels_last for ResNet18; contiguous for mini-Xception, whose 8-channel strided 1x1 conv corrupts the heap
     in its weight-gradient kernel under channels_last (torch 2.14 CPU)."""
@@ -316,15 +292,6 @@ def validation_scores(model: nn.Module, images: Tensor, labels: Tensor) -> tuple
     return float(F.cross_entropy(logits, labels)), float((logits.argmax(1) == labels).float().mean())
 
 
-def is_better(record: EpochRecord, best: EpochRecord | None, select_by: str) -> bool:
-    """Whether this epoch beats the best so far (lower val loss, or higher val accuracy then lower loss)."""
-    if best is None or record.val_loss is None:
-        return True
-    if select_by == "val_accuracy" and record.val_accuracy != best.val_accuracy:
-        return record.val_accuracy > best.val_accuracy
-    return record.val_loss < best.val_loss
-
-
 def check_items(items: Sequence[Item], settings: GenderTrainSettings) -> None:
     """ValueError unless there are training items of both sexes labelled 0 or 1 and at least one epoch."""
     if settings.epochs < 1:
@@ -385,7 +352,7 @@ def train_gender_net(
                 epoch, lr, loss, accuracy, *validation_scores(model, val_x, val_y), time.perf_counter() - started
             )
             history.epochs.append(record)
-            if is_better(record, best, settings.select_by):
+            if training.is_better(record, best, settings.select_by):
                 best, best_state = record, copy.deepcopy(model.state_dict())
             if progress is not None:
                 progress(record)
@@ -398,22 +365,9 @@ def train_gender_net(
 
 
 def fit_temperature(logits: Tensor | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
-    """The temperature T minimising the NLL of softmax(logits / T) (bounded search on log T); 1.0 unless both classes
-    occur.
-
-    With one class only the optimum just pushes every probability towards that class, which is not calibration.
-    """
-    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    if len(set(y.tolist())) < 2:
-        return 1.0
-
-    def nll(log_t: float) -> float:
-        """Mean NLL at temperature exp(log_t)."""
-        return float(F.cross_entropy(z / math.exp(log_t), y))
-
-    result = minimize_scalar(nll, bounds=(math.log(0.05), math.log(100.0)), method="bounded")
-    return float(math.exp(result.x))
+    """The calibration temperature of a two-class net's (N, 2) logits: the toolkit's fit on their difference."""
+    z = np.asarray(logits, np.float64).reshape(-1, 2)
+    return training.fit_temperature(z[:, 1] - z[:, 0], labels)
 
 
 def calibrate(model: GenderNet, val_items: Sequence[Item]) -> float:
@@ -422,25 +376,6 @@ def calibrate(model: GenderNet, val_items: Sequence[Item]) -> float:
     temperature = fit_temperature(eval_logits(model, images), labels) if len(labels) else 1.0
     set_temperature(model, temperature)
     return temperature
-
-
-def expected_calibration_error(
-    p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, n_bins: int = ECE_BINS
-) -> float:
-    """Top-label ECE: confidence max(p, 1-p) in equal-width bins, sum of |accuracy - confidence| weighted by bin
-    share."""
-    p = np.asarray(p_male, np.float64)
-    y = np.asarray(labels, np.int64)
-    if len(p) == 0:
-        return 0.0
-    confidence = np.maximum(p, 1 - p)
-    correct = ((p >= 0.5).astype(np.int64) == y).astype(np.float64)
-    bins = np.minimum(((confidence - 0.5) * 2 * n_bins).astype(np.int64), n_bins - 1)
-    ece = 0.0
-    for b in np.unique(bins):
-        members = bins == b
-        ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
 
 
 # ---------------------------------------------------------------- per-animal decision
@@ -490,28 +425,6 @@ def disagreement_flag(p_male: Sequence[float], share: float = 0.25, confident: f
 
 
 # ---------------------------------------------------------------- evaluation
-
-
-def binary_metrics(
-    p_male: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, threshold: float = 0.5
-) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1 (male positive), confusion [[TN, FP], [FN, TP]], ROC AUC (None with one class),
-    ECE, Brier."""
-    p, y = np.asarray(p_male, np.float64), np.asarray(labels, np.int64)
-    if len(p) == 0:
-        return {"n": 0}
-    predicted = (p >= threshold).astype(np.int64)
-    return {
-        "n": int(len(y)),
-        "accuracy": float(accuracy_score(y, predicted)),
-        "precision": float(precision_score(y, predicted, zero_division=0)),
-        "recall": float(recall_score(y, predicted, zero_division=0)),
-        "f1": float(f1_score(y, predicted, zero_division=0)),
-        "confusion_matrix": confusion_matrix(y, predicted, labels=[0, 1]).tolist(),
-        "roc_auc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None,
-        "ece": expected_calibration_error(p, y),
-        "brier": float(brier_score_loss(y, p, pos_label=1)) if len(set(y.tolist())) == 2 else None,
-    }
 
 
 def group_by_animal(

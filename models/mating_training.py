@@ -28,30 +28,29 @@ probabilities summed over every frame of every segment of the encounter; p_succe
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import Tensor, nn
 
+from models import training
 from models.cganet import N_COEFFS, CGANet, CGANetOutput, build_cganet, predicted_success, segment_nll
 from models.epochs import EpochRecord
 from models.execution import Layout, Precision
 from models.precision import inference, memory_format
+from models.training import TrainingHistory, binary_metrics
 
 GroupBy = Literal["pair", "encounter", "none"]
 Optimiser = Literal["adam", "sgd"]
@@ -286,30 +285,6 @@ def predict_frame_probs(model: nn.Module, x: np.ndarray, batch_size: int = EVAL_
 # ---------------------------------------------------------------- training
 
 
-@dataclass
-class TrainingHistory:
-    """Every epoch's record, the epoch whose weights were kept, whether training stopped early, and the temperature
-    fitted on the validation windows with the kept weights (1.0 without validation)."""
-
-    epochs: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int = 0
-    stopped_early: bool = False
-    temperature: float = 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the model card."""
-        return {
-            "epochs": [asdict(e) for e in self.epochs],
-            "best_epoch": self.best_epoch,
-            "stopped_early": self.stopped_early,
-            "temperature": self.temperature,
-        }
-
-    def seconds_per_epoch(self) -> float:
-        """Mean wall time of an epoch (training pass plus validation)."""
-        return float(np.mean([e.seconds for e in self.epochs])) if self.epochs else 0.0
-
-
 def check_training_data(x: np.ndarray, y: np.ndarray, settings: MatingTrainSettings) -> None:
     """ValueError unless x is (N, 2, 86, 40), y holds 0/1 for each window with both classes, and epochs >= 1."""
     if settings.epochs < 1:
@@ -407,15 +382,6 @@ def validation_scores(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float | N
     return float(segment_nll(output, y)), float((predicted_success(output).long() == y).float().mean())
 
 
-def is_better(record: EpochRecord, best: EpochRecord | None) -> bool:
-    """Higher validation accuracy, or equal accuracy and lower validation loss; without validation every epoch is."""
-    if best is None or record.val_accuracy is None:
-        return True
-    if record.val_accuracy != best.val_accuracy:
-        return record.val_accuracy > best.val_accuracy
-    return record.val_loss < best.val_loss
-
-
 def run_epoch(
     model: nn.Module,
     data: tuple[Tensor, Tensor, Tensor, Tensor],
@@ -463,7 +429,7 @@ def train_cganet(
             record = run_epoch(model, data, optimiser, settings, generator, epoch)
             history.epochs.append(record)
             plateau.step(record.val_accuracy if record.val_accuracy is not None else record.train_accuracy)
-            if is_better(record, best):
+            if training.is_better(record, best, "val_accuracy"):
                 best, best_state = record, copy.deepcopy(model.state_dict())
             if progress is not None:
                 progress(record)
@@ -492,28 +458,6 @@ def stale(epoch: int, best_epoch: int, limit: int | None) -> bool:
 # ---------------------------------------------------------------- metrics
 
 
-def binary_metrics(
-    p_success: Sequence[float] | np.ndarray,
-    labels: Sequence[int] | np.ndarray,
-    predicted: Sequence[int] | np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Accuracy, F1, recall, precision (success positive) and ROC AUC (None with one class); predictions default
-    to the seed's rule p > 0.5 (P_s > P_f)."""
-    p, y = np.asarray(p_success, np.float64), np.asarray(labels, np.int64)
-    if len(y) == 0:
-        return {"n": 0, "n_success": 0, **{name: None for name in METRICS}}
-    guess = (p > 0.5).astype(np.int64) if predicted is None else np.asarray(predicted, np.int64)
-    return {
-        "n": int(len(y)),
-        "n_success": int(y.sum()),
-        "accuracy": float(accuracy_score(y, guess)),
-        "f1": float(f1_score(y, guess, zero_division=0)),
-        "recall": float(recall_score(y, guess, zero_division=0)),
-        "precision": float(precision_score(y, guess, zero_division=0)),
-        "roc_auc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None,
-    }
-
-
 def summarise_folds(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation (ddof 1) over folds of each metric, skipping folds where it is None."""
     mean, std, counted = {}, {}, {}
@@ -536,25 +480,14 @@ def level_report(
 
 
 def fit_temperature(p_success: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
-    """The T in [0.01, 100] minimising the NLL of calibrate(p, T) on held-out windows; 1.0 unless both labels occur.
+    """The T in [0.01, 100] minimising the NLL of calibrate(p, T) on held-out windows (the toolkit's fit on
+    logit(p)); 1.0 unless both labels occur.
 
     The seed's attention weights sum to 1 over 86 frames, so F_attn is about F_GRU / 86 and the per-frame logits stay
     small until the classifier's weights have grown: after tens of epochs (not the seed's 500) p_success hugs 0.5
     (encounters at 0.43-0.55 measured) although it ranks well. T < 1 spreads it out; T > 1 tempers overconfidence.
     """
-    p = np.clip(np.asarray(p_success, np.float64), 1e-6, 1 - 1e-6)
-    y = np.asarray(labels, np.float64)
-    if len(set(y.tolist())) < 2:
-        return 1.0
-    z = logit(p)
-
-    def nll(log_t: float) -> float:
-        """Mean binary cross-entropy at temperature exp(log_t)."""
-        q = np.clip(expit(z / math.exp(log_t)), 1e-12, 1 - 1e-12)
-        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
-
-    result = minimize_scalar(nll, bounds=(math.log(0.01), math.log(100.0)), method="bounded")
-    return float(math.exp(result.x))
+    return training.fit_temperature(logit(np.clip(np.asarray(p_success, np.float64), 1e-6, 1 - 1e-6)), labels)
 
 
 def calibrate(p: float | np.ndarray, temperature: float) -> float | np.ndarray:
@@ -642,7 +575,7 @@ def encounter_metrics(
     labels: Sequence[int],
     temperature: float | Sequence[float] = 1.0,
 ) -> dict[str, Any]:
-    """binary_metrics of the rolled-up encounters (seed rule p > 0.5), with the number the 0.4-0.6 band leaves
+    """binary_metrics of the rolled-up encounters (the toolkit's rule p >= 0.5), with the number the 0.4-0.6 band leaves
     unknown before ("n_unknown_raw") and after calibration at `temperature` (one, or one per window: its fold's)."""
     rows = rollup_encounters(encounter_ids, frame_probs)
     truth = encounter_labels(encounter_ids, labels)
@@ -776,7 +709,7 @@ def cross_validate_sklearn(
     encounter_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Fit a fresh scikit-learn classifier per fold; metrics of the logistic of its decision function (monotone, so
-    AUC is the score's, and p > 0.5 iff score > 0, the classifier's own call). Folds lacking a label are skipped.
+    AUC is the score's, and p >= 0.5 iff score >= 0, the classifier's own call). Folds lacking a label are skipped.
     Given encounter ids, "encounter" rolls windows up as CGANet's Eq. 4 does (each window one "frame")."""
     y_arr = np.asarray(y, np.int64)
     usable, skipped = usable_folds(folds, y_arr)
@@ -902,13 +835,11 @@ def metrics_table(results: Mapping[str, Mapping[str, Any]], level: str = "segmen
 
 
 def data_fingerprint(x: np.ndarray, y: Sequence[int], encounter_ids: Sequence[str]) -> str:
-    """SHA-256 over every window's encounter id, label and float32 MFCC bytes, independent of window order."""
+    """The toolkit's order-free fingerprint over every window's encounter id, label and float32 MFCC bytes."""
     x = np.ascontiguousarray(np.asarray(x, np.float32))
-    digests = sorted(
-        hashlib.sha256(f"{e}|{int(label)}|".encode() + x[i].tobytes()).hexdigest()
-        for i, (e, label) in enumerate(zip(encounter_ids, y))
+    return training.data_fingerprint(
+        f"{e}|{int(label)}|".encode() + x[i].tobytes() for i, (e, label) in enumerate(zip(encounter_ids, y))
     )
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def mating_model_card(

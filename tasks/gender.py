@@ -23,6 +23,7 @@ from models.gender import (
     predict_logits,
     preprocess,
 )
+from models.training import POSITIVE_AT
 from reports.plots import heatmap_overlay
 from schemas.config import GenderConfig, Settings
 from schemas.home import HomeLayout
@@ -147,7 +148,7 @@ def save_gradcam(home: HomeLayout, drop_id: str, model: Any, row: dict[str, Any]
     with Image.open(home.root / row["crop_path"]) as crop:
         image = crop.convert("RGB")
     model.float().to("cpu")
-    cam = grad_cam(model, preprocess(image, model.input_size), 1 if row["p_male"] >= 0.5 else 0)
+    cam = grad_cam(model, preprocess(image, model.input_size), 1 if row["p_male"] >= POSITIVE_AT else 0)
     buffer = io.BytesIO()
     heatmap_overlay(image, cam).save(buffer, format="PNG")
     path = home.lake / "gradcam" / f"drop={drop_id}" / f"{row['face_id']}.png"
@@ -166,7 +167,7 @@ def prediction_rows(
             "drop_id": drop_id,
             "animal_id": f["animal_id"],
             "p_male": p,
-            "label": "male" if p >= 0.5 else "female",
+            "label": "male" if p >= POSITIVE_AT else "female",
             "model_version": label,
             "run_id": run_id,
             "gradcam_path": None,

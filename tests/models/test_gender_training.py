@@ -14,7 +14,6 @@ from models.gender import predict_probs
 from models.gender_training import (
     GenderTrainSettings,
     animal_posterior,
-    binary_metrics,
     calibrate,
     data_fingerprint,
     decide_sex,
@@ -22,7 +21,6 @@ from models.gender_training import (
     disagreement_flag,
     eval_batch,
     evaluate_predictions,
-    expected_calibration_error,
     fit_temperature,
     gender_model_card,
     hog_svm_baseline,
@@ -34,6 +32,7 @@ from models.gender_training import (
     train_gender_net,
     train_transform,
 )
+from models.training import binary_metrics, expected_calibration_error
 
 
 def odds_to_p(odds: float) -> float:
