@@ -18,25 +18,8 @@ from models.execution import (
     native_bf16,
     time_ways,
 )
+from tests.machines import AVX2_EPYC, ZEN4
 
-AVX2_EPYC = Hardware(
-    device="cpu",
-    cpu_model="AMD EPYC",
-    cpu_flags=frozenset({"avx2", "fma", "f16c"}),
-    cpu_capability="AVX2",
-    onednn_max_isa="",
-    cores=2,
-    torch_version="2.14.1",
-)
-ZEN4 = Hardware(
-    device="cpu",
-    cpu_model="AMD EPYC 9R14",
-    cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}),
-    cpu_capability="AVX512",
-    onednn_max_isa="",
-    cores=2,
-    torch_version="2.14.1",
-)
 SAPPHIRE = Hardware(
     device="cpu",
     cpu_model="Xeon 8480",

@@ -11,31 +11,13 @@ import pytest
 import torch
 
 import tasks.execution as execution
-from models.execution import Hardware, Wanted, Way, native_bf16
+from models.execution import Wanted, Way, native_bf16
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import RUNS
 from tasks.execution import NetTrial, plan_for, read_hardware, resolve_execution, way_of
+from tests.machines import AVX2_EPYC, ZEN4
 from tests.pipeline_home import store_gender_model, store_mating_model
-
-AVX2 = Hardware(
-    device="cpu",
-    cpu_model="AMD EPYC",
-    cpu_flags=frozenset({"avx2"}),
-    cpu_capability="AVX2",
-    onednn_max_isa="",
-    cores=2,
-    torch_version="2.14.1",
-)
-ZEN4 = Hardware(
-    device="cpu",
-    cpu_model="AMD EPYC 9R14",
-    cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}),
-    cpu_capability="AVX512",
-    onednn_max_isa="",
-    cores=2,
-    torch_version="2.14.1",
-)
 
 
 def counting_trial(calls: list[Way]) -> NetTrial:
@@ -50,22 +32,24 @@ def counting_trial(calls: list[Way]) -> NetTrial:
 
 def test_the_choice_is_cached_per_machine_and_measured_again_on_another(tmp_path: Path) -> None:
     cache, calls = tmp_path / "hardware" / "execution.json", []
-    first = plan_for(cache, AVX2, counting_trial(calls), 1)
+    first = plan_for(cache, AVX2_EPYC, counting_trial(calls), 1)
     assert first.way.precision == "fp32" and first.source == "measured" and calls
     measured = len(calls)
-    assert plan_for(cache, AVX2, counting_trial(calls), 1) == first and len(calls) == measured  # cached: nothing timed
+    assert (
+        plan_for(cache, AVX2_EPYC, counting_trial(calls), 1) == first and len(calls) == measured
+    )  # cached: nothing timed
     moved = plan_for(cache, ZEN4, counting_trial(calls), 1)  # the home moved to a machine with native bf16
     assert len(calls) > measured and moved.way == Way("bf16", "channels_last", 8, 2)
     stored = json.loads(cache.read_text())
-    assert set(stored) == {AVX2.identity(), ZEN4.identity()}
-    assert "no native bf16" in stored[AVX2.identity()]["hardware"]
+    assert set(stored) == {AVX2_EPYC.identity(), ZEN4.identity()}
+    assert "no native bf16" in stored[AVX2_EPYC.identity()]["hardware"]
 
 
 def test_a_damaged_cache_is_measured_again(tmp_path: Path) -> None:
     cache, calls = tmp_path / "execution.json", []
     cache.write_text("{not json")
-    assert plan_for(cache, AVX2, counting_trial(calls), 1).way.precision == "fp32" and calls
-    assert AVX2.identity() in json.loads(cache.read_text())
+    assert plan_for(cache, AVX2_EPYC, counting_trial(calls), 1).way.precision == "fp32" and calls
+    assert AVX2_EPYC.identity() in json.loads(cache.read_text())
 
 
 def test_resolve_writes_every_choice_into_the_settings_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
