@@ -547,6 +547,15 @@ def hog_svm_baseline(
 # ---------------------------------------------------------------- model card
 
 
+def calibration_of(metrics: Mapping[str, Any], temperature: float) -> dict[str, Any]:
+    """The card's calibration: the temperature, and on the test animals' faces ECE, reliability bins and, above the
+    target, why (just the temperature when no test predictions were kept)."""
+    test = metrics.get("test_predictions")
+    if not test or not test.get("p_male"):
+        return {"method": "temperature", "temperature": temperature}
+    return training.calibration_report(test["p_male"], test["label"], temperature, "faces")
+
+
 def gender_model_card(
     settings: GenderTrainSettings,
     seed: int,
@@ -568,6 +577,6 @@ def gender_model_card(
         "data_fingerprint": fingerprint,
         "split": {name: list(ids) for name, ids in split.items()},
         "training": history.as_dict(),
-        "calibration": {"method": "temperature", "temperature": temperature},
+        "calibration": calibration_of(metrics, temperature),
         "metrics": dict(metrics),
     }

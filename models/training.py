@@ -150,3 +150,73 @@ def data_fingerprint(items: Iterable[bytes]) -> str:
     items' order."""
     digests = sorted(hashlib.sha256(item).hexdigest() for item in items)
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+ECE_TARGET = 0.05  # what a card's calibration aims for on held-out items
+NOISE_DRAWS = 400  # simulated label sets when judging an ECE against sampling noise
+
+
+def reliability_bins(
+    p: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, n_bins: int = ECE_BINS
+) -> list[dict[str, float]]:
+    """The reliability diagram of top-label confidence: per non-empty bin its range, count, mean confidence and
+    accuracy (the points ECE weighs)."""
+    probabilities, truth = np.asarray(p, np.float64), np.asarray(labels, np.int64)
+    confidence = np.maximum(probabilities, 1 - probabilities)
+    correct = (positive(probabilities) == truth).astype(np.float64)
+    bins = np.minimum(((confidence - 0.5) * 2 * n_bins).astype(np.int64), n_bins - 1)
+    return [
+        {
+            "low": 0.5 + b / (2 * n_bins),
+            "high": 0.5 + (b + 1) / (2 * n_bins),
+            "n": int((bins == b).sum()),
+            "confidence": float(confidence[bins == b].mean()),
+            "accuracy": float(correct[bins == b].mean()),
+        }
+        for b in np.unique(bins)
+    ]
+
+
+def calibrated_noise_ece(p: Sequence[float] | np.ndarray, seed: int = 0) -> float:
+    """The 95th percentile of the ECE a perfectly calibrated model shows on these probabilities (labels drawn from
+    them): what sampling alone produces on this many items."""
+    probabilities = np.asarray(p, np.float64)
+    rng = np.random.default_rng(seed)
+    draws = [
+        expected_calibration_error(probabilities, rng.random(len(probabilities)) < probabilities)
+        for _ in range(NOISE_DRAWS)
+    ]
+    return float(np.quantile(draws, 0.95)) if len(probabilities) else 0.0
+
+
+def calibration_report(
+    p: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, temperature: float, unit: str
+) -> dict[str, Any]:
+    """A card's calibration on held-out items: the temperature, ECE, the reliability bins, whether ECE meets
+    ECE_TARGET and, when it does not, a sentence saying whether sampling noise on this few items explains it."""
+    ece = expected_calibration_error(p, labels)
+    report: dict[str, Any] = {
+        "method": "temperature",
+        "temperature": temperature,
+        "n": len(np.asarray(labels)),
+        "ece": ece,
+        "ece_target": ECE_TARGET,
+        "meets_target": ece <= ECE_TARGET,
+        "reliability": reliability_bins(p, labels),
+    }
+    if ece > ECE_TARGET:
+        noise = calibrated_noise_ece(p)
+        report["noise_ece_95"] = noise
+        if ece <= noise:
+            report["note"] = (
+                f"ECE {ece:.3f} on {len(report['reliability'])} bins of {report['n']} held-out {unit} is "
+                f"above {ECE_TARGET} but within what a perfectly calibrated model shows on so few "
+                f"(95th percentile {noise:.3f}): more held-out {unit} are needed to judge it"
+            )
+        else:
+            report["note"] = (
+                f"ECE {ece:.3f} on {report['n']} held-out {unit} is above {ECE_TARGET} and above what "
+                f"sampling alone gives on so few (95th percentile {noise:.3f}): the temperature fitted "
+                f"on the validation {unit} does not carry to the test {unit}"
+            )
+    return report

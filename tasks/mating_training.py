@@ -30,6 +30,7 @@ from models.mating_training import (
     GroupBy,
     MatingTrainSettings,
     binary_metrics,
+    calibrate,
     data_fingerprint,
     encounter_metrics,
     evaluate_mating,
@@ -41,6 +42,7 @@ from models.mating_training import (
     train_cganet,
     validation_split,
 )
+from models.training import calibration_report
 from schemas.config import MatingTrainConfig, Settings
 from schemas.home import HomeLayout
 from tasks.catalog import CatalogMissingError, query, refresh_views
@@ -190,12 +192,20 @@ def check_labelled(data: MatingData) -> None:
 def validation_metrics(model: Any, data: MatingData, val: np.ndarray, temperature: float) -> dict[str, Any]:
     """Segment and encounter metrics of the kept model on the validation windows (empty without them)."""
     if len(val) == 0:
-        return {"note": "no validation split (too few groups of one outcome); the last epoch was kept"}
+        return {
+            "note": "no validation split (too few groups of one outcome); the last epoch was kept, and the "
+            "calibration is not measured"
+        }
     probs = predict_frame_probs(model, data.x[val])
     encounters = [data.encounters[i] for i in val]
+    p_segment = probs.mean(axis=1)[:, 0]
     return {
-        "segment": binary_metrics(probs.mean(axis=1)[:, 0], data.y[val]),
+        "segment": binary_metrics(p_segment, data.y[val]),
         "encounter": encounter_metrics(encounters, probs, data.y[val], temperature),
+        "calibration": {
+            **calibration_report(calibrate(p_segment, temperature), data.y[val], temperature, "validation windows"),
+            "measured_on": "the validation windows the temperature was fitted on (optimistic; no test split here)",
+        },
     }
 
 
