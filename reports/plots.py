@@ -68,6 +68,18 @@ def roc_plot(scores: Sequence[float], labels: Sequence[int], title: str) -> byte
     return figure_png(figure)
 
 
+def reliability_plot(bins: Sequence[dict[str, float]], title: str) -> bytes | None:
+    """A reliability diagram: each confidence bin's accuracy against its mean confidence (marker area by count), the
+    diagonal of perfect calibration; None without bins."""
+    if not bins:
+        return None
+    figure, axis = plt.subplots(figsize=(3.2, 3.2))
+    axis.plot([0.5, 1], [0.5, 1], ls="--", c="grey", lw=1)
+    axis.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins], s=[12 + 6 * b["n"] for b in bins])
+    axis.set(xlim=(0.48, 1.02), ylim=(-0.02, 1.02), xlabel="confidence", ylabel="accuracy", title=title)
+    return figure_png(figure)
+
+
 def confusion_plot(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> bytes:
     """A 2 x 2 confusion matrix with counts (rows: truth, columns: prediction)."""
     figure, axis = plt.subplots(figsize=(3.0, 2.8))

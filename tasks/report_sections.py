@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 
 from models.statistics import wilson_interval
-from reports.plots import attention_plot, confusion_plot, data_uri, proportion_series_plot, roc_plot, thumbnail_uri
+from reports.plots import (
+    attention_plot,
+    confusion_plot,
+    data_uri,
+    proportion_series_plot,
+    reliability_plot,
+    roc_plot,
+    thumbnail_uri,
+)
 from schemas.home import HomeLayout
 from tasks.catalog import query
 
@@ -132,7 +140,8 @@ def mating_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> 
 
 
 def card_plots(card: dict[str, Any]) -> list[dict[str, str]]:
-    """ROC curve and confusion matrices of a model card's held-out predictions, as embedded images."""
+    """ROC curve, reliability diagram and confusion matrices of a model card's held-out predictions, as embedded
+    images."""
     plots = []
     metrics = card.get("metrics", {})
     held_out = metrics.get("test_predictions") or card.get("test_predictions")
@@ -141,6 +150,12 @@ def card_plots(card: dict[str, Any]) -> list[dict[str, str]]:
         png = roc_plot(held_out.get(score_key, []), held_out.get("label", []), "ROC, held-out faces")
         if png:
             plots.append({"title": "ROC curve", "image": data_uri(png)})
+    calibration = card.get("calibration") or metrics.get("calibration") or {}
+    reliability = reliability_plot(
+        calibration.get("reliability", []), f"reliability, ECE {calibration.get('ece', 0):.3f}"
+    )
+    if reliability:
+        plots.append({"title": "reliability diagram", "image": data_uri(reliability)})
     net = metrics.get("net", {})
     classes = card.get("classes", ["female", "male"])
     for level in ("per_image", "per_animal"):
@@ -199,6 +214,9 @@ def models_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> 
                 "split": card.get("split", {}),
                 "metrics": scalar_metrics(card),
                 "plots": card_plots(card),
+                "calibration_note": (card.get("calibration") or card.get("metrics", {}).get("calibration") or {}).get(
+                    "note"
+                ),
             }
         )
     return cards
