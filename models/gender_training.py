@@ -549,11 +549,13 @@ def hog_svm_baseline(
 
 def calibration_of(metrics: Mapping[str, Any], temperature: float) -> dict[str, Any]:
     """The card's calibration: the temperature, and on the test animals' faces ECE, reliability bins and, above the
-    target, why (just the temperature when no test predictions were kept)."""
+    target, why, judged with one label draw per animal (just the temperature when no test predictions were kept)."""
     test = metrics.get("test_predictions")
     if not test or not test.get("p_male"):
         return {"method": "temperature", "temperature": temperature}
-    return training.calibration_report(test["p_male"], test["label"], temperature, "faces")
+    return training.calibration_report(
+        test["p_male"], test["label"], temperature, "faces", test.get("animal_id"), "animals"
+    )
 
 
 def gender_model_card(

@@ -177,23 +177,34 @@ def reliability_bins(
     ]
 
 
-def calibrated_noise_ece(p: Sequence[float] | np.ndarray, seed: int = 0) -> float:
+def calibrated_noise_ece(p: Sequence[float] | np.ndarray, groups: Sequence[str] | None = None, seed: int = 0) -> float:
     """The 95th percentile of the ECE a perfectly calibrated model shows on these probabilities (labels drawn from
-    them): what sampling alone produces on this many items."""
+    them, with one draw per group when items come in groups, such as the faces of one animal, which share its sex):
+    what sampling alone produces on this many items."""
     probabilities = np.asarray(p, np.float64)
+    if len(probabilities) == 0:
+        return 0.0
+    keys = list(groups) if groups is not None else list(range(len(probabilities)))
+    index = np.unique(keys, return_inverse=True)[1]
     rng = np.random.default_rng(seed)
     draws = [
-        expected_calibration_error(probabilities, rng.random(len(probabilities)) < probabilities)
+        expected_calibration_error(probabilities, rng.random(index.max() + 1)[index] < probabilities)
         for _ in range(NOISE_DRAWS)
     ]
-    return float(np.quantile(draws, 0.95)) if len(probabilities) else 0.0
+    return float(np.quantile(draws, 0.95))
 
 
 def calibration_report(
-    p: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, temperature: float, unit: str
+    p: Sequence[float] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    temperature: float,
+    unit: str,
+    groups: Sequence[str] | None = None,
+    group_unit: str = "groups",
 ) -> dict[str, Any]:
     """A card's calibration on held-out items: the temperature, ECE, the reliability bins, whether ECE meets
-    ECE_TARGET and, when it does not, a sentence saying whether sampling noise on this few items explains it."""
+    ECE_TARGET and, when it does not, a sentence saying whether sampling noise on this few items (or groups of items)
+    explains it."""
     ece = expected_calibration_error(p, labels)
     report: dict[str, Any] = {
         "method": "temperature",
@@ -205,13 +216,14 @@ def calibration_report(
         "reliability": reliability_bins(p, labels),
     }
     if ece > ECE_TARGET:
-        noise = calibrated_noise_ece(p)
+        noise = calibrated_noise_ece(p, groups)
         report["noise_ece_95"] = noise
         if ece <= noise:
             report["note"] = (
                 f"ECE {ece:.3f} on {len(report['reliability'])} bins of {report['n']} held-out {unit} is "
                 f"above {ECE_TARGET} but within what a perfectly calibrated model shows on so few "
-                f"(95th percentile {noise:.3f}): more held-out {unit} are needed to judge it"
+                f"(95th percentile {noise:.3f}): more held-out {group_unit if groups is not None else unit} are "
+                "needed to judge it"
             )
         else:
             report["note"] = (

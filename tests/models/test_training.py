@@ -76,3 +76,13 @@ def test_the_gender_card_reports_calibration_on_its_test_faces() -> None:
     assert card["ece"] == pytest.approx(expected_calibration_error(test["p_male"], test["label"]))
     assert not card["meets_target"] and "held-out faces" in card["note"]
     assert calibration_of({}, 1.7) == {"method": "temperature", "temperature": 1.7}
+
+
+def test_faces_of_one_animal_share_a_label_so_sampling_noise_is_wider() -> None:
+    from models.training import calibrated_noise_ece
+
+    p = [0.8] * 40
+    animals = [f"A{i // 10}" for i in range(40)]  # four animals, ten faces each
+    assert calibrated_noise_ece(p, animals) > 2 * calibrated_noise_ece(p)
+    report = calibration_report(p, [1] * 20 + [0] * 20, 1.0, "faces", animals, "animals")
+    assert report["ece"] == pytest.approx(0.3) and "more held-out animals are needed" in report["note"]
