@@ -34,6 +34,7 @@ ONEDNN_BF16_ISAS = frozenset(
 MIN_CUDA_AMP = (7, 0)  # tensor cores for fp16 (Volta)
 MIN_CUDA_BF16 = (8, 0)  # bf16 tensor cores (Ampere)
 PRUNE_FACTOR = 3.0  # a way this many times slower than the best on its first pass is not timed further
+MIN_PASS_S = 0.05  # a timed pass repeats a short call until it has run this long
 
 
 @dataclass(frozen=True)
@@ -200,15 +201,24 @@ def choose_way(
 def time_ways(
     ways: Sequence[Way], seconds_of: Callable[[Way], float], items_of: Callable[[Way], int], passes: int = 2
 ) -> dict[Way, float]:
-    """Items per second of each way: one untimed warm-up pass, then the best of `passes` timed passes; a way whose
-    first timed pass is PRUNE_FACTOR times slower per item than the best so far is not timed again."""
+    """Items per second of each way: one untimed warm-up pass, then the best of `passes` timed passes, each repeating
+    the call until it has run MIN_PASS_S (a small net's batch takes milliseconds, within the timer's noise); a way
+    whose first timed pass is PRUNE_FACTOR times slower per item than the best so far is not timed again."""
     rates: dict[Way, float] = {}
+
+    def one_pass(way: Way) -> float:
+        """Mean seconds of a call of the way over at least MIN_PASS_S."""
+        total, calls = 0.0, 0
+        while calls == 0 or total < MIN_PASS_S:
+            total, calls = total + seconds_of(way), calls + 1
+        return total / calls
+
     for way in ways:
         seconds_of(way)
-        best = seconds_of(way)
+        best = one_pass(way)
         fastest = max(rates.values(), default=0.0)
         if items_of(way) / max(best, 1e-9) * PRUNE_FACTOR >= fastest:
             for _ in range(passes - 1):
-                best = min(best, seconds_of(way))
+                best = min(best, one_pass(way))
         rates[way] = items_of(way) / max(best, 1e-9)
     return rates

@@ -6,6 +6,7 @@ import math
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from facenet_pytorch import MTCNN
 from PIL import ExifTags, Image, ImageOps
 
 from models.mtcnn_cascade import PairMaxPool, cascade
+from schemas.config import FacesConfig
 
 HUMAN_THRESHOLDS = (0.6, 0.7, 0.7)  # facenet-pytorch's defaults
 HUMAN_MIN_FACE_SIZE = 20
@@ -181,3 +183,36 @@ def upright_rgb(image: Image.Image) -> Image.Image:
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(canvas, rgba)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def face_row(
+    media: dict[str, Any],
+    index: int,
+    crop: Image.Image,
+    found: Detection | None,
+    size: tuple[int, int],
+    config: FacesConfig,
+) -> dict[str, Any]:
+    """The faces row of one crop (a detection, or a whole keeper photo when found is None)."""
+    width, height = size
+    box = found.box if found else (0.0, 0.0, float(width), float(height))
+    score = found.score if found else None
+    size_px, sharp = face_size_px(box), sharpness(crop)
+    reason = exclusion_reason(size_px, sharp, score, config.min_face_px, config.min_sharpness, config.min_score)
+    landmarks = [v for x, y in found.landmarks for v in (x / width, y / height)] if found else None
+    x, y, w, h = relative_box(box, width, height)
+    return {
+        "face_id": f"{media['media_id']}-f{index}",
+        "media_id": media["media_id"],
+        "animal_id": media["animal_id"],
+        "source": "detector" if found else "keeper",
+        "bbox_x": x,
+        "bbox_y": y,
+        "bbox_w": w,
+        "bbox_h": h,
+        "score": score,
+        "landmarks": landmarks,
+        "quality": {"size_px": size_px, "sharpness": sharp, "score": score},
+        "excluded": reason is not None,
+        "exclude_reason": reason,
+    }

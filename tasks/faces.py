@@ -22,11 +22,8 @@ from models.faces import (
     build_mtcnn,
     crop_face,
     detect_faces,
-    exclusion_reason,
-    face_size_px,
+    face_row,
     group_by_size,
-    relative_box,
-    sharpness,
     upright_rgb,
     upright_tensor,
 )
@@ -93,39 +90,6 @@ def depends(home: HomeLayout, settings: Settings) -> str:
     """What the faces of a drop depend on besides its ingest: the detector version and every result-changing setting."""
     config = settings.faces.model_dump(exclude={"batch_size", "cpu_batch_size", "device", "cpu_threads"})
     return f"{detector_label(home, settings.faces)}:{sorted(config.items())}"
-
-
-def face_row(
-    media: dict[str, Any],
-    index: int,
-    crop: Image.Image,
-    found: Detection | None,
-    size: tuple[int, int],
-    config: FacesConfig,
-) -> dict[str, Any]:
-    """The faces row of one crop (a detection, or a whole keeper photo when found is None)."""
-    width, height = size
-    box = found.box if found else (0.0, 0.0, float(width), float(height))
-    score = found.score if found else None
-    size_px, sharp = face_size_px(box), sharpness(crop)
-    reason = exclusion_reason(size_px, sharp, score, config.min_face_px, config.min_sharpness, config.min_score)
-    landmarks = [v for x, y in found.landmarks for v in (x / width, y / height)] if found else None
-    x, y, w, h = relative_box(box, width, height)
-    return {
-        "face_id": f"{media['media_id']}-f{index}",
-        "media_id": media["media_id"],
-        "animal_id": media["animal_id"],
-        "source": "detector" if found else "keeper",
-        "bbox_x": x,
-        "bbox_y": y,
-        "bbox_w": w,
-        "bbox_h": h,
-        "score": score,
-        "landmarks": landmarks,
-        "quality": {"size_px": size_px, "sharpness": sharp, "score": score},
-        "excluded": reason is not None,
-        "exclude_reason": reason,
-    }
 
 
 def keeper_crops(

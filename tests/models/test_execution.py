@@ -132,3 +132,18 @@ def test_time_ways_keeps_the_best_pass_and_stops_timing_a_hopeless_way() -> None
     assert rates[ways[0]] == pytest.approx(4 / 0.4)
     assert rates[ways[1]] == pytest.approx(4 / 9.0)
     assert calls == {"fp32": 3, "bf16": 2}  # warm-up plus one pass: 9 s per 4 items is over 3x the best
+
+
+def test_a_pass_over_a_fast_batch_repeats_it_until_it_has_run_long_enough() -> None:
+    from models.execution import MIN_PASS_S
+
+    calls: list[Way] = []
+
+    def seconds_of(way: Way) -> float:
+        calls.append(way)
+        return 0.001
+
+    way = Way("fp32", "channels_last", 8, 1)
+    rates = time_ways([way], seconds_of, lambda w: w.batch_size, passes=2)
+    assert rates[way] == pytest.approx(8 / 0.001)
+    assert len(calls) >= 1 + 2 * round(MIN_PASS_S / 0.001)  # the warm-up, then two passes of 50 calls each
