@@ -155,6 +155,11 @@ def batch_candidates(start: int) -> list[int]:
     return sorted({max(1, start // 2), start, start * 2})
 
 
+def planned_threads(wanted: Wanted, hardware: Hardware, nets_at_once: int) -> int | None:
+    """The threads setting when given, else the hardware's default."""
+    return wanted.threads if wanted.threads is not None else default_threads(hardware, nets_at_once)
+
+
 def first_round(wanted: Wanted, hardware: Hardware, start_batch: int, threads: int | None) -> list[Way]:
     """The precision and layout ways to try at the starting batch size (each fixed where it is set)."""
     precisions = [wanted.precision] if wanted.precision else candidate_precisions(hardware)
@@ -165,8 +170,7 @@ def first_round(wanted: Wanted, hardware: Hardware, start_batch: int, threads: i
 
 def fixed_plan(wanted: Wanted, hardware: Hardware, start_batch: int, nets_at_once: int) -> Plan | None:
     """The plan when nothing is left to measure (every setting given, or one candidate each), else None."""
-    threads = wanted.threads if wanted.threads is not None else default_threads(hardware, nets_at_once)
-    ways = first_round(wanted, hardware, start_batch, threads)
+    ways = first_round(wanted, hardware, start_batch, planned_threads(wanted, hardware, nets_at_once))
     if len(ways) > 1 or wanted.batch_size is None:
         return None
     explicit = wanted.precision is not None and wanted.layout is not None
@@ -186,8 +190,7 @@ def choose_way(
     fixed = fixed_plan(wanted, hardware, start_batch, nets_at_once)
     if fixed is not None:
         return fixed
-    threads = wanted.threads if wanted.threads is not None else default_threads(hardware, nets_at_once)
-    ways = first_round(wanted, hardware, start_batch, threads)
+    ways = first_round(wanted, hardware, start_batch, planned_threads(wanted, hardware, nets_at_once))
     rates = dict(measure(ways))
     best = max(rates, key=rates.__getitem__)
     if wanted.batch_size is None:

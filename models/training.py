@@ -39,19 +39,11 @@ def positive(p: Sequence[float] | np.ndarray) -> np.ndarray:
 def expected_calibration_error(
     p: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, n_bins: int = ECE_BINS
 ) -> float:
-    """Top-label ECE: confidence max(p, 1-p) in equal-width bins, sum of |accuracy - confidence| weighted by bin
-    share (0 without items)."""
-    probabilities, truth = np.asarray(p, np.float64), np.asarray(labels, np.int64)
-    if len(probabilities) == 0:
-        return 0.0
-    confidence = np.maximum(probabilities, 1 - probabilities)
-    correct = (positive(probabilities) == truth).astype(np.float64)
-    bins = np.minimum(((confidence - 0.5) * 2 * n_bins).astype(np.int64), n_bins - 1)
-    ece = 0.0
-    for b in np.unique(bins):
-        members = bins == b
-        ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
+    """Top-label ECE: |accuracy - confidence| of each reliability bin weighted by its share of the items (0 without
+    items)."""
+    bins = reliability_bins(p, labels, n_bins)
+    total = sum(b["n"] for b in bins)
+    return float(sum(b["n"] / total * abs(b["accuracy"] - b["confidence"]) for b in bins)) if total else 0.0
 
 
 def binary_metrics(

@@ -414,12 +414,13 @@ def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> d
     in memory, in each way the hardware offers (label -> seconds)."""
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
     model = folded_copy(gender_net_from_state(state, card["arch"], int(card["input_size"])))
+    batch_size = way_of(scratch.settings.gender, device).batch_size
     batches = [
         normalised_pixels(torch.stack([load_pixels(path, model.input_size) for path in paths]).to(device))
-        for paths in chunks(crops, way_of(scratch.settings.gender, device).batch_size)
+        for paths in chunks(crops, batch_size)
     ]
     seconds: dict[str, float] = {}
-    for way in bound_ways(device, way_of(scratch.settings.gender, device).batch_size):
+    for way in bound_ways(device, batch_size):
         with cpu_threads(device, way.threads):
             seconds[way.label()] = sum(
                 timed(lambda: predict_logits(model, batch, device, way.precision, way.layout))[0] for batch in batches

@@ -85,6 +85,11 @@ class NetTrial:
     seconds_of: Callable[[Way], float]
 
 
+def batch_field(config: GenderConfig | MatingConfig, device: torch.device) -> str:
+    """The config field holding a net's batch size on a device: cpu_batch_size on the CPU where the net has one."""
+    return "cpu_batch_size" if device.type == "cpu" and hasattr(config, "cpu_batch_size") else "batch_size"
+
+
 def wanted_of(config: GenderConfig | MatingConfig, batch_size: int | None) -> Wanted:
     """A net's settings with 'auto' and unset as None."""
     return Wanted(
@@ -118,7 +123,7 @@ def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -
                 device,
             )
 
-    batch_size = config.batch_size if device.type == "cuda" else config.cpu_batch_size
+    batch_size = getattr(config, batch_field(config, device))
     return NetTrial(
         f"gender:{model_label(card)}", wanted_of(config, batch_size), GENDER_START_BATCH[device.type], seconds_of
     )
@@ -231,13 +236,12 @@ def resolve_execution(
         hardware = read_hardware(device)
         plan = plans[section] = plan_for(cache or home.execution_cache, hardware, trial, nets_at_once(settings))
         described[section] = hardware.describe()
-        batch_field = "cpu_batch_size" if section == "gender" and device.type == "cpu" else "batch_size"
         updates[section] = config.model_copy(
             update={
                 "precision": plan.way.precision,
                 "layout": plan.way.layout,
                 "threads": plan.way.threads,
-                batch_field: plan.way.batch_size,
+                batch_field(config, device): plan.way.batch_size,
             }
         )
     return Execution(settings.model_copy(update=updates), plans, described)
@@ -248,7 +252,7 @@ def way_of(config: GenderConfig | MatingConfig, device: torch.device) -> Way:
     resolve_execution) takes the hardware's default precision, channels_last, the starting batch size and torch's
     threads, without measuring."""
     gender = isinstance(config, GenderConfig)
-    batch_size = config.cpu_batch_size if gender and device.type == "cpu" else config.batch_size
+    batch_size = getattr(config, batch_field(config, device))
     start = (GENDER_START_BATCH if gender else MATING_START_BATCH)[device.type]
     precision = default_precision(read_hardware(device)) if config.precision == "auto" else config.precision
     layout = "channels_last" if config.layout == "auto" else config.layout
