@@ -14,9 +14,7 @@ changes which side of 0.5 the posterior falls on; it changes how many animals le
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,7 +35,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from models import training
-from models.epochs import EpochRecord
+from models.epochs import Validation, run_epochs, timed_epoch, training_pass
 from models.gender import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -51,7 +49,7 @@ from models.gender import (
     preprocess,
     set_temperature,
 )
-from models.training import TrainingHistory, binary_metrics
+from models.training import EpochRecord, TrainingHistory, binary_metrics
 
 Item = tuple[Image.Image, int, str]
 Pooling = Literal["independent", "sqrt_n", "mean"]
@@ -253,43 +251,29 @@ def recompute_bn_statistics(model: nn.Module, images: Tensor, batch_size: int = 
         layer.momentum = momentum
 
 
-def train_one_epoch(
-    model: nn.Module,
-    bases: list[Tensor],
-    labels: Tensor,
-    augment: v2.Compose,
-    optimiser: torch.optim.Optimizer,
-    settings: GenderTrainSettings,
-    generator: torch.Generator,
-) -> tuple[float, float]:
-    """One shuffled pass with fresh augmentations; mean loss and accuracy (a last batch of one is skipped:
-    BatchNorm)."""
-    model.train()
+def augmented_step(
+    model: nn.Module, bases: list[Tensor], labels: Tensor, augment: v2.Compose
+) -> Callable[[Tensor], tuple[Tensor, int]]:
+    """A training batch step: fresh augmentations of the indexed faces, cross entropy and the number correct."""
     fmt = training_memory_format(model)
-    total_loss, correct, seen = 0.0, 0, 0
-    for index in torch.randperm(len(bases), generator=generator).split(settings.batch_size):
-        if len(index) < 2:
-            continue
-        x = torch.stack([augment(bases[i]) for i in index.tolist()]).contiguous(memory_format=fmt)
+
+    def step(index: Tensor) -> tuple[Tensor, int]:
+        """Loss and number correct of one augmented batch."""
+        with torch.autocast("cpu", enabled=False):  # augmentations stay in fp32 whatever the training precision
+            x = torch.stack([augment(bases[i]) for i in index.tolist()]).contiguous(memory_format=fmt)
+        logits = model(x)
         y = labels[index]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        total_loss += float(loss.detach()) * len(index)
-        correct += int((logits.detach().argmax(1) == y).sum())
-        seen += len(index)
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+        return F.cross_entropy(logits.float(), y), int((logits.detach().argmax(1) == y).sum())
+
+    return step
 
 
-def validation_scores(model: nn.Module, images: Tensor, labels: Tensor) -> tuple[float | None, float | None]:
-    """Validation cross entropy and accuracy, or (None, None) without validation images."""
+def validation_scores(model: nn.Module, images: Tensor, labels: Tensor) -> Validation:
+    """Validation cross entropy and accuracy (None without validation images)."""
     if len(labels) == 0:
-        return None, None
+        return Validation(None, None)
     logits = eval_logits(model, images)
-    return float(F.cross_entropy(logits, labels)), float((logits.argmax(1) == labels).float().mean())
+    return Validation(float(F.cross_entropy(logits, labels)), float((logits.argmax(1) == labels).float().mean()))
 
 
 def check_items(items: Sequence[Item], settings: GenderTrainSettings) -> None:
@@ -340,24 +324,25 @@ def train_gender_net(
             weight_decay=settings.weight_decay,
         )
         schedule = torch.optim.lr_scheduler.StepLR(optimiser, settings.lr_step_epochs, settings.lr_gamma)
-        augment, generator = train_transform(settings), torch.Generator().manual_seed(seed)
-        history, best, best_state = TrainingHistory(frozen=frozen), None, None
-        for epoch in range(1, settings.epochs + 1):
-            started, lr = time.perf_counter(), schedule.get_last_lr()[0]
-            loss, accuracy = train_one_epoch(model, bases, labels, augment, optimiser, settings, generator)
+        step = augmented_step(model, bases, labels, train_transform(settings))
+        generator, history = torch.Generator().manual_seed(seed), TrainingHistory(frozen=frozen)
+
+        def train() -> tuple[float, float]:
+            """One augmented pass, the learning-rate step, then BatchNorm statistics on plain faces if asked."""
+            result = training_pass(
+                model, len(bases), settings.batch_size, step, optimiser, generator, settings.precision == "bf16"
+            )
             schedule.step()
             if settings.precise_bn:
                 recompute_bn_statistics(model, plain)
-            record = EpochRecord(
-                epoch, lr, loss, accuracy, *validation_scores(model, val_x, val_y), time.perf_counter() - started
-            )
-            history.epochs.append(record)
-            if training.is_better(record, best, settings.select_by):
-                best, best_state = record, copy.deepcopy(model.state_dict())
-            if progress is not None:
-                progress(record)
+            return result
+
+        def one_epoch(epoch: int) -> EpochRecord:
+            """Train one epoch and score it on the validation faces."""
+            return timed_epoch(epoch, optimiser, train, lambda: validation_scores(model, val_x, val_y))
+
+        best_state = run_epochs(model, settings.epochs, one_epoch, settings.select_by, history, progress)
     model.load_state_dict(best_state)
-    history.best_epoch = best.epoch
     return model.eval(), history
 
 

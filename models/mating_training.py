@@ -27,9 +27,7 @@ probabilities summed over every frame of every segment of the encounter; p_succe
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -47,10 +45,10 @@ from torch import Tensor, nn
 
 from models import training
 from models.cganet import N_COEFFS, CGANet, CGANetOutput, build_cganet, predicted_success, segment_nll
-from models.epochs import EpochRecord
+from models.epochs import Validation, run_epochs, timed_epoch, training_pass
 from models.execution import Layout, Precision
 from models.precision import inference, memory_format
-from models.training import TrainingHistory, binary_metrics
+from models.training import EpochRecord, TrainingHistory, binary_metrics
 
 GroupBy = Literal["pair", "encounter", "none"]
 Optimiser = Literal["adam", "sgd"]
@@ -342,59 +340,31 @@ def weighted_nll(output: CGANetOutput, success: Tensor, weights: Tensor) -> Tens
     return -(w * torch.log(p_label.clamp_min(1e-12))).sum() / w.sum()
 
 
-def train_one_epoch(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    optimiser: torch.optim.Optimizer,
-    settings: MatingTrainSettings,
-    generator: torch.Generator,
-) -> tuple[float, float]:
-    """One shuffled pass in batches; mean loss and accuracy (a last batch of one window is skipped: BatchNorm)."""
-    model.train()
+def weighted_step(
+    model: nn.Module, x: Tensor, y: Tensor, settings: MatingTrainSettings
+) -> Callable[[Tensor], tuple[Tensor, int]]:
+    """A training batch step: the class-weighted NLL of the indexed windows and the number called right."""
     weights = class_weights(y.numpy(), settings.class_weight)
-    total_loss, correct, seen = 0.0, 0, 0
-    for index in torch.randperm(len(x), generator=generator).split(settings.batch_size):
-        if len(index) < 2:
-            continue
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
-            output = model(x[index])
-        loss = weighted_nll(output, y[index], weights)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        total_loss += float(loss.detach()) * len(index)
-        correct += int((predicted_success(output).long() == y[index]).sum())
-        seen += len(index)
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def step(index: Tensor) -> tuple[Tensor, int]:
+        """Loss and number correct of one batch of windows."""
+        output = model(x[index])
+        return weighted_nll(output, y[index], weights), int((predicted_success(output).long() == y[index]).sum())
+
+    return step
 
 
-def validation_scores(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float | None, float | None]:
-    """Eval-mode validation loss and accuracy, or (None, None) without validation windows."""
+def validation_scores(model: nn.Module, x: Tensor, y: Tensor) -> Validation:
+    """Eval-mode validation loss and accuracy (None without validation windows)."""
     if len(y) == 0:
-        return None, None
+        return Validation(None, None)
     model.eval()
     with torch.inference_mode():
         outputs = [model(chunk) for chunk in x.split(EVAL_BATCH)]
     frame_probs = torch.cat([o.frame_probs.float() for o in outputs])
     scores = frame_probs.sum(dim=1)
     output = CGANetOutput(frame_probs, scores, scores[:, 0] / frame_probs.shape[1], torch.empty(0), torch.empty(0))
-    return float(segment_nll(output, y)), float((predicted_success(output).long() == y).float().mean())
-
-
-def run_epoch(
-    model: nn.Module,
-    data: tuple[Tensor, Tensor, Tensor, Tensor],
-    optimiser: torch.optim.Optimizer,
-    settings: MatingTrainSettings,
-    generator: torch.Generator,
-    epoch: int,
-) -> EpochRecord:
-    """Train one epoch and score it on the validation windows."""
-    started, lr = time.perf_counter(), float(optimiser.param_groups[0]["lr"])
-    loss, accuracy = train_one_epoch(model, data[0], data[1], optimiser, settings, generator)
-    val_loss, val_accuracy = validation_scores(model, data[2], data[3])
-    return EpochRecord(epoch, lr, loss, accuracy, val_loss, val_accuracy, time.perf_counter() - started)
+    return Validation(float(segment_nll(output, y)), float((predicted_success(output).long() == y).float().mean()))
 
 
 def train_cganet(
@@ -424,19 +394,31 @@ def train_cganet(
         model = build_mating_model(settings, seed, mean, std)
         optimiser = make_optimiser(model, settings)
         plateau, generator = make_plateau(optimiser, settings), torch.Generator().manual_seed(seed)
-        history, best, best_state = TrainingHistory(), None, None
-        for epoch in range(1, settings.epochs + 1):
-            record = run_epoch(model, data, optimiser, settings, generator, epoch)
-            history.epochs.append(record)
+        step = weighted_step(model, data[0], data[1], settings)
+        history = TrainingHistory()
+
+        def one_epoch(epoch: int) -> EpochRecord:
+            """Train one epoch, score it on the validation windows and let the plateau schedule see it."""
+            record = timed_epoch(
+                epoch,
+                optimiser,
+                lambda: training_pass(
+                    model, len(data[0]), settings.batch_size, step, optimiser, generator, settings.precision == "bf16"
+                ),
+                lambda: validation_scores(model, data[2], data[3]),
+            )
             plateau.step(record.val_accuracy if record.val_accuracy is not None else record.train_accuracy)
-            if training.is_better(record, best, "val_accuracy"):
-                best, best_state = record, copy.deepcopy(model.state_dict())
-            if progress is not None:
-                progress(record)
-            if stale(epoch, best.epoch, settings.max_epochs_without_improvement):
-                history.stopped_early = epoch < settings.epochs
-                break
-    history.best_epoch = best.epoch
+            return record
+
+        best_state = run_epochs(
+            model,
+            settings.epochs,
+            one_epoch,
+            "val_accuracy",
+            history,
+            progress,
+            settings.max_epochs_without_improvement,
+        )
     history.temperature = validation_temperature(model, best_state, data[2], data[3])
     return best_state, history
 
@@ -448,11 +430,6 @@ def validation_temperature(model: nn.Module, state: Mapping[str, Tensor], x_val:
     model.load_state_dict(state)
     p_success = predict_frame_probs(model, x_val.numpy()).mean(axis=1)[:, 0]
     return fit_temperature(p_success, y_val.numpy())
-
-
-def stale(epoch: int, best_epoch: int, limit: int | None) -> bool:
-    """Whether `limit` epochs have passed since the best one (never when limit is None)."""
-    return limit is not None and epoch - best_epoch >= limit
 
 
 # ---------------------------------------------------------------- metrics

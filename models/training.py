@@ -23,12 +23,23 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from models.epochs import EpochRecord
-
 POSITIVE_AT = 0.5  # the one decision rule: positive (male, success) when P >= 0.5
 ECE_BINS = 10
 TEMPERATURE_BOUNDS = (0.01, 100.0)
 SelectBy = Literal["val_loss", "val_accuracy"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch: learning rate used, mean training loss and accuracy, validation loss and accuracy, seconds."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
 
 
 def positive(p: Sequence[float] | np.ndarray) -> np.ndarray:

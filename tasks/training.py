@@ -9,7 +9,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.epochs import EpochRecord
+from models.training import EpochRecord
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.detector_training import evaluate_detector, train_detector

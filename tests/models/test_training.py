@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.epochs import EpochRecord
 from models.training import (
     ECE_TARGET,
+    EpochRecord,
     binary_metrics,
     calibration_report,
     expected_calibration_error,
@@ -86,3 +86,29 @@ def test_faces_of_one_animal_share_a_label_so_sampling_noise_is_wider() -> None:
     assert calibrated_noise_ece(p, animals) > 2 * calibrated_noise_ece(p)
     report = calibration_report(p, [1] * 20 + [0] * 20, 1.0, "faces", animals, "animals")
     assert report["ece"] == pytest.approx(0.3) and "more held-out animals are needed" in report["note"]
+
+
+def test_run_epochs_keeps_the_best_epochs_weights_and_stops_after_patience() -> None:
+    """The shared loop keeps the weights of the lowest validation loss and stops `patience` epochs after it."""
+    import torch
+
+    from models.epochs import run_epochs
+    from models.training import TrainingHistory
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    losses = {1: 0.9, 2: 0.5, 3: 0.7, 4: 0.8, 5: 0.1}
+
+    def one_epoch(epoch: int) -> EpochRecord:
+        """Set the weight to the epoch number and report this epoch's loss."""
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        return record(epoch, losses[epoch], 0.5)
+
+    history = TrainingHistory()
+    best_state = run_epochs(model, 5, one_epoch, "val_loss", history, patience=2)
+    assert [e.epoch for e in history.epochs] == [1, 2, 3, 4]
+    assert history.best_epoch == 2 and history.stopped_early
+    assert float(best_state["weight"]) == 2.0
+    history = TrainingHistory()
+    assert float(run_epochs(model, 5, one_epoch, "val_loss", history)["weight"]) == 5.0
+    assert history.best_epoch == 5 and not history.stopped_early
