@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -30,8 +30,11 @@ from models.detector_training import (
     xywh_to_xyxy,
 )
 from models.faces import DetectorSettings, build_mtcnn, detect_faces, upright_rgb
+from schemas.camtrap import BBOX, CamtrapMedia, CamtrapObservation, CamtrapRow
 from schemas.config import FacesConfig
 from schemas.home import HomeLayout
+from schemas.manifest import ManifestError, parse_csv_manifest
+from tasks.camtrap_dp import is_remote
 from tasks.faces import HUMAN_PRESET, load_face_detector
 from tasks.model_store import save_checkpoint
 from tasks.runs import code_version
@@ -42,7 +45,7 @@ IOU_THRESHOLD = 0.5
 HELD_OUT_FRACTION = 0.2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_FIELDS = ("path", "x", "y", "w", "h")
-CAMTRAP_BBOX = ("bboxX", "bboxY", "bboxWidth", "bboxHeight")
+CamtrapRowModel = TypeVar("CamtrapRowModel", bound=CamtrapRow)
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LANDMARKS_NOTE = (
     "not trained: O-Net's landmark head keeps the human weights while the layers under it changed; do not align on them"
@@ -221,35 +224,20 @@ def load_coco_annotations(path: Path) -> AnnotationSet:
     return AnnotationSet(path, faces, tuple(sorted(set(images.values()) - {f.image for f in faces})))
 
 
-def camtrap_media(path: Path) -> dict[str, str]:
-    """Camtrap DP media.csv: mediaID to the image path (fileName when filePath is a URL)."""
-    media = {}
-    for line, row in csv_rows(path, ("mediaID", "filePath")):
-        file_path = (row.get("filePath") or "").strip()
-        if re.match(r"^[a-z][a-z0-9+.-]*://", file_path, re.IGNORECASE):
-            file_path = (row.get("fileName") or "").strip()
-        if not file_path:
-            raise AnnotationError(f"{path.name} line {line}: field 'filePath' is empty (or a URL without a 'fileName')")
-        media[(row.get("mediaID") or "").strip()] = normalise_image_path(file_path)
-    return media
+def camtrap_image(media: CamtrapMedia, filename: str) -> str:
+    """A media row's image path: filePath, or fileName when filePath is a URL."""
+    file_path = (media.fileName or "").strip() if is_remote(media) else media.filePath
+    if not file_path:
+        raise AnnotationError(f"{filename} line {media.csv_line} field 'fileName': empty while 'filePath' is a URL")
+    return normalise_image_path(file_path)
 
 
-def camtrap_face(row: dict[str, str], media: dict[str, str], where: str) -> FaceAnnotation | None:
-    """One observation's relative bbox as a face, or None when it has no bbox."""
-    raw = [(row.get(f) or "").strip() for f in CAMTRAP_BBOX]
-    if not any(raw):
-        return None
-    empty = [f for f, v in zip(CAMTRAP_BBOX, raw) if not v]
-    if empty:
-        raise AnnotationError(f"{where}: field '{empty[0]}' is empty while other bbox fields are set")
-    media_id = (row.get("mediaID") or "").strip()
-    if media_id not in media:
-        raise AnnotationError(f"{where}: field 'mediaID' is {media_id!r}, which is not in media.csv")
-    values = [parse_number(v, where, f) for v, f in zip(raw, CAMTRAP_BBOX)]
-    bad = [f for f, v in zip(CAMTRAP_BBOX, values) if v < 0 or v > 1]
-    if bad:
-        raise AnnotationError(f"{where}: field '{bad[0]}' must be a fraction of the image between 0 and 1")
-    return FaceAnnotation(media[media_id], checked_box(values, where, CAMTRAP_BBOX), True, where)
+def camtrap_table(path: Path, row_model: type[CamtrapRowModel], key: str) -> list[CamtrapRowModel]:
+    """Every row of a package CSV, parsed strictly with the drop reader's row rules (the first bad row raises)."""
+    try:
+        return parse_csv_manifest(path.read_text(encoding="utf-8-sig"), path.name, row_model, key)
+    except ManifestError as error:
+        raise AnnotationError(str(error)) from None
 
 
 def camtrap_paths(path: Path) -> tuple[Path, Path]:
@@ -263,18 +251,20 @@ def camtrap_paths(path: Path) -> tuple[Path, Path]:
 
 
 def load_camtrap_annotations(path: Path) -> AnnotationSet:
-    """Camtrap DP observations with bboxX/bboxY/bboxWidth/bboxHeight (fractions); media with only blank observations are
-    faceless."""
-    observations, media_file = camtrap_paths(path)
-    media = camtrap_media(media_file)
+    """Camtrap DP observations with a bounding box (fractions) as faces; media whose observations are only blank are
+    faceless. Rows are read with the same rules as a Camtrap DP drop."""
+    observations_file, media_file = camtrap_paths(path)
+    media = {m.mediaID: camtrap_image(m, media_file.name) for m in camtrap_table(media_file, CamtrapMedia, "mediaID")}
     faces, blank = [], set()
-    for line, row in csv_rows(observations, ("mediaID", *CAMTRAP_BBOX)):
-        face = camtrap_face(row, media, f"{observations.name} line {line}")
-        if face is not None:
-            faces.append(face)
-        elif (row.get("observationType") or "").strip() == "blank" and (row.get("mediaID") or "").strip() in media:
-            blank.add(media[row["mediaID"].strip()])
-    return AnnotationSet(observations, tuple(faces), tuple(sorted(blank - {f.image for f in faces})))
+    for observation in camtrap_table(observations_file, CamtrapObservation, "observationID"):
+        where, box = f"{observations_file.name} line {observation.csv_line}", observation.box()
+        if box is not None and observation.mediaID not in media:
+            raise AnnotationError(f"{where} field 'mediaID': {observation.mediaID!r} is not in {media_file.name}")
+        if box is not None:
+            faces.append(FaceAnnotation(media[observation.mediaID], checked_box(box, where, BBOX), True, where))
+        elif observation.observationType == "blank" and observation.mediaID in media:
+            blank.add(media[observation.mediaID])
+    return AnnotationSet(observations_file, tuple(faces), tuple(sorted(blank - {f.image for f in faces})))
 
 
 def load_annotations(path: Path) -> AnnotationSet:

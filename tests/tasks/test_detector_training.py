@@ -134,8 +134,13 @@ def test_coco_invalid_json_names_the_line(tmp_path: Path) -> None:
 # ---- Camtrap DP -------------------------------------------------------------------------------------
 
 
-MEDIA = "mediaID,deploymentID,filePath,fileName\nm1,d1,media/a.jpg,a.jpg\nm2,d1,https://example.org/x/file,b.jpg\nm3,d1,media/c.jpg,c.jpg\n"
-OBSERVATIONS_HEADER = "observationID,mediaID,observationType,bboxX,bboxY,bboxWidth,bboxHeight\n"
+MEDIA = (
+    "mediaID,deploymentID,timestamp,filePath,fileMediatype,fileName\n"
+    "m1,d1,2026-03-01T10:00:00Z,media/a.jpg,image/jpeg,a.jpg\n"
+    "m2,d1,2026-03-01T10:00:00Z,https://example.org/x/file,image/jpeg,b.jpg\n"
+    "m3,d1,2026-03-01T10:00:00Z,media/c.jpg,image/jpeg,c.jpg\n"
+)
+OBSERVATIONS_HEADER = "observationID,deploymentID,mediaID,observationType,bboxX,bboxY,bboxWidth,bboxHeight\n"
 
 
 def camtrap(tmp_path: Path, rows: str) -> Path:
@@ -148,7 +153,8 @@ def camtrap(tmp_path: Path, rows: str) -> Path:
 
 def test_camtrap_relative_boxes_blanks_and_urls(tmp_path: Path) -> None:
     package = camtrap(
-        tmp_path, "o1,m1,animal,0.1,0.2,0.3,0.4\no2,m2,animal,0.5,0.5,0.25,0.25\no3,m3,blank,,,,\no4,,animal,,,,\n"
+        tmp_path,
+        "o1,d1,m1,animal,0.1,0.2,0.3,0.4\no2,d1,m2,animal,0.5,0.5,0.25,0.25\no3,d1,m3,blank,,,,\no4,d1,,animal,,,,\n",
     )
     for given in (package, package / "datapackage.json", package / "observations.csv"):
         found = load_annotations(given)
@@ -162,16 +168,22 @@ def test_camtrap_relative_boxes_blanks_and_urls(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ("o1,m1,animal,0.1,0.2,1.3,0.4\n", r"observations.csv line 2: field 'bboxWidth' must be a fraction"),
         (
-            "o1,m1,animal,0.1,0.2,0.3,0.4\no2,m1,animal,0.1,,0.3,0.4\n",
-            r"observations.csv line 3: field 'bboxY' is empty",
+            "o1,d1,m1,animal,0.1,0.2,1.3,0.4\n",
+            r"observations.csv line 2 field 'bboxWidth': Input should be less than or equal to 1",
         ),
         (
-            "o1,m9,animal,0.1,0.2,0.3,0.4\n",
-            r"observations.csv line 2: field 'mediaID' is 'm9', which is not in media.csv",
+            "o1,d1,m1,animal,0.1,0.2,0.3,0.4\no2,d1,m1,animal,0.1,,0.3,0.4\n",
+            r"observations.csv line 3: a bounding box needs all of .*; bboxY is empty",
         ),
-        ("o1,m1,animal,0.1,zero,0.3,0.4\n", r"observations.csv line 2: field 'bboxY' is 'zero', not a number"),
+        (
+            "o1,d1,m9,animal,0.1,0.2,0.3,0.4\n",
+            r"observations.csv line 2 field 'mediaID': 'm9' is not in media.csv",
+        ),
+        (
+            "o1,d1,m1,animal,0.1,zero,0.3,0.4\n",
+            r"observations.csv line 2 field 'bboxY': Input should be a valid number",
+        ),
     ],
 )
 def test_camtrap_errors(tmp_path: Path, rows: str, message: str) -> None:
