@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy.special import expit, logit
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -48,6 +49,7 @@ from models.cganet import N_COEFFS, CGANet, CGANetOutput, build_cganet, predicte
 from models.epochs import Validation, run_epochs, timed_epoch, training_pass
 from models.execution import Layout, Precision
 from models.precision import inference, memory_format
+from models.statistics import rates_from_confusion
 from models.training import EpochRecord, TrainingHistory, binary_metrics
 
 GroupBy = Literal["pair", "encounter", "none"]
@@ -560,10 +562,27 @@ def encounter_metrics(
     t_of = {str(e): float(t) for e, t in zip(encounter_ids, per_window)}
     metrics = binary_metrics([r.p_success for r in rows], [truth[r.encounter_id] for r in rows])
     calibrated_calls = [encounter_call(calibrate(r.p_success, t_of[r.encounter_id])) for r in rows]
+    decided = [
+        (call == "success", truth[r.encounter_id]) for r, call in zip(rows, calibrated_calls) if call != "unknown"
+    ]
     return {
         **metrics,
         "n_unknown_raw": sum(r.predicted == "unknown" for r in rows),
         "n_unknown": sum(call == "unknown" for call in calibrated_calls),
+        "rates": decided_rates([int(called) for called, _ in decided], [label for _, label in decided]),
+    }
+
+
+def decided_rates(calls: Sequence[int], labels: Sequence[int]) -> dict[str, Any]:
+    """Sensitivity and specificity (success positive) of the encounters the abstain band decided, with how many of
+    each outcome they were measured on: the rates the report corrects the success share with."""
+    matrix = confusion_matrix(labels, calls, labels=[0, 1]).tolist() if len(labels) else [[0, 0], [0, 0]]
+    rates = rates_from_confusion(matrix)
+    return {
+        "sensitivity": rates.sensitivity,
+        "specificity": rates.specificity,
+        "decided_successes": rates.n_positive,
+        "decided_failures": rates.n_negative,
     }
 
 

@@ -310,6 +310,39 @@ def corrected_share_arrays(
 
 
 @dataclass(frozen=True)
+class ShareWording:
+    """How sentences about a corrected share name its two classes, what is counted and what more data means."""
+
+    positives: str = "males"
+    negatives: str = "females"
+    positive_adjective: str = "male"
+    negative_adjective: str = "female"
+    validation_units: str = "validation animals"
+    test_units: str = "test animals"
+    label_more: str = "label more animals of known sex"
+    items: str = "animals"
+    counted: str = "animals counted"
+    none_counted: str = "no individual was counted"
+    count_more: str = "observe longer to count more individuals"
+
+
+SEX_WORDING = ShareWording()
+OUTCOME_WORDING = ShareWording(
+    positives="successes",
+    negatives="failures",
+    positive_adjective="successful",
+    negative_adjective="failed",
+    validation_units="validation encounters",
+    test_units="validation encounters",
+    label_more="record the outcome of more encounters for training",
+    items="encounters",
+    counted="encounters counted",
+    none_counted="no encounter was decided",
+    count_more="observe more encounters",
+)
+
+
+@dataclass(frozen=True)
 class WidthDrivers:
     """What makes a corrected interval wide: the validation rates' share of its variance and what more data would do."""
 
@@ -325,7 +358,13 @@ def interval_width(result: Corrected) -> float | None:
 
 
 def width_drivers(
-    positives: int, n: int, se_successes: int, se_n: int, sp_successes: int, sp_n: int
+    positives: int,
+    n: int,
+    se_successes: int,
+    se_n: int,
+    sp_successes: int,
+    sp_n: int,
+    wording: ShareWording = SEX_WORDING,
 ) -> WidthDrivers | None:
     """What makes the corrected interval wide, too few validation animals or too few counted; None without one.
 
@@ -353,9 +392,9 @@ def width_drivers(
     )
     if by_validation:
         sentence = (
-            f"Mostly too few validation animals (the rates come from {se_n} males and {sp_n} females): "
-            f"label more animals of known sex to narrow it."
+            f"Mostly too few {wording.validation_units} (the rates come from {se_n} {wording.positives} and {sp_n} "
+            f"{wording.negatives}): {wording.label_more} to narrow it."
         )
     else:
-        sentence = f"Mostly too few animals counted ({n}): observe longer to count more individuals."
+        sentence = f"Mostly too few {wording.counted} ({n}): {wording.count_more}."
     return WidthDrivers(fraction, more_validation, more_counted, sentence)

@@ -1,5 +1,6 @@
-"""Rows of the report's summary tables from counts: gender ratio (Wilson, and the corrected share with an interval
-that carries the uncertainty of the card's rates), mating success with Wilson."""
+"""Rows of the report's summary tables from counts: gender ratio and mating success, each with the raw share (Wilson)
+and the share corrected for the classifier's errors, with an interval that carries the uncertainty of the card's
+rates."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 
 from models.statistics import (
     LANG_REICZIGEL,
+    OUTCOME_WORDING,
+    SEX_WORDING,
     ClassifierRates,
     Corrected,
+    ShareWording,
     corrected_share_interval,
     rates_from_confusion,
     width_drivers,
@@ -45,8 +49,23 @@ def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
     return counted
 
 
-def missing_rate_note(rates: ClassifierRates) -> str | None:
-    """Say which rate the card cannot give and why (no test animal of that sex)."""
+def mating_card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
+    """Encounter-level sensitivity and specificity (success positive) of a CGANet card, measured on the validation
+    encounters the abstain band decided (metrics.encounter.rates, as train_mating writes them), if it has them."""
+    rates = ((card.get("metrics") or {}).get("encounter") or {}).get("rates")
+    if not isinstance(rates, Mapping):
+        return None
+    se, sp = rates.get("sensitivity"), rates.get("specificity")
+    return ClassifierRates(
+        None if se is None else float(se),
+        None if sp is None else float(sp),
+        int(rates.get("decided_successes") or 0),
+        int(rates.get("decided_failures") or 0),
+    )
+
+
+def missing_rate_note(rates: ClassifierRates, wording: ShareWording = SEX_WORDING) -> str | None:
+    """Say which rate the card cannot give and why (no test item of that class)."""
     missing = [
         name
         for name, value in (("sensitivity", rates.sensitivity), ("specificity", rates.specificity))
@@ -55,25 +74,26 @@ def missing_rate_note(rates: ClassifierRates) -> str | None:
     if not missing:
         return None
     return (
-        f"No correction: the model card's test animals are {rates.n_positive} male and {rates.n_negative} female, "
-        f"so its {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} unknown."
+        f"No correction: the model card's {wording.test_units} are {rates.n_positive} {wording.positive_adjective} "
+        f"and {rates.n_negative} {wording.negative_adjective}, so its {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} unknown."
     )
 
 
-def versions_note(versions: Sequence[str]) -> str:
-    """The sentence for a group whose animals were called by several model versions."""
+def versions_note(versions: Sequence[str], wording: ShareWording = SEX_WORDING) -> str:
+    """The sentence for a group whose items were called by several model versions."""
     return (
-        f"No correction: the animals were classified by {len(versions)} model versions ({', '.join(versions)}), "
-        "so no single sensitivity and specificity applies."
+        f"No correction: the {wording.items} were classified by {len(versions)} model versions "
+        f"({', '.join(versions)}), so no single sensitivity and specificity applies."
     )
 
 
 def group_rates(
-    versions: Sequence[str], rates: Mapping[str, ClassifierRates]
+    versions: Sequence[str], rates: Mapping[str, ClassifierRates], wording: ShareWording = SEX_WORDING
 ) -> tuple[str | None, ClassifierRates | None, str | None]:
     """The one model version of a group, its rates, and a note when there is not exactly one version with rates."""
     if len(versions) > 1:
-        return None, None, versions_note(versions)
+        return None, None, versions_note(versions, wording)
     if not versions:
         return None, None, None
     found = rates.get(versions[0])
@@ -81,33 +101,38 @@ def group_rates(
         return (
             versions[0],
             None,
-            f"No correction: no model card with per-animal test metrics was found for {versions[0]}.",
+            f"No correction: no model card with measured sensitivity and specificity was found for {versions[0]}.",
         )
-    return versions[0], found, missing_rate_note(found)
+    return versions[0], found, missing_rate_note(found, wording)
 
 
 def rate_successes(rate: float | None, n: int) -> int | None:
-    """The count of validation animals a rate measured on n animals stands for (the card stores rate and n)."""
+    """The count of validation items a rate measured on n items stands for (the card stores rate and n)."""
     return None if rate is None else int(round(rate * n))
 
 
-def corrected_share(males: int, n: int, found: ClassifierRates | None) -> Corrected:
-    """corrected_share_interval of the male share with the card's rates as counts; None values when they are missing."""
+def corrected_share(
+    positives: int, n: int, found: ClassifierRates | None, wording: ShareWording = SEX_WORDING
+) -> Corrected:
+    """corrected_share_interval of the positive share with the card's rates as counts; None values when they are
+    missing."""
     if n == 0:
-        return Corrected(None, None, None, "No correction: no individual was counted.")
+        return Corrected(None, None, None, f"No correction: {wording.none_counted}.")
     se_hits = rate_successes(found.sensitivity, found.n_positive) if found else None
     sp_hits = rate_successes(found.specificity, found.n_negative) if found else None
     if found is None or se_hits is None or sp_hits is None:
         return Corrected(None, None, None, "No correction: the model card gives no sensitivity and specificity.")
-    return corrected_share_interval(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
+    return corrected_share_interval(positives, n, se_hits, found.n_positive, sp_hits, found.n_negative)
 
 
-def width_columns(males: int, n: int, found: ClassifierRates | None) -> dict[str, Any]:
-    """The gender_ratio columns saying what makes the corrected interval wide (None without an interval)."""
+def width_columns(
+    positives: int, n: int, found: ClassifierRates | None, wording: ShareWording = SEX_WORDING
+) -> dict[str, Any]:
+    """The columns saying what makes the corrected interval wide (None without an interval)."""
     se_hits = rate_successes(found.sensitivity, found.n_positive) if found else None
     sp_hits = rate_successes(found.specificity, found.n_negative) if found else None
     drivers = (
-        width_drivers(males, n, se_hits, found.n_positive, sp_hits, found.n_negative)
+        width_drivers(positives, n, se_hits, found.n_positive, sp_hits, found.n_negative, wording)
         if found and se_hits is not None and sp_hits is not None and n > 0
         else None
     )
@@ -119,13 +144,40 @@ def width_columns(males: int, n: int, found: ClassifierRates | None) -> dict[str
     }
 
 
+def corrected_columns(
+    positives: int,
+    n: int,
+    versions: Sequence[str],
+    rates: Mapping[str, ClassifierRates],
+    wording: ShareWording,
+    count_columns: tuple[str, str],
+) -> dict[str, Any]:
+    """The corrected share's columns of a summary row: estimate, interval, method, what makes it wide, the model
+    version, the card's rates with their validation counts (named by count_columns) and the note."""
+    version, found, note = group_rates(versions, rates, wording)
+    corrected = corrected_share(positives, n, found, wording)
+    has_interval = corrected.estimate is not None
+    return {
+        "corrected": corrected.estimate,
+        "corrected_ci_low": corrected.ci_low,
+        "corrected_ci_high": corrected.ci_high,
+        "interval_method": LANG_REICZIGEL if has_interval else None,
+        **(width_columns(positives, n, found, wording) if has_interval else width_columns(0, 0, None)),
+        "model_version": version,
+        "sensitivity": found.sensitivity if found else None,
+        "specificity": found.specificity if found else None,
+        count_columns[0]: found.n_positive if found else None,
+        count_columns[1]: found.n_negative if found else None,
+        "note": corrected.note if n == 0 else note or corrected.note,
+    }
+
+
 def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRates]) -> dict[str, Any]:
     """One gender_ratio row: counts, raw male share (Wilson) and the corrected share with its interval (module doc)."""
     males, females = int(counts["males"]), int(counts["females"])
     raw = wilson_interval(males, males + females)
-    version, found, note = group_rates(sorted(counts.get("model_versions") or []), rates)
-    corrected = corrected_share(males, raw.n, found)
-    note = corrected.note if raw.n == 0 else note or corrected.note
+    versions = sorted(counts.get("model_versions") or [])
+    columns = corrected_columns(males, raw.n, versions, rates, SEX_WORDING, ("validation_males", "validation_females"))
     return {
         "level": counts["level"],
         "site": counts.get("site"),
@@ -137,24 +189,19 @@ def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRa
         "estimate": raw.estimate,
         "ci_low": raw.ci_low,
         "ci_high": raw.ci_high,
-        "corrected": corrected.estimate,
-        "corrected_ci_low": corrected.ci_low,
-        "corrected_ci_high": corrected.ci_high,
-        "interval_method": LANG_REICZIGEL if corrected.estimate is not None else None,
-        **(width_columns(males, raw.n, found) if corrected.estimate is not None else width_columns(0, 0, None)),
-        "model_version": version,
-        "sensitivity": found.sensitivity if found else None,
-        "specificity": found.specificity if found else None,
-        "validation_males": found.n_positive if found else None,
-        "validation_females": found.n_negative if found else None,
-        "note": note,
+        **columns,
     }
 
 
-def mating_success_row(counts: Mapping[str, Any]) -> dict[str, Any]:
-    """One mating_success row: successes of the decided encounters with the Wilson interval of their share."""
+def mating_success_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRates]) -> dict[str, Any]:
+    """One mating_success row: decided encounters, the raw success share (Wilson) and the share corrected with the
+    CGANet card's encounter-level rates, with its interval."""
     successes, failures = int(counts["successes"]), int(counts["failures"])
     share = wilson_interval(successes, successes + failures)
+    versions = sorted(counts.get("model_versions") or [])
+    columns = corrected_columns(
+        successes, share.n, versions, rates, OUTCOME_WORDING, ("validation_successes", "validation_failures")
+    )
     return {
         "level": counts["level"],
         "season": counts.get("season"),
@@ -165,4 +212,5 @@ def mating_success_row(counts: Mapping[str, Any]) -> dict[str, Any]:
         "estimate": share.estimate,
         "ci_low": share.ci_low,
         "ci_high": share.ci_high,
+        **columns,
     }

@@ -49,6 +49,20 @@ MATING_SUCCESS = pa.schema(
         ("estimate", pa.float64()),  # successes / n
         ("ci_low", pa.float64()),  # Wilson 95%
         ("ci_high", pa.float64()),
+        ("corrected", pa.float64()),  # Rogan-Gladen success share, clipped to [0, 1]
+        ("corrected_ci_low", pa.float64()),  # 95%, carrying the uncertainty of the card's Se and Sp
+        ("corrected_ci_high", pa.float64()),
+        ("interval_method", pa.string()),  # lang-reiczigel
+        ("validation_variance_share", pa.float64()),  # share of the interval's variance due to Se and Sp estimates
+        ("width_4x_validation", pa.float64()),  # corrected interval width with 4x the validation encounters
+        ("width_4x_counted", pa.float64()),  # corrected interval width with 4x the encounters counted
+        ("wide_because", pa.string()),  # one sentence: record more outcomes for training, or observe more
+        ("model_version", pa.string()),  # CGANet of the counted encounters (name@vN)
+        ("sensitivity", pa.float64()),  # P(called success | success), per encounter, from the CGANet card
+        ("specificity", pa.float64()),  # P(called failure | failure)
+        ("validation_successes", pa.int64()),  # decided validation encounters those rates were measured on
+        ("validation_failures", pa.int64()),
+        ("note", pa.string()),  # why there is no correction, or that it was clipped
     ]
 )
 
@@ -58,7 +72,7 @@ MODEL_CARDS = pa.schema(
         ("name", pa.string()),
         ("version", pa.int32()),
         ("model_version", pa.string()),  # name@vN, as prediction rows record it
-        ("sensitivity", pa.float64()),  # gender: per-animal test metrics (male positive)
+        ("sensitivity", pa.float64()),  # gender: per-animal test rates (male positive); mating: per-encounter (success)
         ("specificity", pa.float64()),
         ("n_positive", pa.int64()),
         ("n_negative", pa.int64()),

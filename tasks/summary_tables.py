@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from models.statistics import ClassifierRates
-from models.summaries import card_rates, gender_ratio_row, mating_success_row
+from models.summaries import card_rates, gender_ratio_row, mating_card_rates, mating_success_row
 from schemas.home import HomeLayout
 from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
 from tasks.model_store import CARD_FILE, VERSION_DIR
@@ -43,7 +43,7 @@ GENDER_PARAMS = ["male", "female", "male", "female", "male", "female"]
 
 MATING_COUNTS_TEMPLATE = """
 WITH dated AS (
-    SELECT e.encounter_id, e.predicted,
+    SELECT e.encounter_id, e.predicted, e.model_version,
            year(e.started_at AT TIME ZONE coalesce(d.timezone, 'UTC')) AS season
     FROM encounters e
     LEFT JOIN (SELECT drop_id, any_value(timezone) AS timezone FROM drops GROUP BY drop_id) d USING (drop_id)
@@ -52,15 +52,20 @@ WITH dated AS (
 SELECT CASE WHEN grouping(season) = 0 THEN 'season' ELSE 'overall' END AS level, season,
        count(DISTINCT encounter_id) FILTER (WHERE predicted = ?) AS successes,
        count(DISTINCT encounter_id) FILTER (WHERE predicted = ?) AS failures,
-       count(DISTINCT encounter_id) FILTER (WHERE predicted IS NULL OR predicted NOT IN (?, ?)) AS unknown
+       count(DISTINCT encounter_id) FILTER (WHERE predicted IS NULL OR predicted NOT IN (?, ?)) AS unknown,
+       list_sort(list_distinct(
+           flatten(list(string_split(model_version, ', '))
+                   FILTER (WHERE predicted IN (?, ?) AND model_version IS NOT NULL))
+       )) AS model_versions
 FROM dated
 GROUP BY GROUPING SETS ((season), ())
 ORDER BY grouping(season), season NULLS LAST
 """
 MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="")
 PERIOD_MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="WHERE list_contains(?, e.drop_id)")  # ids first
-MATING_PARAMS = ["success", "failure", "success", "failure"]
+MATING_PARAMS = ["success", "failure", "success", "failure", "success", "failure"]
 RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
+RATES_OF_KIND = {"gender": card_rates, "mating": mating_card_rates}  # how each kind's card states its error rates
 VIEW_SQL = "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_type = 'VIEW'"
 
 
@@ -78,7 +83,7 @@ def read_card(path: Path, kind: str) -> tuple[dict[str, Any] | None, ClassifierR
     """A model card, its per-animal rates (gender only) and the sentence saying why either could not be read."""
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
-        return card, card_rates(card) if kind == "gender" else None, None
+        return card, RATES_OF_KIND[kind](card) if kind in RATES_OF_KIND else None, None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, None, f"The model card cannot be read ({exc})."
     except (ValueError, TypeError, AttributeError) as exc:
@@ -86,7 +91,8 @@ def read_card(path: Path, kind: str) -> tuple[dict[str, Any] | None, ClassifierR
 
 
 def model_card_rows(home: HomeLayout) -> list[dict[str, Any]]:
-    """One model_cards row per stored model version; gender cards carry their per-animal sensitivity and specificity."""
+    """One model_cards row per stored model version; gender cards carry their per-animal sensitivity and specificity,
+    CGANet cards their per-encounter ones."""
     rows = []
     for kind, name, version, path in card_paths(home):
         card, rates, problem = read_card(path, kind)
@@ -108,14 +114,14 @@ def model_card_rows(home: HomeLayout) -> list[dict[str, Any]]:
     return rows
 
 
-def gender_rates(rows: Sequence[Mapping[str, Any]]) -> dict[str, ClassifierRates]:
-    """Sensitivity and specificity of each gender model version that has them."""
+def rates_of_kind(rows: Sequence[Mapping[str, Any]], kind: str) -> dict[str, ClassifierRates]:
+    """Sensitivity and specificity of each model version of one kind (gender, mating) that has them."""
     return {
         row["model_version"]: ClassifierRates(
             row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"]
         )
         for row in rows
-        if row["kind"] == "gender" and row["n_positive"] is not None
+        if row["kind"] == kind and row["n_positive"] is not None
     }
 
 
@@ -164,8 +170,8 @@ def ratio_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """gender_ratio and mating_success rows over every drop, or over the animals and encounters of the given drops."""
     present = existing_relations(con, ["animals", "encounters", "drops"])
-    rates = gender_rates(cards)
-    gender_row = partial(gender_ratio_row, rates=rates)
+    gender_row = partial(gender_ratio_row, rates=rates_of_kind(cards, "gender"))
+    mating_row = partial(mating_success_row, rates=rates_of_kind(cards, "mating"))
     if drop_ids is None:
         gender_query, mating_query = (GENDER_COUNTS_SQL, GENDER_PARAMS), (MATING_COUNTS_SQL, MATING_PARAMS)
     else:
@@ -175,7 +181,7 @@ def ratio_rows(
             (PERIOD_MATING_COUNTS_SQL, [ids, *MATING_PARAMS]),
         )
     gender = summary_rows(con, *gender_query, gender_row) if "animals" in present else []
-    mating = summary_rows(con, *mating_query, mating_success_row) if {"encounters", "drops"} <= present else []
+    mating = summary_rows(con, *mating_query, mating_row) if {"encounters", "drops"} <= present else []
     return gender, mating
 
 

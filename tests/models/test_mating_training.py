@@ -285,3 +285,21 @@ def test_rollup_encounters_counts_segments_and_calls() -> None:
     rows = rollup_encounters(["E2", "E2", "E1"], probs)
     assert [(r.encounter_id, r.n_segments, r.predicted) for r in rows] == [("E1", 1, "failure"), ("E2", 2, "unknown")]
     assert rows[1].p_success == pytest.approx(0.55)
+
+
+def test_encounter_metrics_give_the_rates_of_the_decided_encounters() -> None:
+    """Sensitivity and specificity count only the encounters the 0.4-0.6 band decided, with how many of each."""
+    from models.mating_training import decided_rates, encounter_metrics
+
+    # one window per encounter; frame probabilities of success 0.9 (called success), 0.1 (failure), 0.5 (unknown)
+    p = np.array([0.9, 0.9, 0.1, 0.5, 0.1, 0.9])
+    labels = [1, 1, 1, 1, 0, 0]
+    frame_probs = np.stack([np.stack([np.full(86, q), np.full(86, 1 - q)], axis=1) for q in p])
+    rates = encounter_metrics([f"e{i}" for i in range(6)], frame_probs, labels)["rates"]
+    assert rates == {"sensitivity": 2 / 3, "specificity": 0.5, "decided_successes": 3, "decided_failures": 2}
+    assert decided_rates([], []) == {
+        "sensitivity": None,
+        "specificity": None,
+        "decided_successes": 0,
+        "decided_failures": 0,
+    }

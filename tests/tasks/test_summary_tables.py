@@ -24,9 +24,9 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return (centre - half) / (1 + Z * Z / n), (centre + half) / (1 + Z * Z / n)
 
 
-def write_card(home: HomeLayout, name: str, version: int, card: dict | str) -> Path:
-    """A model card at models/gender/<name>/v<N>/model_card.json."""
-    path = home.model_dir("gender", name) / f"v{version}" / "model_card.json"
+def write_card(home: HomeLayout, name: str, version: int, card: dict | str, kind: str = "gender") -> Path:
+    """A model card at models/<kind>/<name>/v<N>/model_card.json."""
+    path = home.model_dir(kind, name) / f"v{version}" / "model_card.json"
     path.parent.mkdir(parents=True)
     path.write_text(card if isinstance(card, str) else json.dumps(card))
     return path
@@ -154,7 +154,8 @@ def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
     con.execute("CREATE TABLE drops (drop_id VARCHAR, timezone VARCHAR)")
     con.execute("INSERT INTO drops VALUES ('d1', 'Asia/Shanghai'), ('d2', 'UTC')")
     con.execute(
-        "CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR)"
+        "CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR, "
+        "model_version VARCHAR)"
     )
     utc = UTC
     rows = [
@@ -164,7 +165,7 @@ def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
         ("e4", "d2", datetime(2025, 6, 1, tzinfo=utc), "unknown"),
         ("e5", "d2", None, "success"),
     ]
-    con.executemany("INSERT INTO encounters VALUES (?, ?, ?, ?)", rows)
+    con.executemany("INSERT INTO encounters VALUES (?, ?, ?, ?, NULL)", rows)
     write_summary_tables(con, home)
     table = con.sql(
         "SELECT level, season, successes, failures, unknown, n, estimate, ci_low, ci_high FROM mating_success"
@@ -273,3 +274,46 @@ def test_gender_ratio_says_what_makes_the_corrected_interval_wide(catalog) -> No
     assert row["validation_variance_share"] > 0.5 and "label more animals of known sex" in row["wide_because"]
     width = row["corrected_ci_high"] - row["corrected_ci_low"]
     assert row["width_4x_validation"] < width and row["width_4x_validation"] < row["width_4x_counted"]
+
+
+def test_mating_success_is_corrected_with_the_cganet_cards_encounter_rates(catalog) -> None:
+    home, con = catalog
+    rates = {"sensitivity": 0.8, "specificity": 0.75, "decided_successes": 10, "decided_failures": 8}
+    write_card(home, "cganet", 1, {"metrics": {"encounter": {"rates": rates}}}, kind="mating")
+    write_card(home, "cganet", 2, {"metrics": {"note": "no validation split"}}, kind="mating")
+    con.execute("CREATE TABLE drops (drop_id VARCHAR, timezone VARCHAR)")
+    con.execute("INSERT INTO drops VALUES ('d1', 'UTC'), ('d2', 'UTC')")
+    con.execute(
+        "CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR, "
+        "model_version VARCHAR)"
+    )
+    calls = ["success"] * 6 + ["failure"] * 3 + ["unknown"]
+    con.executemany(
+        "INSERT INTO encounters VALUES (?, 'd1', ?, ?, 'cganet@v1')",
+        [(f"e{i}", datetime(2025, 5, 1, tzinfo=UTC), call) for i, call in enumerate(calls)],
+    )
+    con.execute(
+        "INSERT INTO encounters VALUES ('f1', 'd2', ?, 'success', 'cganet@v2')", [datetime(2026, 5, 1, tzinfo=UTC)]
+    )
+    write_summary_tables(con, home)
+    rows = {(r["level"], r["season"]): r for r in con.sql("SELECT * FROM mating_success").to_arrow_table().to_pylist()}
+    season = rows[("season", 2025)]
+    expected = corrected_share_interval(6, 9, 8, 10, 6, 8)
+    assert (season["successes"], season["failures"], season["unknown"]) == (6, 3, 1)
+    assert (season["corrected"], season["corrected_ci_low"], season["corrected_ci_high"]) == pytest.approx(
+        (expected.estimate, expected.ci_low, expected.ci_high)
+    )
+    assert season["corrected_ci_high"] - season["corrected_ci_low"] > season["ci_high"] - season["ci_low"]
+    assert (season["model_version"], season["validation_successes"], season["validation_failures"]) == (
+        "cganet@v1",
+        10,
+        8,
+    )
+    assert season["interval_method"] == "lang-reiczigel" and "encounters" in season["wide_because"]
+    later = rows[("season", 2026)]
+    assert later["corrected"] is None and "no model card with measured sensitivity" in later["note"]
+    overall = rows[("overall", None)]
+    assert overall["corrected"] is None and "2 model versions (cganet@v1, cganet@v2)" in overall["note"]
+    assert "encounters were classified" in overall["note"]
+    cards = {r[0]: r[1:] for r in con.sql("SELECT model_version, sensitivity, n_positive FROM model_cards").fetchall()}
+    assert cards["cganet@v1"] == (0.8, 10) and cards["cganet@v2"] == (None, None)
