@@ -204,3 +204,71 @@ def summarise(results: Sequence[CellResult], target: float = TARGET) -> dict[str
         "baseline_mean_width": float(old_width.mean()) if old_width.size else None,
         "meets_target": bool(cells) and bool((coverage >= target).all()),
     }
+
+
+# ---------------------------------------------------------------- end to end: generated drops through the pipeline
+
+END_TO_END_TARGET = 0.90  # issue 21: the report's interval holds the true share in at least this share of drops
+
+
+@dataclass(frozen=True)
+class DropCoverage:
+    """One generated drop run through the pipeline: how many animals the report counted (decided male or female) and
+    how many of them are truly male, the animals with a face and their true males, and the report's corrected share."""
+
+    drop: str
+    counted: int
+    counted_true_males: int
+    detected: int
+    detected_true_males: int
+    corrected: float | None
+    ci_low: float | None
+    ci_high: float | None
+    note: str | None
+
+    def true_share(self) -> float | None:
+        """The true male share among the animals the report counted (its estimand), None when it counted none."""
+        return self.counted_true_males / self.counted if self.counted else None
+
+    def covered(self) -> bool | None:
+        """Whether the report's interval holds the true share; None when the report gave no interval."""
+        share = self.true_share()
+        if share is None or self.ci_low is None or self.ci_high is None:
+            return None
+        return self.ci_low <= share <= self.ci_high
+
+    def sentence(self) -> str:
+        """One line: the drop, its true share, the report's interval and whether it holds the share."""
+        share, covered = self.true_share(), self.covered()
+        interval = (
+            "no interval" if self.ci_low is None or self.ci_high is None else f"{self.ci_low:.2f}-{self.ci_high:.2f}"
+        )
+        truth = "none counted" if share is None else f"{self.counted_true_males}/{self.counted} = {share:.2f}"
+        verdict = {True: "holds it", False: "misses it", None: "not judged"}[covered]
+        return f"{self.drop}: true male share {truth}, report's interval {interval}: {verdict}"
+
+    def covers_detected(self) -> bool | None:
+        """Whether the interval holds the true share among every animal with a face (abstained ones included)."""
+        if not self.detected or self.ci_low is None or self.ci_high is None:
+            return None
+        return self.ci_low <= self.detected_true_males / self.detected <= self.ci_high
+
+
+def end_to_end_summary(drops: Sequence[DropCoverage], target: float = END_TO_END_TARGET) -> dict[str, Any]:
+    """Share of drops whose report interval holds the true share, over the drops that got one, with mean width."""
+    judged_drops = [d for d in drops if d.covered() is not None]
+    covered = [bool(d.covered()) for d in judged_drops]
+    widths = [d.ci_high - d.ci_low for d in judged_drops if d.ci_high is not None and d.ci_low is not None]
+    detected = [bool(d.covers_detected()) for d in judged_drops if d.covers_detected() is not None]
+    coverage = float(np.mean(covered)) if covered else None
+    return {
+        "drops": len(drops),
+        "with_interval": len(judged_drops),
+        "target": target,
+        "coverage": coverage,
+        "coverage_of_detected_share": float(np.mean(detected)) if detected else None,
+        "mean_width": float(np.mean(widths)) if widths else None,
+        "mean_counted": float(np.mean([d.counted for d in drops])) if drops else None,
+        "meets_target": coverage is not None and coverage >= target,
+        "no_interval_notes": sorted({d.note for d in drops if d.covered() is None and d.note}),
+    }

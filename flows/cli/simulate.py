@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli.common import err, out
+from flows.cli.common import ConfigOption, HomeOption, err, out, settings_or_exit
 
 simulate_app = typer.Typer(help="Simulations that check the report's statistics.", no_args_is_help=True)
 GRIDS = ("full", "small")
+DEMO_ANIMALS = 12  # the demo drop the CGANet is trained on; the gender net learns from its own studbook archive
 
 
 def grid_axes(grid: Any) -> dict[str, list[float]]:
@@ -55,11 +56,29 @@ def coverage(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the simulation.")] = 21,
     draws: Annotated[int, typer.Option(min=100, help="Monte Carlo draws per interval of the bayes method.")] = 2000,
     baseline: Annotated[bool, typer.Option(help="Also measure the old exact-rate interval on the same draws.")] = True,
+    end_to_end: Annotated[
+        bool,
+        typer.Option(
+            "--end-to-end",
+            help="Instead of the grid, run generated drops of known truth through the real pipeline (the demo's "
+            "models, one home per drop under HOME/coverage/) and count how often the report's interval holds the "
+            "true share.",
+        ),
+    ] = False,
+    drops: Annotated[int, typer.Option(min=1, help="--end-to-end: generated drops, one population each.")] = 50,
+    animals: Annotated[int, typer.Option(min=4, help="--end-to-end: animals in each generated drop.")] = 30,
+    home: HomeOption = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Coverage and mean width of the corrected male share's interval over a grid of simulated populations."""
+    """Coverage and mean width of the corrected male share's interval over a grid of simulated populations, or
+    end to end over generated drops run through the pipeline."""
     from dataclasses import asdict
 
     from models.coverage import CoverageGrid, simulate_grid, summarise
+
+    if end_to_end:
+        run_end_to_end(home, config, drops, animals, seed, json_out)
+        return
 
     if grid not in GRIDS or method not in ("lang-reiczigel", "bayes"):
         err.print(f"error: --grid must be {' or '.join(GRIDS)}, --method lang-reiczigel or bayes", highlight=False)
@@ -94,4 +113,57 @@ def coverage(
             "summary": summary,
             "cells": [asdict(result) for result in results],
         }
+        json_out.write_text(json.dumps(document, indent=1), encoding="utf-8")
+
+
+def end_to_end_lines(summary: dict[str, Any]) -> list[str]:
+    """What a person reads first of the end-to-end run."""
+    coverage = summary["coverage"]
+    lines = [
+        f"end to end: the report's 95% interval held the true male share (among the animals it counted) in "
+        f"{'n/a' if coverage is None else f'{coverage:.3f}'} of {summary['with_interval']} drops with an interval "
+        f"(of {summary['drops']}; target >= {summary['target']:.2f}: {'met' if summary['meets_target'] else 'not met'}"
+        f"); mean width {summary['mean_width'] or 0:.3f}; {summary['mean_counted'] or 0:.1f} animals counted per drop "
+        f"on average",
+    ]
+    if summary["coverage_of_detected_share"] is not None:
+        lines.append(
+            f"against the true share among every animal with a face (abstained ones too): "
+            f"{summary['coverage_of_detected_share']:.3f}"
+        )
+    lines += [f"no interval: {note}" for note in summary["no_interval_notes"]]
+    return lines
+
+
+def run_end_to_end(
+    home: Path | None, config: Path | None, drops: int, animals: int, seed: int, json_out: Path | None
+) -> None:
+    """Prepare the demo's models once, run each generated drop through the nightly flow in a home of its own, and say
+    how often the report's interval held the drop's true share."""
+    from dataclasses import asdict
+
+    from flows.cli.pipeline import run_nightly
+    from models.coverage import end_to_end_summary
+    from schemas.home import HomeLayout
+    from tasks.coverage_drops import coverage_drop, coverage_home, drop_coverage, share_execution_cache
+    from tasks.demo import prepare_demo
+
+    settings = settings_or_exit(home, config)
+    plan = prepare_demo(settings, config, seed, DEMO_ANIMALS)
+    for note in plan.notes:
+        err.print(note, highlight=False)
+    base, results = HomeLayout(settings.home), []
+    for index in range(drops):
+        drop, drop_home = coverage_drop(base, index, seed, animals), coverage_home(base, index)
+        if not drop_home.catalog.exists():
+            run_nightly([str(drop)], settings_or_exit(drop_home.root, plan.config), plan.config)
+            share_execution_cache(drop_home, base)
+        results.append(drop_coverage(drop_home, drop))
+        err.print(f"drop {index + 1}/{drops}: {results[-1].sentence()}", highlight=False)
+    summary = end_to_end_summary(results)
+    for line in end_to_end_lines(summary):
+        out.print(line, highlight=False, soft_wrap=True)
+    if json_out is not None:
+        document = {"mode": "end-to-end", "animals": animals, "seed": seed, "summary": summary}
+        document["drops"] = [{**asdict(r), "true_share": r.true_share(), "covered": r.covered()} for r in results]
         json_out.write_text(json.dumps(document, indent=1), encoding="utf-8")

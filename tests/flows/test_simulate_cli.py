@@ -72,3 +72,35 @@ def test_the_bayes_method_runs_without_the_baseline(tmp_path: Path) -> None:
     document = json.loads(target.read_text(encoding="utf-8"))
     assert document["method"] == "bayes" and document["cells"][0]["baseline_coverage"] is None
     assert "old interval" not in result.output
+
+
+def test_end_to_end_runs_a_generated_drop_through_the_pipeline_and_judges_the_reports_interval(
+    demo_run, tmp_path: Path
+) -> None:
+    """One generated drop in a home of its own: the JSON's truth is the truth file's sexes of the animals the report
+    counted, and the interval is the catalog's overall gender_ratio row."""
+    import csv
+
+    from flows.cli.common import out
+    from flows.cli.simulate import run_end_to_end
+    from schemas.home import HomeLayout
+    from tasks.catalog import query
+
+    home, _ = demo_run
+    with out.capture() as captured:
+        run_end_to_end(home, None, drops=1, animals=8, seed=0, json_out=tmp_path / "e2e.json")
+    document = json.loads((tmp_path / "e2e.json").read_text())
+    [found] = document["drops"]
+    drop_home = HomeLayout(home / "coverage" / "home-000")
+    drop_dir = home / "coverage" / "drops" / found["drop"]
+    with (drop_dir / "truth" / "animals.csv").open(newline="") as handle:
+        truth = {row["animal_id"]: row["sex"] for row in csv.DictReader(handle)}
+    counted = query(drop_home, "SELECT animal_id FROM animals WHERE sex_predicted IN ('male', 'female')").to_pylist()
+    assert found["counted"] == len(counted) > 0
+    assert found["counted_true_males"] == sum(truth[row["animal_id"]] == "male" for row in counted)
+    ratio = query(drop_home, "SELECT corrected_ci_low, corrected_ci_high FROM gender_ratio WHERE level = 'overall'")
+    assert (found["ci_low"], found["ci_high"]) == tuple(ratio.to_pylist()[0].values())
+    if found["ci_low"] is not None:
+        assert found["covered"] == (found["ci_low"] <= found["true_share"] <= found["ci_high"])
+    assert document["summary"]["drops"] == 1 and "end to end:" in captured.get()
+    assert (drop_home.models / "gender").is_dir() and (home / "hardware" / "execution.json").is_file()

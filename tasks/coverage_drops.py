@@ -1,0 +1,79 @@
+"""Generated drops of known truth run through the real nightly pipeline, each in a home of its own that holds the
+demo's trained models, and what the report said about each drop's male share (`breedwatch simulate coverage
+--end-to-end`)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+from models.coverage import DropCoverage
+from schemas.home import HomeLayout
+from tasks.catalog import query
+from tasks.demo import OVERALL_RATIO_SQL, ensure_sample_drop
+
+COVERAGE_FOLDER = "coverage"
+DROP_SEED_OFFSET = 5000  # far from the seeds the demo's models were trained on (drop, +1000 archive, +2000 studbook)
+ANIMALS_SQL = "SELECT animal_id, sex_predicted, n_faces FROM animals"
+
+
+def link_or_copy(source: str, target: str) -> None:
+    """Hard-link a file (the models are only read), or copy it where links are not possible."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def coverage_home(base: HomeLayout, index: int) -> HomeLayout:
+    """A home for the index-th drop with the base home's trained models and measured execution choices."""
+    home = HomeLayout(base.root / COVERAGE_FOLDER / f"home-{index:03d}")
+    if not home.models.exists():
+        shutil.copytree(base.models, home.models, copy_function=link_or_copy)
+    if base.execution_cache.is_file() and not home.execution_cache.exists():
+        home.execution_cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(base.execution_cache, home.execution_cache)
+    return home
+
+
+def share_execution_cache(home: HomeLayout, base: HomeLayout) -> None:
+    """Keep the ways a drop's run measured in the base home, so the next drop's home reuses them (same machine)."""
+    if home.execution_cache.is_file() and not base.execution_cache.exists():
+        base.execution_cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(home.execution_cache, base.execution_cache)
+
+
+def coverage_drop(base: HomeLayout, index: int, seed: int, animals: int) -> Path:
+    """The index-th generated drop (written once): a population the models never saw, with its truth under truth/."""
+    drop_seed = seed + DROP_SEED_OFFSET + index
+    path = base.root / COVERAGE_FOLDER / "drops" / f"sample-seed{drop_seed}-{animals}"
+    ensure_sample_drop(path, drop_seed, animals)
+    return path
+
+
+def true_sexes(drop: Path) -> dict[str, str]:
+    """Each animal's true sex from the generated drop's truth/animals.csv."""
+    with (drop / "truth" / "animals.csv").open(newline="", encoding="utf-8") as handle:
+        return {row["animal_id"]: row["sex"] for row in csv.DictReader(handle)}
+
+
+def drop_coverage(home: HomeLayout, drop: Path) -> DropCoverage:
+    """What the report of a home holding one drop says about its male share, beside that drop's truth."""
+    truth = true_sexes(drop)
+    animals = query(home, ANIMALS_SQL).to_pylist()
+    counted = [a["animal_id"] for a in animals if a["sex_predicted"] in ("male", "female")]
+    detected = [a["animal_id"] for a in animals if (a["n_faces"] or 0) > 0]
+    ratio = (query(home, OVERALL_RATIO_SQL, ["overall"]).to_pylist() or [{}])[0]
+    return DropCoverage(
+        drop=drop.name,
+        counted=len(counted),
+        counted_true_males=sum(truth.get(a) == "male" for a in counted),
+        detected=len(detected),
+        detected_true_males=sum(truth.get(a) == "male" for a in detected),
+        corrected=ratio.get("corrected"),
+        ci_low=ratio.get("corrected_ci_low"),
+        ci_high=ratio.get("corrected_ci_high"),
+        note=ratio.get("note"),
+    )
