@@ -1,4 +1,4 @@
-"""What `breedwatch bench` measures: the drop, the repeats and the model sizes (tasks.bench runs it)."""
+"""What `breedwatch bench` measures: the drop, the repeats and the model sizes (tasks/bench/ runs it)."""
 
 from __future__ import annotations
 

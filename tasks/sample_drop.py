@@ -3,89 +3,47 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import soundfile
 import tomli_w
 from PIL import Image
 
-from models import synthetic as syn
+from models.synthetic.audio import SAMPLE_RATE, encounter_audio
+from models.synthetic.drop_files import (
+    ANIMALS_HEADER,
+    ENCOUNTERS_HEADER,
+    RAVEN_HEADER,
+    TRUTH_ANIMALS_HEADER,
+    TRUTH_BOXES_HEADER,
+    TRUTH_ENCOUNTERS_HEADER,
+    TRUTH_FRAMES_HEADER,
+    TRUTH_SEGMENTS_HEADER,
+    SampleDropSummary,
+    exif_stamp,
+    frame_path,
+    raven_rows,
+    recording_path,
+    summarise,
+    truth_animal_row,
+)
+from models.synthetic.keeper_photos import keeper_photo
+from models.synthetic.plan import KEEPER_CAMERA, DropPlan, plan_drop, studbook_plan
+from models.synthetic.scenes import scene_frame
 
 JPEG_QUALITY = 90
-ANIMALS_HEADER = ("animal_id", "sex", "birth_date", "name")
-ENCOUNTERS_HEADER = ("encounter_id", "recording", "male_id", "female_id", "started_at", "outcome")
-RAVEN_HEADER = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)")
-TRUTH_BOXES_HEADER = ("path", "animal_id", "x", "y", "w", "h", "width", "height")
-TRUTH_FRAMES_HEADER = ("path", "camera_id", "captured_at", "infrared", "n_faces")
-TRUTH_ENCOUNTERS_HEADER = (*ENCOUNTERS_HEADER, "outcome_known", "duration_s", "frames", "snr_db", "n_segments")
-TRUTH_SEGMENTS_HEADER = (
-    "encounter_id",
-    "start_s",
-    "end_s",
-    "call_type",
-    "caller",
-    "f0_hz",
-    "harshness",
-    "low_hz",
-    "high_hz",
-)
-TRAIT_NAMES = tuple(t.name for t in syn.TRAITS)
-TRUTH_ANIMALS_HEADER = (
-    "animal_id",
-    "sex",
-    "sex_labelled",
-    "name",
-    "birth_date",
-    *TRAIT_NAMES,
-    "fur_r",
-    "fur_g",
-    "fur_b",
-    "marking_seed",
-)
-
-
-@dataclass(frozen=True)
-class SampleDropSummary:
-    """What write_sample_drop wrote: counts, and every file as a path relative to `root`."""
-
-    root: Path
-    seed: int
-    n_animals: int
-    n_sex_labelled: int
-    n_face_photos: int
-    n_frames: int
-    n_infrared_frames: int
-    n_face_boxes: int
-    n_encounters: int
-    n_outcomes_known: int
-    n_segments: int
-    cameras: tuple[str, ...]
-    files: tuple[str, ...]
-
-    def __str__(self) -> str:
-        """One line for people: what the drop holds."""
-        return (
-            f"{self.n_animals} animals ({self.n_sex_labelled} with a registered sex), "
-            f"{self.n_face_photos} keeper face photos, {self.n_frames} camera-trap frames "
-            f"({self.n_infrared_frames} infrared, {self.n_face_boxes} faces) from {len(self.cameras)} cameras, "
-            f"{self.n_encounters} encounter recordings ({self.n_outcomes_known} with a known outcome, "
-            f"{self.n_segments} calls); {len(self.files)} files, ground truth under truth/"
-        )
 
 
 def write_sample_drop(out: Path, seed: int = 0, n_animals: int = 12) -> SampleDropSummary:
     """Write the synthetic drop for (seed, n_animals) into `out`, which must be new or empty."""
     out = Path(out)
     refuse_non_empty(out)
-    plan = syn.plan_drop(seed, n_animals)
+    plan = plan_drop(seed, n_animals)
     staging = staging_folder(out)
     try:
         write_manifest(staging, plan)
@@ -109,7 +67,7 @@ def write_keeper_archive(out: Path, seed: int, n_animals: int) -> SampleDropSumm
     night's drop. truth/animals.csv holds the drawn identities, as in a sample drop."""
     out = Path(out)
     refuse_non_empty(out)
-    plan = studbook_plan(syn.plan_drop(seed, n_animals))
+    plan = studbook_plan(plan_drop(seed, n_animals))
     staging = staging_folder(out)
     try:
         write_animals(staging, plan)
@@ -121,15 +79,6 @@ def write_keeper_archive(out: Path, seed: int, n_animals: int) -> SampleDropSumm
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summarise(out, plan, 0, files)
-
-
-def studbook_plan(plan: syn.DropPlan) -> syn.DropPlan:
-    """The plan's animals and keeper photos only, every sex registered, ids S01.. so they never read as a drop's
-    A01.."""
-    ids = {a.animal_id: "S" + a.animal_id[1:] for a in plan.animals}
-    animals = tuple(dataclasses.replace(a, animal_id=ids[a.animal_id], sex_labelled=True) for a in plan.animals)
-    photos = tuple(dataclasses.replace(p, animal_id=ids[p.animal_id]) for p in plan.keeper_photos)
-    return dataclasses.replace(plan, animals=animals, keeper_photos=photos, cameras=(), frames=(), encounters=())
 
 
 def refuse_non_empty(out: Path) -> None:
@@ -158,25 +107,6 @@ def relative_files(root: Path) -> tuple[str, ...]:
     return tuple(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()))
 
 
-def summarise(root: Path, plan: syn.DropPlan, n_boxes: int, files: tuple[str, ...]) -> SampleDropSummary:
-    """Counts of what the plan put in the drop."""
-    return SampleDropSummary(
-        root=root,
-        seed=plan.seed,
-        n_animals=plan.n_animals,
-        n_sex_labelled=sum(a.sex_labelled for a in plan.animals),
-        n_face_photos=len(plan.keeper_photos),
-        n_frames=len(plan.frames),
-        n_infrared_frames=sum(f.infrared for f in plan.frames),
-        n_face_boxes=n_boxes,
-        n_encounters=len(plan.encounters),
-        n_outcomes_known=sum(e.outcome_known for e in plan.encounters),
-        n_segments=sum(len(e.segments) for e in plan.encounters),
-        cameras=tuple(c.camera_id for c in plan.cameras),
-        files=files,
-    )
-
-
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], delimiter: str = ",") -> None:
     """Write a header and rows with Unix line ends, creating the parent folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,27 +116,13 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
         writer.writerows(rows)
 
 
-def exif_stamp(make: str, model: str, taken: datetime) -> Image.Exif:
-    """EXIF with Make, Model, DateTime, DateTimeOriginal and OffsetTimeOriginal."""
-    exif = Image.Exif()
-    stamp = taken.strftime("%Y:%m:%d %H:%M:%S")
-    exif[0x010F] = make
-    exif[0x0110] = model
-    exif[0x0132] = stamp
-    offset = taken.strftime("%z")
-    sub_ifd = exif.get_ifd(0x8769)
-    sub_ifd[0x9003] = stamp
-    sub_ifd[0x9011] = f"{offset[:3]}:{offset[3:]}"
-    return exif
-
-
 def write_jpeg(path: Path, image: Image.Image, exif: Image.Exif) -> None:
     """Save a JPEG at the fixed quality with the given EXIF."""
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, "JPEG", quality=JPEG_QUALITY, exif=exif)
 
 
-def write_manifest(root: Path, plan: syn.DropPlan) -> None:
+def write_manifest(root: Path, plan: DropPlan) -> None:
     """drop.toml: site, deployment, time zone, species and a note."""
     manifest = {
         "site": "Sample Station",
@@ -221,57 +137,39 @@ def write_manifest(root: Path, plan: syn.DropPlan) -> None:
     (root / "drop.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
 
 
-def write_animals(root: Path, plan: syn.DropPlan) -> None:
+def write_animals(root: Path, plan: DropPlan) -> None:
     """animals.csv: the registry, with sex only for the labelled subset."""
     rows = [(a.animal_id, a.sex if a.sex_labelled else "", a.birth_date.isoformat(), a.name) for a in plan.animals]
     write_csv(root / "animals.csv", ANIMALS_HEADER, rows)
 
 
-def write_keeper_photos(root: Path, plan: syn.DropPlan) -> None:
+def write_keeper_photos(root: Path, plan: DropPlan) -> None:
     """faces/<animal_id>/*.jpg: keeper photos cropped to the face."""
-    make, model = syn.KEEPER_CAMERA
+    make, model = KEEPER_CAMERA
     for photo in plan.keeper_photos:
         path = root / "faces" / photo.animal_id / photo.file_name
-        write_jpeg(path, syn.keeper_photo(plan, photo), exif_stamp(make, model, photo.captured_at))
+        write_jpeg(path, keeper_photo(plan, photo), exif_stamp(make, model, photo.captured_at))
 
 
-def frame_path(frame: syn.FramePlan) -> str:
-    """Path of a camera-trap frame relative to the drop root."""
-    return f"images/{frame.camera_id}/{frame.file_name}"
-
-
-def write_frames(root: Path, plan: syn.DropPlan) -> list[tuple[object, ...]]:
+def write_frames(root: Path, plan: DropPlan) -> list[tuple[object, ...]]:
     """images/<camera_id>/*.jpg: camera-trap frames; returns the truth/boxes.csv rows."""
     cameras = {c.camera_id: c for c in plan.cameras}
     boxes: list[tuple[object, ...]] = []
     for frame in plan.frames:
         camera = cameras[frame.camera_id]
         relative = frame_path(frame)
-        image, faces = syn.scene_frame(plan, frame)
+        image, faces = scene_frame(plan, frame)
         write_jpeg(root / relative, image, exif_stamp(camera.make, camera.model, frame.captured_at))
         boxes.extend((relative, b.animal_id, b.x, b.y, b.w, b.h, image.width, image.height) for b in faces)
     return boxes
 
 
-def raven_rows(segments: Sequence[syn.CallSegment]) -> list[tuple[object, ...]]:
-    """Raven Pro selection-table rows, one per placed call."""
-    return [
-        (i, "Spectrogram 1", 1, f"{s.start_s:.3f}", f"{s.end_s:.3f}", f"{s.low_hz:.1f}", f"{s.high_hz:.1f}")
-        for i, s in enumerate(segments, start=1)
-    ]
-
-
-def recording_path(encounter: syn.EncounterPlan) -> str:
-    """Path of an encounter's recording relative to the drop root."""
-    return f"audio/{encounter.encounter_id}.wav"
-
-
-def write_encounters(root: Path, plan: syn.DropPlan) -> None:
+def write_encounters(root: Path, plan: DropPlan) -> None:
     """audio/<id>.wav, audio/<id>.selections.txt and encounters.csv (outcome only where known)."""
     (root / "audio").mkdir(parents=True, exist_ok=True)
     for encounter in plan.encounters:
-        pcm = syn.encounter_audio(plan, encounter)
-        soundfile.write(root / recording_path(encounter), pcm, syn.SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        pcm = encounter_audio(plan, encounter)
+        soundfile.write(root / recording_path(encounter), pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         write_csv(
             root / "audio" / f"{encounter.encounter_id}.selections.txt",
             RAVEN_HEADER,
@@ -292,22 +190,7 @@ def write_encounters(root: Path, plan: syn.DropPlan) -> None:
     write_csv(root / "encounters.csv", ENCOUNTERS_HEADER, rows)
 
 
-def truth_animal_row(animal: syn.AnimalIdentity) -> tuple[object, ...]:
-    """One truth/animals.csv row: true sex and every identity parameter drawn."""
-    traits = tuple(f"{getattr(animal, name):.4f}" for name in TRAIT_NAMES)
-    return (
-        animal.animal_id,
-        animal.sex,
-        str(animal.sex_labelled).lower(),
-        animal.name,
-        animal.birth_date.isoformat(),
-        *traits,
-        *animal.fur_tint,
-        animal.marking_seed,
-    )
-
-
-def write_truth(root: Path, plan: syn.DropPlan, boxes: list[tuple[object, ...]]) -> None:
+def write_truth(root: Path, plan: DropPlan, boxes: list[tuple[object, ...]]) -> None:
     """truth/: animals, frames, face boxes, encounters and call segments as drawn."""
     truth = root / "truth"
     write_csv(truth / "animals.csv", TRUTH_ANIMALS_HEADER, [truth_animal_row(a) for a in plan.animals])
@@ -340,7 +223,7 @@ def write_truth(root: Path, plan: syn.DropPlan, boxes: list[tuple[object, ...]])
                 e.outcome,
                 str(e.outcome_known).lower(),
                 f"{e.duration_s:.2f}",
-                round(e.duration_s * syn.SAMPLE_RATE),
+                round(e.duration_s * SAMPLE_RATE),
                 f"{e.snr_db:.1f}",
                 len(e.segments),
             )

@@ -14,8 +14,11 @@ import soundfile
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
-from models import synthetic as syn
-from tasks.sample_drop import SampleDropSummary, write_sample_drop
+from models.synthetic.audio import SAMPLE_RATE, encounter_audio
+from models.synthetic.drop_files import SampleDropSummary
+from models.synthetic.keeper_photos import keeper_photo
+from models.synthetic.plan import DropPlan, plan_drop
+from tasks.sample_drop import write_sample_drop
 
 RAVEN_HEADER = "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)"
 BAND_EDGES_HZ = np.geomspace(80, 12000, 25)
@@ -49,10 +52,10 @@ def face_population() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     A 16-animal drop is too few for this check: with sex effects of about one SD per trait, even a classifier
     given the true traits scores anywhere from chance to perfect on 16 animals, depending on the draw.
     """
-    plan = syn.plan_drop(1, 80)
+    plan = plan_drop(1, 80)
     sexes = {a.animal_id: int(a.sex == "male") for a in plan.animals}
     photos = [p for p in plan.keeper_photos if p.serial - first_serial(plan, p.animal_id) < 3]
-    features = np.stack([face_features(syn.keeper_photo(plan, p, size=96)) for p in photos])
+    features = np.stack([face_features(keeper_photo(plan, p, size=96)) for p in photos])
     ids = np.array([p.animal_id for p in photos])
     return features, ids, np.array([sexes[i] for i in ids])
 
@@ -60,10 +63,10 @@ def face_population() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def call_population() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Band-energy features of every placed call of a 30-animal plan, with encounter serial and true outcome."""
-    plan = syn.plan_drop(1, 30)
+    plan = plan_drop(1, 30)
     features, groups, outcomes = [], [], []
     for encounter in plan.encounters:
-        track = syn.encounter_audio(plan, encounter).astype(np.float32) / 32768
+        track = encounter_audio(plan, encounter).astype(np.float32) / 32768
         for call in encounter.segments:
             features.append(segment_features(track, call.start_s, call.end_s))
             groups.append(encounter.serial)
@@ -90,7 +93,7 @@ def sha256_by_file(root: Path) -> dict[str, str]:
     }
 
 
-def first_serial(plan: syn.DropPlan, animal_id: str) -> int:
+def first_serial(plan: DropPlan, animal_id: str) -> int:
     """Serial of an animal's first keeper photo."""
     return min(p.serial for p in plan.keeper_photos if p.animal_id == animal_id)
 
@@ -109,7 +112,7 @@ def log_band_energies(x: np.ndarray) -> np.ndarray:
     x = np.pad(x, (0, max(0, n - len(x))))
     frames = np.lib.stride_tricks.sliding_window_view(x, n)[::512] * np.hanning(n)
     power = (np.abs(np.fft.rfft(frames, axis=-1)) ** 2).mean(axis=0)
-    freqs = np.fft.rfftfreq(n, 1 / syn.SAMPLE_RATE)
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
     bands = np.array([power[(freqs >= lo) & (freqs < hi)].sum() for lo, hi in zip(BAND_EDGES_HZ, BAND_EDGES_HZ[1:])])
     energies = np.log10(bands + 1e-12)
     return energies - energies.mean()
@@ -117,7 +120,7 @@ def log_band_energies(x: np.ndarray) -> np.ndarray:
 
 def segment_features(track: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
     """Band energies of both channels of one segment."""
-    a, b = int(start_s * syn.SAMPLE_RATE), int(end_s * syn.SAMPLE_RATE)
+    a, b = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
     return np.concatenate([log_band_energies(track[a:b, 0]), log_band_energies(track[a:b, 1])])
 
 
@@ -286,7 +289,7 @@ def test_encounters_pair_a_male_with_a_female_and_hide_some_outcomes(drop: Path)
 
 
 def test_files_and_truth_are_the_rendered_plan(drop: Path) -> None:
-    plan = syn.plan_drop(0, 4)
+    plan = plan_drop(0, 4)
     _, animals = read_csv(drop / "truth" / "animals.csv")
     assert [(row["animal_id"], row["sex"]) for row in animals] == [(a.animal_id, a.sex) for a in plan.animals]
     _, encounters = read_csv(drop / "truth" / "encounters.csv")
@@ -294,10 +297,10 @@ def test_files_and_truth_are_the_rendered_plan(drop: Path) -> None:
     photo = plan.keeper_photos[0]
     with Image.open(drop / "faces" / photo.animal_id / photo.file_name) as written:
         on_disk = np.asarray(written, np.float32)
-    assert np.abs(on_disk - np.asarray(syn.keeper_photo(plan, photo), np.float32)).mean() < 3.0
+    assert np.abs(on_disk - np.asarray(keeper_photo(plan, photo), np.float32)).mean() < 3.0
     encounter = plan.encounters[0]
     samples, _ = soundfile.read(str(drop / "audio" / f"{encounter.encounter_id}.wav"), dtype="int16")
-    assert np.array_equal(samples, syn.encounter_audio(plan, encounter))
+    assert np.array_equal(samples, encounter_audio(plan, encounter))
 
 
 # ---------------------------------------------------------------- determinism and refusal

@@ -85,7 +85,8 @@ def bench(
 ) -> None:
     """Time the image and audio paths: the pipeline's stages, the naive way and the model-only bound, with equality
     checks."""
-    from tasks.bench import bench_folder, run_bench, write_summary
+    from tasks.bench.run import bench_folder, run_bench
+    from tasks.bench.summary import write_summary
 
     settings = settings_or_exit(home, config)
     options = BenchOptions(

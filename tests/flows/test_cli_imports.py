@@ -64,7 +64,7 @@ def test_heavy_commands_still_import_what_they_need() -> None:
     """The probe sees imports: `bench --help` stays light, but importing the bench's runner pulls torch in."""
     assert imported_by("bench", "--help")["heavy"] == []
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, tasks.bench; print('torch' in sys.modules)"],
+        [sys.executable, "-c", "import sys, tasks.bench.run; print('torch' in sys.modules)"],
         capture_output=True,
         text=True,
         timeout=300,

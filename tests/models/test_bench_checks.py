@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.bench_checks import box_check, box_iou, even_sample, median_seconds, mfcc_check, rates, scale, value_check
+from models.bench.checks import box_check, box_iou, mfcc_check, value_check
+from models.bench.rates import even_sample, median_seconds, rates, scale
 
 
 def test_box_iou_of_known_overlaps() -> None:

@@ -16,7 +16,8 @@ from flows.cli import app
 from models.execution import candidate_precisions
 from schemas.bench import BenchOptions
 from schemas.home import HomeLayout
-from tasks.bench import warmup_options, write_drop
+from tasks.bench.run import warmup_options
+from tasks.bench.scratch import write_drop
 from tasks.execution import read_hardware
 from tests.conftest import realfile
 

@@ -24,6 +24,7 @@ from flows.nightly import nightly
 from models.gender import calibrated_probs, folded_copy, predict_logits, preprocess
 from models.gender_training import animal_posterior
 from models.summaries import card_rates
+from models.synthetic.drop_files import exif_stamp
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from schemas.tables import DROPS, GENDER_PREDICTIONS, MEDIA
@@ -38,7 +39,6 @@ from tasks.gender_training import (
 )
 from tasks.lake import write_rows
 from tasks.model_store import CARD_FILE
-from tasks.sample_drop import exif_stamp
 from tests.drops import DROP_TOML
 
 LABELLED = {"A01": "female", "A02": "female", "A03": "female", "A04": "male", "A05": "male", "A06": "male"}

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from flows.nightly import nightly
-from models.bench_checks import BF16_PROB_TOLERANCE
+from models.bench.checks import BF16_PROB_TOLERANCE
 from models.mating_training import (
     MatingTrainSettings,
     StandardisedCGANet,
