@@ -1,4 +1,4 @@
-"""Small drops written in tmp_path for tests (the full generator lives in tasks/sample_drop.py)."""
+"""Small drops written in tmp_path for tests (the full generator is models/synthetic/)."""
 
 from __future__ import annotations
 
