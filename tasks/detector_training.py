@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from models.camtrap_rows import is_remote
 from models.detector_training import (
     DetectionMetrics,
     MatchResult,
@@ -34,7 +35,6 @@ from schemas.camtrap import BBOX, CamtrapMedia, CamtrapObservation, CamtrapRow
 from schemas.config import FacesConfig
 from schemas.home import HomeLayout
 from schemas.manifest import ManifestError, parse_csv_manifest
-from tasks.camtrap_dp import is_remote
 from tasks.faces import HUMAN_PRESET, load_face_detector
 from tasks.model_store import save_checkpoint
 from tasks.runs import code_version

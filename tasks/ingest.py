@@ -10,7 +10,10 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from models.camtrap_rows import deployment_rows, media_overrides, observation_rows, package_animals
+from schemas.camtrap import CamtrapPackage
 from schemas.config import Settings
+from schemas.drop_listing import DropListing, FoundFile, FoundReject
 from schemas.home import HomeLayout
 from schemas.manifest import (
     AnimalRow,
@@ -29,16 +32,8 @@ from schemas.tables import (
     MEDIA,
     REJECTS,
 )
-from tasks.camtrap_dp import (
-    CamtrapPackage,
-    deployment_rows,
-    media_overrides,
-    observation_rows,
-    package_animals,
-    package_listing,
-    read_package,
-)
-from tasks.discover import DropListing, FoundFile, FoundReject, drop_id_of, walk_drop
+from tasks.camtrap_dp import package_listing, read_package
+from tasks.discover import drop_id_of, walk_drop
 from tasks.lake import clear_drop, read_marker, write_marker, write_rows
 from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
 
