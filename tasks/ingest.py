@@ -11,18 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from models.camtrap_rows import deployment_rows, media_overrides, observation_rows, package_animals
+from models.media_checks import FileRejected, Probe
 from schemas.camtrap import CamtrapPackage
 from schemas.config import Settings
 from schemas.drop_listing import DropListing, FoundFile, FoundReject
 from schemas.home import HomeLayout
-from schemas.manifest import (
-    AnimalRow,
-    DropInfo,
-    EncounterRow,
-    ManifestError,
-    parse_csv_manifest,
-    parse_drop_toml,
-)
+from schemas.manifest import AnimalRow, DropInfo, EncounterRow, ManifestError, parse_csv_manifest, parse_drop_toml
 from schemas.tables import (
     ANIMALS_MANIFEST,
     CAMTRAP_OBSERVATIONS,
@@ -35,7 +29,7 @@ from schemas.tables import (
 from tasks.camtrap_dp import package_listing, read_package
 from tasks.discover import drop_id_of, walk_drop
 from tasks.lake import clear_drop, read_marker, write_marker, write_rows
-from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
+from tasks.probe import probe_audio, probe_image, sha256_of
 
 STAGE = "ingest"
 INGEST_SETTINGS = ("ingest", "default_timezone")
