@@ -948,3 +948,25 @@ def validation_metrics(model: Any, data: MatingData, val: np.ndarray, temperatur
             "measured_on": "the validation windows the temperature was fitted on (optimistic; no test split here)",
         },
     }
+
+
+Window = tuple[float, list[float], list[float]]  # p_success, per-frame P(success), attention
+
+
+def prediction_rows(
+    ids: list[str], outputs: list[Window], segments: dict[str, dict[str, Any]], context: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """mating_predictions rows of one batch; context holds drop_id, temperature, model_version and run_id."""
+    return [
+        {
+            "segment_id": sid,
+            "media_id": segments[sid]["media_id"],
+            "encounter_id": segments[sid]["encounter_id"],
+            "p_success": p,
+            "frame_p_success": f,
+            "attention": a,
+            **context,
+        }
+        for sid, (p, f, a) in zip(ids, outputs)
+        if sid in segments
+    ]
