@@ -166,3 +166,14 @@ def mating_success_row(counts: Mapping[str, Any]) -> dict[str, Any]:
         "ci_low": share.ci_low,
         "ci_high": share.ci_high,
     }
+
+
+def gender_rates(rows: Sequence[Mapping[str, Any]]) -> dict[str, ClassifierRates]:
+    """Sensitivity and specificity of each gender model version that has them."""
+    return {
+        row["model_version"]: ClassifierRates(
+            row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"]
+        )
+        for row in rows
+        if row["kind"] == "gender" and row["n_positive"] is not None
+    }

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from models.statistics import ClassifierRates
-from models.summaries import card_rates, gender_ratio_row, mating_success_row
+from models.summaries import card_rates, gender_rates, gender_ratio_row, mating_success_row
 from schemas.home import HomeLayout
 from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
 from tasks.model_store import CARD_FILE, VERSION_DIR
@@ -106,17 +106,6 @@ def model_card_rows(home: HomeLayout) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def gender_rates(rows: Sequence[Mapping[str, Any]]) -> dict[str, ClassifierRates]:
-    """Sensitivity and specificity of each gender model version that has them."""
-    return {
-        row["model_version"]: ClassifierRates(
-            row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"]
-        )
-        for row in rows
-        if row["kind"] == "gender" and row["n_positive"] is not None
-    }
 
 
 def existing_relations(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> set[str]:
