@@ -1,4 +1,4 @@
-"""Train and evaluate the species face detector: annotation files, images, held-out split, model store."""
+"""Train and evaluate the species face detector: read annotation files and images, fine-tune, store the model."""
 
 from __future__ import annotations
 
@@ -234,7 +234,7 @@ def load_images(
     return [load_image(images_root, image, grouped[image]) for image in wanted]
 
 
-# ---------------------------------------------------------------- split, evaluation
+# ---------------------------------------------------------------- evaluation
 
 
 def match_image(mtcnn: Any, rgb: np.ndarray, boxes: np.ndarray) -> MatchResult:
