@@ -11,11 +11,15 @@ the reference it is tested against.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import librosa
 import numpy as np
 import scipy.fft
 import scipy.signal
 import torch
+
+from models.segments import Window
 
 SR = 44_100
 N_FFT = 2048
@@ -177,3 +181,24 @@ class TorchMFCC(torch.nn.Module):
         cepstra = torch.cat([self.cepstra(part) for part in parts])
         frames = cepstra[..., :N_FRAMES].transpose(-1, -2)
         return frames.reshape(batch, channels, -1, N_MFCC).to(torch.float32).contiguous()
+
+
+def window_batches(pairs: Iterable[tuple[Window, np.ndarray]], size: int) -> Iterator[tuple[list[Window], np.ndarray]]:
+    """Windows in batches of `size` across recordings (a few calls per recording would otherwise make batches of a
+    handful) with their peak-normalised (B, 2, 88200) samples, cut from each call straight into one array that every
+    batch reuses: use a batch before asking for the next."""
+    samples = np.empty((size, 2, WINDOW_SAMPLES), dtype=np.float32)
+    batch: list[Window] = []
+    for window, call in pairs:
+        write_window(
+            samples[len(batch)],
+            call,
+            window.row["start_s"] - window.call.start_s,
+            window.row["end_s"] - window.call.start_s,
+        )
+        batch.append(window)
+        if len(batch) == size:
+            yield batch, samples
+            batch = []
+    if batch:
+        yield batch, samples[: len(batch)]

@@ -118,6 +118,11 @@ def detection_metrics(matches: Sequence[MatchResult], iou: float = 0.5) -> Detec
     )
 
 
+def metrics_dict(metrics: DetectionMetrics) -> dict[str, Any]:
+    """Metrics as JSON-ready values, ratios rounded to 4 places."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(metrics).items()}
+
+
 # ---------------------------------------------------------------- settings
 
 

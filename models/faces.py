@@ -216,3 +216,9 @@ def face_row(
         "excluded": reason is not None,
         "exclude_reason": reason,
     }
+
+
+def count_faceless(scenes: list[dict[str, Any]], rows: list[dict[str, Any]]) -> int:
+    """Scene images in which no face was found."""
+    with_face = {row["media_id"] for row in rows if row["source"] == "detector"}
+    return sum(row["media_id"] not in with_face for row in scenes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from models.execution import Layout, Precision
 from models.precision import inference, memory_format
+from models.training import POSITIVE_AT
 
 Arch = Literal["resnet18", "mini_xception"]
 ARCHS: tuple[str, ...] = ("resnet18", "mini_xception")
@@ -380,3 +381,35 @@ def grad_cam(model: GenderNet, image_tensor: Tensor, target_class: int) -> np.nd
     cam = F.interpolate(cam.float(), size=tuple(image_tensor.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
     peak = float(cam.max())
     return (cam / peak).cpu().numpy() if peak > 0 else np.zeros(tuple(image_tensor.shape[-2:]), np.float32)
+
+
+def gradcam_sample(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to n faces spread evenly over the range of P(male), so both sexes and the doubtful middle are shown."""
+    ordered = sorted(rows, key=lambda row: (row["p_male"], row["face_id"]))
+    if n <= 0 or not ordered:
+        return []
+    if len(ordered) <= n:
+        return ordered
+    return (
+        [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)] if n > 1 else [ordered[len(ordered) // 2]]
+    )
+
+
+def prediction_rows(
+    faces: list[dict[str, Any]], p_male: list[float], drop_id: str, run_id: str, label: str
+) -> list[dict[str, Any]]:
+    """One gender_predictions row per face."""
+    return [
+        {
+            "face_id": f["face_id"],
+            "media_id": f["media_id"],
+            "drop_id": drop_id,
+            "animal_id": f["animal_id"],
+            "p_male": p,
+            "label": "male" if p >= POSITIVE_AT else "female",
+            "model_version": label,
+            "run_id": run_id,
+            "gradcam_path": None,
+        }
+        for f, p in zip(faces, p_male)
+    ]

@@ -28,12 +28,14 @@ probabilities summed over every frame of every segment of the encounter; p_succe
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import torch
 from scipy.special import expit, logit
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -50,7 +52,8 @@ from models.epochs import Validation, run_epochs, timed_epoch, training_pass
 from models.execution import Layout, Precision
 from models.precision import inference, memory_format
 from models.statistics import rates_from_confusion
-from models.training import EpochRecord, TrainingHistory, binary_metrics
+from models.training import EpochRecord, TrainingHistory, binary_metrics, calibration_report
+from schemas.config import MatingTrainConfig
 
 GroupBy = Literal["pair", "encounter", "none"]
 Optimiser = Literal["adam", "sgd"]
@@ -861,3 +864,128 @@ def mating_model_card(
         "thresholds": {"decision": 0.5, "abstain_low": abstain[0], "abstain_high": abstain[1]},
         "input_standardised": settings.standardise,
     }
+
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class MatingData:
+    """Labelled windows: MFCC x (N, 2, 86, 40), y (1 success, 0 failure), pair, encounter and segment of each."""
+
+    x: np.ndarray
+    y: np.ndarray
+    pairs: list[str]
+    encounters: list[str]
+    segment_ids: list[str]
+    source: str
+    rejects: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        """Counts for people and model cards: windows, encounters and pairs by outcome."""
+        outcome = {e: int(label) for e, label in zip(self.encounters, self.y)}
+        return {
+            "source": self.source,
+            "n_windows": int(len(self.y)),
+            "n_windows_success": int(self.y.sum()),
+            "n_encounters": len(outcome),
+            "n_encounters_success": sum(outcome.values()),
+            "n_pairs": len(set(self.pairs)),
+            "n_rejects": len(self.rejects),
+        }
+
+
+def checked_name(name: str) -> str:
+    """A model name usable as a folder of the store, or ValueError."""
+    if not MODEL_NAME.match(name):
+        raise ValueError(
+            f"model name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def train_settings(config: MatingTrainConfig, **overrides: Any) -> MatingTrainSettings:
+    """The pure training recipe from the [mating.train] configuration, with CLI overrides that are not None."""
+    values = config.model_dump(exclude={"seed", "threads"})
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return MatingTrainSettings(**values)
+
+
+def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingData:
+    """MatingData from rows of LABELLED_SQL."""
+    mfcc = table.column("mfcc").combine_chunks()
+    x = mfcc.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 2, 86, 40)
+    rows = table.drop_columns(["mfcc"]).to_pylist()
+    return MatingData(
+        x=x,
+        y=np.asarray([int(r["outcome"] == "success") for r in rows], np.int64),
+        pairs=[f"{r['male_id']}|{r['female_id']}" for r in rows],
+        encounters=[f"{r['drop_id']}/{r['encounter_id']}" for r in rows],
+        segment_ids=[r["segment_id"] for r in rows],
+        source=source,
+        rejects=rejects,
+    )
+
+
+def reject_sentence(row: dict[str, Any]) -> str:
+    """A rejects row as one sentence that names its file."""
+    path, reason = row["path"] or "", row["reason"]
+    return reason if not path or reason.startswith(path) else f"{path}: {reason}"
+
+
+def check_labelled(data: MatingData) -> None:
+    """ValueError naming the source when it has no labelled windows or only one outcome."""
+    if len(data.y) == 0:
+        raise ValueError(
+            f"no segments of encounters with a known outcome (success or failure) in {data.source}; "
+            "give encounters.csv an outcome per encounter and run 'breedwatch run' on the drop first"
+        )
+    if len(set(data.y.tolist())) < 2:
+        outcome = "success" if data.y[0] == 1 else "failure"
+        n = len(set(data.encounters))
+        raise ValueError(
+            f"all {n} labelled encounters in {data.source} are '{outcome}'; "
+            "training and evaluation need encounters of both outcomes"
+        )
+
+
+def validation_metrics(model: Any, data: MatingData, val: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Segment and encounter metrics of the kept model on the validation windows (empty without them)."""
+    if len(val) == 0:
+        return {
+            "note": "no validation split (too few groups of one outcome); the last epoch was kept, and the "
+            "calibration is not measured"
+        }
+    probs = predict_frame_probs(model, data.x[val])
+    encounters = [data.encounters[i] for i in val]
+    p_segment = probs.mean(axis=1)[:, 0]
+    return {
+        "segment": binary_metrics(p_segment, data.y[val]),
+        "encounter": encounter_metrics(encounters, probs, data.y[val], temperature),
+        "calibration": {
+            **calibration_report(calibrate(p_segment, temperature), data.y[val], temperature, "validation windows"),
+            "measured_on": "the validation windows the temperature was fitted on (optimistic; no test split here)",
+        },
+    }
+
+
+Window = tuple[float, list[float], list[float]]  # p_success, per-frame P(success), attention
+
+
+def prediction_rows(
+    ids: list[str], outputs: list[Window], segments: dict[str, dict[str, Any]], context: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """mating_predictions rows of one batch; context holds drop_id, temperature, model_version and run_id."""
+    return [
+        {
+            "segment_id": sid,
+            "media_id": segments[sid]["media_id"],
+            "encounter_id": segments[sid]["encounter_id"],
+            "p_success": p,
+            "frame_p_success": f,
+            "attention": a,
+            **context,
+        }
+        for sid, (p, f, a) in zip(ids, outputs)
+        if sid in segments
+    ]

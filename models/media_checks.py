@@ -1,11 +1,12 @@
-"""Pure checks and conversions of media metadata: EXIF times, orientation, flags, WAV headers."""
+"""Pure checks and conversions of media metadata: EXIF times, orientation, flags, WAV headers, pixel limits."""
 
 from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 EXIF_TIME_FORMAT = "%Y:%m:%d %H:%M:%S"
@@ -122,3 +123,38 @@ def wav_missing_frames(chunk: WavDataChunk, file_size: int) -> int:
     available = max(file_size - chunk.offset, 0)
     missing_bytes = chunk.declared_bytes - available
     return max(missing_bytes // chunk.block_align, 0) if missing_bytes > 0 else 0
+
+
+class FileRejected(Exception):
+    """A file that cannot be used; the message is one sentence for the rejects table."""
+
+
+@dataclass
+class Probe:
+    """What ingest learned about one readable, valid file."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+def check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse images larger than the configured pixel limit before decoding them."""
+    width, height = size
+    if width * height > max_pixels:
+        raise FileRejected(f"The image is {width} x {height} pixels, more than the limit of {max_pixels:,}.")
+
+
+def describe(exc: BaseException) -> str:
+    """A library error as a short clause: no file path (libsndfile puts one in), no full stop, never empty."""
+    text = getattr(exc, "error_string", None) or str(exc)  # soundfile's error_string is the message without the path
+    text = " ".join(str(text).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
+def clean_text(value: object) -> str | None:
+    """Strip the padding cameras leave in EXIF strings."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    text = text.strip().strip("\x00").strip()
+    return text or None

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from schemas.config import AudioConfig
 
 SegmentSource = Literal["raven", "auto"]
 BEGIN = "Begin Time (s)"
@@ -224,4 +226,49 @@ def windows_for_segment(
     tail_start = start_s + whole * window_s
     if end_s - tail_start >= min_last_fraction * window_s - 1e-9:
         windows.append((tail_start, end_s))
+    return windows
+
+
+@dataclass(frozen=True)
+class Window:
+    """One 2 s model input: where it lies in the recording and the call it comes from."""
+
+    row: dict[str, Any]
+    call: Segment
+
+
+def vad_settings(config: AudioConfig) -> VadSettings:
+    """The automatic detector's settings from the configuration."""
+    return VadSettings(
+        frame_s=config.vad_frame_s,
+        threshold_db=config.vad_threshold_db,
+        noise_percentile=config.vad_noise_percentile,
+        min_duration_s=config.vad_min_duration_s,
+        merge_gap_s=config.vad_merge_gap_s,
+        max_segment_s=config.vad_max_segment_s,
+    )
+
+
+def window_rows(
+    drop_id: str, media: dict[str, Any], encounter_id: str | None, calls: list[Segment], config: AudioConfig
+) -> list[Window]:
+    """One segment row per 2 s window of every call."""
+    windows: list[Window] = []
+    for call in calls:
+        for start, end in windows_for_segment(call.start_s, call.end_s, 2.0, config.min_last_window_fraction):
+            row = {
+                "segment_id": f"{media['media_id']}-s{len(windows):04d}",
+                "media_id": media["media_id"],
+                "drop_id": drop_id,
+                "encounter_id": encounter_id,
+                "start_s": start,
+                "end_s": end,
+                "call_start_s": call.start_s,
+                "call_end_s": call.end_s,
+                "padded": (end - start) < 2.0 - 1e-9,
+                "source": call.source,
+                "selection": call.selection,
+                "flags": [],
+            }
+            windows.append(Window(row, call))
     return windows

@@ -214,3 +214,15 @@ def mating_success_row(counts: Mapping[str, Any], rates: Mapping[str, Classifier
         "ci_high": share.ci_high,
         **columns,
     }
+
+
+def rates_of_kind(rows: Sequence[Mapping[str, Any]], kind: str) -> dict[str, ClassifierRates]:
+    """Sensitivity and specificity of each model version of one kind (gender, mating) that has them, from model_cards
+    rows."""
+    return {
+        row["model_version"]: ClassifierRates(
+            row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"]
+        )
+        for row in rows
+        if row["kind"] == kind and row["n_positive"] is not None
+    }

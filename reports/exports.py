@@ -69,3 +69,19 @@ def table_csv(table: pa.Table | Rows) -> str:
     if isinstance(table, pa.Table):
         return rows_to_csv(plain_rows(table), table.column_names)
     return rows_to_csv(table)
+
+
+IMAGE_KEYS = ("thumbnails", "thumbnail", "image", "plots")
+
+
+def csv_tables(context: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The report's tables for CSV: every table of the context and of its review queue, pictures left out."""
+    tables = {**report_tables(context), **{f"review_{k}": v for k, v in report_tables(context["review"]).items()}}
+    tables.pop("drops", None)
+    tables["drops"] = [
+        {"drop_id": d["drop_id"], "status": d["status"], **d["counts"], "message": d.get("message", "")}
+        for d in context["drops"]
+    ]
+    return {
+        name: [{k: v for k, v in row.items() if k not in IMAGE_KEYS} for row in rows] for name, rows in tables.items()
+    }

@@ -21,3 +21,9 @@ def template_environment() -> Environment:
 def render_run_report(context: dict[str, Any]) -> str:
     """The HTML page of one run's report."""
     return template_environment().get_template("run_report.html.j2").render(**context)
+
+
+def humanise_seconds(seconds: float) -> str:
+    """'1 min 05 s' style durations for the report."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,15 @@ def attention_plot(series: Sequence[tuple[str, Sequence[float]]]) -> bytes | Non
     axis.set(xlabel="time in segment (s)", ylabel="attention weight")
     axis.legend(fontsize="small", ncol=2)
     return figure_png(figure)
+
+
+def mean_attention(rows: list[dict[str, Any]]) -> list[tuple[str, list[float]]]:
+    """Each encounter's attention weights averaged over its segments, frame by frame."""
+    grouped: dict[str, list[list[float]]] = defaultdict(list)
+    for row in rows:
+        if row["attention"]:
+            grouped[row["encounter_id"]].append(row["attention"])
+    return [
+        (encounter, np.mean(np.asarray(weights, np.float64), axis=0).tolist())
+        for encounter, weights in sorted(grouped.items())
+    ]

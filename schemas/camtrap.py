@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -252,3 +252,14 @@ def parse_rows(
         seen[ident] = line
         rows.append(row)
     return rows, problems
+
+
+@dataclass(frozen=True)
+class CamtrapPackage:
+    """The valid rows of a package's three core tables and one problem per row that was left out."""
+
+    resources: dict[str, str]
+    deployments: list[CamtrapDeployment]
+    media: list[CamtrapMedia]
+    observations: list[CamtrapObservation]
+    problems: list[RowProblem] = field(default_factory=list)

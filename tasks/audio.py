@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-PIPELINE_RATE = 44_100
+from models.channels import PIPELINE_RATE, pick_channels, resample_to_pipeline
+
 RESAMPLE_PAD_S = 0.05
 INTEGER_SUBTYPES = {  # subtype -> (integer type libsndfile reads it as, the scale of its float conversion)
     "PCM_S8": ("int16", 2.0**-15),
@@ -30,27 +30,6 @@ class Recording:
     source_rate: int
     source_channels: int
     flags: list[str] = field(default_factory=list)
-
-
-def pick_channels(data: np.ndarray, channel_pair: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
-    """Two channels from any count: mono is duplicated, more than two gives the configured pair."""
-    channels = data.shape[1]
-    if channels == 1:
-        return np.repeat(data, 2, axis=1), ["mono_duplicated"]
-    if channels == 2:
-        return data, []
-    left, right = channel_pair
-    if max(left, right) >= channels:
-        raise ValueError(f"channel pair {channel_pair} does not exist in a {channels}-channel recording")
-    return data[:, [left, right]], [f"channels_{left}_{right}_of_{channels}"]
-
-
-def resample_to_pipeline(data: np.ndarray, rate: int) -> tuple[np.ndarray, list[str]]:
-    """Resample with soxr only when the file's rate differs from 44.1 kHz."""
-    if rate == PIPELINE_RATE:
-        return data, []
-    resampled = soxr.resample(data, rate, PIPELINE_RATE, quality="HQ").astype(np.float32, copy=False)
-    return resampled, [f"resampled_from_{rate}"]
 
 
 def read_float32(handle: sf.SoundFile, frames: int) -> np.ndarray:

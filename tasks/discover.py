@@ -4,43 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.config import IngestConfig
+from schemas.drop_listing import DropListing, FoundFile, FoundReject
 from schemas.manifest import SAFE_ID
 
 MEDIA_FOLDERS = ("faces", "images", "audio")
 ANNOTATION_SUFFIXES = (".txt", ".csv")
 JUNK_NAMES = {"thumbs.db", "desktop.ini"}
 MANIFEST_NAMES = ("drop.toml", "animals.csv", "encounters.csv")
-
-
-@dataclass(frozen=True)
-class FoundFile:
-    """A media file inside a drop, before its bytes are read."""
-
-    rel: str
-    kind: str
-    folder: str
-    subfolder: str | None
-
-
-@dataclass(frozen=True)
-class FoundReject:
-    """A file refused while walking the drop."""
-
-    rel: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class DropListing:
-    """Everything walking a drop found."""
-
-    files: list[FoundFile]
-    rejects: list[FoundReject]
-    fingerprint: str
 
 
 def list_inbox_drops(inbox: Path) -> list[Path]:

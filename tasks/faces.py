@@ -20,6 +20,7 @@ from models.faces import (
     Detection,
     DetectorSettings,
     build_mtcnn,
+    count_faceless,
     crop_face,
     detect_faces,
     face_row,
@@ -265,9 +266,3 @@ def finish_row(
     crop_path = save_crop(home, drop_id, row["face_id"], crop, config.crop_jpeg_quality)
     detector = "keeper-photo" if row["source"] == "keeper" else label
     return {**row, "drop_id": drop_id, "crop_path": crop_path, "detector": detector, "run_id": run_id}
-
-
-def count_faceless(scenes: list[dict[str, Any]], rows: list[dict[str, Any]]) -> int:
-    """Scene images in which no face was found."""
-    with_face = {row["media_id"] for row in rows if row["source"] == "detector"}
-    return sum(row["media_id"] not in with_face for row in scenes)

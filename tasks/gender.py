@@ -19,8 +19,10 @@ from models.gender import (
     crop_pixels,
     folded_copy,
     grad_cam,
+    gradcam_sample,
     normalised_pixels,
     predict_logits,
+    prediction_rows,
     preprocess,
 )
 from models.training import POSITIVE_AT
@@ -131,18 +133,6 @@ def batch_p_male(model: torch.nn.Module, pixels: torch.Tensor, device: torch.dev
     return calibrated_probs(model, logits).tolist()
 
 
-def gradcam_sample(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """Up to n faces spread evenly over the range of P(male), so both sexes and the doubtful middle are shown."""
-    ordered = sorted(rows, key=lambda row: (row["p_male"], row["face_id"]))
-    if n <= 0 or not ordered:
-        return []
-    if len(ordered) <= n:
-        return ordered
-    return (
-        [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)] if n > 1 else [ordered[len(ordered) // 2]]
-    )
-
-
 def save_gradcam(home: HomeLayout, drop_id: str, model: Any, row: dict[str, Any]) -> str:
     """Grad-CAM of one face for its predicted class, blended over the crop and stored as PNG; its home-relative path."""
     with Image.open(home.root / row["crop_path"]) as crop:
@@ -154,26 +144,6 @@ def save_gradcam(home: HomeLayout, drop_id: str, model: Any, row: dict[str, Any]
     path = home.lake / "gradcam" / f"drop={drop_id}" / f"{row['face_id']}.png"
     write_bytes_atomic(path, buffer.getvalue())
     return path.relative_to(home.root).as_posix()
-
-
-def prediction_rows(
-    faces: list[dict[str, Any]], p_male: list[float], drop_id: str, run_id: str, label: str
-) -> list[dict[str, Any]]:
-    """One gender_predictions row per face."""
-    return [
-        {
-            "face_id": f["face_id"],
-            "media_id": f["media_id"],
-            "drop_id": drop_id,
-            "animal_id": f["animal_id"],
-            "p_male": p,
-            "label": "male" if p >= POSITIVE_AT else "female",
-            "model_version": label,
-            "run_id": run_id,
-            "gradcam_path": None,
-        }
-        for f, p in zip(faces, p_male)
-    ]
 
 
 def predict_gender_of(run: StageRun) -> Computed:

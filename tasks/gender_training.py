@@ -4,32 +4,28 @@ cards."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from models.gender import gender_net_from_state, predict_probs
+from models.gender import gender_net_from_state
 from models.gender_training import (
-    EpochRecord,
-    GenderTrainSettings,
     Item,
-    calibrate,
+    Progress,
+    TrainingDataError,
+    card_metrics,
     data_fingerprint,
-    eval_batch,
-    evaluate_predictions,
+    evaluation_splits,
+    fit,
     gender_model_card,
-    hog_svm_baseline,
-    identity_disjoint_split_by_sex,
     image_counts,
-    items_of,
-    kfold_by_animal,
-    train_gender_net,
+    recipe,
+    seed_split,
+    split_metrics,
+    summarise_splits,
 )
-from models.statistics import wilson_interval
 from schemas.config import GenderConfig
 from schemas.home import HomeLayout
 from schemas.manifest import AnimalRow, ManifestError, check_safe_id, parse_csv_manifest
@@ -49,13 +45,6 @@ LABELLED_FACES_SQL = """
     WHERE NOT f.excluded AND f.crop_path IS NOT NULL
     ORDER BY f.animal_id, f.face_id
 """
-
-
-Progress = Callable[[EpochRecord], None]
-
-
-class TrainingDataError(ValueError):
-    """Labelled faces that cannot be used for training, with a sentence saying why."""
 
 
 @dataclass(frozen=True)
@@ -117,30 +106,6 @@ def labelled_faces(home: HomeLayout, folder: Path | None, animals_csv: Path | No
     return faces
 
 
-def recipe(config: GenderConfig) -> GenderTrainSettings:
-    """The training recipe from the [gender.train] configuration (blocks are frozen only over pretrained weights)."""
-    train = config.train
-    return GenderTrainSettings(
-        arch=train.arch,
-        input_size=train.input_size,
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        lr=train.lr,
-        momentum=train.momentum,
-        weight_decay=train.weight_decay,
-        lr_step_epochs=train.lr_step_epochs,
-        lr_gamma=train.lr_gamma,
-        freeze_blocks=frozen_blocks(config),
-    )
-
-
-def frozen_blocks(config: GenderConfig) -> int:
-    """Seed 000 freezes the first blocks of a pretrained backbone; randomly initialised blocks must learn, so none
-    then."""
-    train = config.train
-    return train.freeze_blocks if train.arch == "resnet18" and train.backbone_weights is not None else 0
-
-
 def backbone_state(config: GenderConfig) -> dict[str, Any] | None:
     """Local ResNet18 backbone weights when configured (loaded tensors only)."""
     import torch
@@ -151,89 +116,6 @@ def backbone_state(config: GenderConfig) -> dict[str, Any] | None:
     if not path.is_file():
         raise TrainingDataError(f"backbone weights file {path} does not exist")
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def seed_split(items: list[Item]) -> tuple[list[str], list[str]]:
-    """Seed 000's identity-disjoint split within each sex; a sex too small for the rule (one or two animals) still
-    gives its least-photographed animal to the test side when it has two, so both sexes are measured."""
-    sexes, counts = {animal_id: label for _, label, animal_id in items}, image_counts(items)
-    train, test = identity_disjoint_split_by_sex(counts, sexes)
-    for label in (0, 1):
-        candidates = [a for a in train if sexes[a] == label]
-        if len(candidates) >= 2 and not any(sexes[a] == label for a in test):
-            smallest = min(candidates, key=lambda a: (counts[a], a))
-            train.remove(smallest)
-            test.append(smallest)
-    if not test:
-        raise TrainingDataError(f"only {len(sexes)} labelled animals: a held-out test needs two animals of one sex")
-    return train, test
-
-
-MIN_ANIMALS_FOR_VALIDATION = 5  # per sex on the training side: the seed rule then holds out one and keeps four
-
-
-@dataclass(frozen=True)
-class FitSplit:
-    """Animals the net learns from, and those that choose its epoch and temperature (validation, else the test)."""
-
-    fit: list[str]
-    select: list[str]
-    selected_on: str
-
-
-def fit_split(items: list[Item], train_ids: list[str], test_ids: list[str]) -> FitSplit:
-    """Carve validation animals from the training animals by the seed rule within each sex, so the test animals the
-    card's metrics (and the gender ratio's correction) come from never chose the epoch or the temperature; with fewer
-    than MIN_ANIMALS_FOR_VALIDATION training animals of a sex, the test animals choose, and the card says so."""
-    sexes = {animal_id: label for _, label, animal_id in items}
-    if any(sum(sexes[a] == label for a in train_ids) < MIN_ANIMALS_FOR_VALIDATION for label in (0, 1)):
-        return FitSplit(
-            list(train_ids), list(test_ids), "test animals (too few training animals for a validation split)"
-        )
-    counts = image_counts(items_of(items, train_ids))
-    fit_ids, validation_ids = identity_disjoint_split_by_sex(counts, {a: sexes[a] for a in counts})
-    return FitSplit(fit_ids, validation_ids, "validation animals")
-
-
-def fit(
-    items: list[Item],
-    train_ids: list[str],
-    test_ids: list[str],
-    settings: GenderTrainSettings,
-    seed: int,
-    backbone: dict[str, Any] | None,
-    progress: Progress | None = None,
-) -> tuple[Any, Any, float, FitSplit]:
-    """Train on the fit animals, select the epoch and fit the temperature on the validation animals (see fit_split)."""
-    split = fit_split(items, train_ids, test_ids)
-    model, history = train_gender_net(
-        items_of(items, split.fit), items_of(items, split.select), settings, seed, progress, backbone
-    )
-    temperature = calibrate(model, items_of(items, split.select))
-    return model, history, temperature, split
-
-
-def split_metrics(
-    model: Any, items: list[Item], train_ids: list[str], test_ids: list[str], seed: int
-) -> dict[str, Any]:
-    """Net and HOG + linear SVM metrics on the test animals of one split, and the net's held-out predictions (for ROC
-    plots)."""
-    test = items_of(items, test_ids)
-    images, labels = eval_batch(test, model.input_size)
-    p_male = predict_probs(model, images, precision="fp32").tolist()
-    animal_ids = [animal_id for _, _, animal_id in test]
-    net = evaluate_predictions(p_male, labels.tolist(), animal_ids)
-    train = items_of(items, train_ids)
-    hog = hog_svm_baseline(
-        [i for i, _, _ in train],
-        [y for _, y, _ in train],
-        [i for i, _, _ in test],
-        labels.tolist(),
-        test_animal_ids=animal_ids,
-        seed=seed,
-    )
-    predictions = {"p_male": [round(p, 6) for p in p_male], "label": labels.tolist(), "animal_id": animal_ids}
-    return {"net": net, "hog_svm": hog, "test_predictions": predictions}
 
 
 def train_gender(
@@ -271,49 +153,6 @@ def train_gender(
     return {**card, "version": version, "path": str(path), "label": f"{name}@v{version}"}
 
 
-def error_rates(net_metrics: dict[str, Any]) -> dict[str, Any]:
-    """Per-animal sensitivity (males called male) and specificity (females called female) among the held-out animals
-    the abstain band decided, as the animals view counts them; None for a sex with no decided animal."""
-    decided = [row for row in net_metrics["animals"] if row["decision"] != "unknown"]
-    males = [row["decision"] == "male" for row in decided if row["label"] == 1]
-    females = [row["decision"] == "female" for row in decided if row["label"] == 0]
-    se, sp = wilson_interval(sum(males), len(males)), wilson_interval(sum(females), len(females))
-    return {
-        "sensitivity": se.estimate,
-        "specificity": sp.estimate,
-        "decided_males": len(males),
-        "decided_females": len(females),
-        "males_called_male": sum(males),
-        "females_called_female": sum(females),
-        "sensitivity_ci": [se.ci_low, se.ci_high] if se.n else None,
-        "specificity_ci": [sp.ci_low, sp.ci_high] if sp.n else None,
-        "level": "animal, decided by the abstain band",
-        "interval": "Wilson 95%",
-    }
-
-
-def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Card metrics: the net's per-image and per-animal figures on top (with the rates the gender ratio corrects
-    for)."""
-    net = metrics["net"]
-    rates = error_rates(net)
-    per_animal = {
-        **net["per_animal"],
-        **{k: v for k, v in rates.items() if k in ("sensitivity", "specificity") and v is not None},
-    }
-    return {"per_image": net["per_image"], "per_animal": per_animal, "rates": rates, **metrics}
-
-
-def evaluation_splits(items: list[Item], config: GenderConfig, folds: int | None) -> list[tuple[list[str], list[str]]]:
-    """The seed split, or k folds by animal stratified by sex."""
-    if not folds:
-        return [seed_split(items)]
-    sexes = {animal_id: label for _, label, animal_id in items}
-    if min(sum(v == s for v in sexes.values()) for s in (0, 1)) < folds:
-        raise TrainingDataError(f"{folds}-fold evaluation needs at least {folds} labelled animals of each sex")
-    return kfold_by_animal(sorted(sexes), folds, config.train.seed, sexes)
-
-
 def evaluate_gender(
     home: HomeLayout,
     config: GenderConfig,
@@ -349,29 +188,6 @@ def evaluate_gender(
         "splits": results,
         "summary": summarise_splits(results),
     }
-
-
-def summarise_splits(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mean and standard deviation over splits of the headline metrics, for the net and the baseline."""
-    keys = (
-        ("per_image", "accuracy"),
-        ("per_image", "roc_auc"),
-        ("per_image", "f1"),
-        ("per_image", "ece"),
-        ("per_animal", "accuracy"),
-        ("per_animal", "roc_auc"),
-        ("per_animal", "coverage"),
-        ("per_animal", "accuracy_decided"),
-    )
-    summary: dict[str, dict[str, Any]] = {}
-    for model_key in ("net", "hog_svm"):
-        for level, metric in keys:
-            values = [r[model_key][level].get(metric) for r in results]
-            values = [v for v in values if v is not None]
-            summary.setdefault(model_key, {})[f"{level}.{metric}"] = (
-                {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)} if values else None
-            )
-    return summary
 
 
 def load_gender_model(home: HomeLayout, ref: str) -> tuple[Any, dict[str, Any]]:

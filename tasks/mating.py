@@ -14,7 +14,14 @@ import torch
 
 from models.audio_features import FEATURE_VERSION
 from models.execution import Way
-from models.mating_training import StandardisedCGANet, calibrate, mating_model_from_state, predict_segments
+from models.mating_training import (
+    StandardisedCGANet,
+    Window,
+    calibrate,
+    mating_model_from_state,
+    predict_segments,
+    prediction_rows,
+)
 from reports.raven import PredictedWindow, raven_selection_table
 from schemas.config import MatingConfig, Settings
 from schemas.home import HomeLayout
@@ -100,33 +107,11 @@ def load_mating_model(home: HomeLayout, label: str, device: torch.device) -> tup
     return mating_model_from_state(state).to(device).eval(), float(card.get("temperature", 1.0))
 
 
-Window = tuple[float, list[float], list[float]]  # p_success, per-frame P(success), attention
-
-
 def forward(model: StandardisedCGANet, mfcc: np.ndarray, device: torch.device, way: Way) -> list[Window]:
     """One batched forward pass in the given way: each window's p_success, per-frame P(success) (86) and attention
     (86), float32."""
     output = predict_segments(model, torch.from_numpy(np.ascontiguousarray(mfcc)), device, way.precision, way.layout)
     return list(zip(output.p_success.tolist(), output.frame_probs[..., 0].tolist(), output.attention.tolist()))
-
-
-def prediction_rows(
-    ids: list[str], outputs: list[Window], segments: dict[str, dict[str, Any]], context: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """mating_predictions rows of one batch; context holds drop_id, temperature, model_version and run_id."""
-    return [
-        {
-            "segment_id": sid,
-            "media_id": segments[sid]["media_id"],
-            "encounter_id": segments[sid]["encounter_id"],
-            "p_success": p,
-            "frame_p_success": f,
-            "attention": a,
-            **context,
-        }
-        for sid, (p, f, a) in zip(ids, outputs)
-        if sid in segments
-    ]
 
 
 def predict_windows(

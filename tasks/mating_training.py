@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import torch
 
 from models.audio_features import FEATURE_VERSION
 from models.mating_training import (
     EpochRecord,
     GroupBy,
-    MatingTrainSettings,
+    MatingData,
     binary_metrics,
-    calibrate,
+    check_labelled,
+    checked_name,
     data_fingerprint,
     encounter_metrics,
     evaluate_mating,
@@ -39,11 +37,14 @@ from models.mating_training import (
     mating_model_from_state,
     metrics_table,
     predict_frame_probs,
+    reject_sentence,
+    table_to_data,
     train_cganet,
+    train_settings,
+    validation_metrics,
     validation_split,
 )
-from models.training import calibration_report
-from schemas.config import MatingTrainConfig, Settings
+from schemas.config import Settings
 from schemas.home import HomeLayout
 from tasks.catalog import CatalogMissingError, query, refresh_views
 from tasks.devices import cpu_threads
@@ -55,7 +56,6 @@ from tasks.segments import SEGMENTS_STAGE
 from tasks.stages import run_on_drop
 
 KIND = "mating"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SCRATCH_FOLDER = "training"
 LABELLED_SQL = """
     SELECT s.drop_id, s.segment_id, s.encounter_id, e.male_id, e.female_id, e.outcome, f.mfcc
@@ -68,64 +68,6 @@ LABELLED_SQL = """
 REJECTS_SQL = "SELECT path, reason FROM rejects WHERE drop_id = ? ORDER BY path, reason"
 
 
-@dataclass(frozen=True)
-class MatingData:
-    """Labelled windows: MFCC x (N, 2, 86, 40), y (1 success, 0 failure), pair, encounter and segment of each."""
-
-    x: np.ndarray
-    y: np.ndarray
-    pairs: list[str]
-    encounters: list[str]
-    segment_ids: list[str]
-    source: str
-    rejects: list[str] = field(default_factory=list)
-
-    def describe(self) -> dict[str, Any]:
-        """Counts for people and model cards: windows, encounters and pairs by outcome."""
-        outcome = {e: int(label) for e, label in zip(self.encounters, self.y)}
-        return {
-            "source": self.source,
-            "n_windows": int(len(self.y)),
-            "n_windows_success": int(self.y.sum()),
-            "n_encounters": len(outcome),
-            "n_encounters_success": sum(outcome.values()),
-            "n_pairs": len(set(self.pairs)),
-            "n_rejects": len(self.rejects),
-        }
-
-
-def checked_name(name: str) -> str:
-    """A model name usable as a folder of the store, or ValueError."""
-    if not MODEL_NAME.match(name):
-        raise ValueError(
-            f"model name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return name
-
-
-def train_settings(config: MatingTrainConfig, **overrides: Any) -> MatingTrainSettings:
-    """The pure training recipe from the [mating.train] configuration, with CLI overrides that are not None."""
-    values = config.model_dump(exclude={"seed", "threads"})
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    return MatingTrainSettings(**values)
-
-
-def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingData:
-    """MatingData from rows of LABELLED_SQL."""
-    mfcc = table.column("mfcc").combine_chunks()
-    x = mfcc.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 2, 86, 40)
-    rows = table.drop_columns(["mfcc"]).to_pylist()
-    return MatingData(
-        x=x,
-        y=np.asarray([int(r["outcome"] == "success") for r in rows], np.int64),
-        pairs=[f"{r['male_id']}|{r['female_id']}" for r in rows],
-        encounters=[f"{r['drop_id']}/{r['encounter_id']}" for r in rows],
-        segment_ids=[r["segment_id"] for r in rows],
-        source=source,
-        rejects=rejects,
-    )
-
-
 def catalog_data(home: HomeLayout, source: str | None = None, drop_id: str | None = None) -> MatingData:
     """Labelled windows of every drop in a home's catalog; ValueError when there is no catalog."""
     try:
@@ -136,12 +78,6 @@ def catalog_data(home: HomeLayout, source: str | None = None, drop_id: str | Non
     except CatalogMissingError as error:
         raise ValueError(str(error)) from None
     return table_to_data(table, source or f"the catalog of {home.root}", rejects)
-
-
-def reject_sentence(row: dict[str, Any]) -> str:
-    """A rejects row as one sentence that names its file."""
-    path, reason = row["path"] or "", row["reason"]
-    return reason if not path or reason.startswith(path) else f"{path}: {reason}"
 
 
 def scratch_home(home: HomeLayout, folder: Path) -> HomeLayout:
@@ -171,42 +107,6 @@ def load_data(home: HomeLayout, settings: Settings, folder: Path | None) -> Mati
     data = folder_data(home, folder, settings) if folder is not None else catalog_data(home)
     check_labelled(data)
     return data
-
-
-def check_labelled(data: MatingData) -> None:
-    """ValueError naming the source when it has no labelled windows or only one outcome."""
-    if len(data.y) == 0:
-        raise ValueError(
-            f"no segments of encounters with a known outcome (success or failure) in {data.source}; "
-            "give encounters.csv an outcome per encounter and run 'breedwatch run' on the drop first"
-        )
-    if len(set(data.y.tolist())) < 2:
-        outcome = "success" if data.y[0] == 1 else "failure"
-        n = len(set(data.encounters))
-        raise ValueError(
-            f"all {n} labelled encounters in {data.source} are '{outcome}'; "
-            "training and evaluation need encounters of both outcomes"
-        )
-
-
-def validation_metrics(model: Any, data: MatingData, val: np.ndarray, temperature: float) -> dict[str, Any]:
-    """Segment and encounter metrics of the kept model on the validation windows (empty without them)."""
-    if len(val) == 0:
-        return {
-            "note": "no validation split (too few groups of one outcome); the last epoch was kept, and the "
-            "calibration is not measured"
-        }
-    probs = predict_frame_probs(model, data.x[val])
-    encounters = [data.encounters[i] for i in val]
-    p_segment = probs.mean(axis=1)[:, 0]
-    return {
-        "segment": binary_metrics(p_segment, data.y[val]),
-        "encounter": encounter_metrics(encounters, probs, data.y[val], temperature),
-        "calibration": {
-            **calibration_report(calibrate(p_segment, temperature), data.y[val], temperature, "validation windows"),
-            "measured_on": "the validation windows the temperature was fitted on (optimistic; no test split here)",
-        },
-    }
 
 
 def train_mating(

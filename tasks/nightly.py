@@ -11,6 +11,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models.ingest_rows import STAGE
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.artifacts import publish_run_artifacts
@@ -18,7 +19,7 @@ from tasks.catalog import refresh_views
 from tasks.devices import choose_device, gpu_slot, retain_freed_memory
 from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
 from tasks.execution import resolve_execution
-from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
+from tasks.ingest import DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
 from tasks.progress import progress_wanted, stage_progress
 from tasks.report import write_run_report

@@ -7,7 +7,6 @@ import os
 import stat
 import struct
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -16,7 +15,12 @@ import soundfile as sf
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from models.media_checks import (
+    FileRejected,
+    Probe,
     audio_flags,
+    check_pixel_limit,
+    clean_text,
+    describe,
     exif_orientation,
     image_flags,
     parse_exif_time,
@@ -32,18 +36,6 @@ FORMATS_BY_EXTENSION = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 IMAGE_FORMATS = ("JPEG", "PNG")  # what later stages decode; Pillow's other readers are never tried
 JPEG_VARIANTS = {"MPO": "JPEG"}  # Pillow names a JPEG carrying a second (preview) picture "MPO"
 AUDIO_BLOCK_FRAMES = 1 << 16
-
-
-class FileRejected(Exception):
-    """A file that cannot be used; the message is one sentence for the rejects table."""
-
-
-@dataclass
-class Probe:
-    """What ingest learned about one readable, valid file."""
-
-    metadata: dict[str, Any] = field(default_factory=dict)
-    flags: list[str] = field(default_factory=list)
 
 
 def sha256_of(path: Path, chunk_bytes: int) -> str:
@@ -87,13 +79,6 @@ def read_image(handle: BinaryIO, config: IngestConfig, default_tz: str) -> dict[
         raise FileRejected(f"The image is truncated or corrupt and cannot be decoded ({describe(exc)}).") from None
 
 
-def check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
-    """Refuse images larger than the configured pixel limit before decoding them."""
-    width, height = size
-    if width * height > max_pixels:
-        raise FileRejected(f"The image is {width} x {height} pixels, more than the limit of {max_pixels:,}.")
-
-
 def decode_fully(image: Image.Image) -> None:
     """Decode every pixel so truncated or garbled data is caught now rather than mid-run."""
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
@@ -102,13 +87,6 @@ def decode_fully(image: Image.Image) -> None:
         image.load()
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
-def describe(exc: BaseException) -> str:
-    """A library error as a short clause: no file path (libsndfile puts one in), no full stop, never empty."""
-    text = getattr(exc, "error_string", None) or str(exc)  # soundfile's error_string is the message without the path
-    text = " ".join(str(text).split()).rstrip(".")
-    return text or type(exc).__name__
 
 
 def read_exif(image: Image.Image) -> tuple[Image.Exif | dict, dict]:
@@ -137,15 +115,6 @@ def image_metadata(image: Image.Image, default_tz: str) -> dict[str, Any]:
         "camera_model": clean_text(exif.get(ExifTags.Base.Model)),
         "captured_at": parse_exif_time(clean_text(taken), clean_text(offset), default_tz),
     }
-
-
-def clean_text(value: object) -> str | None:
-    """Strip the padding cameras leave in EXIF strings."""
-    if value is None:
-        return None
-    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    text = text.strip().strip("\x00").strip()
-    return text or None
 
 
 def probe_audio(path: Path, config: IngestConfig) -> Probe:

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from reports.exports import check_table_name, report_tables, table_csv
-from reports.html import render_run_report
+from reports.exports import check_table_name, csv_tables, table_csv
+from reports.html import humanise_seconds, render_run_report
 from schemas.home import HomeLayout
 from tasks.catalog import CatalogMissingError, connect_with_retry, query
 from tasks.lake import write_bytes_atomic
@@ -41,12 +41,6 @@ WHERE source = 'keeper' AND list_contains(?, drop_id) GROUP BY ALL ORDER BY drop
 """
 
 
-def humanise_seconds(seconds: float) -> str:
-    """'1 min 05 s' style durations for the report."""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
 def run_header(home: HomeLayout, run_id: str) -> dict[str, Any]:
     """The runs row of a run with its duration so far."""
     run = query(home, RUN_SQL, [run_id]).to_pylist()[0]
@@ -67,22 +61,6 @@ def report_context(home: HomeLayout, run: dict[str, Any], drop_results: list[dic
         "keeper_faces": query(home, KEEPER_SQL, [drop_ids]).to_pylist(),
         "recordings": query(home, AUDIO_SQL, [drop_ids]).to_pylist(),
         **prediction_sections(home, drop_ids),
-    }
-
-
-IMAGE_KEYS = ("thumbnails", "thumbnail", "image", "plots")
-
-
-def csv_tables(context: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The report's tables for CSV: every table of the context and of its review queue, pictures left out."""
-    tables = {**report_tables(context), **{f"review_{k}": v for k, v in report_tables(context["review"]).items()}}
-    tables.pop("drops", None)
-    tables["drops"] = [
-        {"drop_id": d["drop_id"], "status": d["status"], **d["counts"], "message": d.get("message", "")}
-        for d in context["drops"]
-    ]
-    return {
-        name: [{k: v for k, v in row.items() if k not in IMAGE_KEYS} for row in rows] for name, rows in tables.items()
     }
 
 

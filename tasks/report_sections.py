@@ -6,18 +6,9 @@ import json
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
-
 from models.statistics import wilson_interval
-from reports.plots import (
-    attention_plot,
-    confusion_plot,
-    data_uri,
-    proportion_series_plot,
-    reliability_plot,
-    roc_plot,
-    thumbnail_uri,
-)
+from reports.model_cards import card_plots, scalar_metrics
+from reports.plots import attention_plot, data_uri, mean_attention, proportion_series_plot, thumbnail_uri
 from schemas.home import HomeLayout
 from tasks.catalog import query
 
@@ -116,18 +107,6 @@ def gender_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> 
     }
 
 
-def mean_attention(rows: list[dict[str, Any]]) -> list[tuple[str, list[float]]]:
-    """Each encounter's attention weights averaged over its segments, frame by frame."""
-    grouped: dict[str, list[list[float]]] = defaultdict(list)
-    for row in rows:
-        if row["attention"]:
-            grouped[row["encounter_id"]].append(row["attention"])
-    return [
-        (encounter, np.mean(np.asarray(weights, np.float64), axis=0).tolist())
-        for encounter, weights in sorted(grouped.items())
-    ]
-
-
 def mating_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> dict[str, Any]:
     """Encounters of the run, success per season and the attention plot of the evening's encounters."""
     attention = mean_attention(query(home, ATTENTION_SQL, [drop_ids]).to_pylist())
@@ -137,54 +116,6 @@ def mating_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> 
         "mating_success": rows_if(home, present, "mating_success", "SELECT * FROM mating_success", []),
         "attention_plot": data_uri(png) if png else None,
     }
-
-
-def card_plots(card: dict[str, Any]) -> list[dict[str, str]]:
-    """ROC curve, reliability diagram and confusion matrices of a model card's held-out predictions, as embedded
-    images."""
-    plots = []
-    metrics = card.get("metrics", {})
-    held_out = metrics.get("test_predictions") or card.get("test_predictions")
-    if held_out:
-        score_key = "p_male" if "p_male" in held_out else "p_success"
-        png = roc_plot(held_out.get(score_key, []), held_out.get("label", []), "ROC, held-out faces")
-        if png:
-            plots.append({"title": "ROC curve", "image": data_uri(png)})
-    calibration = card.get("calibration") or metrics.get("calibration") or {}
-    reliability = reliability_plot(
-        calibration.get("reliability", []), f"reliability, ECE {calibration.get('ece', 0):.3f}"
-    )
-    if reliability:
-        plots.append({"title": "reliability diagram", "image": data_uri(reliability)})
-    net = metrics.get("net", {})
-    classes = card.get("classes", ["female", "male"])
-    for level in ("per_image", "per_animal"):
-        matrix = net.get(level, {}).get("confusion_matrix")
-        if matrix:
-            plots.append(
-                {
-                    "title": f"confusion {level.replace('_', ' ')}",
-                    "image": data_uri(confusion_plot(matrix, classes, level.replace("_", " "))),
-                }
-            )
-    return plots
-
-
-def scalar_metrics(card: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The card's headline numbers: flat metrics, per-image and per-animal net metrics, calibration."""
-    metrics, flat = card.get("metrics", {}), []
-    for prefix, block in (
-        ("", metrics),
-        ("image ", metrics.get("net", {}).get("per_image", {})),
-        ("animal ", metrics.get("net", {}).get("per_animal", {})),
-        ("calibration ", card.get("calibration", {})),
-    ):
-        flat += [
-            (prefix + key, value)
-            for key, value in block.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        ]
-    return flat
 
 
 def models_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> list[dict[str, Any]]:

@@ -11,14 +11,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from models.audio_features import FEATURE_VERSION, SR, WINDOW_SAMPLES, TorchMFCC, write_window
+from models.audio_features import FEATURE_VERSION, SR, TorchMFCC, window_batches
 from models.segments import (
     RowProblem,
     Segment,
-    VadSettings,
+    Window,
     detect_vocal_segments,
     parse_raven_table,
-    windows_for_segment,
+    vad_settings,
+    window_rows,
 )
 from schemas.config import AudioConfig, Settings
 from schemas.home import HomeLayout
@@ -30,26 +31,6 @@ from tasks.stages import INGEST, Computed, DropStage, StageRun, ingest_count
 
 STAGE = "segments"
 SEGMENTS_VERSION = "1"
-
-
-@dataclass(frozen=True)
-class Window:
-    """One 2 s model input: where it lies in the recording and the call it comes from."""
-
-    row: dict[str, Any]
-    call: Segment
-
-
-def vad_settings(config: AudioConfig) -> VadSettings:
-    """The automatic detector's settings from the configuration."""
-    return VadSettings(
-        frame_s=config.vad_frame_s,
-        threshold_db=config.vad_threshold_db,
-        noise_percentile=config.vad_noise_percentile,
-        min_duration_s=config.vad_min_duration_s,
-        merge_gap_s=config.vad_merge_gap_s,
-        max_segment_s=config.vad_max_segment_s,
-    )
 
 
 def drop_recordings(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
@@ -107,31 +88,6 @@ def find_calls(
     return detect_vocal_segments(recording.samples, SR, vad_settings(config)), [], None
 
 
-def window_rows(
-    drop_id: str, media: dict[str, Any], encounter_id: str | None, calls: list[Segment], config: AudioConfig
-) -> list[Window]:
-    """One segment row per 2 s window of every call."""
-    windows: list[Window] = []
-    for call in calls:
-        for start, end in windows_for_segment(call.start_s, call.end_s, 2.0, config.min_last_window_fraction):
-            row = {
-                "segment_id": f"{media['media_id']}-s{len(windows):04d}",
-                "media_id": media["media_id"],
-                "drop_id": drop_id,
-                "encounter_id": encounter_id,
-                "start_s": start,
-                "end_s": end,
-                "call_start_s": call.start_s,
-                "call_end_s": call.end_s,
-                "padded": (end - start) < 2.0 - 1e-9,
-                "source": call.source,
-                "selection": call.selection,
-                "flags": [],
-            }
-            windows.append(Window(row, call))
-    return windows
-
-
 def recording_windows(
     drop_dir: Path, media: dict[str, Any], windows: list[Window], config: AudioConfig
 ) -> Iterator[tuple[Window, np.ndarray]]:
@@ -146,27 +102,6 @@ def recording_windows(
         for window in by_call[(call_start, call_end)]:
             window.row["flags"] = recording.flags
             yield window, recording.samples
-
-
-def window_batches(pairs: Iterable[tuple[Window, np.ndarray]], size: int) -> Iterator[tuple[list[Window], np.ndarray]]:
-    """Windows in batches of `size` across recordings (a few calls per recording would otherwise make batches of a
-    handful) with their peak-normalised (B, 2, 88200) samples, cut from each call straight into one array that every
-    batch reuses: use a batch before asking for the next."""
-    samples = np.empty((size, 2, WINDOW_SAMPLES), dtype=np.float32)
-    batch: list[Window] = []
-    for window, call in pairs:
-        write_window(
-            samples[len(batch)],
-            call,
-            window.row["start_s"] - window.call.start_s,
-            window.row["end_s"] - window.call.start_s,
-        )
-        batch.append(window)
-        if len(batch) == size:
-            yield batch, samples
-            batch = []
-    if batch:
-        yield batch, samples[: len(batch)]
 
 
 @dataclass

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from models.statistics import ClassifierRates
-from models.summaries import card_rates, gender_ratio_row, mating_card_rates, mating_success_row
+from models.summaries import card_rates, gender_ratio_row, mating_card_rates, mating_success_row, rates_of_kind
 from schemas.home import HomeLayout
 from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
 from tasks.model_store import CARD_FILE, VERSION_DIR
@@ -112,17 +112,6 @@ def model_card_rows(home: HomeLayout) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def rates_of_kind(rows: Sequence[Mapping[str, Any]], kind: str) -> dict[str, ClassifierRates]:
-    """Sensitivity and specificity of each model version of one kind (gender, mating) that has them."""
-    return {
-        row["model_version"]: ClassifierRates(
-            row["sensitivity"], row["specificity"], row["n_positive"], row["n_negative"]
-        )
-        for row in rows
-        if row["kind"] == kind and row["n_positive"] is not None
-    }
 
 
 def existing_relations(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> set[str]:

@@ -10,20 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.annotations import AnnotationError, AnnotationSet, split_images
 from models.detector_training import TrainingSettings, box_iou
 from models.faces import detect_faces, upright_rgb
 from schemas.config import FacesConfig
 from schemas.home import HomeLayout
 from tasks.detector_training import (
-    AnnotationError,
-    AnnotationSet,
     evaluate_detector,
     load_annotations,
     load_image,
     load_images,
     read_image_list,
     sample_drop_sources,
-    split_images,
     train_detector_on_sample_drop,
 )
 from tasks.faces import load_face_detector

@@ -22,21 +22,14 @@ import tasks.gender as gender_stage
 from flows.cli import app
 from flows.nightly import nightly
 from models.gender import calibrated_probs, folded_copy, predict_logits, preprocess
-from models.gender_training import animal_posterior
+from models.gender_training import TrainingDataError, animal_posterior, fit_split, seed_split
 from models.summaries import card_rates
 from models.synthetic.drop_files import exif_stamp
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from schemas.tables import DROPS, GENDER_PREDICTIONS, MEDIA
 from tasks.catalog import query, refresh_views
-from tasks.gender_training import (
-    TrainingDataError,
-    evaluate_gender,
-    fit_split,
-    labelled_faces,
-    seed_split,
-    train_gender,
-)
+from tasks.gender_training import evaluate_gender, labelled_faces, train_gender
 from tasks.lake import write_rows
 from tasks.model_store import CARD_FILE
 from tests.drops import DROP_TOML

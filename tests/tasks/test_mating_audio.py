@@ -7,15 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tasks.audio import (
-    PIPELINE_RATE,
-    RESAMPLE_PAD_S,
-    pick_channels,
-    read_float32,
-    read_span,
-    read_spans,
-    resample_to_pipeline,
-)
+from models.channels import PIPELINE_RATE, pick_channels, resample_to_pipeline
+from tasks.audio import RESAMPLE_PAD_S, read_float32, read_span, read_spans
 
 
 def test_span_whose_first_sample_rounds_up_is_read_whole(tmp_path):

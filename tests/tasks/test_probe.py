@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.media_checks import FileRejected, Probe
 from schemas.config import IngestConfig
-from tasks.probe import FileRejected, Probe, probe_audio, probe_image, sha256_of
+from tasks.probe import probe_audio, probe_image, sha256_of
 from tests.conftest import realfile
 from tests.tasks.media_files import (
     HEIGHT,

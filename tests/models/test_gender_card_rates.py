@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from models.gender_training import error_rates
 from models.statistics import wilson_interval
 from models.summaries import card_rates
-from tasks.gender_training import error_rates
 
 
 def animal(label: int, decision: str) -> dict:

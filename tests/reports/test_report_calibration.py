@@ -4,7 +4,7 @@ ECE misses the target."""
 from __future__ import annotations
 
 from models.training import calibration_report
-from tasks.report_sections import card_plots
+from reports.model_cards import card_plots
 
 
 def test_a_card_with_calibration_gets_a_reliability_diagram() -> None:
