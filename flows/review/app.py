@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from flows.review.security import CSRF_HEADER, SESSION_COOKIE, Session, SessionStore, is_loopback_name, same_secret
 from schemas.home import HomeLayout
-from schemas.review import ACTIONS, ReviewError, parse_item_key
+from schemas.review import ACTIONS, CONFIRM, UNDECIDED, ReviewError, parse_item_key
 from tasks import review as review_tasks
 from tasks.catalog import CatalogMissingError
 
@@ -134,7 +134,11 @@ def item_json(server: ReviewServer, entry: dict[str, Any]) -> dict[str, Any]:
         "model_version": item.get("model_version"),
         "images": ["/files/" + quote(path) for path in item.get("images", [])],
         "details": [[label, "" if value is None else str(value)] for label, value in details],
-        "actions": [{"key": k, "label": ACTION_LABELS[k]} for k in ACTIONS[key.kind]],
+        "actions": [
+            {"key": k, "label": ACTION_LABELS[k]}
+            for k, (_, value) in ACTIONS[key.kind].items()
+            if value != CONFIRM or item.get("call") not in UNDECIDED  # nothing to confirm in the abstain band
+        ],
         "remaining": entry.get("remaining"),
     }
 

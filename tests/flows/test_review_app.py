@@ -57,6 +57,8 @@ def test_review_by_keys_undo_and_the_queue_moves_on(review_home: HomeLayout, tmp
     headers = {"X-CSRF-Token": token}
     first = client.post("/api/next", json={}, headers=headers).json()["item"]
     assert first["actions"] and first["call"] and first["model_version"] and "remaining" in first
+    assert first["key"] == "animal::A02" and first["call"] == "unknown"  # faces disagree: the model abstains
+    assert [a["key"] for a in first["actions"]] == ["m", "f"], "nothing to confirm when the model abstains"
     answer = client.post("/api/review", json={"key": first["key"], "action": "m", "keystrokes": 1}, headers=headers)
     assert answer.status_code == 200, answer.text
     saved, second = answer.json()["saved"], answer.json()["item"]
