@@ -101,7 +101,7 @@ FACE_CALLS_VIEW = f"""
         LEFT JOIN faces f ON f.face_id = g.face_id AND f.drop_id = g.drop_id
     ),
     matched AS (
-        SELECT p.drop_id, p.face_id, c.field, c.human_value, c.reviewer, c.correction_id
+        SELECT p.drop_id, p.face_id, c.field, c.human_value, c.reviewer, c.created_at, c.correction_id
         FROM predicted p JOIN live_corrections c ON c.target_kind = 'face' AND c.media_id = p.media_id
         WHERE CASE WHEN c.bbox_w IS NOT NULL AND p.bbox_w IS NOT NULL THEN {box_iou("c", "p")} > {FACE_MATCH_IOU}
                    ELSE c.target_id = p.face_id END
@@ -119,7 +119,7 @@ FACE_CALLS_VIEW = f"""
            CASE WHEN s.human_value IS NOT NULL THEN 'human' WHEN k.sex_known IS NOT NULL THEN 'registry'
                 ELSE 'machine' END AS sex_source,
            n.human_value IS NOT NULL OR s.human_value IS NOT NULL AS reviewed,
-           coalesce(s.reviewer, n.reviewer) AS reviewer
+           coalesce(s.reviewer, n.reviewer) AS reviewer, coalesce(s.created_at, n.created_at) AS reviewed_at
     FROM predicted p
     LEFT JOIN matched s ON s.drop_id = p.drop_id AND s.face_id = p.face_id AND s.field = 'sex'
     LEFT JOIN matched n ON n.drop_id = p.drop_id AND n.face_id = p.face_id AND n.field = 'is_face'
@@ -145,7 +145,7 @@ ANIMALS_VIEW = f"""
         FROM animal_manifest WHERE sex IS NOT NULL OR name IS NOT NULL GROUP BY animal_id
     ),
     human AS (
-        SELECT target_id AS animal_id, human_value, reviewer FROM live_corrections
+        SELECT target_id AS animal_id, human_value, reviewer, created_at FROM live_corrections
         WHERE target_kind = 'animal' AND field = 'sex' {latest_per("target_id")}
     )
     SELECT r.animal_id, k.name, r.drop_id, d.site, d.deployment_id, coalesce(p.n_faces, 0) AS n_faces,
@@ -154,7 +154,7 @@ ANIMALS_VIEW = f"""
            p.model_version, coalesce(h.human_value, k.sex_known, {gender_band("p.p_male")}) AS sex,
            CASE WHEN h.human_value IS NOT NULL THEN 'human' WHEN k.sex_known IS NOT NULL THEN 'registry'
                 ELSE 'machine' END AS sex_source,
-           h.reviewer AS sex_reviewer
+           h.reviewer AS sex_reviewer, h.created_at AS sex_reviewed_at
     FROM registry r LEFT JOIN pooled p USING (animal_id) LEFT JOIN known k USING (animal_id)
     LEFT JOIN human h USING (animal_id)
     LEFT JOIN drops d ON d.drop_id = r.drop_id
