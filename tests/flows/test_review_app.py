@@ -25,9 +25,11 @@ def review_home(tmp_path_factory: pytest.TempPathFactory) -> HomeLayout:
     return write_review_home(tmp_path_factory.mktemp("review-app") / "home")
 
 
-def client_for(home: HomeLayout, password: str | None = None, loopback_only: bool = True) -> TestClient:
+def client_for(
+    home: HomeLayout, password: str | None = None, loopback_only: bool = True, audit_share: float = 0.05
+) -> TestClient:
     """A test client of an app on the home (no login unless a password is given)."""
-    server = ReviewServer(home, password, "kim", 0.05, loopback_only)
+    server = ReviewServer(home, password, "kim", audit_share, loopback_only)
     return TestClient(create_app(server), base_url=BASE)
 
 
@@ -50,31 +52,28 @@ def test_loopback_addresses() -> None:
     assert not any(is_loopback_host(h) for h in ("0.0.0.0", "192.168.1.4", "::", "example.org"))
 
 
-def test_review_by_keys_undo_and_the_queue_moves_on(review_home: HomeLayout, tmp_path: Path) -> None:
+def test_review_by_keys_undo_and_the_queue_moves_on(tmp_path: Path) -> None:
     home = write_review_home(tmp_path / "home")
-    client = client_for(home)
-    token = opened(client)
-    headers = {"X-CSRF-Token": token}
+    client = client_for(home, audit_share=0.0)  # no audit draw: the order is the ranking alone, whatever the day
+    headers = {"X-CSRF-Token": opened(client)}
     first = client.post("/api/next", json={}, headers=headers).json()["item"]
-    assert first["actions"] and first["call"] and first["model_version"] and "remaining" in first
-    assert first["key"] == "animal::A02" and first["call"] == "unknown"  # faces disagree: the model abstains
-    assert [a["key"] for a in first["actions"]] == ["m", "f"], "nothing to confirm when the model abstains"
-    answer = client.post("/api/review", json={"key": first["key"], "action": "m", "keystrokes": 1}, headers=headers)
+    assert first["key"] == "animal::A01" and first["call"] == "male" and first["model_version"] == "panda-gender@v1"
+    assert first["reason"] == "the model contradicts the registry (female)" and first["remaining"] == 13
+    assert [a["key"] for a in first["actions"]] == ["c", "m", "f"]
+    answer = client.post("/api/review", json={"key": first["key"], "action": "f", "keystrokes": 1}, headers=headers)
     assert answer.status_code == 200, answer.text
     saved, second = answer.json()["saved"], answer.json()["item"]
-    assert saved["human_value"] == "male" and second["key"] != first["key"]
-    assert second["remaining"] == first["remaining"] - 1
-    skipped = client.post("/api/next", json={"skip": [second["key"]]}, headers=headers).json()["item"]
-    assert skipped["key"] not in (first["key"], second["key"])
-    face = (
-        next(i for i in [second, skipped] if i["kind"] == "face")
-        if "face" in (second["kind"], skipped["kind"])
-        else None
-    )
-    if face:
-        assert face["images"] and client.get(face["images"][0]).headers["content-type"] == "image/jpeg"
+    assert (saved["machine_value"], saved["human_value"], saved["audit"]) == ("male", "female", False)
+    assert second["key"] == "animal::A02" and second["call"] == "unknown" and second["remaining"] == 12
+    assert [a["key"] for a in second["actions"]] == ["m", "f"], "nothing to confirm when the model abstains"
+    third = client.post("/api/next", json={"skip": [second["key"]]}, headers=headers).json()["item"]
+    assert third["key"] == "encounter:d1:E01" and [a["key"] for a in third["actions"]] == ["y", "x"]
+    face = client.post("/api/next", json={"skip": [second["key"], third["key"]]}, headers=headers).json()["item"]
+    assert face["kind"] == "face" and face["p"] == 0.52 and face["call"] == "male"  # P(success) 0.52 ranks first
+    assert [a["key"] for a in face["actions"]] == ["c", "m", "f", "n"]
+    assert len(face["images"]) == 1 and client.get(face["images"][0]).headers["content-type"] == "image/jpeg"
     undone = client.post("/api/undo", headers=headers).json()
-    assert undone["item"]["key"] == first["key"]
+    assert undone["item"]["key"] == first["key"] and undone["item"]["remaining"] == 13
     rows = query(home, "SELECT action, reviewer, keystrokes FROM corrections ORDER BY created_at").to_pylist()
     assert rows == [
         {"action": "set", "reviewer": "kim", "keystrokes": 1},
