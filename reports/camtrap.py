@@ -311,11 +311,37 @@ def observation_comment(face: Mapping[str, Any]) -> str | None:
     return "; ".join(notes) or None
 
 
+def human_sex(face: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+    """A reviewer's sex for the face (or else its animal) from `breedwatch review`: (sex, reviewer, when), or None."""
+    for level in ("face", "animal"):
+        if face.get(f"{level}_human_sex") in ("female", "male"):
+            return (
+                face[f"{level}_human_sex"],
+                face.get(f"{level}_reviewer") or "reviewer",
+                face.get(f"{level}_reviewed_at"),
+            )
+    return None
+
+
+def machine_note(face: Mapping[str, Any]) -> str:
+    """What the model said, for an observation a reviewer classified."""
+    sex, probability = sex_call(face)
+    said = f"{sex} ({probability:.3f})" if sex else "no call (abstain band)"
+    return f"machine call {said} by {classified_by(face)}"
+
+
 def observation_row(face: Mapping[str, Any], media: Mapping[str, Any], species: str | None) -> dict[str, Any]:
-    """One observations.csv row for one face: media level, animal, its box, the animal's sex call."""
+    """One observations.csv row for one face: media level, animal, its box, the animal's sex call (a reviewer's
+    call, marked human, where `breedwatch review` recorded one)."""
     box = clipped_box(face) or (None, None, None, None)
     sex, probability = sex_call(face)
     moment = local_time(media["captured_at"], media.get("timezone"))
+    method, by, when = "machine", classified_by(face), face.get("classified_at")
+    comment = observation_comment(face)
+    reviewed = human_sex(face)
+    if reviewed:
+        comment = "; ".join(note for note in (comment, machine_note(face)) if note)
+        (sex, by, when), method, probability = reviewed, "human", None
     return {
         "observationID": qualified(face["drop_id"], face["face_id"]),
         "deploymentID": deployment_of(media),
@@ -332,11 +358,11 @@ def observation_row(face: Mapping[str, Any], media: Mapping[str, Any], species: 
         "bboxY": box[1],
         "bboxWidth": box[2],
         "bboxHeight": box[3],
-        "classificationMethod": "machine",
-        "classifiedBy": classified_by(face),
-        "classificationTimestamp": local_time(face.get("classified_at"), media.get("timezone")),
+        "classificationMethod": method,
+        "classifiedBy": by,
+        "classificationTimestamp": local_time(when, media.get("timezone")),
         "classificationProbability": probability,
-        "observationComments": observation_comment(face),
+        "observationComments": comment,
     }
 
 
@@ -346,12 +372,20 @@ def build_observations(
     species: Mapping[str, str | None],
     built: Built,
 ) -> None:
-    """One observation per face of an exported image."""
+    """One observation per face of an exported image, except faces a reviewer ruled not a face."""
     by_id = {(m["drop_id"], m["media_id"]): m for m in media}
+    ruled_out = 0
     for face in faces:
         image = by_id.get((face["drop_id"], face["media_id"]))
-        if image is not None:
-            built.observations.append(observation_row(face, image, species.get(face["drop_id"])))
+        if image is None:
+            continue
+        if face.get("is_face") is False:
+            ruled_out += 1
+            continue
+        built.observations.append(observation_row(face, image, species.get(face["drop_id"])))
+    if ruled_out:
+        plural = "s" if ruled_out != 1 else ""
+        built.notes.append(f"Left out of the observations: {ruled_out} detection{plural} a reviewer ruled not a face.")
 
 
 def build_encounters(
@@ -472,7 +506,9 @@ def description(built: Built) -> str:
         "Observations are faces found by breedwatch's face detector (or keeper crops, whose box is the whole image); "
         "sex is the "
         "animal-level call of the gender model from all of the animal's faces (empty inside the abstain band), and "
-        "classificationProbability is the posterior probability of that call.",
+        "classificationProbability is the posterior probability of that call. Where a keeper corrected or "
+        "confirmed the call in breedwatch review, classificationMethod is human, classifiedBy the reviewer and "
+        "observationComments gives the machine's call.",
         "The custom encounters resource holds per-encounter mating success from vocalisations.",
         *built.notes,
     ]

@@ -334,6 +334,18 @@ class RunnerConfig(BaseModel):
     )
 
 
+class ReviewConfig(BaseModel):
+    """The review web app (`breedwatch review`): where it listens and how its queue is drawn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on; a non-loopback one needs a password.")
+    port: int = Field(default=8765, ge=1, le=65535, description="TCP port to listen on.")
+    audit_share: float = Field(
+        default=0.05, ge=0, le=0.5, description="Share of items drawn at random each day (unbiased review accuracy)."
+    )
+
+
 class Settings(BaseSettings):
     """breedwatch configuration (TOML via --config, then BREEDWATCH_* variables override)."""
 
@@ -352,6 +364,7 @@ class Settings(BaseSettings):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @field_validator("default_timezone")
     @classmethod
@@ -399,7 +412,7 @@ class Settings(BaseSettings):
 
     def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:
         """A hash of the settings that change results (all such sections, or only the given ones)."""
-        data = self.model_dump(mode="json", exclude={"home", "inbox", "runtime", "runner", "schedule"})
+        data = self.model_dump(mode="json", exclude={"home", "inbox", "runtime", "runner", "schedule", "review"})
         if sections is not None:
             data = {key: value for key, value in data.items() if key in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -12,6 +12,9 @@ MediaStatus = Literal["ok", "rejected"]
 RunStatus = Literal["running", "completed", "failed"]
 Stage = Literal["discover", "manifest", "ingest", "faces", "segments", "gender", "mating"]
 FaceSource = Literal["detector", "keeper"]
+TargetKind = Literal["face", "animal", "encounter", "media"]
+CorrectionAction = Literal["set", "undo"]
+ValueSource = Literal["human", "registry", "machine"]
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -295,6 +298,43 @@ CAMTRAP_OBSERVATIONS = TableSpec(
     ),
 )
 
+# A keeper's correction (or confirmation) of one machine value: append-only, never rewritten. Undo is a new row
+# (action undo, undoes = the correction it cancels). Partitioned by UTC day, not by drop, so re-running or clearing a
+# drop never touches a correction. A face is targeted by its frame's content (media_id, media_sha256) and its box, so
+# the correction follows it to the boxes of a new detector version (matched at IoU > 0.5 in the face_calls view).
+CORRECTIONS = TableSpec(
+    "corrections",
+    1,
+    pa.schema(
+        [
+            ("correction_id", pa.string()),
+            ("action", pa.string()),  # set | undo
+            ("undoes", pa.string()),  # undo rows: the correction_id they cancel
+            ("target_kind", pa.string()),  # face | animal | encounter | media
+            ("target_id", pa.string()),  # face_id (when made) | animal_id | encounter_id | media_id
+            ("drop_id", pa.string()),  # the target's drop (encounters are keyed by drop and encounter id)
+            ("media_id", pa.string()),  # faces: the frame holding the face
+            ("media_sha256", pa.string()),
+            ("bbox_x", pa.float64()),  # faces: the box the reviewer saw (relative 0..1, as faces)
+            ("bbox_y", pa.float64()),
+            ("bbox_w", pa.float64()),
+            ("bbox_h", pa.float64()),
+            ("field", pa.string()),  # sex | is_face | outcome | box
+            ("machine_value", pa.string()),  # what the model said, as text
+            ("human_value", pa.string()),  # what the reviewer says (null on undo rows)
+            ("model_version", pa.string()),  # the model that made the machine value (name@vN, or the detector)
+            ("reviewer", pa.string()),
+            ("created_at", UTC_TIMESTAMP),
+            ("seconds_spent", pa.float64()),  # from the item appearing to the key press
+            ("keystrokes", pa.int32()),  # keys pressed on the item, the deciding one included
+            ("audit", pa.bool_()),  # the item came from the day's random audit slice (unbiased accuracy)
+            ("queue_reason", pa.string()),  # why the queue showed it
+            ("note", pa.string()),
+        ]
+    ),
+    partition="day",
+)
+
 LAKE_TABLES: tuple[TableSpec, ...] = (
     MEDIA,
     REJECTS,
@@ -309,6 +349,7 @@ LAKE_TABLES: tuple[TableSpec, ...] = (
     RUNS,
     DEPLOYMENTS,
     CAMTRAP_OBSERVATIONS,
+    CORRECTIONS,
 )
 
 

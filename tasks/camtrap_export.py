@@ -57,10 +57,18 @@ WITH latest AS (
 )
 SELECT f.drop_id, f.face_id, f.media_id, f.animal_id, f.source, f.detector, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h,
        f.excluded, f.exclude_reason, g.p_male AS face_p_male, g.model_version, g.classified_at,
-       a.sex_predicted, a.p_male AS animal_p_male, a.model_version AS animal_model_version, a.sex_known
+       a.sex_predicted, a.p_male AS animal_p_male, a.model_version AS animal_model_version, a.sex_known,
+       coalesce(c.is_face, true) AS is_face, CASE WHEN c.sex_source = 'human' THEN c.sex END AS face_human_sex,
+       c.reviewer AS face_reviewer, c.reviewed_at AS face_reviewed_at,
+       CASE WHEN a.sex_source = 'human' THEN a.sex END AS animal_human_sex, a.sex_reviewer AS animal_reviewer,
+       a.sex_reviewed_at AS animal_reviewed_at
 FROM faces f
 LEFT JOIN latest g ON g.drop_id = f.drop_id AND g.face_id = f.face_id
 LEFT JOIN animals a ON a.animal_id = coalesce(g.animal_id, f.animal_id)
+LEFT JOIN (
+    SELECT * FROM face_calls
+    QUALIFY row_number() OVER (PARTITION BY drop_id, face_id ORDER BY reviewed_at DESC NULLS LAST) = 1
+) c ON c.drop_id = f.drop_id AND c.face_id = f.face_id
 WHERE {DROP_FILTER.format(column="f.drop_id")}
 ORDER BY f.drop_id, f.face_id
 """

@@ -66,11 +66,71 @@ def disagreement_columns() -> str:
     )
 
 
+# Live corrections: keepers' rows that set a value and have not been undone (undo is a row of its own).
+LIVE_CORRECTIONS_VIEW = """
+    CREATE OR REPLACE VIEW live_corrections AS
+    SELECT * FROM corrections
+    WHERE action = 'set' AND correction_id NOT IN (
+        SELECT undoes FROM corrections WHERE action = 'undo' AND undoes IS NOT NULL)
+"""
+
+
+def latest_per(key: str) -> str:
+    """QUALIFY clause keeping the latest live correction per key (created_at, then id, breaks ties)."""
+    return f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY created_at DESC, correction_id DESC) = 1"
+
+
+def box_iou(a: str, b: str) -> str:
+    """SQL intersection over union of two relative boxes given by their table aliases (bbox_x, _y, _w, _h)."""
+    inter_w = f"greatest(0, least({a}.bbox_x + {a}.bbox_w, {b}.bbox_x + {b}.bbox_w) - greatest({a}.bbox_x, {b}.bbox_x))"
+    inter_h = f"greatest(0, least({a}.bbox_y + {a}.bbox_h, {b}.bbox_y + {b}.bbox_h) - greatest({a}.bbox_y, {b}.bbox_y))"
+    union = f"{a}.bbox_w * {a}.bbox_h + {b}.bbox_w * {b}.bbox_h - {inter_w} * {inter_h}"
+    return f"({inter_w} * {inter_h} / nullif({union}, 0))"
+
+
+# Face corrections follow the face, not its id: a correction names the frame (media_id, from the content hash) and
+# the box the reviewer saw, and applies to whichever face of that frame now overlaps it at IoU > 0.5, so a new
+# detector version (new boxes, maybe new face ids) keeps it. Without a box on either side the face id decides.
+FACE_MATCH_IOU = 0.5
+FACE_CALLS_VIEW = f"""
+    CREATE OR REPLACE VIEW face_calls AS
+    WITH predicted AS (
+        SELECT g.face_id, g.media_id, g.drop_id, g.animal_id, g.p_male, g.label, g.model_version, g.gradcam_path,
+               f.source, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h, f.crop_path, f.detector
+        FROM gender_predictions g
+        LEFT JOIN faces f ON f.face_id = g.face_id AND f.drop_id = g.drop_id
+    ),
+    matched AS (
+        SELECT p.drop_id, p.face_id, c.field, c.human_value, c.reviewer, c.created_at, c.correction_id
+        FROM predicted p JOIN live_corrections c ON c.target_kind = 'face' AND c.media_id = p.media_id
+        WHERE CASE WHEN c.bbox_w IS NOT NULL AND p.bbox_w IS NOT NULL THEN {box_iou("c", "p")} > {FACE_MATCH_IOU}
+                   ELSE c.target_id = p.face_id END
+        {latest_per("p.drop_id, p.face_id, c.field")}
+    ),
+    known AS (
+        SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known
+        FROM animal_manifest WHERE sex IS NOT NULL GROUP BY animal_id
+    )
+    SELECT p.face_id, p.media_id, p.drop_id, p.animal_id, p.source, p.bbox_x, p.bbox_y, p.bbox_w, p.bbox_h,
+           p.crop_path, p.gradcam_path, p.detector, p.p_male, p.label AS sex_machine, p.model_version,
+           n.human_value IS DISTINCT FROM 'false' AS is_face,
+           CASE WHEN n.human_value IS NOT NULL THEN 'human' ELSE 'machine' END AS is_face_source,
+           coalesce(s.human_value, k.sex_known, p.label) AS sex,
+           CASE WHEN s.human_value IS NOT NULL THEN 'human' WHEN k.sex_known IS NOT NULL THEN 'registry'
+                ELSE 'machine' END AS sex_source,
+           n.human_value IS NOT NULL OR s.human_value IS NOT NULL AS reviewed,
+           coalesce(s.reviewer, n.reviewer) AS reviewer, coalesce(s.created_at, n.created_at) AS reviewed_at
+    FROM predicted p
+    LEFT JOIN matched s ON s.drop_id = p.drop_id AND s.face_id = p.face_id AND s.field = 'sex'
+    LEFT JOIN matched n ON n.drop_id = p.drop_id AND n.face_id = p.face_id AND n.field = 'is_face'
+    LEFT JOIN known k ON k.animal_id = p.animal_id
+"""
+
 ANIMALS_VIEW = f"""
     CREATE OR REPLACE VIEW animals AS
     WITH pooled AS (
         SELECT {pooled_gender("animal_id")}
-        FROM gender_predictions WHERE animal_id IS NOT NULL GROUP BY animal_id
+        FROM face_calls WHERE animal_id IS NOT NULL AND is_face GROUP BY animal_id
     ),
     registry AS (
         SELECT animal_id, max(drop_id) AS drop_id FROM (
@@ -83,12 +143,20 @@ ANIMALS_VIEW = f"""
         SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known,
                count(DISTINCT sex) > 1 AS sex_conflict, any_value(name) AS name
         FROM animal_manifest WHERE sex IS NOT NULL OR name IS NOT NULL GROUP BY animal_id
+    ),
+    human AS (
+        SELECT target_id AS animal_id, human_value, reviewer, created_at FROM live_corrections
+        WHERE target_kind = 'animal' AND field = 'sex' {latest_per("target_id")}
     )
     SELECT r.animal_id, k.name, r.drop_id, d.site, d.deployment_id, coalesce(p.n_faces, 0) AS n_faces,
            p.p_male, {gender_band("p.p_male")} AS sex_predicted, k.sex_known,
            coalesce(k.sex_conflict, false) AS sex_conflict, p.mean_face_p_male, {disagreement_columns()},
-           p.model_version
+           p.model_version, coalesce(h.human_value, k.sex_known, {gender_band("p.p_male")}) AS sex,
+           CASE WHEN h.human_value IS NOT NULL THEN 'human' WHEN k.sex_known IS NOT NULL THEN 'registry'
+                ELSE 'machine' END AS sex_source,
+           h.reviewer AS sex_reviewer, h.created_at AS sex_reviewed_at
     FROM registry r LEFT JOIN pooled p USING (animal_id) LEFT JOIN known k USING (animal_id)
+    LEFT JOIN human h USING (animal_id)
     LEFT JOIN drops d ON d.drop_id = r.drop_id
     ORDER BY r.animal_id
 """
@@ -100,8 +168,8 @@ FACE_EVENTS_VIEW = f"""
     WITH unknown_faces AS (
         SELECT g.face_id, g.p_male, g.model_version, g.drop_id, m.media_id, split_part(m.path, '/', 2) AS camera,
                m.captured_at
-        FROM gender_predictions g JOIN media m ON m.media_id = g.media_id AND m.drop_id = g.drop_id
-        WHERE g.animal_id IS NULL
+        FROM face_calls g JOIN media m ON m.media_id = g.media_id AND m.drop_id = g.drop_id
+        WHERE g.animal_id IS NULL AND g.is_face
     ),
     marked AS (
         SELECT *, CASE WHEN lag(captured_at) OVER w IS NULL OR captured_at IS NULL
@@ -127,6 +195,8 @@ FACE_EVENTS_VIEW = f"""
 """
 
 DERIVED_VIEWS = {
+    "live_corrections": LIVE_CORRECTIONS_VIEW,
+    "face_calls": FACE_CALLS_VIEW,
     "animals": ANIMALS_VIEW,
     "face_events": FACE_EVENTS_VIEW,
     # Detector yield: faces per image per camera (first folder under images/) per local night.
@@ -150,7 +220,7 @@ DERIVED_VIEWS = {
     # Encounters (seed 002 Eq. 4 over all segments): p_success = P_s / (P_s + P_f), the success and failure
     # probabilities summed over every frame of every predicted 2 s window; the call applies the thresholds
     # table's mating band (defaults 0.4 / 0.6) to p_calibrated, p_success at the model card's temperature.
-    "encounters": """
+    "encounters": f"""
         CREATE OR REPLACE VIEW encounters AS
         WITH band AS (
             SELECT coalesce(max(value) FILTER (WHERE name = 'mating.abstain_low'), 0.4) AS low,
@@ -179,15 +249,24 @@ DERIVED_VIEWS = {
                                           / (1 - greatest(least(p_success, 1 - 1e-12), 1e-12))) / temperature))
                       AS p_calibrated
             FROM rolled
+        ), human AS (
+            SELECT drop_id, target_id AS encounter_id, human_value, reviewer FROM live_corrections
+            WHERE target_kind = 'encounter' AND field = 'outcome' {latest_per("drop_id, target_id")}
+        ), called AS (
+            SELECT c.*, CASE WHEN c.p_calibrated IS NULL THEN 'unknown'
+                             WHEN c.p_calibrated > b.high THEN 'success'
+                             WHEN c.p_calibrated <= b.low THEN 'failure'
+                             ELSE 'unknown' END AS predicted
+            FROM calibrated c CROSS JOIN band b
         )
         SELECT c.encounter_id, c.drop_id, c.male_id, c.female_id, c.started_at, c.recording, c.n_segments,
-               c.n_predicted, c.p_success, c.p_calibrated,
-               CASE WHEN c.p_calibrated IS NULL THEN 'unknown'
-                    WHEN c.p_calibrated > b.high THEN 'success'
-                    WHEN c.p_calibrated <= b.low THEN 'failure'
-                    ELSE 'unknown' END AS predicted,
-               c.outcome, c.outcome_known, c.model_version, c.temperature
-        FROM calibrated c CROSS JOIN band b
+               c.n_predicted, c.p_success, c.p_calibrated, c.predicted,
+               c.outcome, c.outcome_known, c.model_version, c.temperature,
+               coalesce(h.human_value, c.outcome, c.predicted) AS outcome_final,
+               CASE WHEN h.human_value IS NOT NULL THEN 'human' WHEN c.outcome IS NOT NULL THEN 'registry'
+                    ELSE 'machine' END AS outcome_source,
+               h.reviewer AS outcome_reviewer
+        FROM called c LEFT JOIN human h ON h.drop_id = c.drop_id AND h.encounter_id = c.encounter_id
         ORDER BY c.drop_id, c.started_at, c.encounter_id
     """,
 }

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,53 @@ def summarise(events: list[dict[str, Any]], page: dict[str, Any], screenshot: by
         elif event.get("method") == "Network.requestWillBeSent":
             visit_.requests.append(params["request"]["url"].split(":", 1)[0])
     return visit_
+
+
+@contextlib.contextmanager
+def chromium_page() -> Iterator[DevTools]:
+    """A headless Chromium with one page under DevTools control (network events recorded), closed afterwards."""
+    browser = chromium_path()
+    with tempfile.TemporaryDirectory() as profile:
+        process = subprocess.Popen(
+            [browser, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            tools = DevTools(debugger_url(Path(profile), process))
+            tools.call("Network.enable")
+            tools.call("Page.enable")
+            yield tools
+            tools.socket.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def evaluate(tools: DevTools, expression: str) -> Any:
+    """The value of a JavaScript expression on the page (promises awaited)."""
+    result = tools.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+    return result.get("result", {}).get("value")
+
+
+def wait_until(tools: DevTools, expression: str, timeout: float = 20.0) -> Any:
+    """Poll a JavaScript expression until it is truthy and return its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = evaluate(tools, expression)
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"the page never made {expression!r} true")
+
+
+def press(tools: DevTools, key: str) -> None:
+    """Type one character key as a person would (key down, then up)."""
+    code = f"Key{key.upper()}" if key.isalpha() else ""
+    tools.call("Input.dispatchKeyEvent", type="keyDown", key=key, text=key, code=code)
+    tools.call("Input.dispatchKeyEvent", type="keyUp", key=key, code=code)
+
+
+def screenshot(tools: DevTools) -> bytes:
+    """A PNG of the whole page as it is now."""
+    return base64.b64decode(tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])

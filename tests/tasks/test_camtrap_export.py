@@ -342,3 +342,29 @@ def test_an_export_reads_back_as_a_drop(tmp_path: Path) -> None:
     assert query(back, "SELECT latitude, longitude FROM deployments").to_pylist() == [
         {"latitude": None, "longitude": None}
     ]
+
+
+def test_reviewed_calls_are_exported_as_human_classifications(realdata: Path, tmp_path: Path) -> None:
+    """A reviewer's sex is the observation's, marked classificationMethod human and classifiedBy the reviewer, with
+    the machine's call in the comment; a detection ruled not a face is left out, and the package says so."""
+    from tasks.review import record_review
+
+    schemas = official_schemas(realdata)
+    home = station(tmp_path, located=True)
+    timing = {"seconds_spent": 3.0, "keystrokes": 1}
+    record_review(home, "animal::A02", "f", "kim", timing, "2026-12-02", 0.05)
+    camera_face = query(home, "SELECT face_id FROM face_calls WHERE animal_id IS NULL").to_pylist()[0]["face_id"]
+    record_review(home, f"face:drop-1:{camera_face}", "n", "lee", timing, "2026-12-02", 0.05)
+    out = tmp_path / "package"
+    result = export(home, out)
+    assert result.exit_code == 0, result.output
+    assert profile_errors(out, schemas) == [] and table_errors(out, schemas) == []
+    observations = {o["individualID"]: o for o in read_csv(out / "observations.csv")}
+    assert set(observations) == {"A01", "A02"}, "the detection ruled not a face is left out"
+    a02 = observations["A02"]
+    assert (a02["sex"], a02["classificationMethod"], a02["classifiedBy"]) == ("female", "human", "kim")
+    assert a02["classificationProbability"] == "" and a02["classificationTimestamp"].startswith("2026-")
+    assert "machine call male" in a02["observationComments"] and "panda-gender@v1" in a02["observationComments"]
+    assert observations["A01"]["classificationMethod"] == "machine"
+    described = json.loads((out / "datapackage.json").read_text())["description"]
+    assert "Left out of the observations: 1 detection a reviewer ruled not a face." in described

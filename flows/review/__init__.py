@@ -1,0 +1,1 @@
+"""The review web app: pages, JSON API and security around tasks.review."""

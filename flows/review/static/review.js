@@ -1,0 +1,155 @@
+// breedwatch review: one key per decision, the next item fetched as JSON without reloading the page.
+// Everything shown is set through textContent and attributes, never parsed as HTML.
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const state = { item: null, shownAt: 0, keys: 0, skipped: [], busy: false };
+// Measured here and read by the browser test: decisions made and keys pressed for them.
+window.reviewStats = { decisions: 0, keys: 0, undos: 0, skips: 0, errors: 0 };
+
+function element(tag, text, attributes) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+  return node;
+}
+
+function say(message, isError) {
+  const status = document.getElementById("status");
+  status.textContent = message;
+  status.className = isError ? "error" : "";
+  if (isError) window.reviewStats.errors += 1;
+}
+
+async function post(url, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: JSON.stringify(body || {}),
+  });
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+function show(item) {
+  state.item = item;
+  state.shownAt = performance.now();
+  state.keys = 0;
+  const box = document.getElementById("item");
+  box.replaceChildren();
+  if (!item) {
+    box.append(element("p", "The queue is empty: every item has been reviewed (or skipped). Well done."));
+    document.getElementById("remaining").textContent = "0";
+    box.dataset.key = "";
+    return;
+  }
+  box.dataset.key = item.key;
+  if (item.remaining !== null && item.remaining !== undefined) {
+    document.getElementById("remaining").textContent = String(item.remaining);
+  }
+  const heading = element("h2", item.title);
+  if (item.audit) heading.append(" ", element("span", "audit sample", { class: "audit", title: "drawn at random" }));
+  box.append(heading, element("p", "Why: " + item.reason));
+  const images = element("div", null, { id: "images" });
+  for (const url of item.images || []) images.append(element("img", null, { src: url, alt: item.kind + " image" }));
+  box.append(images);
+  const probability = item.p === null || item.p === undefined ? "no probability" : Number(item.p).toFixed(3);
+  box.append(element("p", "Model says: " + item.call + " (" + item.p_label + " " + probability + ")", { id: "call" }));
+  const table = element("table");
+  for (const [label, value] of [["model", item.model_version || "none"], ...(item.details || [])]) {
+    const row = element("tr");
+    row.append(element("td", label), element("td", value));
+    table.append(row);
+  }
+  box.append(table);
+  const actions = element("div", null, { id: "actions" });
+  for (const action of item.actions) {
+    const button = element("button", null, { type: "button", "data-key": action.key });
+    button.append(element("kbd", action.key), " " + action.label);
+    button.addEventListener("click", () => decide(action.key));
+    actions.append(button);
+  }
+  for (const [key, label] of [["s", "skip"], ["u", "undo"]]) {
+    const button = element("button", null, { type: "button", "data-key": key });
+    button.append(element("kbd", key), " " + label);
+    button.addEventListener("click", () => (key === "s" ? skip() : undo()));
+    actions.append(button);
+  }
+  box.append(actions);
+}
+
+function updateRate() {
+  const stats = window.reviewStats;
+  if (stats.decisions) {
+    document.getElementById("keys-per-item").textContent = (stats.keys / stats.decisions).toFixed(2);
+  }
+}
+
+async function run(work) {
+  if (state.busy) return;
+  state.busy = true;
+  try {
+    await work();
+  } catch (problem) {
+    say(problem.message, true);
+  } finally {
+    state.busy = false;
+  }
+}
+
+function decide(key) {
+  return run(async () => {
+    if (!state.item) return;
+    const body = {
+      key: state.item.key,
+      action: key,
+      seconds_spent: (performance.now() - state.shownAt) / 1000,
+      keystrokes: Math.max(state.keys, 1),
+      skip: state.skipped,
+    };
+    const answer = await post("/api/review", body);
+    window.reviewStats.decisions += 1;
+    window.reviewStats.keys += body.keystrokes;
+    updateRate();
+    const saved = answer.saved;
+    say("Saved: " + saved.field + " " + saved.human_value + " (the model said " + saved.machine_value + ").", false);
+    show(answer.item);
+  });
+}
+
+function skip() {
+  return run(async () => {
+    if (!state.item) return;
+    state.skipped.push(state.item.key);
+    window.reviewStats.skips += 1;
+    const answer = await post("/api/next", { skip: state.skipped });
+    say("Skipped; it stays in the queue for later.", false);
+    show(answer.item);
+  });
+}
+
+function undo() {
+  return run(async () => {
+    const answer = await post("/api/undo", {});
+    window.reviewStats.undos += 1;
+    state.skipped = state.skipped.filter((key) => key !== answer.item.key);
+    say("Undone: your last decision is cancelled (a new row records the undo).", false);
+    show(answer.item);
+  });
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
+  const key = event.key.toLowerCase();
+  if (key.length !== 1) return;
+  state.keys += 1;
+  if (key === "s") return skip();
+  if (key === "u") return undo();
+  if (state.item && state.item.actions.some((action) => action.key === key)) return decide(key);
+  say("The key " + key + " does nothing on this item.", true);
+});
+
+run(async () => show((await post("/api/next", { skip: [] })).item));

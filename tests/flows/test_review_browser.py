@@ -1,0 +1,115 @@
+"""The review app looked at and used as a keeper would: headless Chromium reviews items by keyboard, skips one,
+undoes one, and the corrections table and the views show it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.review.app import ReviewServer, create_app
+from schemas.home import HomeLayout
+from tasks.catalog import query
+from tests.browser import chromium_page, chromium_path, evaluate, press, screenshot, wait_until
+from tests.review_home import write_review_home
+
+DECISIONS = 8
+SHOWN_KEY = "document.getElementById('item').dataset.key"
+KEY_FOR = {"face": ("f", "m", "n"), "animal": ("m",), "encounter": ("y", "x")}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[HomeLayout, str]]:
+    """The review app on a small home with predictions, served by uvicorn on a thread: the home and the base URL."""
+    import uvicorn
+
+    home = write_review_home(tmp_path / "home")
+    port = free_port()
+    app = create_app(ReviewServer(home, None, "kim", 0.05, loopback_only=True))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield home, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=20)
+
+
+def shown_item(tools) -> dict:
+    """The item the page shows (key, kind and the keys it offers)."""
+    return evaluate(tools, "({key: state.item && state.item.key, kind: state.item && state.item.kind})")
+
+
+@pytest.mark.skipif(
+    chromium_path() is None, reason="no Chromium installed (apt-get install chromium; .ci/run installs it)"
+)
+def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_path: Path) -> None:
+    home, base = served
+    with chromium_page() as tools:
+        tools.call("Page.navigate", url=base + "/")
+        wait_until(tools, SHOWN_KEY)
+        wait_until(tools, "Array.from(document.images).every(i => i.complete)")
+        first_shot = screenshot(tools)
+        decided: list[str] = []
+        uses: dict[str, int] = {}
+        while len(decided) < DECISIONS:
+            item = shown_item(tools)
+            if len(decided) == 3 and not uses.get("skip"):
+                press(tools, "s")
+                uses["skip"] = 1
+            else:
+                choices = KEY_FOR[item["kind"]]
+                key = choices[uses.get(item["kind"], 0) % len(choices)]
+                uses[item["kind"]] = uses.get(item["kind"], 0) + 1
+                press(tools, key)
+                decided.append(item["key"])
+            wait_until(tools, f"{SHOWN_KEY} !== {item['key']!r}")
+        press(tools, "u")
+        wait_until(tools, f"{SHOWN_KEY} === {decided[-1]!r}")
+        stats = evaluate(tools, "window.reviewStats")
+        page_rate = evaluate(tools, "document.getElementById('keys-per-item').textContent")
+        status = evaluate(tools, "document.getElementById('status').textContent")
+        images = evaluate(tools, "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        shot = screenshot(tools)
+        events = list(tools.events)
+    (tmp_path / "review.png").write_bytes(shot)
+    if os.environ.get("BREEDWATCH_REVIEW_SCREENSHOT"):  # the page after the undo, and its first item beside it
+        wanted = Path(os.environ["BREEDWATCH_REVIEW_SCREENSHOT"])
+        wanted.write_bytes(shot)
+        wanted.with_name(f"{wanted.stem}-first{wanted.suffix}").write_bytes(first_shot)
+
+    assert stats["decisions"] == DECISIONS and stats["undos"] == 1 and stats["skips"] == 1 and stats["errors"] == 0
+    assert stats["keys"] / stats["decisions"] == 1.0 and page_rate == "1.00", "one keystroke per item"
+    assert status.startswith("Undone") and all(images)
+    requests = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
+    assert requests and all(url.startswith(base) for url in requests), "nothing but the app itself is fetched"
+    failed = [e for e in events if e.get("method") == "Network.loadingFailed"]
+    assert failed == []
+
+    rows = query(home, "SELECT action, target_kind, keystrokes, seconds_spent FROM corrections").to_pylist()
+    assert sorted(r["action"] for r in rows) == ["set"] * DECISIONS + ["undo"]
+    assert all(r["keystrokes"] == 1 and r["seconds_spent"] >= 0 for r in rows if r["action"] == "set")
+    human = {
+        "face": "SELECT count(*) AS n FROM face_calls WHERE reviewed",
+        "animal": "SELECT count(*) AS n FROM animals WHERE sex_source = 'human'",
+        "encounter": "SELECT count(*) AS n FROM encounters WHERE outcome_source = 'human'",
+    }
+    kept = decided[:-1]  # the last decision was undone
+    for kind, sql in human.items():
+        expected = sum(1 for key in kept if key.startswith(kind + ":"))
+        assert query(home, sql).to_pylist() == [{"n": expected}], kind
