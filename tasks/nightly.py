@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,12 +12,12 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.config import load_settings
+from schemas.config import IngestConfig, load_settings
 from schemas.home import HomeLayout
 from tasks.artifacts import publish_run_artifacts
 from tasks.catalog import refresh_views
 from tasks.devices import choose_device, gpu_slot, retain_freed_memory
-from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
+from tasks.discover import drop_id_of, list_inbox_drops, settle_remaining, walk_drop
 from tasks.execution import resolve_execution
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
@@ -73,14 +74,40 @@ def start_run(home: str, config_file: str | None) -> str:
 
 @task(name="find-drops", cache_policy=NO_CACHE)
 def find_drops(home: str, run_id: str, drops: list[str] | None) -> list[str]:
-    """The drops given, or every inbox drop whose content is not already ingested."""
+    """The drops given, or every inbox drop whose content is not already ingested, that have settled (given drops are
+    waited for, at most settle_s once; inbox drops still being copied are left to the next run)."""
     layout = HomeLayout(Path(home))
     settings = load_run_settings(layout, run_id)
     if drops:
-        return [str(Path(drop).resolve()) for drop in drops]
+        return [str(d) for d in settled_drops([Path(drop).resolve() for drop in drops], settings.ingest, wait=True)]
     pending = [d for d in list_inbox_drops(settings.inbox_dir) if not drop_is_current(layout, d, settings)]
     get_run_logger().info("%d new or changed drops in %s", len(pending), settings.inbox_dir)
-    return [str(d) for d in pending]
+    return [str(d) for d in settled_drops(pending, settings.ingest, wait=False)]
+
+
+def settled_drops(candidates: list[Path], config: IngestConfig, wait: bool) -> list[Path]:
+    """The candidates that have settled, after waiting once for the slowest when asked; the others are logged and left
+    for the next run (nothing is rejected)."""
+    logger = get_run_logger()
+    remaining = {drop: settle_remaining(drop, config, time.time()) for drop in candidates}
+    longest = max(remaining.values(), default=0.0)
+    if wait and longest > 0:
+        unsettled = ", ".join(drop.name for drop, left in remaining.items() if left > 0)
+        logger.info("waiting %.0f s for %s to settle (no file changed for %g s)", longest, unsettled, config.settle_s)
+        time.sleep(longest)
+        remaining = {drop: settle_remaining(drop, config, time.time()) for drop in candidates}
+    for drop, left in remaining.items():
+        if left > 0:
+            marker = f" or until it carries {config.ready_marker}" if config.ready_marker else ""
+            logger.warning(
+                "drop %s is still being copied (a file in it changed %.0f s ago): skipped this run; it settles in "
+                "%.0f s%s, and the next run takes it",
+                drop.name,
+                config.settle_s - left,
+                left,
+                marker,
+            )
+    return [drop for drop in candidates if remaining[drop] == 0]
 
 
 def drop_is_current(layout: HomeLayout, drop_dir: Path, settings: Any) -> bool:
