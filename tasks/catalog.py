@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES, TableSpec
+from tasks.home_version import check_home_version
 from tasks.lake import ensure_schema_parts
 
 LOCK_RETRIES = 20
@@ -21,11 +22,31 @@ class CatalogMissingError(RuntimeError):
     """The home has no catalog yet."""
 
 
+def quoted(name: str) -> str:
+    """A column name as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def view_columns(spec: TableSpec) -> str:
+    """The view's SELECT list: the present columns in schema order, a renamed one taken from its older name in parts
+    written before the rename (union_by_name gives every part every name; the schema part guarantees they exist)."""
+    older: dict[str, list[str]] = {}
+    for old, new in spec.old_names().items():
+        older.setdefault(new, []).append(old)
+    return ", ".join(
+        f"coalesce({', '.join(quoted(n) for n in [name, *older[name]])}) AS {quoted(name)}"
+        if name in older
+        else quoted(name)
+        for name in spec.schema.names
+    )
+
+
 def view_sql(spec: TableSpec, lake: Path) -> str:
-    """CREATE VIEW over every part of a table; the lake path is an identifier we control, not user input."""
+    """CREATE VIEW over every part of a table, whatever version wrote it; the lake path is an identifier we control,
+    not user input."""
     pattern = (lake / spec.name / "*" / "part-*.parquet").as_posix().replace("'", "''")
     return (
-        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT * FROM read_parquet('{pattern}', "
+        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {view_columns(spec)} FROM read_parquet('{pattern}', "
         "union_by_name = true, hive_partitioning = false)"
     )
 
@@ -232,6 +253,7 @@ def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection
 
 def query(home: HomeLayout, sql: str, parameters: list[object] | None = None) -> pa.Table:
     """Run SQL against the catalog read-only and return the result as an Arrow table."""
+    check_home_version(home)
     if not home.catalog.exists():
         raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")
     with connect_with_retry(home.catalog, read_only=True) as con:

@@ -139,19 +139,43 @@ def part_writer(
     fsync_dir(path.parent)
 
 
+def conform(table: pa.Table, spec: TableSpec, columns: Sequence[str] | None = None) -> pa.Table:
+    """A part of any older version in the spec's present schema (or those of its columns asked for): renamed columns
+    under their new names, columns added since as nulls, columns dropped since left out."""
+    renames = spec.old_names()
+    table = table.rename_columns([renames.get(name, name) for name in table.column_names])
+    fields = [spec.schema.field(name) for name in columns] if columns is not None else list(spec.schema)
+    arrays = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in fields
+    ]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def read_part(path: Path, spec: TableSpec, columns: Sequence[str] | None = None) -> pa.Table:
+    """One part in the spec's present schema whatever version wrote it, reading only the columns asked for."""
+    wanted = list(columns) if columns is not None else spec.schema.names
+    present = set(pq.read_schema(path).names)
+    older = {new: old for old, new in spec.old_names().items() if old in present}
+    stored = [name if name in present else older[name] for name in wanted if name in present or name in older]
+    return conform(pq.read_table(path, columns=stored), spec, wanted)
+
+
 def read_table(home: HomeLayout, spec: TableSpec) -> pa.Table:
     """Read every committed part of a table (temp files are never matched)."""
     parts = sorted(home.table_dir(spec.name).glob("*=*/part-*.parquet"))
-    tables = [pq.read_table(part, schema=spec.schema) for part in parts]
+    tables = [read_part(part, spec) for part in parts]
     return pa.concat_tables(tables) if tables else spec.schema.empty_table()
 
 
 def ensure_schema_parts(home: HomeLayout) -> None:
-    """Write an empty part per table so views always have every column, even before any data."""
+    """Write an empty part per table so views always have every column of every version, even before any data."""
     for spec in LAKE_TABLES:
         path = home.table_dir(spec.name) / SCHEMA_PARTITION / f"part-schema-v{spec.version}.parquet"
         if not path.exists():
-            write_table_atomic(spec.schema.empty_table(), path)
+            write_table_atomic(spec.read_schema().empty_table(), path)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

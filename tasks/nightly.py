@@ -19,6 +19,7 @@ from tasks.catalog import refresh_views
 from tasks.devices import choose_device, gpu_slot, retain_freed_memory
 from tasks.discover import drop_id_of, list_inbox_drops, settle_remaining, walk_drop
 from tasks.execution import resolve_execution
+from tasks.home_version import open_home_for_writing
 from tasks.ingest import STAGE, DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
 from tasks.progress import progress_wanted, stage_progress
@@ -37,8 +38,11 @@ def resolve_home(home: str | None, config_file: str | None) -> str:
 
 @contextlib.contextmanager
 def home_writer(home: str) -> Iterator[None]:
-    """Hold the home's single-writer lock for the whole run."""
-    with writer_lock(HomeLayout(Path(home))):
+    """Hold the home's single-writer lock for the whole run, refusing a home of a newer breedwatch and recording this
+    code's versions in an older one."""
+    layout = HomeLayout(Path(home))
+    with writer_lock(layout):
+        open_home_for_writing(layout)
         yield
 
 
