@@ -364,8 +364,24 @@ RESULT_NEUTRAL: dict[str, Any] = {
     "runtime": True,
     "runner": True,
     "schedule": True,
+    "lake": True,
     "ingest": {"settle_s": True, "ready_marker": True},
 }
+
+
+class LakeConfig(BaseModel):
+    """Keeping the Parquet lake fast as drops accumulate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compact_after_parts: int = Field(
+        default=2000,
+        ge=0,
+        description=(
+            "The nightly run compacts a table (one file per month instead of one part per drop and stage) once it has "
+            "this many uncompacted parts; 0: only 'breedwatch compact' does."
+        ),
+    )
 
 
 class Settings(BaseSettings):
@@ -386,6 +402,7 @@ class Settings(BaseSettings):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    lake: LakeConfig = Field(default_factory=LakeConfig)
 
     @field_validator("default_timezone")
     @classmethod

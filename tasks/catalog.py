@@ -11,9 +11,11 @@ import pyarrow as pa
 
 from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES, TableSpec
+from tasks.compaction import COMPACTED, PART_COLUMN
 from tasks.home_version import check_home_version
 from tasks.lake import ensure_schema_parts
 
+FILE_COLUMN = "_file"  # the part a row was read from, while a view decides whether a compacted file holds its key
 LOCK_RETRIES = 20
 LOCK_WAIT_S = 0.25
 
@@ -42,12 +44,16 @@ def view_columns(spec: TableSpec) -> str:
 
 
 def view_sql(spec: TableSpec, lake: Path) -> str:
-    """CREATE VIEW over every part of a table, whatever version wrote it; the lake path is an identifier we control,
-    not user input."""
-    pattern = (lake / spec.name / "*" / "part-*.parquet").as_posix().replace("'", "''")
+    """CREATE VIEW over every part of a table, whatever version wrote it: compacted rows, and the own parts of keys no
+    compacted file holds (tasks/compaction.py); the lake path is an identifier we control, not user input."""
+    table = (lake / spec.name).as_posix().replace("'", "''")
     return (
-        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {view_columns(spec)} FROM read_parquet('{pattern}', "
-        "union_by_name = true, hive_partitioning = false)"
+        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {view_columns(spec)} "
+        f"FROM read_parquet('{table}/*/part-*.parquet', union_by_name = true, hive_partitioning = false, "
+        f"filename = '{FILE_COLUMN}') "
+        f"WHERE {PART_COLUMN} IS NOT NULL OR regexp_extract({FILE_COLUMN}, '([^/]+)/part-[^/]*$', 1) NOT IN ("
+        f"SELECT split_part({PART_COLUMN}, '/', 1) FROM read_parquet('{table}/{COMPACTED}=*/part-*.parquet', "
+        f"union_by_name = true) WHERE {PART_COLUMN} IS NOT NULL)"
     )
 
 

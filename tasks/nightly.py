@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,11 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import IngestConfig, load_settings
 from schemas.home import HomeLayout
+from schemas.tables import LAKE_TABLES
 from tasks.artifacts import publish_run_artifacts
 from tasks.catalog import refresh_views
+from tasks.compaction import compact_tables
+from tasks.compaction import release_drops as release_compacted_drops
 from tasks.devices import choose_device, gpu_slot, retain_freed_memory
 from tasks.discover import drop_id_of, list_inbox_drops, settle_remaining, walk_drop
 from tasks.execution import resolve_execution
@@ -74,6 +78,30 @@ def start_run(home: str, config_file: str | None) -> str:
     if swept or abandoned:
         logger.info("cleaned %d temp files and marked %d killed runs as failed", swept, len(abandoned))
     return run_id
+
+
+@task(name="release-drops", cache_policy=NO_CACHE)
+def release_drops(home: str, run_id: str, drop_dirs: list[str]) -> int:
+    """Take the drops this run will work on out of compacted files, so their stages find and replace their own parts
+    (each compacted file is rewritten once for all of them)."""
+    layout = HomeLayout(Path(home))
+    settings = load_run_settings(layout, run_id)
+    ids = [Path(d).name for d in drop_dirs if Path(d).is_dir() and not drop_is_current(layout, Path(d), settings)]
+    released = release_compacted_drops(layout, ids, LAKE_TABLES)
+    if released:
+        get_run_logger().info("took %d drops' parts out of compacted files to work on them", len(ids))
+    return released
+
+
+@task(name="compact-lake", cache_policy=NO_CACHE)
+def compact_lake(home: str, run_id: str) -> list[dict[str, Any]]:
+    """Compact the tables whose uncompacted parts reached [lake] compact_after_parts (never the running run's key)."""
+    layout = HomeLayout(Path(home))
+    threshold = load_run_settings(layout, run_id).lake.compact_after_parts
+    done = compact_tables(layout, LAKE_TABLES, frozenset({run_id}), threshold) if threshold else []
+    for result in done:
+        get_run_logger().info("compacted %s: %d parts of %d keys into %d files", *astuple(result))
+    return [asdict(result) for result in done]
 
 
 @task(name="find-drops", cache_policy=NO_CACHE)

@@ -12,7 +12,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import typer  # noqa: E402
 
-from flows.cli import bench, catalog, detector, export, gender, mating, pipeline, report, simulate  # noqa: E402
+from flows.cli import bench, catalog, compact, detector, export, gender, mating, pipeline, report, simulate  # noqa: E402
 
 app = typer.Typer(
     help="Nightly pipeline for breeding stations: drops in, catalog and reports out.", no_args_is_help=True
@@ -34,6 +34,7 @@ app.command()(pipeline.serve)
 app.command()(catalog.query)
 app.command("report")(report.report)
 app.command("bench")(bench.bench)
+app.command("compact")(compact.compact)
 export_app.command("camtrap-dp")(export.camtrap_dp)
 export_app.command("raven")(mating.export_raven)
 train_app.command("gender")(gender.train_gender)
