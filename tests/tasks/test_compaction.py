@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.nightly import nightly
 from schemas.config import load_settings
 from schemas.home import HomeLayout
@@ -114,3 +116,13 @@ def test_the_nightly_run_compacts_past_the_threshold(base, tmp_path, monkeypatch
     assert own_part_count(plain, MEDIA) == 4 and not compacted_files(plain, MEDIA)
     assert list(own_parts(home, next(s for s in LAKE_TABLES if s.name == "runs"))) == [f"run={summary['run_id']}"]
     assert view_rows(home) == view_rows(plain)
+
+
+def test_the_compact_command(base, tmp_path):
+    home = copy_home(base, tmp_path / "home")
+    runner = CliRunner()
+    first = runner.invoke(app, ["compact", "--home", str(home.root)])
+    assert first.exit_code == 0 and "media: 3 parts of 3 keys merged into 1 files" in first.output
+    assert "nothing to compact" in runner.invoke(app, ["compact", "--home", str(home.root)]).output
+    wrong = runner.invoke(app, ["compact", "--home", str(home.root), "--table", "nope"])
+    assert wrong.exit_code == 1 and "no lake table named nope" in wrong.output
