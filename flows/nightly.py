@@ -8,6 +8,7 @@ from prefect import flow, unmapped
 from prefect.futures import PrefectFuture, wait
 
 from tasks.nightly import (
+    compact_lake,
     find_drops,
     find_faces,
     finish_run,
@@ -16,6 +17,7 @@ from tasks.nightly import (
     predict_gender,
     predict_mating,
     refresh_catalog,
+    release_drops,
     resolve_home,
     segment_audio,
     start_run,
@@ -52,9 +54,11 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
         mating: list[dict[str, Any]] = []
         try:
             drop_dirs = find_drops(home_dir, run_id, drops)
+            release_drops(home_dir, run_id, drop_dirs)
             results = resolve(ingest_drop.map(drop_dirs, unmapped(home_dir), unmapped(run_id)))
             faces, gender, audio, mating = run_drop_stages(results, home_dir, run_id)
             refresh_catalog(home_dir, run_id)
+            compact_lake(home_dir, run_id)
             counts = finish_run(home_dir, run_id, results, faces + gender + audio + mating)
             report = write_report(home_dir, run_id, results, counts)
         except Exception as error:

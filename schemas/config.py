@@ -32,6 +32,29 @@ class IngestConfig(BaseModel):
     short_audio_s: float = Field(default=2.0, ge=0, description="Clips shorter than this are flagged 'short'.")
     silence_peak: float = Field(default=1e-4, ge=0, description="Clips whose peak is below this are flagged 'silent'.")
     hash_chunk_bytes: int = Field(default=1 << 20, gt=0)
+    settle_s: float = Field(
+        default=120.0,
+        ge=0,
+        description=(
+            "A drop is ingested only when no file or folder in it has changed (modified, or created by a copy that "
+            "kept the source's times) for this long, unless it carries the ready marker; 0: at once."
+        ),
+    )
+    ready_marker: str = Field(
+        default="READY",
+        description=(
+            "A file of this name at the top of a drop says its copy has finished: the drop is ingested without "
+            "waiting to settle (write it last); empty: no marker."
+        ),
+    )
+
+    @field_validator("ready_marker")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        """The marker is a file name at the top of the drop, not a path."""
+        if "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError(f"ready_marker {value!r} must be a plain file name such as 'READY'")
+        return value
 
     @field_validator("image_extensions", "audio_extensions")
     @classmethod
@@ -346,6 +369,34 @@ class ReviewConfig(BaseModel):
     )
 
 
+# Settings that never change a result: left out of fingerprints, so changing them re-runs nothing.
+RESULT_NEUTRAL: dict[str, Any] = {
+    "home": True,
+    "inbox": True,
+    "runtime": True,
+    "runner": True,
+    "schedule": True,
+    "lake": True,
+    "review": True,
+    "ingest": {"settle_s": True, "ready_marker": True},
+}
+
+
+class LakeConfig(BaseModel):
+    """Keeping the Parquet lake fast as drops accumulate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compact_after_parts: int = Field(
+        default=2000,
+        ge=0,
+        description=(
+            "The nightly run compacts a table (one file per month instead of one part per drop and stage) once it has "
+            "this many uncompacted parts; 0: only 'breedwatch compact' does."
+        ),
+    )
+
+
 class Settings(BaseSettings):
     """breedwatch configuration (TOML via --config, then BREEDWATCH_* variables override)."""
 
@@ -365,6 +416,7 @@ class Settings(BaseSettings):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    lake: LakeConfig = Field(default_factory=LakeConfig)
 
     @field_validator("default_timezone")
     @classmethod
@@ -412,7 +464,7 @@ class Settings(BaseSettings):
 
     def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:
         """A hash of the settings that change results (all such sections, or only the given ones)."""
-        data = self.model_dump(mode="json", exclude={"home", "inbox", "runtime", "runner", "schedule", "review"})
+        data = self.model_dump(mode="json", exclude=RESULT_NEUTRAL)
         if sections is not None:
             data = {key: value for key, value in data.items() if key in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

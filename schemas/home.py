@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CATALOG_FILE = "breedwatch.duckdb"
+VERSION_FILE = "home.json"
+# The layout of folders and files under a home (1: the layout of the README's "Home folder and catalog"); a new
+# version of this code that moves things bumps it and migrates older homes when it first writes them.
+HOME_LAYOUT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,11 @@ class HomeLayout:
     def state(self) -> Path:
         """Commit markers of finished stages, one folder per drop."""
         return self.lake / "_state"
+
+    @property
+    def version_file(self) -> Path:
+        """The home's layout version and each lake table's schema version, written by the code that last wrote it."""
+        return self.root / VERSION_FILE
 
     @property
     def lock(self) -> Path:

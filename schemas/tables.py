@@ -20,13 +20,41 @@ UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
+class Renamed:
+    """A column renamed at a schema version: parts written before it carry the old name."""
+
+    since: int
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
-    """A lake table: its name, schema version and columns."""
+    """A lake table: its name, schema version and columns, and the columns renamed since earlier versions.
+
+    Evolving a table is declared here and nowhere else: bump version, add the column to the schema (older parts read
+    it as null), or rename it in the schema and add Renamed(version, old, new) (older parts are read under the new
+    name, by the catalog's views and by tasks.lake.conform)."""
 
     name: str
     version: int
     schema: pa.Schema
     partition: str = "drop"
+    renamed: tuple[Renamed, ...] = ()
+    compactable: bool = True  # whether `breedwatch compact` may merge its parts (see CORRECTIONS)
+
+    def old_names(self) -> dict[str, str]:
+        """Each older name of a column mapped to its present name (chains of renames resolved)."""
+        names: dict[str, str] = {}
+        for rename in sorted(self.renamed, key=lambda r: r.since):
+            names = {old: (rename.new if new == rename.old else new) for old, new in names.items()}
+            names[rename.old] = rename.new
+        return names
+
+    def read_schema(self) -> pa.Schema:
+        """The columns any part of any version may carry: the present ones, then the retired names."""
+        extra = [pa.field(old, self.schema.field(new).type) for old, new in self.old_names().items()]
+        return pa.schema([*self.schema, *extra])
 
 
 MEDIA = TableSpec(
@@ -333,6 +361,9 @@ CORRECTIONS = TableSpec(
         ]
     ),
     partition="day",
+    # Never compacted: the review app appends corrections while a nightly run compacts, and a compacted day hides the
+    # day's own parts, so a correction saved after the merge would vanish from the views.
+    compactable=False,
 )
 
 LAKE_TABLES: tuple[TableSpec, ...] = (

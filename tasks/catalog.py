@@ -11,8 +11,11 @@ import pyarrow as pa
 
 from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES, TableSpec
+from tasks.compaction import COMPACTED, PART_COLUMN
+from tasks.home_version import check_home_version
 from tasks.lake import ensure_schema_parts
 
+FILE_COLUMN = "_file"  # the part a row was read from, while a view decides whether a compacted file holds its key
 LOCK_RETRIES = 20
 LOCK_WAIT_S = 0.25
 
@@ -21,12 +24,36 @@ class CatalogMissingError(RuntimeError):
     """The home has no catalog yet."""
 
 
+def quoted(name: str) -> str:
+    """A column name as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def view_columns(spec: TableSpec) -> str:
+    """The view's SELECT list: the present columns in schema order, a renamed one taken from its older name in parts
+    written before the rename (union_by_name gives every part every name; the schema part guarantees they exist)."""
+    older: dict[str, list[str]] = {}
+    for old, new in spec.old_names().items():
+        older.setdefault(new, []).append(old)
+    return ", ".join(
+        f"coalesce({', '.join(quoted(n) for n in [name, *older[name]])}) AS {quoted(name)}"
+        if name in older
+        else quoted(name)
+        for name in spec.schema.names
+    )
+
+
 def view_sql(spec: TableSpec, lake: Path) -> str:
-    """CREATE VIEW over every part of a table; the lake path is an identifier we control, not user input."""
-    pattern = (lake / spec.name / "*" / "part-*.parquet").as_posix().replace("'", "''")
+    """CREATE VIEW over every part of a table, whatever version wrote it: compacted rows, and the own parts of keys no
+    compacted file holds (tasks/compaction.py); the lake path is an identifier we control, not user input."""
+    table = (lake / spec.name).as_posix().replace("'", "''")
     return (
-        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT * FROM read_parquet('{pattern}', "
-        "union_by_name = true, hive_partitioning = false)"
+        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT {view_columns(spec)} "
+        f"FROM read_parquet('{table}/*/part-*.parquet', union_by_name = true, hive_partitioning = false, "
+        f"filename = '{FILE_COLUMN}') "
+        f"WHERE {PART_COLUMN} IS NOT NULL OR regexp_extract({FILE_COLUMN}, '([^/]+)/part-[^/]*$', 1) NOT IN ("
+        f"SELECT split_part({PART_COLUMN}, '/', 1) FROM read_parquet('{table}/{COMPACTED}=*/part-*.parquet', "
+        f"union_by_name = true) WHERE {PART_COLUMN} IS NOT NULL)"
     )
 
 
@@ -311,6 +338,7 @@ def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection
 
 def query(home: HomeLayout, sql: str, parameters: list[object] | None = None) -> pa.Table:
     """Run SQL against the catalog read-only and return the result as an Arrow table."""
+    check_home_version(home)
     if not home.catalog.exists():
         raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")
     with connect_with_retry(home.catalog, read_only=True) as con:

@@ -53,11 +53,15 @@ class DemoPlan:
     notes: list[str]
 
 
-def ensure_sample_drop(path: Path, seed: int, animals: int) -> str | None:
-    """Write a sample drop once; say so when it was written."""
+def ensure_sample_drop(path: Path, seed: int, animals: int, ready_marker: str = "") -> str | None:
+    """Write a sample drop once, with the ready marker when one is configured (the run need not wait for it to
+    settle: it is complete); say so when it was written."""
     if path.exists():
         return None
-    return f"generated sample drop {path}: {write_sample_drop(path, seed=seed, n_animals=animals)}"
+    summary = write_sample_drop(path, seed=seed, n_animals=animals)
+    if ready_marker:
+        write_bytes_atomic(path / ready_marker, b"")
+    return f"generated sample drop {path}: {summary}"
 
 
 def ensure_studbook(path: Path, seed: int, animals: int) -> str | None:
@@ -118,7 +122,7 @@ def prepare_demo(settings: Settings, user_config: Path | None, seed: int, animal
     archive = home.root / "training" / f"detector-archive-seed{seed + ARCHIVE_SEED_OFFSET}"
     studbook = home.root / "training" / f"studbook-seed{seed + STUDBOOK_SEED_OFFSET}-{STUDBOOK_ANIMALS}"
     notes = [
-        ensure_sample_drop(drop, seed, animals),
+        ensure_sample_drop(drop, seed, animals, settings.ingest.ready_marker),
         ensure_sample_drop(archive, seed + ARCHIVE_SEED_OFFSET, animals),
         ensure_studbook(studbook, seed + STUDBOOK_SEED_OFFSET, STUDBOOK_ANIMALS),
     ]

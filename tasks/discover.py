@@ -71,6 +71,8 @@ def walk_drop(drop_dir: Path, config: IngestConfig) -> DropListing:
     digest = hashlib.sha256()
     for path in sorted(walk_paths(root)):
         rel = path.relative_to(root).as_posix()
+        if rel == config.ready_marker:
+            continue  # writing the marker after the copy must not make the drop look changed
         kind, reason = classify(rel, config)
         if path.is_symlink() and path.is_dir():
             kind, reason = None, link_problem(path, root) if rel.split("/")[0] in MEDIA_FOLDERS else None
@@ -102,3 +104,27 @@ def stat_signature(path: Path, rel: str) -> str:
     except OSError:
         return f"{rel}\tunreadable\n"
     return f"{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
+
+
+def latest_change(drop_dir: Path, now: float) -> float:
+    """The latest time (epoch seconds) any file, link or folder in a drop was written: its ctime, which every write and
+    copy sets (cp -p and rsync -a give a fresh copy its source's old mtime), or its mtime where later but not in the
+    future (a camera's wrong clock)."""
+    latest = 0.0
+    for folder, dirnames, filenames in os.walk(Path(os.path.realpath(drop_dir)), followlinks=False):
+        for name in (".", *dirnames, *filenames):
+            try:
+                stat = os.lstat(Path(folder) / name)
+            except OSError:  # removed while we looked: a change happening now
+                return float("inf")
+            latest = max(latest, stat.st_ctime, stat.st_mtime if stat.st_mtime <= now else 0.0)
+    return latest
+
+
+def settle_remaining(drop_dir: Path, config: IngestConfig, now: float) -> float:
+    """Seconds until a drop has settled: 0 when it carries the ready marker or nothing in it changed for settle_s."""
+    if config.ready_marker and (drop_dir / config.ready_marker).is_file():
+        return 0.0
+    if config.settle_s <= 0:
+        return 0.0
+    return max(0.0, min(config.settle_s, latest_change(drop_dir, now) + config.settle_s - now))

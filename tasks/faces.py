@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
@@ -32,7 +31,7 @@ from schemas.config import FacesConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, MEDIA
 from tasks.devices import batch_size_on, choose_device, cpu_threads, halve_on_oom
-from tasks.lake import sync_filesystem, write_bytes_atomic, write_rows
+from tasks.lake import read_part, sync_filesystem, write_bytes_atomic, write_rows
 from tasks.model_store import load_detector
 from tasks.prefetch import one_ahead
 from tasks.stages import INGEST, Computed, DropStage, StageRun, ingest_count
@@ -75,8 +74,8 @@ def detector_label(home: HomeLayout, config: FacesConfig) -> str:
 def drop_media(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
     """The usable images of one drop, from its committed ingest part."""
     part = home.part(MEDIA.name, MEDIA.partition, drop_id, "ingest")
-    rows = pq.read_table(
-        part, columns=["media_id", "path", "kind", "status", "width", "height", "orientation", "animal_id"]
+    rows = read_part(
+        part, MEDIA, ["media_id", "path", "kind", "status", "width", "height", "orientation", "animal_id"]
     ).to_pylist()
     return [row for row in rows if row["kind"] == "image" and row["status"] == "ok"]
 

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -34,7 +33,7 @@ from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.execution import resolve_execution, way_of
 from tasks.faces import STAGE as FACES_STAGE_NAME
 from tasks.gender_training import KIND, load_gender_model
-from tasks.lake import read_marker, write_bytes_atomic, write_rows
+from tasks.lake import read_marker, read_part, write_bytes_atomic, write_rows
 from tasks.model_store import model_label, stored_card
 from tasks.prefetch import prefetched_batches
 from tasks.stages import NO_MODEL, Computed, DropStage, StageRun
@@ -69,7 +68,7 @@ def usable_faces(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
     if not part.exists():
         return []
     columns = ["face_id", "media_id", "animal_id", "crop_path", "excluded"]
-    return [row for row in pq.read_table(part, columns=columns).to_pylist() if not row["excluded"] and row["crop_path"]]
+    return [row for row in read_part(part, FACES, columns).to_pylist() if not row["excluded"] and row["crop_path"]]
 
 
 def model_in_use(home: HomeLayout, config: GenderConfig) -> str:

@@ -110,7 +110,11 @@ def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
 
 
 def write_rows(home: HomeLayout, spec: TableSpec, key: str, part_name: str, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write rows as one atomic part of a table's partition and return its path."""
+    """Write rows as one atomic part of a table's partition (taking the key out of a compacted file first) and return
+    its path."""
+    from tasks.compaction import release_keys
+
+    release_keys(home, spec, [key])
     path = home.part(spec.name, spec.partition, key, part_name)
     write_table_atomic(rows_to_table(rows, spec), path, {"breedwatch.schema_version": str(spec.version)})
     return path
@@ -121,7 +125,11 @@ def part_writer(
     home: HomeLayout, spec: TableSpec, key: str, part_name: str
 ) -> Iterator[Callable[[Sequence[dict[str, Any]]], None]]:
     """Yield a function that appends rows to a part as one row group per call; the part appears atomically only when
-    the block ends without error, so memory holds one batch of rows, not the whole part."""
+    the block ends without error, so memory holds one batch of rows, not the whole part (the key is taken out of a
+    compacted file first)."""
+    from tasks.compaction import release_keys
+
+    release_keys(home, spec, [key])
     path = home.part(spec.name, spec.partition, key, part_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
@@ -139,19 +147,49 @@ def part_writer(
     fsync_dir(path.parent)
 
 
+def conform(table: pa.Table, spec: TableSpec, columns: Sequence[str] | None = None) -> pa.Table:
+    """A part of any older version in the spec's present schema (or those of its columns asked for): renamed columns
+    under their new names, columns added since as nulls, columns dropped since left out."""
+    renames = spec.old_names()
+    table = table.rename_columns([renames.get(name, name) for name in table.column_names])
+    fields = [spec.schema.field(name) for name in columns] if columns is not None else list(spec.schema)
+    arrays = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in fields
+    ]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def read_part(path: Path, spec: TableSpec, columns: Sequence[str] | None = None) -> pa.Table:
+    """One part in the spec's present schema whatever version wrote it, reading only the columns asked for."""
+    wanted = list(columns) if columns is not None else spec.schema.names
+    present = set(pq.read_schema(path).names)
+    older = {new: old for old, new in spec.old_names().items() if old in present}
+    stored = [name if name in present else older[name] for name in wanted if name in present or name in older]
+    return conform(pq.read_table(path, columns=stored), spec, wanted)
+
+
 def read_table(home: HomeLayout, spec: TableSpec) -> pa.Table:
-    """Read every committed part of a table (temp files are never matched)."""
-    parts = sorted(home.table_dir(spec.name).glob("*=*/part-*.parquet"))
-    tables = [pq.read_table(part, schema=spec.schema) for part in parts]
+    """Read every committed part of a table, own parts and compacted files (temp files are never matched)."""
+    from tasks.compaction import compacted_keys, compacted_rows, own_parts
+
+    held = compacted_keys(home, spec)
+    parts = [part for folder, found in own_parts(home, spec).items() if folder not in held for part in found]
+    tables = [read_part(part, spec) for part in parts] + compacted_rows(home, spec)
     return pa.concat_tables(tables) if tables else spec.schema.empty_table()
 
 
 def ensure_schema_parts(home: HomeLayout) -> None:
-    """Write an empty part per table so views always have every column, even before any data."""
+    """Write an empty part per table so views always have every column of every version, even before any data."""
+    from tasks.compaction import ensure_compacted_schema_part
+
     for spec in LAKE_TABLES:
         path = home.table_dir(spec.name) / SCHEMA_PARTITION / f"part-schema-v{spec.version}.parquet"
         if not path.exists():
-            write_table_atomic(spec.schema.empty_table(), path)
+            write_table_atomic(spec.read_schema().empty_table(), path)
+        ensure_compacted_schema_part(home, spec)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -174,7 +212,12 @@ def write_marker(home: HomeLayout, drop_id: str, stage: str, payload: dict[str, 
 
 
 def clear_drop(home: HomeLayout, drop_id: str) -> None:
-    """Remove every part, crop and commit marker of a drop, so its next ingest starts clean."""
+    """Remove every part (own or compacted), crop and commit marker of a drop, so its next ingest starts clean."""
+    from tasks.compaction import release_keys
+
+    for spec in LAKE_TABLES:
+        if spec.partition == "drop":
+            release_keys(home, spec, [drop_id], restore=False)
     for part in home.lake.glob(f"*/drop={drop_id}/part-*.parquet") if home.lake.exists() else []:
         part.unlink(missing_ok=True)
     for folder in (home.lake / "crops" / f"drop={drop_id}", home.state / f"drop={drop_id}"):

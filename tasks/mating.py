@@ -29,7 +29,7 @@ from schemas.tables import MATING_PREDICTIONS, SEGMENT_FEATURES, SEGMENTS
 from tasks.catalog import query
 from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.execution import resolve_execution, way_of
-from tasks.lake import write_bytes_atomic, write_rows
+from tasks.lake import read_part, write_bytes_atomic, write_rows
 from tasks.model_store import load_model, parse_model_ref, versions
 from tasks.segments import STAGE as SEGMENTS_STAGE_NAME
 from tasks.stages import NO_MODEL, Computed, DropStage, StageRun, ingest_count
@@ -81,7 +81,7 @@ def drop_segments(home: HomeLayout, drop_id: str) -> dict[str, dict[str, Any]]:
     part = home.part(SEGMENTS.name, SEGMENTS.partition, drop_id, SEGMENTS_STAGE_NAME)
     if not part.exists():
         return {}
-    rows = pq.read_table(part, columns=["segment_id", "media_id", "encounter_id"]).to_pylist()
+    rows = read_part(part, SEGMENTS, ["segment_id", "media_id", "encounter_id"]).to_pylist()
     return {row["segment_id"]: row for row in rows}
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
+from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,17 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from models.ingest_rows import STAGE
-from schemas.config import load_settings
+from schemas.config import IngestConfig, load_settings
 from schemas.home import HomeLayout
+from schemas.tables import LAKE_TABLES
 from tasks.artifacts import publish_run_artifacts
 from tasks.catalog import refresh_views
+from tasks.compaction import compact_tables
+from tasks.compaction import release_drops as release_compacted_drops
 from tasks.devices import choose_device, gpu_slot, retain_freed_memory
-from tasks.discover import drop_id_of, list_inbox_drops, walk_drop
+from tasks.discover import drop_id_of, list_inbox_drops, settle_remaining, walk_drop
 from tasks.execution import resolve_execution
+from tasks.home_version import open_home_for_writing
 from tasks.ingest import DropResult, drop_fingerprint, ingest_drop_dir
 from tasks.lake import read_marker, sweep_temp_files, writer_lock
 from tasks.progress import progress_wanted, stage_progress
@@ -37,8 +43,11 @@ def resolve_home(home: str | None, config_file: str | None) -> str:
 
 @contextlib.contextmanager
 def home_writer(home: str) -> Iterator[None]:
-    """Hold the home's single-writer lock for the whole run."""
-    with writer_lock(HomeLayout(Path(home))):
+    """Hold the home's single-writer lock for the whole run, refusing a home of a newer breedwatch and recording this
+    code's versions in an older one."""
+    layout = HomeLayout(Path(home))
+    with writer_lock(layout):
+        open_home_for_writing(layout)
         yield
 
 
@@ -72,16 +81,66 @@ def start_run(home: str, config_file: str | None) -> str:
     return run_id
 
 
+@task(name="release-drops", cache_policy=NO_CACHE)
+def release_drops(home: str, run_id: str, drop_dirs: list[str]) -> int:
+    """Take the drops this run will work on out of compacted files, so their stages find and replace their own parts
+    (each compacted file is rewritten once for all of them)."""
+    layout = HomeLayout(Path(home))
+    settings = load_run_settings(layout, run_id)
+    ids = [Path(d).name for d in drop_dirs if Path(d).is_dir() and not drop_is_current(layout, Path(d), settings)]
+    released = release_compacted_drops(layout, ids, LAKE_TABLES)
+    if released:
+        get_run_logger().info("took %d drops' parts out of compacted files to work on them", len(ids))
+    return released
+
+
+@task(name="compact-lake", cache_policy=NO_CACHE)
+def compact_lake(home: str, run_id: str) -> list[dict[str, Any]]:
+    """Compact the tables whose uncompacted parts reached [lake] compact_after_parts (never the running run's key)."""
+    layout = HomeLayout(Path(home))
+    threshold = load_run_settings(layout, run_id).lake.compact_after_parts
+    done = compact_tables(layout, LAKE_TABLES, frozenset({run_id}), threshold) if threshold else []
+    for result in done:
+        get_run_logger().info("compacted %s: %d parts of %d keys into %d files", *astuple(result))
+    return [asdict(result) for result in done]
+
+
 @task(name="find-drops", cache_policy=NO_CACHE)
 def find_drops(home: str, run_id: str, drops: list[str] | None) -> list[str]:
-    """The drops given, or every inbox drop whose content is not already ingested."""
+    """The drops given, or every inbox drop whose content is not already ingested, that have settled (given drops are
+    waited for, at most settle_s once; inbox drops still being copied are left to the next run)."""
     layout = HomeLayout(Path(home))
     settings = load_run_settings(layout, run_id)
     if drops:
-        return [str(Path(drop).resolve()) for drop in drops]
+        return [str(d) for d in settled_drops([Path(drop).resolve() for drop in drops], settings.ingest, wait=True)]
     pending = [d for d in list_inbox_drops(settings.inbox_dir) if not drop_is_current(layout, d, settings)]
     get_run_logger().info("%d new or changed drops in %s", len(pending), settings.inbox_dir)
-    return [str(d) for d in pending]
+    return [str(d) for d in settled_drops(pending, settings.ingest, wait=False)]
+
+
+def settled_drops(candidates: list[Path], config: IngestConfig, wait: bool) -> list[Path]:
+    """The candidates that have settled, after waiting once for the slowest when asked; the others are logged and left
+    for the next run (nothing is rejected)."""
+    logger = get_run_logger()
+    remaining = {drop: settle_remaining(drop, config, time.time()) for drop in candidates}
+    longest = max(remaining.values(), default=0.0)
+    if wait and longest > 0:
+        unsettled = ", ".join(drop.name for drop, left in remaining.items() if left > 0)
+        logger.info("waiting %.0f s for %s to settle (no file changed for %g s)", longest, unsettled, config.settle_s)
+        time.sleep(longest)
+        remaining = {drop: settle_remaining(drop, config, time.time()) for drop in candidates}
+    for drop, left in remaining.items():
+        if left > 0:
+            marker = f" or until it carries {config.ready_marker}" if config.ready_marker else ""
+            logger.warning(
+                "drop %s is still being copied (a file in it changed %.0f s ago): skipped this run; it settles in "
+                "%.0f s%s, and the next run takes it",
+                drop.name,
+                config.settle_s - left,
+                left,
+                marker,
+            )
+    return [drop for drop in candidates if remaining[drop] == 0]
 
 
 def drop_is_current(layout: HomeLayout, drop_dir: Path, settings: Any) -> bool:

@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import tomli_w
 
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import RUNS
-from tasks.lake import read_table, write_bytes_atomic, write_rows
+from tasks.lake import read_part, read_table, write_bytes_atomic, write_rows
 
 CONFIG_FILE = "config.toml"
 
@@ -91,7 +90,7 @@ def recorded_execution(home: HomeLayout, run_id: str) -> dict[str, str]:
     part = home.part(RUNS.name, RUNS.partition, run_id, "run")
     if not part.exists():
         return {}
-    rows = pq.read_table(part, schema=RUNS.schema, columns=["execution"]).to_pylist()
+    rows = read_part(part, RUNS, ["execution"]).to_pylist()
     return dict(rows[0]["execution"] or []) if rows else {}
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from models.audio_features import FEATURE_VERSION, SR, TorchMFCC, window_batches
@@ -26,7 +25,7 @@ from schemas.home import HomeLayout
 from schemas.tables import ENCOUNTER_MANIFEST, MEDIA, REJECTS, SEGMENT_FEATURES, SEGMENTS
 from tasks.audio import read_spans, read_whole
 from tasks.devices import choose_device
-from tasks.lake import part_writer, write_rows
+from tasks.lake import part_writer, read_part, write_rows
 from tasks.stages import INGEST, Computed, DropStage, StageRun, ingest_count
 
 STAGE = "segments"
@@ -36,7 +35,7 @@ SEGMENTS_VERSION = "1"
 def drop_recordings(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
     """The usable recordings of one drop, from its committed ingest part."""
     part = home.part(MEDIA.name, MEDIA.partition, drop_id, "ingest")
-    rows = pq.read_table(part, columns=["media_id", "path", "kind", "status", "duration_s", "flags"]).to_pylist()
+    rows = read_part(part, MEDIA, ["media_id", "path", "kind", "status", "duration_s", "flags"]).to_pylist()
     return [row for row in rows if row["kind"] == "audio" and row["status"] == "ok"]
 
 
@@ -47,7 +46,7 @@ def encounters_by_recording(home: HomeLayout, drop_id: str) -> dict[str, str]:
         return {}
     return {
         row["recording"]: row["encounter_id"]
-        for row in pq.read_table(part, columns=["recording", "encounter_id"]).to_pylist()
+        for row in read_part(part, ENCOUNTER_MANIFEST, ["recording", "encounter_id"]).to_pylist()
     }
 
 

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Tests write a drop and run on it at once: drops settle at once unless a test asks otherwise
+# (tests/flows/test_settle.py, and the demo, which marks its drop ready, run with the real rule).
+os.environ.setdefault("BREEDWATCH_INGEST__SETTLE_S", "0")
 
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
@@ -57,6 +60,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     from flows.cli.pipeline import demo
 
     home = tmp_path_factory.mktemp("demo") / "home"
-    with out.capture() as captured:
+    with pytest.MonkeyPatch.context() as patch, out.capture() as captured:
+        patch.delenv("BREEDWATCH_INGEST__SETTLE_S", raising=False)  # the demo's own ready marker must do it
         demo(home=home, config=None, seed=0, animals=12)
     return home, captured.get()

@@ -12,7 +12,19 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import typer  # noqa: E402
 
-from flows.cli import bench, catalog, detector, export, gender, mating, pipeline, report, review, simulate  # noqa: E402
+from flows.cli import (  # noqa: E402
+    bench,
+    catalog,
+    compact,
+    detector,
+    export,
+    gender,
+    mating,
+    pipeline,
+    report,
+    review,
+    simulate,
+)
 
 app = typer.Typer(
     help="Nightly pipeline for breeding stations: drops in, catalog and reports out.", no_args_is_help=True
@@ -35,6 +47,7 @@ app.command()(catalog.query)
 app.command("report")(report.report)
 app.command("bench")(bench.bench)
 app.command("review")(review.review)
+app.command("compact")(compact.compact)
 export_app.command("camtrap-dp")(export.camtrap_dp)
 export_app.command("raven")(mating.export_raven)
 train_app.command("gender")(gender.train_gender)

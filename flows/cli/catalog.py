@@ -25,11 +25,12 @@ def query(
     from schemas.home import HomeLayout
     from tasks.catalog import CatalogMissingError
     from tasks.catalog import query as run_query
+    from tasks.home_version import HomeVersionError
 
     settings = settings_or_exit(home, config)
     try:
         result = run_query(HomeLayout(settings.home), sql)
-    except (duckdb.Error, CatalogMissingError) as error:
+    except (duckdb.Error, CatalogMissingError, HomeVersionError) as error:
         err.print(str(error), highlight=False, markup=False)
         raise typer.Exit(1) from None
     if format == "table":
