@@ -45,11 +45,12 @@ def share_execution_cache(home: HomeLayout, base: HomeLayout) -> None:
         shutil.copy2(home.execution_cache, base.execution_cache)
 
 
-def coverage_drop(base: HomeLayout, index: int, seed: int, animals: int) -> Path:
-    """The index-th generated drop (written once): a population the models never saw, with its truth under truth/."""
+def coverage_drop(base: HomeLayout, index: int, seed: int, animals: int, ready_marker: str = "") -> Path:
+    """The index-th generated drop (written once, with the station's ready marker): a population the models never
+    saw, with its truth under truth/."""
     drop_seed = seed + DROP_SEED_OFFSET + index
     path = base.root / COVERAGE_FOLDER / "drops" / f"sample-seed{drop_seed}-{animals}"
-    ensure_sample_drop(path, drop_seed, animals)
+    ensure_sample_drop(path, drop_seed, animals, ready_marker)
     return path
 
 

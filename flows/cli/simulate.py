@@ -154,7 +154,8 @@ def run_end_to_end(
         err.print(note, highlight=False)
     base, results = HomeLayout(settings.home), []
     for index in range(drops):
-        drop, drop_home = coverage_drop(base, index, seed, animals), coverage_home(base, index)
+        drop = coverage_drop(base, index, seed, animals, settings.ingest.ready_marker)
+        drop_home = coverage_home(base, index)
         if not drop_home.catalog.exists():
             run_nightly([str(drop)], settings_or_exit(drop_home.root, plan.config), plan.config)
             share_execution_cache(drop_home, base)
