@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 
 from schemas.home import HomeLayout
 from schemas.tables import TableSpec
-from tasks.lake import TEMP_PREFIX, conform, float_encoding, fsync_dir, read_part, write_table_atomic
+from tasks.lake import TEMP_PREFIX, conform, float_encoding, fsync_dir, publish_temp, read_part, write_table_atomic
 
 COMPACTED = "compacted"
 SCHEMA_MONTH = "_"  # compacted=_ holds only an empty schema part, so the compacted files' glob always matches
@@ -141,9 +140,7 @@ def write_compacted(path: Path, spec: TableSpec, keys: dict[str, list[str]], tab
         with pq.ParquetWriter(temp, schema, compression="zstd", **float_encoding(schema)) as writer:
             for table in rebatch(tables):
                 writer.write_table(table.cast(schema))
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        publish_temp(temp, path)
     finally:
         temp.unlink(missing_ok=True)
     fsync_dir(path.parent)
