@@ -388,7 +388,7 @@ class LakeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     compact_after_parts: int = Field(
-        default=0,  # off until a 500-drop benchmark's changed view is explained (PERFORMANCE.md, session 12)
+        default=2000,
         ge=0,
         description=(
             "The nightly run compacts a table (one file per month instead of one part per drop and stage) once it has "
