@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from models.channels import PIPELINE_RATE
+
 EXIF_TIME_FORMAT = "%Y:%m:%d %H:%M:%S"
 EXIF_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 MAX_OFFSET_HOURS = 14  # real UTC offsets run from -12:00 to +14:00
@@ -26,7 +28,6 @@ IMAGE_MODE_FLAGS = {
     "I": "32bit_integer",
     "F": "float",
 }
-PIPELINE_SAMPLE_RATE = 44_100
 
 
 def parse_exif_time(text: str | None, offset: str | None, default_tz: str) -> datetime | None:
@@ -87,7 +88,7 @@ def audio_flags(
         flags.append("mono")
     elif channels > 2:
         flags.append("multichannel")
-    if sample_rate != PIPELINE_SAMPLE_RATE:
+    if sample_rate != PIPELINE_RATE:
         flags.append("resample")
     if duration_s < short_s:
         flags.append("short")

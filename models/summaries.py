@@ -21,6 +21,17 @@ from models.statistics import (
 )
 
 
+def stated_rates(rates: Mapping[str, Any], positives_key: str, negatives_key: str) -> ClassifierRates:
+    """A card's rates block (sensitivity, specificity and the counts of decided items under the given keys)."""
+    se, sp = rates.get("sensitivity"), rates.get("specificity")
+    return ClassifierRates(
+        None if se is None else float(se),
+        None if sp is None else float(sp),
+        int(rates.get(positives_key) or 0),
+        int(rates.get(negatives_key) or 0),
+    )
+
+
 def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
     """Per-animal sensitivity and specificity (male positive) of a gender model card, if it has them.
 
@@ -31,13 +42,7 @@ def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
     metrics = card.get("metrics") or {}
     rates = metrics.get("rates")
     if isinstance(rates, Mapping):
-        se, sp = rates.get("sensitivity"), rates.get("specificity")
-        return ClassifierRates(
-            None if se is None else float(se),
-            None if sp is None else float(sp),
-            int(rates.get("decided_males") or 0),
-            int(rates.get("decided_females") or 0),
-        )
+        return stated_rates(rates, "decided_males", "decided_females")
     per_animal = metrics.get("per_animal") or {}
     matrix = per_animal.get("confusion_matrix")
     if matrix is None:
@@ -53,15 +58,7 @@ def mating_card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
     """Encounter-level sensitivity and specificity (success positive) of a CGANet card, measured on the validation
     encounters the abstain band decided (metrics.encounter.rates, as train_mating writes them), if it has them."""
     rates = ((card.get("metrics") or {}).get("encounter") or {}).get("rates")
-    if not isinstance(rates, Mapping):
-        return None
-    se, sp = rates.get("sensitivity"), rates.get("specificity")
-    return ClassifierRates(
-        None if se is None else float(se),
-        None if sp is None else float(sp),
-        int(rates.get("decided_successes") or 0),
-        int(rates.get("decided_failures") or 0),
-    )
+    return stated_rates(rates, "decided_successes", "decided_failures") if isinstance(rates, Mapping) else None
 
 
 def missing_rate_note(rates: ClassifierRates, wording: ShareWording = SEX_WORDING) -> str | None:

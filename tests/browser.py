@@ -94,25 +94,11 @@ def debugger_url(profile: Path, process: subprocess.Popen, timeout: float = 30.0
 
 def visit(page: Path) -> PageVisit:
     """Open a local HTML file in headless Chromium and record what loaded, what failed and how it looks."""
-    browser = chromium_path()
-    with tempfile.TemporaryDirectory() as profile:
-        process = subprocess.Popen(
-            [browser, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            tools = DevTools(debugger_url(Path(profile), process))
-            tools.call("Network.enable")
-            tools.call("Page.enable")
-            tools.call("Page.navigate", url=page.resolve().as_uri())
-            tools.wait_for("Page.loadEventFired")
-            result = tools.call("Runtime.evaluate", expression=PAGE_CHECK, returnByValue=True)
-            shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-            tools.socket.close()
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+    with chromium_page() as tools:
+        tools.call("Page.navigate", url=page.resolve().as_uri())
+        tools.wait_for("Page.loadEventFired")
+        result = tools.call("Runtime.evaluate", expression=PAGE_CHECK, returnByValue=True)
+        shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     return summarise(tools.events, json.loads(result["result"]["value"]), base64.b64decode(shot["data"]))
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from models.channels import PIPELINE_RATE
 from models.media_checks import (
-    PIPELINE_SAMPLE_RATE,
     WavDataChunk,
     audio_flags,
     exif_orientation,
@@ -157,7 +157,7 @@ def test_rotation_and_extension_mismatch_are_flagged() -> None:
 
 
 def test_pipeline_format_recording_has_no_flags() -> None:
-    assert audio_flags(PIPELINE_SAMPLE_RATE, 2, 10.0, 0.5, 2.0, 1e-4) == []
+    assert audio_flags(PIPELINE_RATE, 2, 10.0, 0.5, 2.0, 1e-4) == []
 
 
 def test_unusual_recordings_are_flagged() -> None:
