@@ -663,16 +663,43 @@ def fit(
     return model, history, temperature, split
 
 
+def sources_of(items: Sequence[Item], sources: Sequence[str], animal_ids: Sequence[str]) -> list[str]:
+    """The face sources (keeper, detector) of items_of(items, animal_ids), in the same order."""
+    chosen = set(animal_ids)
+    return [source for item, source in zip(items, sources, strict=True) if item[2] in chosen]
+
+
+def rates_by_source(
+    p_male: Sequence[float], labels: Sequence[int], animal_ids: Sequence[str], sources: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per-animal error rates measured on each face source alone (each test animal pooled over its faces of that
+    source), when the test faces come from more than one source; empty otherwise."""
+    if len(set(sources)) < 2:
+        return {}
+    found = {}
+    for source in sorted(set(sources)):
+        keep = [i for i, s in enumerate(sources) if s == source]
+        net = evaluate_predictions([p_male[i] for i in keep], [labels[i] for i in keep], [animal_ids[i] for i in keep])
+        found[source] = error_rates(net)
+    return found
+
+
 def split_metrics(
-    model: Any, items: list[Item], train_ids: list[str], test_ids: list[str], seed: int
+    model: Any,
+    items: list[Item],
+    train_ids: list[str],
+    test_ids: list[str],
+    seed: int,
+    sources: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Net and HOG + linear SVM metrics on the test animals of one split, and the net's held-out predictions (for ROC
-    plots)."""
+    """Net and HOG + linear SVM metrics on the test animals of one split, the net's rates per face source (sources
+    aligned with items, when known) and its held-out predictions (for ROC plots)."""
     test = items_of(items, test_ids)
     images, labels = eval_batch(test, model.input_size)
     p_male = predict_probs(model, images, precision="fp32").tolist()
     animal_ids = [animal_id for _, _, animal_id in test]
     net = evaluate_predictions(p_male, labels.tolist(), animal_ids)
+    test_sources = sources_of(items, sources, test_ids) if sources is not None else []
     train = items_of(items, train_ids)
     hog = hog_svm_baseline(
         [i for i, _, _ in train],
@@ -683,7 +710,13 @@ def split_metrics(
         seed=seed,
     )
     predictions = {"p_male": [round(p, 6) for p in p_male], "label": labels.tolist(), "animal_id": animal_ids}
-    return {"net": net, "hog_svm": hog, "test_predictions": predictions}
+    return {
+        "net": net,
+        "hog_svm": hog,
+        "test_predictions": predictions,
+        "face_sources": sorted(set(test_sources)),
+        "rates_by_source": rates_by_source(p_male, labels.tolist(), animal_ids, test_sources),
+    }
 
 
 def error_rates(net_metrics: dict[str, Any]) -> dict[str, Any]:
@@ -711,7 +744,7 @@ def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Card metrics: the net's per-image and per-animal figures on top (with the rates the gender ratio corrects
     for)."""
     net = metrics["net"]
-    rates = error_rates(net)
+    rates = {**error_rates(net), "face_sources": metrics.get("face_sources", [])}
     per_animal = {
         **net["per_animal"],
         **{k: v for k, v in rates.items() if k in ("sensitivity", "specificity") and v is not None},

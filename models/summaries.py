@@ -4,7 +4,9 @@ rates."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.statistics import (
@@ -30,6 +32,43 @@ def stated_rates(rates: Mapping[str, Any], positives_key: str, negatives_key: st
         int(rates.get(positives_key) or 0),
         int(rates.get(negatives_key) or 0),
     )
+
+
+FACE_SOURCE_NAMES = {"keeper": "keeper photos", "detector": "camera-trap (detector) faces", "mixed": "both"}
+
+
+@dataclass(frozen=True)
+class SourceRates:
+    """A gender card's rates by face source: the sources its overall rates were measured on, and the rates measured
+    on each source alone (keeper photos, detector crops) when its test animals had faces of both."""
+
+    measured_on: tuple[str, ...] = ()
+    by_source: Mapping[str, ClassifierRates] = field(default_factory=dict)
+
+    def of(self, source: str) -> ClassifierRates | None:
+        """The rates measured on faces of this source alone, if the card has them."""
+        return self.by_source.get(source)
+
+
+def card_source_rates(card: Mapping[str, Any]) -> SourceRates:
+    """The face sources a gender card's rates were measured on and its per-source rates (metrics.rates_by_source)."""
+    metrics = card.get("metrics") or {}
+    measured_on = tuple((metrics.get("rates") or {}).get("face_sources") or ())
+    by_source = {
+        source: stated_rates(rates, "decided_males", "decided_females")
+        for source, rates in (metrics.get("rates_by_source") or {}).items()
+        if isinstance(rates, Mapping)
+    }
+    return SourceRates(measured_on, by_source)
+
+
+def face_source_rates(rows: Sequence[Mapping[str, Any]]) -> dict[str, SourceRates]:
+    """SourceRates of each gender model version, from the cards in model_cards rows."""
+    return {
+        row["model_version"]: card_source_rates(json.loads(row["card"]))
+        for row in rows
+        if row["kind"] == "gender" and row.get("card")
+    }
 
 
 def card_rates(card: Mapping[str, Any]) -> ClassifierRates | None:
@@ -169,12 +208,57 @@ def corrected_columns(
     }
 
 
-def gender_ratio_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRates]) -> dict[str, Any]:
-    """One gender_ratio row: counts, raw male share (Wilson) and the corrected share with its interval (module doc)."""
+def rates_for_sources(
+    versions: Sequence[str],
+    sources: Sequence[str],
+    rates: Mapping[str, ClassifierRates],
+    source_rates: Mapping[str, SourceRates],
+) -> tuple[Mapping[str, ClassifierRates], str | None, str | None]:
+    """The rates to correct a group of animals with, the face sources they were measured on, and a sentence when
+    those are not the sources the group's animals were seen on.
+
+    Animals all seen on one source (keeper photos, or detector faces) are corrected with the rates the card measured
+    on that source alone when it has them; otherwise with its overall rates (each test animal pooled over all its
+    faces), which describe mixed animals."""
+    if len(versions) != 1:
+        return rates, None, None
+    found = source_rates.get(versions[0], SourceRates())
+    if len(sources) == 1 and found.of(sources[0]) is not None:
+        return {**rates, versions[0]: found.of(sources[0])}, sources[0], None
+    measured_on = "+".join(found.measured_on) or None
+    seen = [s for s in sources if s != "mixed"]
+    unmeasured = [s for s in seen if s not in found.measured_on]
+    if not found.measured_on or not unmeasured:
+        return rates, measured_on, None
+    said = " and ".join(FACE_SOURCE_NAMES.get(s, s) for s in found.measured_on)
+    missing = " and ".join(FACE_SOURCE_NAMES.get(s, s) for s in unmeasured)
+    return (
+        rates,
+        measured_on,
+        f"The card's rates were measured on {said} only, but some animals were seen on {missing}; "
+        "the correction may be biased (train on the station's own camera-trap faces to measure them).",
+    )
+
+
+def gender_ratio_row(
+    counts: Mapping[str, Any],
+    rates: Mapping[str, ClassifierRates],
+    source_rates: Mapping[str, SourceRates] | None = None,
+) -> dict[str, Any]:
+    """One gender_ratio row: counts, raw male share (Wilson) and the corrected share with its interval (module doc),
+    corrected with the rates of the face source the counted animals were seen on (rates_for_sources)."""
     males, females = int(counts["males"]), int(counts["females"])
     raw = wilson_interval(males, males + females)
     versions = sorted(counts.get("model_versions") or [])
-    columns = corrected_columns(males, raw.n, versions, rates, SEX_WORDING, ("validation_males", "validation_females"))
+    chosen, measured_on, caveat = rates_for_sources(
+        versions, sorted(counts.get("face_sources") or []), rates, source_rates or {}
+    )
+    columns = corrected_columns(males, raw.n, versions, chosen, SEX_WORDING, ("validation_males", "validation_females"))
+    if columns["corrected"] is not None:
+        columns["rates_face_source"] = measured_on
+        columns["note"] = " ".join(s for s in (columns["note"], caveat) if s) or None
+    else:
+        columns["rates_face_source"] = None
     return {
         "level": counts["level"],
         "site": counts.get("site"),

@@ -53,3 +53,26 @@ def scalar_metrics(card: dict[str, Any]) -> list[tuple[str, Any]]:
             if isinstance(value, (int, float)) and not isinstance(value, bool)
         ]
     return flat
+
+
+def error_rate_rows(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The card's per-animal sensitivity and specificity with counts and Wilson intervals: over all test faces, then
+    measured on each face source alone (keeper photos, detector faces) when the card has them."""
+    metrics = card.get("metrics", {})
+    overall = metrics.get("rates")
+    if not isinstance(overall, dict) or "decided_males" not in overall:
+        return []
+    blocks = [("+".join(overall.get("face_sources") or []) or "all test faces", overall)]
+    blocks += sorted((metrics.get("rates_by_source") or {}).items())
+    return [
+        {
+            "faces": faces.replace("+", " and "),
+            "sensitivity": rates.get("sensitivity"),
+            "sensitivity_counts": f"{rates.get('males_called_male', '?')}/{rates.get('decided_males')}",
+            "sensitivity_ci": rates.get("sensitivity_ci"),
+            "specificity": rates.get("specificity"),
+            "specificity_counts": f"{rates.get('females_called_female', '?')}/{rates.get('decided_females')}",
+            "specificity_ci": rates.get("specificity_ci"),
+        }
+        for faces, rates in blocks
+    ]

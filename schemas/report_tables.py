@@ -30,6 +30,7 @@ GENDER_RATIO = pa.schema(
         ("width_4x_counted", pa.float64()),  # corrected interval width with 4x the animals counted
         ("wide_because", pa.string()),  # one sentence: label more animals, or observe longer
         ("model_version", pa.string()),  # gender model of the counted animals (name@vN)
+        ("rates_face_source", pa.string()),  # faces the rates below were measured on: keeper | detector | both (+)
         ("sensitivity", pa.float64()),  # P(called male | male), per animal, from its model card
         ("specificity", pa.float64()),  # P(called female | female)
         ("validation_males", pa.int64()),  # animals those rates were measured on

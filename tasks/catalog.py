@@ -156,7 +156,9 @@ FACE_CALLS_VIEW = f"""
 ANIMALS_VIEW = f"""
     CREATE OR REPLACE VIEW animals AS
     WITH pooled AS (
-        SELECT {pooled_gender("animal_id")}
+        SELECT {pooled_gender("animal_id")},
+               CASE count(DISTINCT source) WHEN 0 THEN NULL WHEN 1 THEN any_value(source) ELSE 'mixed' END
+                   AS face_source
         FROM face_calls WHERE animal_id IS NOT NULL AND is_face GROUP BY animal_id
     ),
     registry AS (
@@ -176,7 +178,7 @@ ANIMALS_VIEW = f"""
         WHERE target_kind = 'animal' AND field = 'sex' {latest_per("target_id")}
     )
     SELECT r.animal_id, k.name, r.drop_id, d.site, d.deployment_id, coalesce(p.n_faces, 0) AS n_faces,
-           p.p_male, {gender_band("p.p_male")} AS sex_predicted, k.sex_known,
+           p.face_source, p.p_male, {gender_band("p.p_male")} AS sex_predicted, k.sex_known,
            coalesce(k.sex_conflict, false) AS sex_conflict, p.mean_face_p_male, {disagreement_columns()},
            p.model_version, coalesce(h.human_value, k.sex_known, {gender_band("p.p_male")}) AS sex,
            CASE WHEN h.human_value IS NOT NULL THEN 'human' WHEN k.sex_known IS NOT NULL THEN 'registry'

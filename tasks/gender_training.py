@@ -40,7 +40,7 @@ LABELLED_FACES_SQL = """
         SELECT animal_id, list_distinct(list(sex)) AS sexes
         FROM animal_manifest WHERE sex IN ('female', 'male') GROUP BY animal_id
     )
-    SELECT f.face_id, f.crop_path, f.animal_id, k.sexes
+    SELECT f.face_id, f.crop_path, f.animal_id, f.source, k.sexes
     FROM faces f JOIN known k USING (animal_id)
     WHERE NOT f.excluded AND f.crop_path IS NOT NULL
     ORDER BY f.animal_id, f.face_id
@@ -49,10 +49,11 @@ LABELLED_FACES_SQL = """
 
 @dataclass(frozen=True)
 class LabelledFaces:
-    """Labelled face images with where they came from."""
+    """Labelled face images with where they came from, and each face's source (keeper photo or detector crop)."""
 
     items: list[Item]
     source: str
+    face_sources: list[str]
 
 
 def open_face(path: Path) -> Image.Image:
@@ -73,7 +74,7 @@ def catalog_faces(home: HomeLayout) -> LabelledFaces:
             f"animals.csv files disagree on the sex of {', '.join(mixed[:5])}; fix them before training"
         )
     items = [(open_face(home.root / row["crop_path"]), SEXES[row["sexes"][0]], row["animal_id"]) for row in rows]
-    return LabelledFaces(items, f"catalog {home.catalog}")
+    return LabelledFaces(items, f"catalog {home.catalog}", [row["source"] for row in rows])
 
 
 def folder_faces(root: Path, animals_csv: Path | None = None) -> LabelledFaces:
@@ -91,7 +92,7 @@ def folder_faces(root: Path, animals_csv: Path | None = None) -> LabelledFaces:
         folder = root / check_safe_id(animal_id, "animal_id")
         files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
         items += [(open_face(path), label, animal_id) for path in files]
-    return LabelledFaces(items, f"folder {root}")
+    return LabelledFaces(items, f"folder {root}", ["keeper"] * len(items))  # a folder of photos: keeper photos
 
 
 def labelled_faces(home: HomeLayout, folder: Path | None, animals_csv: Path | None) -> LabelledFaces:
@@ -136,7 +137,7 @@ def train_gender(
         faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress
     )
     seconds = time.perf_counter() - started
-    metrics = split_metrics(model, faces.items, train_ids, test_ids, seed)
+    metrics = split_metrics(model, faces.items, train_ids, test_ids, seed, faces.face_sources)
     animals = {"train": split.fit, "validation": split.select if split.select != test_ids else [], "test": test_ids}
     card = gender_model_card(
         settings, seed, data_fingerprint(faces.items), animals, history, temperature, card_metrics(metrics)
@@ -175,7 +176,7 @@ def evaluate_gender(
                 "selected_on": split.selected_on,
                 "temperature": temperature,
                 "best_epoch": history.best_epoch,
-                **split_metrics(model, faces.items, train_ids, test_ids, seed),
+                **split_metrics(model, faces.items, train_ids, test_ids, seed, faces.face_sources),
             }
         )
     return {

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from models.statistics import wilson_interval
-from reports.model_cards import card_plots, scalar_metrics
+from reports.model_cards import card_plots, error_rate_rows, scalar_metrics
 from reports.plots import attention_plot, data_uri, mean_attention, proportion_series_plot, thumbnail_uri
 from schemas.home import HomeLayout
 from tasks.catalog import query
@@ -144,6 +144,7 @@ def models_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> 
                 "fingerprint": card.get("data_fingerprint"),
                 "split": card.get("split", {}),
                 "metrics": scalar_metrics(card),
+                "error_rates": error_rate_rows(card),
                 "plots": card_plots(card),
                 "calibration_note": (card.get("calibration") or card.get("metrics", {}).get("calibration") or {}).get(
                     "note"

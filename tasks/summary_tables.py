@@ -16,7 +16,14 @@ import duckdb
 import pyarrow as pa
 
 from models.statistics import ClassifierRates
-from models.summaries import card_rates, gender_ratio_row, mating_card_rates, mating_success_row, rates_of_kind
+from models.summaries import (
+    card_rates,
+    face_source_rates,
+    gender_ratio_row,
+    mating_card_rates,
+    mating_success_row,
+    rates_of_kind,
+)
 from schemas.home import HomeLayout
 from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
 from tasks.model_store import CARD_FILE, VERSION_DIR
@@ -29,7 +36,10 @@ SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overa
        count(DISTINCT animal_id) FILTER (WHERE sex_predicted IS NULL OR sex_predicted NOT IN (?, ?)) AS unknown,
        list_sort(list_distinct(
            list(model_version) FILTER (WHERE sex_predicted IN (?, ?) AND model_version IS NOT NULL)
-       )) AS model_versions
+       )) AS model_versions,
+       list_sort(list_distinct(
+           list(face_source) FILTER (WHERE sex_predicted IN (?, ?) AND face_source IS NOT NULL)
+       )) AS face_sources
 FROM animals {where}
 GROUP BY GROUPING SETS ((site, deployment_id), ())
 ORDER BY grouping(site, deployment_id), site NULLS LAST, deployment_id NULLS LAST
@@ -39,7 +49,7 @@ PERIOD_ANIMALS = """WHERE animal_id IN (SELECT animal_id FROM animal_manifest WH
                    UNION SELECT animal_id FROM gender_predictions WHERE list_contains(?, drop_id))"""
 GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where="")
 PERIOD_GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where=PERIOD_ANIMALS)
-GENDER_PARAMS = ["male", "female", "male", "female", "male", "female"]
+GENDER_PARAMS = ["male", "female", "male", "female", "male", "female", "male", "female"]
 
 MATING_COUNTS_TEMPLATE = """
 WITH dated AS (
@@ -159,7 +169,7 @@ def ratio_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """gender_ratio and mating_success rows over every drop, or over the animals and encounters of the given drops."""
     present = existing_relations(con, ["animals", "encounters", "drops"])
-    gender_row = partial(gender_ratio_row, rates=rates_of_kind(cards, "gender"))
+    gender_row = partial(gender_ratio_row, rates=rates_of_kind(cards, "gender"), source_rates=face_source_rates(cards))
     mating_row = partial(mating_success_row, rates=rates_of_kind(cards, "mating"))
     if drop_ids is None:
         gender_query, mating_query = (GENDER_COUNTS_SQL, GENDER_PARAMS), (MATING_COUNTS_SQL, MATING_PARAMS)

@@ -101,6 +101,7 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
     )  # three labelled animals a sex: too few for a validation split
     assert card["label"] == "panda-gender@v1" and card["metrics"]["rates"]["level"].startswith("animal")
     rates = card["metrics"]["rates"]
+    assert rates["face_sources"] == ["keeper"] and card["metrics"]["rates_by_source"] == {}  # one kind: no split
     stored = card_rates(json.loads((Path(card["path"]) / CARD_FILE).read_text()))
     assert (stored.n_positive, stored.n_negative) == (rates["decided_males"], rates["decided_females"]) != (0, 0)
     seen = count_forward_passes(monkeypatch)
@@ -116,7 +117,7 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
     animals = {r["animal_id"]: r for r in query(layout, "SELECT * FROM animals").to_pylist()}
     for animal_id in [*LABELLED, *UNLABELLED]:
         faces = [r["p_male"] for r in rows if r["animal_id"] == animal_id]
-        assert animals[animal_id]["n_faces"] == 3
+        assert animals[animal_id]["n_faces"] == 3 and animals[animal_id]["face_source"] == "keeper"
         assert animals[animal_id]["p_male"] == pytest.approx(animal_posterior(faces), abs=1e-9)
     assert animals["A01"]["sex_known"] == "female" and animals["A07"]["sex_known"] is None
     check_report(Path(summary["report"]), summary["run_id"])

@@ -13,7 +13,7 @@ from tests.tasks.test_summary_tables import write_card
 def test_refresh_views_writes_gender_ratio_from_the_lake(tmp_path: Path) -> None:
     """Integration: gender predictions in the lake -> animals view -> gender_ratio table, the band from the
     thresholds."""
-    from schemas.tables import ANIMALS_MANIFEST, DROPS, GENDER_PREDICTIONS
+    from schemas.tables import ANIMALS_MANIFEST, DROPS, FACES, GENDER_PREDICTIONS
     from tasks.catalog import query, refresh_views
     from tasks.lake import write_rows
 
@@ -35,6 +35,13 @@ def test_refresh_views_writes_gender_ratio_from_the_lake(tmp_path: Path) -> None
         for i in range(2)
     ]
     write_rows(home, GENDER_PREDICTIONS, "d1", "gender", faces)
+    sources = {"M1-0": "keeper", "M1-1": "keeper", "F1-0": "detector", "F1-1": "detector", "M2-0": "keeper"}
+    sources["M2-1"] = "detector"
+    face_rows = [
+        {"face_id": f, "media_id": f"m-{f}", "drop_id": "d1", "animal_id": f[:2], "source": s, "excluded": False}
+        for f, s in sources.items()
+    ]
+    write_rows(home, FACES, "d1", "faces", face_rows)
     write_rows(home, ANIMALS_MANIFEST, "d1", "ingest", [{"drop_id": "d1", "animal_id": a} for a in p_male])
     write_rows(
         home, DROPS, "d1", "ingest", [{"drop_id": "d1", "site": "North", "deployment_id": "dep-1", "timezone": "UTC"}]
@@ -59,3 +66,5 @@ def test_refresh_views_writes_gender_ratio_from_the_lake(tmp_path: Path) -> None
     assert overall["estimate"] == pytest.approx(0.4)
     assert overall["corrected"] == pytest.approx((0.4 - 0.2) / 0.7)
     assert overall["model_version"] == "panda-gender@v1"
+    seen_on = {r["animal_id"]: r["face_source"] for r in query(home, "SELECT * FROM animals").to_pylist()}
+    assert (seen_on["M1"], seen_on["F1"], seen_on["M2"], seen_on["F2"]) == ("keeper", "detector", "mixed", None)

@@ -36,18 +36,25 @@ def animals(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
     """The columns of the animals view that gender_ratio reads."""
     con.execute(
         "CREATE TABLE animals (animal_id VARCHAR, drop_id VARCHAR, site VARCHAR, deployment_id VARCHAR, "
-        "p_male DOUBLE, sex_predicted VARCHAR, model_version VARCHAR)"
+        "p_male DOUBLE, sex_predicted VARCHAR, model_version VARCHAR, face_source VARCHAR)"
     )
     if rows:
-        con.executemany("INSERT INTO animals VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO animals VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def herd(
-    prefix: str, site: str, deployment: str, males: int, females: int, unknown: int, version: str = "panda-gender@v1"
+    prefix: str,
+    site: str,
+    deployment: str,
+    males: int,
+    females: int,
+    unknown: int,
+    version: str = "panda-gender@v1",
+    source: str | None = "keeper",
 ) -> list[tuple]:
-    """Animal rows: the given numbers of males, females and undecided animals."""
+    """Animal rows: the given numbers of males, females and undecided animals, all seen on one face source."""
     sexes = ["male"] * males + ["female"] * females + ["unknown"] * unknown
-    return [(f"{prefix}{i}", "drop-1", site, deployment, 0.5, sex, version) for i, sex in enumerate(sexes)]
+    return [(f"{prefix}{i}", "drop-1", site, deployment, 0.5, sex, version, source) for i, sex in enumerate(sexes)]
 
 
 @pytest.fixture()
@@ -185,7 +192,9 @@ def test_rewriting_replaces_the_tables_and_an_old_view_of_the_same_name(catalog)
     con.execute("CREATE VIEW gender_ratio AS SELECT 1 AS stale")
     animals(con, herd("a", "North", "dep-1", 1, 1, 0))
     write_summary_tables(con, home)
-    con.execute("INSERT INTO animals VALUES ('z', 'drop-1', 'North', 'dep-1', 0.9, 'male', 'panda-gender@v1')")
+    con.execute(
+        "INSERT INTO animals VALUES ('z', 'drop-1', 'North', 'dep-1', 0.9, 'male', 'panda-gender@v1', 'keeper')"
+    )
     write_summary_tables(con, home)
     assert con.sql("SELECT males, females FROM gender_ratio WHERE level = 'overall'").fetchall() == [(2, 1)]
 
@@ -317,3 +326,63 @@ def test_mating_success_is_corrected_with_the_cganet_cards_encounter_rates(catal
     assert "encounters were classified" in overall["note"]
     cards = {r[0]: r[1:] for r in con.sql("SELECT model_version, sensitivity, n_positive FROM model_cards").fetchall()}
     assert cards["cganet@v1"] == (0.8, 10) and cards["cganet@v2"] == (None, None)
+
+
+def source_card(measured_on: list[str], by_source: dict[str, tuple[float, float, int, int]]) -> dict:
+    """A gender card whose overall rates (Se 0.9, Sp 0.8 on 10 + 10 animals) were measured on the given face sources,
+    with rates measured on each source alone."""
+    return {
+        "metrics": {
+            "rates": {
+                "sensitivity": 0.9,
+                "specificity": 0.8,
+                "decided_males": 10,
+                "decided_females": 10,
+                "face_sources": measured_on,
+            },
+            "rates_by_source": {
+                source: {"sensitivity": se, "specificity": sp, "decided_males": m, "decided_females": f}
+                for source, (se, sp, m, f) in by_source.items()
+            },
+        }
+    }
+
+
+def test_animals_seen_on_one_face_source_are_corrected_with_that_sources_rates(catalog) -> None:
+    home, con = catalog
+    card = source_card(["detector", "keeper"], {"keeper": (1.0, 1.0, 5, 5), "detector": (0.6, 0.7, 10, 10)})
+    write_card(home, "panda-gender", 1, card)
+    animals(con, herd("a", "North", "dep-1", 8, 12, 0, source="detector") + herd("b", "South", "dep-2", 3, 3, 0))
+    con.execute("INSERT INTO animals VALUES ('c0', 'drop-1', 'East', 'dep-3', 0.9, 'male', 'panda-gender@v1', 'mixed')")
+    write_summary_tables(con, home)
+    rows = {
+        row["deployment_id"] or "overall": row
+        for row in con.sql("SELECT * FROM gender_ratio").to_arrow_table().to_pylist()
+    }
+    north = rows["dep-1"]  # detector faces only: Se 0.6 on 10, Sp 0.7 on 10
+    assert (north["rates_face_source"], north["sensitivity"], north["specificity"]) == ("detector", 0.6, 0.7)
+    assert north["corrected"] == pytest.approx((8 / 20 - 0.3) / (0.6 + 0.7 - 1))
+    expected = corrected_share_interval(8, 20, 6, 10, 7, 10)
+    assert (north["corrected_ci_low"], north["corrected_ci_high"]) == (expected.ci_low, expected.ci_high)
+    south = rows["dep-2"]  # keeper photos only
+    assert (south["rates_face_source"], south["validation_males"], south["sensitivity"]) == ("keeper", 5, 1.0)
+    east = rows["dep-3"]  # one animal seen on both kinds: the rates over all of each test animal's faces
+    assert (east["rates_face_source"], east["sensitivity"], east["validation_males"]) == ("detector+keeper", 0.9, 10)
+    overall = rows["overall"]  # a mix of sources: the overall rates
+    assert (overall["rates_face_source"], overall["sensitivity"], overall["specificity"]) == (
+        "detector+keeper",
+        0.9,
+        0.8,
+    )
+    assert all(row["note"] is None or "biased" not in row["note"] for row in rows.values())
+
+
+def test_rates_measured_on_keeper_photos_only_warn_when_camera_trap_animals_are_counted(catalog) -> None:
+    home, con = catalog
+    write_card(home, "panda-gender", 1, source_card(["keeper"], {}))
+    animals(con, herd("a", "North", "dep-1", 8, 12, 0, source="detector"))
+    write_summary_tables(con, home)
+    row = con.sql("SELECT * FROM gender_ratio WHERE level = 'overall'").to_arrow_table().to_pylist()[0]
+    assert (row["rates_face_source"], row["sensitivity"]) == ("keeper", 0.9)
+    assert row["corrected"] is not None
+    assert "measured on keeper photos only" in row["note"] and "camera-trap (detector) faces" in row["note"]
