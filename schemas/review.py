@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-ItemKind = Literal["face", "animal", "encounter"]
-ITEM_KINDS: tuple[str, ...] = ("face", "animal", "encounter")
+ItemKind = Literal["face", "animal", "encounter", "frame"]
+ITEM_KINDS: tuple[str, ...] = ("face", "animal", "encounter", "frame")
 CONFIRM = "confirm"
+DRAWN_BOX = "drawn box"  # the human value is the box the reviewer drew on the frame
+NO_FACE = "none"  # a frame's box value: the reviewer sees no face the detector missed
+FRAME_MIN_YIELD = 0.25  # faces per frame above which a camera "usually yields faces" and its empty frames are queued
+MIN_BOX_SIDE = 0.01  # a drawn box spans at least 1% of the frame's width and height
+BOX_SLACK = 1e-6
 
-# One key per action and item kind: the field it sets and the human value (CONFIRM: the machine's own call).
-# s (skip) and u (undo) act on the queue, not on an item, and are handled by the page.
+# One key per action and item kind: the field it sets and the human value (CONFIRM: the machine's own call;
+# DRAWN_BOX: the box drawn with the mouse). s (skip) and u (undo) act on the queue, not on an item, and are handled by
+# the page.
 ACTIONS: dict[str, dict[str, tuple[str, str]]] = {
-    "face": {"c": ("sex", CONFIRM), "m": ("sex", "male"), "f": ("sex", "female"), "n": ("is_face", "false")},
+    "face": {
+        "c": ("sex", CONFIRM),
+        "m": ("sex", "male"),
+        "f": ("sex", "female"),
+        "n": ("is_face", "false"),
+        "b": ("box", DRAWN_BOX),
+    },
     "animal": {"c": ("sex", CONFIRM), "m": ("sex", "male"), "f": ("sex", "female")},
     "encounter": {"c": ("outcome", CONFIRM), "y": ("outcome", "success"), "x": ("outcome", "failure")},
+    "frame": {"e": ("box", NO_FACE), "b": ("box", DRAWN_BOX)},
 }
 UNDECIDED = frozenset({"unknown", None})
 
@@ -40,12 +56,32 @@ def parse_item_key(text: str) -> ItemKey:
     """Read a kind:drop:id key, raising ReviewError with a sentence when it is not one."""
     parts = text.split(":", 2)
     if len(parts) != 3 or parts[0] not in ITEM_KINDS or not parts[2] or len(text) > 400:
-        raise ReviewError("The item key must look like kind:drop:id with kind face, animal or encounter.")
+        raise ReviewError("The item key must look like kind:drop:id with kind face, animal, encounter or frame.")
     return ItemKey(*parts)
 
 
-def decide(kind: str, key: str, machine_call: str | None) -> tuple[str, str]:
-    """The field and human value one key press records on an item of the given kind."""
+def box_text(box: Sequence[float]) -> str:
+    """A relative box (x, y, w, h in 0..1 of the frame) as the text a corrections row stores: a JSON list."""
+    return json.dumps([round(float(v), 5) for v in box])
+
+
+def checked_box(box: Sequence[float] | None) -> str:
+    """A drawn box as box_text, or ReviewError saying why it is not a box inside the frame."""
+    if box is None or len(box) != 4:
+        raise ReviewError("Draw the box first: it needs x, y, width and height relative to the frame.")
+    x, y, w, h = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ReviewError("The box's coordinates must be finite numbers.")
+    if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
+        raise ReviewError(f"The box is too small: draw at least {MIN_BOX_SIDE:.0%} of the frame each way.")
+    if x < -BOX_SLACK or y < -BOX_SLACK or x + w > 1 + BOX_SLACK or y + h > 1 + BOX_SLACK:
+        raise ReviewError("The box must lie inside the frame (coordinates relative to it, 0 to 1).")
+    return box_text((x, y, w, h))
+
+
+def decide(kind: str, key: str, machine_call: str | None, box: Sequence[float] | None = None) -> tuple[str, str]:
+    """The field and human value one key press records on an item of the given kind (box: the drawn box, relative to
+    the frame, for the box action)."""
     actions = ACTIONS.get(kind, {})
     if key not in actions:
         allowed = ", ".join(sorted(actions))
@@ -55,6 +91,8 @@ def decide(kind: str, key: str, machine_call: str | None) -> tuple[str, str]:
         if machine_call in UNDECIDED:
             raise ReviewError(f"The model made no {field} call on this {kind} to confirm; choose a value instead.")
         value = str(machine_call)
+    if value == DRAWN_BOX:
+        value = checked_box(box)
     return field, value
 
 

@@ -338,10 +338,10 @@ CORRECTIONS = TableSpec(
             ("correction_id", pa.string()),
             ("action", pa.string()),  # set | undo
             ("undoes", pa.string()),  # undo rows: the correction_id they cancel
-            ("target_kind", pa.string()),  # face | animal | encounter | media
-            ("target_id", pa.string()),  # face_id (when made) | animal_id | encounter_id | media_id
+            ("target_kind", pa.string()),  # face | animal | encounter | frame
+            ("target_id", pa.string()),  # face_id (when made) | animal_id | encounter_id | media_id (frames)
             ("drop_id", pa.string()),  # the target's drop (encounters are keyed by drop and encounter id)
-            ("media_id", pa.string()),  # faces: the frame holding the face
+            ("media_id", pa.string()),  # faces and frames: the frame (holding the face)
             ("media_sha256", pa.string()),
             ("bbox_x", pa.float64()),  # faces: the box the reviewer saw (relative 0..1, as faces)
             ("bbox_y", pa.float64()),

@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.home import HomeLayout
+from schemas.review import NO_FACE
 from schemas.tables import LAKE_TABLES, TableSpec
 from tasks.compaction import COMPACTED, PART_COLUMN
 from tasks.home_version import check_home_version
@@ -223,6 +224,33 @@ FACE_EVENTS_VIEW = f"""
     FROM pooled ORDER BY drop_id, camera, started_at
 """
 
+# Keepers' boxes as detector annotations: a box drawn on a frame where the detector found nothing (every live one
+# counts), a face's box fixed (the latest per face), a frame confirmed to hold no missed face, and a detection ruled
+# "not a face" (its machine box, a hard negative). Boxes are relative to the frame, as in faces.
+BOX_ANNOTATIONS_VIEW = f"""
+    CREATE OR REPLACE VIEW box_annotations AS
+    WITH boxes AS (
+        SELECT * FROM live_corrections WHERE field = 'box' AND target_kind = 'frame'
+        UNION ALL BY NAME
+        (SELECT * FROM live_corrections WHERE field = 'box' AND target_kind = 'face' {latest_per("drop_id, target_id")})
+    ), marked AS (
+        SELECT drop_id, media_id, target_kind, target_id, reviewer, created_at, correction_id,
+               CASE WHEN human_value = '{NO_FACE}' THEN 'no_face' WHEN target_kind = 'face' THEN 'fixed'
+                    ELSE 'drawn' END AS annotation,
+               CASE WHEN human_value = '{NO_FACE}' THEN NULL ELSE CAST(human_value AS DOUBLE[]) END AS box
+        FROM boxes
+        UNION ALL
+        SELECT drop_id, media_id, target_kind, target_id, reviewer, created_at, correction_id, 'not_a_face',
+               [bbox_x, bbox_y, bbox_w, bbox_h]
+        FROM live_corrections WHERE field = 'is_face' AND human_value = 'false' AND bbox_w IS NOT NULL
+    )
+    SELECT k.drop_id, k.media_id, m.path AS media_path, m.width, m.height, k.annotation,
+           k.box[1] AS bbox_x, k.box[2] AS bbox_y, k.box[3] AS bbox_w, k.box[4] AS bbox_h,
+           CASE WHEN k.target_kind = 'face' THEN k.target_id END AS face_id, k.reviewer, k.created_at, k.correction_id
+    FROM marked k LEFT JOIN media m ON m.media_id = k.media_id AND m.drop_id = k.drop_id
+    ORDER BY k.drop_id, k.media_id, k.created_at
+"""
+
 DERIVED_VIEWS = {
     "live_corrections": LIVE_CORRECTIONS_VIEW,
     "face_calls": FACE_CALLS_VIEW,
@@ -246,6 +274,7 @@ DERIVED_VIEWS = {
         FROM frames fr LEFT JOIN faces f ON f.media_id = fr.media_id AND f.drop_id = fr.drop_id
         GROUP BY ALL ORDER BY fr.drop_id, fr.camera, fr.night
     """,
+    "box_annotations": BOX_ANNOTATIONS_VIEW,
     # Encounters (seed 002 Eq. 4 over all segments): p_success = P_s / (P_s + P_f), the success and failure
     # probabilities summed over every frame of every predicted 2 s window; the call applies the thresholds
     # table's mating band (defaults 0.4 / 0.6) to p_calibrated, p_success at the model card's temperature.

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 
 from schemas.home import HomeLayout
-from schemas.review import ItemKey, ReviewError, decide, parse_item_key
+from schemas.review import FRAME_MIN_YIELD, NO_FACE, ItemKey, ReviewError, box_text, decide, parse_item_key
 from schemas.tables import CORRECTIONS
 from tasks.catalog import CatalogMissingError, connect_with_retry
 from tasks.lake import write_rows
@@ -29,7 +29,16 @@ AUDIT_EVERY = 20  # one audit item per twenty shown, about the 5% audit slice
 # fully, else the share of confident faces on the minority side (at most 0.5, doubled). Encounters: nearness of the
 # calibrated P(success) to 0.5 (the abstain band is its middle).
 ITEMS_SQL = """
-    WITH items AS (
+    WITH camera_yield AS (
+        SELECT camera, sum(faces) / sum(images) AS per_frame FROM detector_yield GROUP BY camera
+    ), faceless AS (
+        SELECT m.drop_id, m.media_id, y.camera, y.per_frame
+        FROM media m JOIN camera_yield y ON y.camera = split_part(m.path, '/', 2)
+        ANTI JOIN faces f ON f.media_id = m.media_id AND f.drop_id = m.drop_id
+        WHERE m.kind = 'image' AND m.status = 'ok' AND m.path LIKE 'images/%' AND y.per_frame >= $frame_min_yield
+    ), frames_reviewed AS (
+        SELECT DISTINCT drop_id, target_id AS media_id FROM live_corrections WHERE target_kind = 'frame'
+    ), items AS (
         SELECT 'face' AS kind, drop_id, face_id AS target_id, 1 - 2 * abs(p_male - 0.5) AS value,
                'face P(male) ' || printf('%.2f', p_male) AS reason, reviewed
         FROM face_calls WHERE p_male IS NOT NULL
@@ -50,6 +59,12 @@ ITEMS_SQL = """
                || ' (P(success) ' || printf('%.2f', p_calibrated) || ')',
                outcome_source = 'human'
         FROM encounters WHERE p_calibrated IS NOT NULL
+        UNION ALL
+        SELECT 'frame', g.drop_id, g.media_id, 0.5 * least(1.0, g.per_frame),
+               'no face found, on camera ' || g.camera || ' that yields ' || printf('%.2f', g.per_frame)
+               || ' faces per frame',
+               r.media_id IS NOT NULL
+        FROM faceless g LEFT JOIN frames_reviewed r ON r.drop_id = g.drop_id AND r.media_id = g.media_id
     ), keyed AS (
         SELECT *, kind || ':' || drop_id || ':' || target_id AS key FROM items
     ), marked AS (
@@ -88,6 +103,20 @@ ANIMAL_FACES_SQL = """
     WHERE animal_id = ? AND is_face AND crop_path IS NOT NULL ORDER BY abs(p_male - 0.5) DESC, face_id LIMIT 4
 """
 ENCOUNTER_SQL = "SELECT * FROM encounters WHERE drop_id = ? AND encounter_id = ?"
+FRAME_SQL = """
+    SELECT m.media_id, m.drop_id, m.path AS media_path, m.sha256 AS media_sha256, m.width, m.height, m.captured_at,
+           split_part(m.path, '/', 2) AS camera,
+           (SELECT any_value(detector) FROM faces f WHERE f.drop_id = m.drop_id AND f.source = 'detector') AS detector
+    FROM media m WHERE m.drop_id = ? AND m.media_id = ? AND m.kind = 'image' LIMIT 1
+"""
+FRAME_BOXES_SQL = """
+    SELECT face_id, bbox_x, bbox_y, bbox_w, bbox_h FROM faces
+    WHERE drop_id = ? AND media_id = ? AND source = 'detector' ORDER BY face_id
+"""
+FRAME_FILE_SQL = """
+    SELECT m.path, (SELECT any_value(source) FROM drops d WHERE d.drop_id = m.drop_id) AS drop_folder
+    FROM media m WHERE m.drop_id = ? AND m.media_id = ? AND m.kind = 'image' LIMIT 1
+"""
 LAST_LIVE_SQL = """
     SELECT * FROM live_corrections WHERE reviewer = ? ORDER BY created_at DESC, correction_id DESC LIMIT 1
 """
@@ -109,7 +138,18 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str,
 
 def queue_params(day: str, audit_share: float) -> dict[str, Any]:
     """The queue's parameters: the day seeds the audit draw, the share sets its size."""
-    return {"day": day, "buckets": AUDIT_BUCKETS, "audit_buckets": round(audit_share * AUDIT_BUCKETS)}
+    return {
+        "day": day,
+        "buckets": AUDIT_BUCKETS,
+        "audit_buckets": round(audit_share * AUDIT_BUCKETS),
+        "frame_min_yield": FRAME_MIN_YIELD,
+    }
+
+
+def box_of(row: dict[str, Any]) -> list[float] | None:
+    """A row's relative face box (bbox_x, bbox_y, bbox_w, bbox_h), if it has one."""
+    box = [row.get(name) for name in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
+    return None if any(v is None for v in box) else [float(v) for v in box]
 
 
 def next_items(home: HomeLayout, day: str, audit_share: float, skip: list[str], limit: int = 1) -> list[dict[str, Any]]:
@@ -127,12 +167,29 @@ def item_details(home: HomeLayout, key: ItemKey) -> dict[str, Any]:
             if not found:
                 raise LookupError(f"There is no face {key.target_id} in drop {key.drop_id}.")
             face = found[0]
+            scene = face["source"] == "detector"
             return {
                 **face,
                 "call": face["sex_machine"],
                 "p": face["p_male"],
                 "p_label": "P(male)",
                 "images": [path for path in (face["crop_path"], face["gradcam_path"]) if path],
+                "machine_box": box_text(box_of(face)) if box_of(face) else None,
+                "frame_boxes": frame_boxes(con, key.drop_id, face["media_id"], key.target_id) if scene else None,
+            }
+        if key.kind == "frame":
+            found = rows(con, FRAME_SQL, [key.drop_id, key.target_id])
+            if not found:
+                raise LookupError(f"There is no image {key.target_id} in drop {key.drop_id}.")
+            frame = found[0]
+            return {
+                **frame,
+                "call": "no face found",
+                "p": None,
+                "p_label": None,
+                "model_version": frame["detector"],
+                "machine_box": NO_FACE,
+                "frame_boxes": frame_boxes(con, key.drop_id, key.target_id, None),
             }
         if key.kind == "animal":
             found = rows(con, ANIMAL_SQL, [key.target_id])
@@ -154,6 +211,17 @@ def item_details(home: HomeLayout, key: ItemKey) -> dict[str, Any]:
         return {**encounter, "call": encounter["predicted"], "p": encounter["p_calibrated"], "p_label": "P(success)"}
 
 
+def frame_boxes(
+    con: duckdb.DuckDBPyConnection, drop_id: str, media_id: str, current: str | None
+) -> list[dict[str, Any]]:
+    """The detector's boxes on one frame, the one under review (current face id) marked."""
+    return [
+        {"face_id": row["face_id"], "box": box_of(row), "current": row["face_id"] == current}
+        for row in rows(con, FRAME_BOXES_SQL, [drop_id, media_id])
+        if box_of(row)
+    ]
+
+
 def queue_entry(home: HomeLayout, key: ItemKey, day: str, audit_share: float) -> dict[str, Any]:
     """The queue's own row for one item (its reason, audit mark and whether it is decided)."""
     with catalog_reader(home) as con:
@@ -171,6 +239,7 @@ def correction_row(
         "sex": (item.get("sex_machine", item.get("sex_predicted")), item.get("model_version")),
         "is_face": ("true", item.get("detector")),
         "outcome": (item.get("predicted"), item.get("model_version")),
+        "box": (item.get("machine_box"), item.get("detector")),
     }[field]
     return {
         "correction_id": uuid.uuid4().hex,
@@ -178,7 +247,7 @@ def correction_row(
         "target_kind": key.kind,
         "target_id": key.target_id,
         "drop_id": key.drop_id or item.get("drop_id"),
-        "media_id": item.get("media_id") if key.kind == "face" else None,
+        "media_id": item.get("media_id") if key.kind in ("face", "frame") else None,
         "media_sha256": item.get("media_sha256"),
         **{name: item.get(name) for name in ("bbox_x", "bbox_y", "bbox_w", "bbox_h") if key.kind == "face"},
         "field": field,
@@ -215,11 +284,13 @@ def record_review(
     timing: dict[str, Any],
     day: str,
     audit_share: float,
+    box: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Save the correction one key press makes on an item (confirm included) and return its row."""
+    """Save the correction one key press makes on an item (confirm included; box: the drawn box, relative to the
+    frame) and return its row."""
     key = parse_item_key(key_text)
     item = item_details(home, key)
-    field, human_value = decide(key.kind, action_key, item.get("call") if action_key == "c" else None)
+    field, human_value = decide(key.kind, action_key, item.get("call") if action_key == "c" else None, box)
     entry = queue_entry(home, key, day, audit_share)
     row = correction_row(key, item, field, human_value, reviewer, entry)
     row.update(timing)
@@ -268,4 +339,25 @@ def home_file(home: HomeLayout, relative: str) -> Path:
     inside = any(resolved.is_relative_to(root / folder) for folder in SERVED_FOLDERS)
     if not inside or not resolved.is_file() or not resolved.name.lower().endswith(SERVED_SUFFIXES):
         raise PermissionError("The image leads out of the home's crops and is not served.")
+    return resolved
+
+
+def frame_file(home: HomeLayout, drop_id: str, media_id: str) -> Path:
+    """The image file of one ingested frame, found through the catalog (the request names ids, never a path) and
+    refused when it leads out of its drop's folder."""
+    with catalog_reader(home) as con:
+        found = rows(con, FRAME_FILE_SQL, [drop_id, media_id])
+    if not found or not found[0]["drop_folder"]:
+        raise LookupError(f"There is no image {media_id} in drop {drop_id}.")
+    folder = Path(found[0]["drop_folder"]).resolve()
+    if not folder.is_dir():
+        raise LookupError(f"The drop folder {folder} is no longer on disk, so its frames cannot be shown.")
+    try:
+        resolved = (folder / found[0]["path"]).resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
+        raise LookupError(f"The frame {found[0]['path']} is no longer in the drop folder {folder}.") from None
+    if not resolved.is_relative_to(folder) or not resolved.is_file():
+        raise PermissionError("The frame leads out of its drop folder and is not served.")
+    if not resolved.name.lower().endswith(SERVED_SUFFIXES):
+        raise PermissionError("Only JPEG and PNG frames are served.")
     return resolved

@@ -161,6 +161,16 @@ def press(tools: DevTools, key: str) -> None:
     tools.call("Input.dispatchKeyEvent", type="keyUp", key=key, code=code)
 
 
+def drag(tools: DevTools, start: tuple[float, float], end: tuple[float, float], steps: int = 5) -> None:
+    """Press the left mouse button at start, move to end in a few steps and release it (page coordinates)."""
+    tools.call("Input.dispatchMouseEvent", type="mousePressed", x=start[0], y=start[1], button="left", clickCount=1)
+    for step in range(1, steps + 1):
+        x = start[0] + (end[0] - start[0]) * step / steps
+        y = start[1] + (end[1] - start[1]) * step / steps
+        tools.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left", buttons=1)
+    tools.call("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], button="left", clickCount=1)
+
+
 def screenshot(tools: DevTools) -> bytes:
     """A PNG of the whole page as it is now."""
     return base64.b64decode(tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])

@@ -100,16 +100,33 @@ def gender_rows(faces: list[dict[str, Any]], model_version: str = GENDER) -> lis
     ]
 
 
-def write_review_home(root: Path) -> HomeLayout:
-    """A home holding one drop's media, faces with crops, gender and mating predictions, and a fresh catalog."""
+EMPTY_FRAMES = ("cam01/IMG_0006.JPG", "cam01/IMG_0007.JPG")  # frames of a face-yielding camera with no face found
+
+
+def write_frames(drop_folder: Path, paths: list[str]) -> None:
+    """Small JPEG frames at the given paths of a drop folder."""
+    for index, path in enumerate(paths):
+        target = drop_folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (160, 120), (40 + 10 * index, 90, 60)).save(target, quality=85)
+
+
+def write_review_home(root: Path, drop_folder: Path | None = None) -> HomeLayout:
+    """A home holding one drop's media, faces with crops, gender and mating predictions, and a fresh catalog; with a
+    drop folder, the frames are written there as files and two frames of cam01 have no face (EMPTY_FRAMES)."""
     home = HomeLayout(root)
+    paths = [p for p, _, _ in FACES_P_MALE] + (list(EMPTY_FRAMES) if drop_folder else [])
     media = [
         {"media_id": media_id_of(p), "drop_id": DROP, "path": f"images/{p}", "sha256": media_id_of(p) + "0" * 44}
-        for p, _, _ in FACES_P_MALE
+        for p in paths
     ]
-    media = [{**m, "kind": "image", "status": "ok"} for m in media]
+    media = [{**m, "kind": "image", "status": "ok", "width": 160, "height": 120} for m in media]
     write_rows(home, MEDIA, DROP, "ingest", media)
-    write_rows(home, DROPS, DROP, "ingest", [{"drop_id": DROP, "timezone": "UTC", "site": "Test Station"}])
+    drop = {"drop_id": DROP, "timezone": "UTC", "site": "Test Station"}
+    if drop_folder:
+        write_frames(drop_folder, [m["path"] for m in media])
+        drop["source"] = str(drop_folder)
+    write_rows(home, DROPS, DROP, "ingest", [drop])
     write_rows(
         home,
         ANIMALS_MANIFEST,

@@ -35,6 +35,8 @@ ACTION_LABELS = {
     "n": "not a face",
     "y": "success",
     "x": "failure",
+    "b": "draw the face's box",
+    "e": "no face missed here",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -68,6 +70,7 @@ class ReviewRequest(BaseModel):
     seconds_spent: float = Field(default=0.0, ge=0, le=86_400)
     keystrokes: int = Field(default=1, ge=0, le=1000)
     skip: list[str] = Field(default_factory=list, max_length=1000)
+    box: list[float] | None = Field(default=None, min_length=4, max_length=4)  # the drawn box, relative to the frame
 
 
 class QueueRequest(BaseModel):
@@ -120,8 +123,15 @@ def item_json(server: ReviewServer, entry: dict[str, Any]) -> dict[str, Any]:
             ("windows", item.get("n_segments")),
             ("recorded outcome", item.get("outcome") or "not recorded"),
         ],
+        "frame": [
+            ("camera", item.get("camera")),
+            ("frame", item.get("media_path")),
+            ("captured", item.get("captured_at")),
+            ("size", f"{item.get('width')} x {item.get('height')} px"),
+        ],
     }[key.kind]
-    title = {"face": "Face", "animal": "Animal", "encounter": "Encounter"}[key.kind]
+    title = {"face": "Face", "animal": "Animal", "encounter": "Encounter", "frame": "Frame"}[key.kind]
+    frame_id = item.get("media_id") if item.get("frame_boxes") is not None else None
     return {
         "key": entry["key"],
         "kind": key.kind,
@@ -133,6 +143,8 @@ def item_json(server: ReviewServer, entry: dict[str, Any]) -> dict[str, Any]:
         "p_label": item.get("p_label"),
         "model_version": item.get("model_version"),
         "images": ["/files/" + quote(path) for path in item.get("images", [])],
+        "frame": f"/frames/{quote(item['drop_id'], safe='')}/{quote(frame_id, safe='')}" if frame_id else None,
+        "boxes": item.get("frame_boxes") or [],
         "details": [[label, "" if value is None else str(value)] for label, value in details],
         "actions": [
             {"key": k, "label": ACTION_LABELS[k]}
@@ -310,7 +322,7 @@ def create_app(server: ReviewServer) -> FastAPI:
         session = posted(request)
         timing = {"seconds_spent": round(body.seconds_spent, 3), "keystrokes": body.keystrokes}
         row = review_tasks.record_review(
-            server.home, body.key, body.action, session.reviewer, timing, today(), server.audit_share
+            server.home, body.key, body.action, session.reviewer, timing, today(), server.audit_share, body.box
         )
         saved = {name: row[name] for name in ("correction_id", "field", "machine_value", "human_value", "audit")}
         return JSONResponse({"saved": saved, "item": next_item(server, body.skip)})
@@ -333,6 +345,12 @@ def create_app(server: ReviewServer) -> FastAPI:
         """A face crop or Grad-CAM image from inside the home, and nothing else."""
         logged_in(request)
         return FileResponse(review_tasks.home_file(server.home, relative))
+
+    @app.get("/frames/{drop_id}/{media_id}")
+    def frames(request: Request, drop_id: str, media_id: str) -> Response:
+        """A whole frame from its drop folder, found by its ids in the catalog (never by a path from the request)."""
+        logged_in(request)
+        return FileResponse(review_tasks.frame_file(server.home, drop_id, media_id))
 
     @app.get("/static/review.js")
     def script() -> Response:

@@ -70,7 +70,7 @@ def test_review_by_keys_undo_and_the_queue_moves_on(tmp_path: Path) -> None:
     assert third["key"] == "encounter:d1:E01" and [a["key"] for a in third["actions"]] == ["y", "x"]
     face = client.post("/api/next", json={"skip": [second["key"], third["key"]]}, headers=headers).json()["item"]
     assert face["kind"] == "face" and face["p"] == 0.52 and face["call"] == "male"  # P(success) 0.52 ranks first
-    assert [a["key"] for a in face["actions"]] == ["c", "m", "f", "n"]
+    assert [a["key"] for a in face["actions"]] == ["c", "m", "f", "n", "b"]
     assert len(face["images"]) == 1 and client.get(face["images"][0]).headers["content-type"] == "image/jpeg"
     undone = client.post("/api/undo", headers=headers).json()
     assert undone["item"]["key"] == first["key"] and undone["item"]["remaining"] == 13

@@ -3,6 +3,7 @@ undoes one, and the corrections table and the views show it."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -15,12 +16,13 @@ import pytest
 from flows.review.app import ReviewServer, create_app
 from schemas.home import HomeLayout
 from tasks.catalog import query
-from tests.browser import chromium_page, chromium_path, evaluate, press, screenshot, wait_until
-from tests.review_home import write_review_home
+from tests.browser import chromium_page, chromium_path, drag, evaluate, press, screenshot, wait_until
+from tests.review_home import DROP, write_review_home
 
 DECISIONS = 8
 SHOWN_KEY = "document.getElementById('item').dataset.key"
 KEY_FOR = {"face": ("f", "m", "n"), "animal": ("m",), "encounter": ("y", "x")}
+FRAME_RECT = "(r => [r.left, r.top, r.width, r.height])(document.querySelector('#frame img').getBoundingClientRect())"
 
 
 def free_port() -> int:
@@ -35,7 +37,7 @@ def served(tmp_path: Path) -> Iterator[tuple[HomeLayout, str]]:
     """The review app on a small home with predictions, served by uvicorn on a thread: the home and the base URL."""
     import uvicorn
 
-    home = write_review_home(tmp_path / "home")
+    home = write_review_home(tmp_path / "home", drop_folder=tmp_path / "inbox" / DROP)
     port = free_port()
     app = create_app(ReviewServer(home, None, "kim", 0.05, loopback_only=True))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -69,9 +71,9 @@ def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_p
         uses: dict[str, int] = {}
         while len(decided) < DECISIONS:
             item = shown_item(tools)
-            if len(decided) == 3 and not uses.get("skip"):
+            if (len(decided) == 3 and not uses.get("skip")) or item["kind"] == "frame":  # frames: a box below
                 press(tools, "s")
-                uses["skip"] = 1
+                uses["skip"] = uses.get("skip", 0) + 1
             else:
                 choices = KEY_FOR[item["kind"]]
                 key = choices[uses.get(item["kind"], 0) % len(choices)]
@@ -79,8 +81,21 @@ def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_p
                 press(tools, key)
                 decided.append(item["key"])
             wait_until(tools, f"{SHOWN_KEY} !== {item['key']!r}")
+        # draw a missed face's box on the next frame: b, then a drag across a quarter of the frame
+        tools.call("Runtime.evaluate", expression="state.skipped = []")
+        while shown_item(tools)["kind"] != "frame":
+            item = shown_item(tools)
+            press(tools, "s")
+            wait_until(tools, f"{SHOWN_KEY} !== {item['key']!r}")
+        wait_until(tools, "document.querySelector('#frame img').complete")
+        framed = shown_item(tools)
+        press(tools, "b")
+        left, top, width, height = evaluate(tools, FRAME_RECT)
+        drag(tools, (left + 0.25 * width, top + 0.25 * height), (left + 0.75 * width, top + 0.75 * height))
+        wait_until(tools, f"{SHOWN_KEY} !== {framed['key']!r}")
+        drawn_status = evaluate(tools, "document.getElementById('status').textContent")
         press(tools, "u")
-        wait_until(tools, f"{SHOWN_KEY} === {decided[-1]!r}")
+        wait_until(tools, f"{SHOWN_KEY} === {framed['key']!r}")
         stats = evaluate(tools, "window.reviewStats")
         page_rate = evaluate(tools, "document.getElementById('keys-per-item').textContent")
         status = evaluate(tools, "document.getElementById('status').textContent")
@@ -93,8 +108,10 @@ def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_p
         wanted.write_bytes(shot)
         wanted.with_name(f"{wanted.stem}-first{wanted.suffix}").write_bytes(first_shot)
 
-    assert stats["decisions"] == DECISIONS and stats["undos"] == 1 and stats["skips"] == 1 and stats["errors"] == 0
-    assert stats["keys"] / stats["decisions"] == 1.0 and page_rate == "1.00", "one keystroke per item"
+    assert stats["decisions"] == DECISIONS + 1 and stats["undos"] == 1 and stats["skips"] >= 1 and not stats["errors"]
+    drawn_box = json.loads(drawn_status.removeprefix("Saved: box ").split("]")[0] + "]")
+    assert drawn_box == pytest.approx([0.25, 0.25, 0.5, 0.5], abs=0.01), drawn_status  # mouse events land on pixels
+    assert float(page_rate) == stats["keys"] / stats["decisions"] and stats["keys"] >= stats["decisions"]
     assert status.startswith("Undone") and all(images)
     requests = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
     assert requests and all(url.startswith(base) for url in requests), "nothing but the app itself is fetched"
@@ -102,14 +119,18 @@ def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_p
     assert failed == []
 
     rows = query(home, "SELECT action, target_kind, keystrokes, seconds_spent FROM corrections").to_pylist()
-    assert sorted(r["action"] for r in rows) == ["set"] * DECISIONS + ["undo"]
-    assert all(r["keystrokes"] == 1 and r["seconds_spent"] >= 0 for r in rows if r["action"] == "set")
+    assert sorted(r["action"] for r in rows) == ["set"] * (DECISIONS + 1) + ["undo"]
+    assert all(r["seconds_spent"] >= 0 for r in rows if r["action"] == "set")
+    keyed = [r for r in rows if r["action"] == "set" and r["target_kind"] != "frame"]
+    assert len(keyed) == DECISIONS and all(r["keystrokes"] == 1 for r in keyed), "one keystroke per keyboard item"
+    drawn = "SELECT count(*) AS n FROM box_annotations WHERE annotation = 'drawn'"
+    assert query(home, drawn).to_pylist() == [{"n": 0}], "the drawn box was undone"
     human = {
         "face": "SELECT count(*) AS n FROM face_calls WHERE reviewed",
         "animal": "SELECT count(*) AS n FROM animals WHERE sex_source = 'human'",
         "encounter": "SELECT count(*) AS n FROM encounters WHERE outcome_source = 'human'",
     }
-    kept = decided[:-1]  # the last decision was undone
+    kept = decided  # the box drawn after them was the one undone
     for kind, sql in human.items():
         expected = sum(1 for key in kept if key.startswith(kind + ":"))
         assert query(home, sql).to_pylist() == [{"n": expected}], kind

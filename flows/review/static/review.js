@@ -3,7 +3,7 @@
 "use strict";
 
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const state = { item: null, shownAt: 0, keys: 0, skipped: [], busy: false };
+const state = { item: null, shownAt: 0, keys: 0, skipped: [], busy: false, drawing: false, start: null };
 // Measured here and read by the browser test: decisions made and keys pressed for them.
 window.reviewStats = { decisions: 0, keys: 0, undos: 0, skips: 0, errors: 0 };
 
@@ -37,6 +37,8 @@ function show(item) {
   state.item = item;
   state.shownAt = performance.now();
   state.keys = 0;
+  state.drawing = false;
+  state.start = null;
   const box = document.getElementById("item");
   box.replaceChildren();
   if (!item) {
@@ -55,8 +57,10 @@ function show(item) {
   const images = element("div", null, { id: "images" });
   for (const url of item.images || []) images.append(element("img", null, { src: url, alt: item.kind + " image" }));
   box.append(images);
+  if (item.frame) box.append(frameView(item));
   const probability = item.p === null || item.p === undefined ? "no probability" : Number(item.p).toFixed(3);
-  box.append(element("p", "Model says: " + item.call + " (" + item.p_label + " " + probability + ")", { id: "call" }));
+  const said = item.p_label ? item.call + " (" + item.p_label + " " + probability + ")" : item.call;
+  box.append(element("p", "Model says: " + said, { id: "call" }));
   const table = element("table");
   for (const [label, value] of [["model", item.model_version || "none"], ...(item.details || [])]) {
     const row = element("tr");
@@ -68,7 +72,7 @@ function show(item) {
   for (const action of item.actions) {
     const button = element("button", null, { type: "button", "data-key": action.key });
     button.append(element("kbd", action.key), " " + action.label);
-    button.addEventListener("click", () => decide(action.key));
+    button.addEventListener("click", () => (action.key === "b" ? startDrawing() : decide(action.key)));
     actions.append(button);
   }
   for (const [key, label] of [["s", "skip"], ["u", "undo"]]) {
@@ -78,6 +82,71 @@ function show(item) {
     actions.append(button);
   }
   box.append(actions);
+}
+
+// The whole frame with the detector's boxes (the face under review in red); a box is drawn on it with the mouse.
+function placeBox(node, box) {
+  const [x, y, w, h] = box;
+  node.style.left = 100 * x + "%";
+  node.style.top = 100 * y + "%";
+  node.style.width = 100 * w + "%";
+  node.style.height = 100 * h + "%";
+}
+
+function frameView(item) {
+  const frame = element("div", null, { id: "frame" });
+  frame.append(element("img", null, { src: item.frame, alt: "the whole frame", draggable: "false" }));
+  for (const found of item.boxes || []) {
+    const node = element("div", null, { class: found.current ? "box current" : "box", title: found.face_id });
+    placeBox(node, found.box);
+    frame.append(node);
+  }
+  frame.addEventListener("mousedown", (event) => {
+    if (!state.drawing) return;
+    event.preventDefault();
+    state.start = relativePoint(frame, event);
+    const drawn = element("div", null, { class: "box drawn", id: "drawn-box" });
+    placeBox(drawn, [state.start[0], state.start[1], 0, 0]);
+    frame.append(drawn);
+  });
+  frame.addEventListener("mousemove", (event) => {
+    const drawn = document.getElementById("drawn-box");
+    if (state.drawing && state.start && drawn) placeBox(drawn, spanned(state.start, relativePoint(frame, event)));
+  });
+  frame.addEventListener("mouseup", (event) => {
+    if (!state.drawing || !state.start) return;
+    const box = spanned(state.start, relativePoint(frame, event));
+    stopDrawing();
+    decide("b", box);
+  });
+  return frame;
+}
+
+function relativePoint(frame, event) {
+  const area = frame.querySelector("img").getBoundingClientRect();
+  const clamp = (value) => Math.min(1, Math.max(0, value));
+  return [clamp((event.clientX - area.left) / area.width), clamp((event.clientY - area.top) / area.height)];
+}
+
+function spanned(start, end) {
+  return [Math.min(start[0], end[0]), Math.min(start[1], end[1]), Math.abs(end[0] - start[0]), Math.abs(end[1] - start[1])];
+}
+
+function startDrawing() {
+  if (!state.item || !state.item.frame) return say("This item has no frame to draw on.", true);
+  state.drawing = true;
+  state.start = null;
+  document.getElementById("frame").classList.add("drawing");
+  say("Drag a box around the face on the frame; Esc cancels.", false);
+}
+
+function stopDrawing() {
+  state.drawing = false;
+  state.start = null;
+  const frame = document.getElementById("frame");
+  if (frame) frame.classList.remove("drawing");
+  const drawn = document.getElementById("drawn-box");
+  if (drawn) drawn.remove();
 }
 
 function updateRate() {
@@ -99,7 +168,7 @@ async function run(work) {
   }
 }
 
-function decide(key) {
+function decide(key, box) {
   return run(async () => {
     if (!state.item) return;
     const body = {
@@ -109,6 +178,7 @@ function decide(key) {
       keystrokes: Math.max(state.keys, 1),
       skip: state.skipped,
     };
+    if (box) body.box = box;
     const answer = await post("/api/review", body);
     window.reviewStats.decisions += 1;
     window.reviewStats.keys += body.keystrokes;
@@ -143,11 +213,16 @@ function undo() {
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
   if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
+  if (event.key === "Escape" && state.drawing) {
+    stopDrawing();
+    return say("Drawing cancelled.", false);
+  }
   const key = event.key.toLowerCase();
   if (key.length !== 1) return;
   state.keys += 1;
   if (key === "s") return skip();
   if (key === "u") return undo();
+  if (key === "b" && state.item && state.item.actions.some((action) => action.key === "b")) return startDrawing();
   if (state.item && state.item.actions.some((action) => action.key === key)) return decide(key);
   say("The key " + key + " does nothing on this item.", true);
 });
