@@ -145,5 +145,8 @@ def retrain_task(home: str, config_file: str | None, kind: str) -> dict[str, Any
     elif kind == "mating":
         card = retrain_mating(layout, settings, progress=epoch_logger())
     else:
-        raise ValueError(f"retraining {kind!r} is not supported; retrain gender or mating (see README: Retraining)")
+        raise ValueError(
+            f"retraining the {kind} from corrections is not possible yet: the review app records no face boxes, only "
+            "'not a face'; use 'breedwatch train detector' with annotation files (README: Retraining)"
+        )
     return {key: value for key, value in card.items() if key not in ("training", "test_predictions")}

@@ -15,12 +15,12 @@ from models.gender_training import TrainingDataError
 from models.promotion import promotion_decision
 from schemas.config import Settings, load_settings
 from schemas.home import HomeLayout
-from schemas.tables import ANIMALS_MANIFEST, FACES, SEGMENT_FEATURES, SEGMENTS
+from schemas.tables import ANIMALS_MANIFEST, ENCOUNTER_MANIFEST, FACES, SEGMENT_FEATURES, SEGMENTS
 from tasks.catalog import refresh_views
 from tasks.gender_training import catalog_faces, retrain_gender, train_gender
 from tasks.lake import write_rows
 from tasks.mating import resolve_model
-from tasks.mating_training import catalog_data
+from tasks.mating_training import catalog_data, retrain_mating, train_mating
 from tasks.model_store import CARD_FILE, load_model, save_checkpoint, stored_card
 from tasks.review import record_review, undo_last
 from tests.review_home import DROP, media_id_of, write_review_home
@@ -214,3 +214,66 @@ def test_a_worse_retrain_stays_a_candidate(home: HomeLayout, tmp_path, one_threa
 def test_retrain_without_a_model_in_use_says_so(home: HomeLayout) -> None:
     with pytest.raises(TrainingDataError, match="no gender model 'panda-gender' in the store to compare with"):
         retrain_gender(home, Settings().gender)
+
+
+MATING_RECIPE = "[mating.train]\nepochs = 2\nfilters = 4\nhidden = 4\nbatch_size = 8\nthreads = 1\n"
+
+
+def labelled_windows(home: HomeLayout) -> None:
+    """Six pairs, two encounters each with two windows: pairs P0-P2 succeed, P3-P5 fail (encounters.csv)."""
+    rng = np.random.default_rng(0)
+    manifest, segments, features = [], [], []
+    for pair in range(6):
+        for number in range(2):
+            encounter = f"P{pair}E{number}"
+            outcome = "success" if pair < 3 else "failure"
+            manifest.append(
+                {"drop_id": "d3", "encounter_id": encounter, "male_id": f"M{pair}", "female_id": f"F{pair}"}
+                | {"outcome": outcome}
+            )
+            for window in range(2):
+                segment = f"{encounter}-s{window}"
+                segments.append({"segment_id": segment, "media_id": "m", "drop_id": "d3", "encounter_id": encounter})
+                level = 1.0 if outcome == "success" else -1.0
+                mfcc = (level + rng.normal(0, 0.5, 2 * 86 * 40)).astype(np.float32).tolist()
+                features.append(
+                    {"segment_id": segment, "drop_id": "d3", "feature_version": FEATURE_VERSION, "mfcc": mfcc}
+                )
+    write_rows(home, ENCOUNTER_MANIFEST, "d3", "ingest", manifest)
+    write_rows(home, SEGMENTS, "d3", "segments", segments)
+    write_rows(home, SEGMENT_FEATURES, "d3", "segments", features)
+    refresh_views(home, Settings().view_thresholds())
+
+
+def test_mating_retrain_uses_outcome_corrections_and_the_current_validation_pairs(
+    home: HomeLayout, tmp_path: Path
+) -> None:
+    labelled_windows(home)
+    config = tmp_path / "config.toml"
+    config.write_text(MATING_RECIPE)
+    settings = load_settings(config, home=home.root)
+    first = train_mating(home, settings, "cganet")
+    assert first["split"]["validation"], "the seed's grouped validation part holds some pairs"
+    review(home, "encounter:d3:P0E0", "x")  # a keeper overrides encounters.csv
+    card = retrain_mating(home, settings)
+    promotion = card["promotion"]
+    assert promotion["current"] == "cganet@v1" and promotion["held_out"] == sorted(first["split"]["validation"])
+    assert card["split"]["validation"] == first["split"]["validation"] and card["split_by"] == "pair"
+    assert card["corrections_used"] == {"encounter_outcome": 1, "encounter_outcome_over_registry": 1}
+    assert promotion["new_value"] == card["metrics"]["segment"]["accuracy"]
+    assert promotion["promoted"] == (promotion["new_value"] >= promotion["current_value"])
+    assert resolve_model(home, "cganet")[0] == ("cganet@v2" if promotion["promoted"] else "cganet@v1")
+
+
+def test_cli_retrain_says_in_one_sentence_what_it_cannot_do(home: HomeLayout, capsys) -> None:
+    import typer
+
+    from flows.cli.retrain import retrain
+
+    for kind, sentence in (
+        ("detector", "the review app records no face boxes"),
+        ("gender", "no gender model 'panda-gender' in the store to compare with"),
+    ):
+        with pytest.raises(typer.Exit) as exited:  # the command itself: CliRunner's streams upset Prefect's logging
+            retrain(kind, home=home.root)
+        assert exited.value.exit_code == 1 and sentence in capsys.readouterr().err
