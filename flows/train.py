@@ -11,6 +11,7 @@ from tasks.training import (
     evaluate_detector_task,
     evaluate_gender_task,
     evaluate_mating_task,
+    retrain_task,
     train_detector_task,
     train_gender_task,
     train_mating_task,
@@ -101,3 +102,10 @@ def evaluate_mating_flow(
     """Cross-validate CGANet, SVM and FLDA on labelled encounters, folds grouped by pair by default."""
     home_dir = resolve_home(home, config_file)
     return evaluate_mating_task(home_dir, config_file, folder, group_by, folds, epochs, seed, model)
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(kind: str, home: str | None = None, config_file: str | None = None) -> dict[str, Any]:
+    """Retrain a model with the keepers' corrections and promote it only when it is not worse on held-out data."""
+    home_dir = resolve_home(home, config_file)
+    return retrain_task(home_dir, config_file, kind)

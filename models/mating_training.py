@@ -880,6 +880,7 @@ class MatingData:
     segment_ids: list[str]
     source: str
     rejects: list[str] = field(default_factory=list)
+    corrections: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """Counts for people and model cards: windows, encounters and pairs by outcome."""
@@ -911,12 +912,25 @@ def train_settings(config: MatingTrainConfig, **overrides: Any) -> MatingTrainSe
     return MatingTrainSettings(**values)
 
 
+def outcome_corrections_used(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many keepers' outcome corrections labelled the windows: encounters labelled by a keeper, and those whose
+    encounters.csv outcome the keeper overrode."""
+    human = {(r["drop_id"], r["encounter_id"]): r for r in rows if r.get("outcome_source") == "human"}
+    return {
+        "encounter_outcome": len(human),
+        "encounter_outcome_over_registry": sum(
+            r.get("registry_outcome") is not None and r["registry_outcome"] != r["outcome"] for r in human.values()
+        ),
+    }
+
+
 def table_to_data(table: pa.Table, source: str, rejects: list[str]) -> MatingData:
-    """MatingData from rows of LABELLED_SQL."""
+    """MatingData from rows of LABELLED_SQL (outcome: the keeper's correction over encounters.csv)."""
     mfcc = table.column("mfcc").combine_chunks()
     x = mfcc.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 2, 86, 40)
     rows = table.drop_columns(["mfcc"]).to_pylist()
     return MatingData(
+        corrections=outcome_corrections_used(rows),
         x=x,
         y=np.asarray([int(r["outcome"] == "success") for r in rows], np.int64),
         pairs=[f"{r['male_id']}|{r['female_id']}" for r in rows],

@@ -82,3 +82,19 @@ MODEL_CARDS = pa.schema(
         ("problem", pa.string()),  # why the card or its metrics could not be read
     ]
 )
+
+# Machine accuracy on the review queue's random audit slice (unbiased, unlike the ranked items): per month and model,
+# the share of audited items where the keeper kept the machine's call.
+AUDIT_ACCURACY = pa.schema(
+    [
+        ("month", pa.string()),  # YYYY-MM of the review (UTC)
+        ("model", pa.string()),  # gender (face and animal sex) | mating (encounter outcome) | detector (is a face)
+        ("n", pa.int64()),  # audited items the machine made a call on
+        ("correct", pa.int64()),  # of those, the keeper kept the machine's call
+        ("accuracy", pa.float64()),  # correct / n
+        ("ci_low", pa.float64()),  # Wilson 95%
+        ("ci_high", pa.float64()),
+        ("abstained", pa.int64()),  # audited items the machine left unknown (not in n)
+        ("model_versions", pa.string()),  # the versions whose calls were audited (name@vN, comma-separated)
+    ]
+)

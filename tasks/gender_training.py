@@ -4,12 +4,13 @@ cards."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from models.corrected_labels import LabelConflictError, face_label, gender_corrections_used, training_groups
 from models.gender import gender_net_from_state
 from models.gender_training import (
     Item,
@@ -26,24 +27,38 @@ from models.gender_training import (
     split_metrics,
     summarise_splits,
 )
+from models.promotion import promotion_decision
 from schemas.config import GenderConfig
 from schemas.home import HomeLayout
 from schemas.manifest import AnimalRow, ManifestError, check_safe_id, parse_csv_manifest
 from tasks.catalog import query
-from tasks.model_store import load_model, model_label, save_checkpoint
+from tasks.model_store import load_model, model_label, save_checkpoint, stored_card
 
 KIND = "gender"
 SEXES = {"female": 0, "male": 1}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Usable faces with every word on their sex: the registry's sexes of their animal, a keeper's animal-level and
+# face-level corrections (the catalog views' latest live rows, undo applied), and whether a keeper said "not a face".
 LABELLED_FACES_SQL = """
-    WITH known AS (
-        SELECT animal_id, list_distinct(list(sex)) AS sexes
+    WITH registry AS (
+        SELECT animal_id, list_sort(list_distinct(list(sex))) AS sexes
         FROM animal_manifest WHERE sex IN ('female', 'male') GROUP BY animal_id
+    ), animal_human AS (
+        SELECT animal_id, sex FROM animals WHERE sex_source = 'human'
+    ), face_human AS (
+        SELECT drop_id, face_id, any_value(sex) FILTER (WHERE sex_source = 'human') AS sex,
+               bool_or(NOT is_face) AS not_face
+        FROM face_calls GROUP BY drop_id, face_id
     )
-    SELECT f.face_id, f.crop_path, f.animal_id, f.source, k.sexes
-    FROM faces f JOIN known k USING (animal_id)
+    SELECT f.face_id, f.drop_id, f.crop_path, f.animal_id, f.source, r.sexes, a.sex AS animal_human,
+           h.sex AS face_human, coalesce(h.not_face, false) AS not_face
+    FROM faces f
+    LEFT JOIN registry r ON r.animal_id = f.animal_id
+    LEFT JOIN animal_human a ON a.animal_id = f.animal_id
+    LEFT JOIN face_human h ON h.drop_id = f.drop_id AND h.face_id = f.face_id
     WHERE NOT f.excluded AND f.crop_path IS NOT NULL
-    ORDER BY f.animal_id, f.face_id
+      AND (r.sexes IS NOT NULL OR a.sex IS NOT NULL OR h.sex IS NOT NULL OR h.not_face)
+    ORDER BY f.animal_id NULLS LAST, f.drop_id, f.face_id
 """
 
 
@@ -54,6 +69,7 @@ class LabelledFaces:
     items: list[Item]
     source: str
     face_sources: list[str]
+    corrections: dict[str, int] = field(default_factory=dict)
 
 
 def open_face(path: Path) -> Image.Image:
@@ -66,15 +82,20 @@ def open_face(path: Path) -> Image.Image:
 
 
 def catalog_faces(home: HomeLayout) -> LabelledFaces:
-    """Usable faces (keeper photos and detections) of animals whose sex a drop's animals.csv gives."""
+    """Usable faces (keeper photos and detections) labelled by keepers' corrections or, without one, by the sex a
+    drop's animals.csv gives their animal (models/corrected_labels.py says which wins)."""
     rows = query(home, LABELLED_FACES_SQL).to_pylist()
-    mixed = sorted({row["animal_id"] for row in rows if len(row["sexes"]) > 1})
-    if mixed:
-        raise TrainingDataError(
-            f"animals.csv files disagree on the sex of {', '.join(mixed[:5])}; fix them before training"
-        )
-    items = [(open_face(home.root / row["crop_path"]), SEXES[row["sexes"][0]], row["animal_id"]) for row in rows]
-    return LabelledFaces(items, f"catalog {home.catalog}", [row["source"] for row in rows])
+    try:
+        labels = [face_label(row) for row in rows]
+    except LabelConflictError as error:
+        raise TrainingDataError(str(error)) from None
+    items = [
+        (open_face(home.root / row["crop_path"]), SEXES[label.sex], label.group)
+        for row, label in zip(rows, labels)
+        if label is not None
+    ]
+    sources = [row["source"] for row, label in zip(rows, labels) if label is not None]
+    return LabelledFaces(items, f"catalog {home.catalog}", sources, gender_corrections_used(rows, labels))
 
 
 def folder_faces(root: Path, animals_csv: Path | None = None) -> LabelledFaces:
@@ -119,6 +140,50 @@ def backbone_state(config: GenderConfig) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def held_out_split(items: list[Item]) -> tuple[list[str], list[str]]:
+    """The seed split over animals; faces that keepers sexed as groups of their own only train."""
+    animals, faces = training_groups([group for _, _, group in items])
+    train_ids, test_ids = seed_split([item for item in items if item[2] in set(animals)])
+    return train_ids + faces, test_ids
+
+
+def fit_and_card(
+    config: GenderConfig,
+    name: str,
+    faces: LabelledFaces,
+    train_ids: list[str],
+    test_ids: list[str],
+    progress: Progress | None,
+) -> tuple[Any, dict[str, Any]]:
+    """Train on the training animals, calibrate, measure on the test animals; the model and its card (not stored)."""
+    settings, seed = recipe(config), config.train.seed
+    started = time.perf_counter()
+    model, history, temperature, split = fit(
+        faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress
+    )
+    seconds = time.perf_counter() - started
+    metrics = split_metrics(model, faces.items, train_ids, test_ids, seed, faces.face_sources)
+    animals = {"train": split.fit, "validation": split.select if split.select != test_ids else [], "test": test_ids}
+    card = gender_model_card(
+        settings, seed, data_fingerprint(faces.items), animals, history, temperature, card_metrics(metrics)
+    )
+    return model, {
+        **card,
+        "name": name,
+        "source": faces.source,
+        "n_faces": len(faces.items),
+        "corrections_used": faces.corrections,
+        "train_seconds": seconds,
+        "selected_on": split.selected_on,
+    }
+
+
+def store_gender(home: HomeLayout, model: Any, card: dict[str, Any]) -> dict[str, Any]:
+    """Store a trained net as the next version of its name; its card with version, path and label."""
+    version, path = save_checkpoint(home.model_dir(KIND, card["name"]), model.state_dict(), card)
+    return {**card, "version": version, "path": str(path), "label": f"{card['name']}@v{version}"}
+
+
 def train_gender(
     home: HomeLayout,
     config: GenderConfig,
@@ -130,28 +195,37 @@ def train_gender(
     """Train on the seed split, calibrate, measure on the held-out animals and store a new model version."""
     check_safe_id(name, "model name")
     faces = labelled_faces(home, folder, animals_csv)
-    settings, seed = recipe(config), config.train.seed
-    train_ids, test_ids = seed_split(faces.items)
-    started = time.perf_counter()
-    model, history, temperature, split = fit(
-        faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress
+    train_ids, test_ids = held_out_split(faces.items)
+    model, card = fit_and_card(config, name, faces, train_ids, test_ids, progress)
+    return store_gender(home, model, card)
+
+
+def retrain_gender(home: HomeLayout, config: GenderConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Train a new version of the configured model on the catalog's labels (keepers' corrections included), measure it
+    and the version in use on the latter's held-out animals, and store it promoted only when it is not worse there."""
+    name = config.model.partition("@")[0]
+    current = stored_card(home, KIND, name)
+    if current is None:
+        raise TrainingDataError(
+            f"there is no gender model {name!r} in the store to compare with; train one with 'breedwatch train gender'"
+        )
+    faces = labelled_faces(home, None, None)
+    groups = {group for _, _, group in faces.items}
+    test_ids = [animal for animal in current["split"]["test"] if animal in groups]
+    if not test_ids:
+        raise TrainingDataError(
+            f"none of {model_label(current)}'s held-out animals ({', '.join(current['split']['test'])}) has labelled "
+            "faces now, so the two versions cannot be compared"
+        )
+    train_ids = sorted(groups - set(current["split"]["test"]))
+    model, card = fit_and_card(config, name, faces, train_ids, test_ids, progress)
+    in_use, _ = load_gender_model(home, model_label(current))
+    before = card_metrics(
+        split_metrics(in_use, faces.items, train_ids, test_ids, config.train.seed, faces.face_sources)
     )
-    seconds = time.perf_counter() - started
-    metrics = split_metrics(model, faces.items, train_ids, test_ids, seed, faces.face_sources)
-    animals = {"train": split.fit, "validation": split.select if split.select != test_ids else [], "test": test_ids}
-    card = gender_model_card(
-        settings, seed, data_fingerprint(faces.items), animals, history, temperature, card_metrics(metrics)
-    )
-    card = {
-        **card,
-        "name": name,
-        "source": faces.source,
-        "n_faces": len(faces.items),
-        "train_seconds": seconds,
-        "selected_on": split.selected_on,
-    }
-    version, path = save_checkpoint(home.model_dir(KIND, name), model.state_dict(), card)
-    return {**card, "version": version, "path": str(path), "label": f"{name}@v{version}"}
+    before = {key: value for key, value in before.items() if key in ("per_image", "per_animal")}
+    promotion = promotion_decision(KIND, model_label(current), before, card["metrics"], test_ids)
+    return store_gender(home, model, {**card, "promotion": promotion})
 
 
 def evaluate_gender(

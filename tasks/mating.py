@@ -30,7 +30,7 @@ from tasks.catalog import query
 from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.execution import resolve_execution, way_of
 from tasks.lake import read_part, write_bytes_atomic, write_rows
-from tasks.model_store import load_model, parse_model_ref, versions
+from tasks.model_store import in_use_version, load_model, parse_model_ref, versions
 from tasks.segments import STAGE as SEGMENTS_STAGE_NAME
 from tasks.stages import NO_MODEL, Computed, DropStage, StageRun, ingest_count
 
@@ -67,7 +67,7 @@ def resolve_model(home: HomeLayout, ref: str) -> tuple[str | None, str]:
             None,
             f"mating model {ref} is not stored (have {', '.join(f'v{v}' for v in stored)}); mating stage skipped",
         )
-    return f"{name}@v{version if version is not None else stored[-1]}", ""
+    return f"{name}@v{version if version is not None else in_use_version(folder)}", ""
 
 
 def depends(home: HomeLayout, settings: Settings) -> str:

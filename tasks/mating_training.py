@@ -2,7 +2,8 @@
 drop.
 
 Labelled windows are the MFCC features (`segment_features`) of segments whose encounter has a known outcome:
-segments -> encounter_manifest on drop_id + encounter_id, outcome success or failure. A window's pair is
+segments -> the encounters view on drop_id + encounter_id, outcome success or failure from a keeper's correction or,
+without one, from encounters.csv. A window's pair is
 "male_id|female_id" and its encounter "drop_id/encounter_id". A folder of recordings with Raven tables and
 encounters.csv is ingested like a drop into a scratch home under <home>/training/, with the same ingest and
 segment code as the nightly run, and read back through that home's catalog.
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.audio_features import FEATURE_VERSION
@@ -44,25 +46,30 @@ from models.mating_training import (
     validation_metrics,
     validation_split,
 )
+from models.promotion import promotion_decision
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from tasks.catalog import CatalogMissingError, query, refresh_views
 from tasks.devices import cpu_threads
 from tasks.discover import drop_id_of
 from tasks.ingest import ingest_drop_dir
-from tasks.model_store import load_model, model_label, save_checkpoint
+from tasks.model_store import load_model, model_label, save_checkpoint, stored_card
 from tasks.runs import code_version, new_run_id
 from tasks.segments import SEGMENTS_STAGE
 from tasks.stages import run_on_drop
 
 KIND = "mating"
 SCRATCH_FOLDER = "training"
+# An encounter's label is the encounters view's outcome_final when a keeper or encounters.csv gave it (a keeper's
+# latest live correction wins over the file; the machine's own call is never a label).
 LABELLED_SQL = """
-    SELECT s.drop_id, s.segment_id, s.encounter_id, e.male_id, e.female_id, e.outcome, f.mfcc
+    SELECT s.drop_id, s.segment_id, s.encounter_id, e.male_id, e.female_id, e.outcome_final AS outcome,
+           e.outcome_source, e.outcome AS registry_outcome, f.mfcc
     FROM segment_features f
     JOIN segments s ON s.segment_id = f.segment_id AND s.drop_id = f.drop_id
-    JOIN encounter_manifest e ON e.drop_id = s.drop_id AND e.encounter_id = s.encounter_id
-    WHERE e.outcome IN ('success', 'failure') AND f.feature_version = ?
+    JOIN encounters e ON e.drop_id = s.drop_id AND e.encounter_id = s.encounter_id
+    WHERE e.outcome_source IN ('human', 'registry') AND e.outcome_final IN ('success', 'failure')
+      AND f.feature_version = ?
     ORDER BY s.drop_id, s.segment_id
 """
 REJECTS_SQL = "SELECT path, reason FROM rejects WHERE drop_id = ? ORDER BY path, reason"
@@ -109,23 +116,20 @@ def load_data(home: HomeLayout, settings: Settings, folder: Path | None) -> Mati
     return data
 
 
-def train_mating(
-    home: HomeLayout,
+def fit_mating(
     settings: Settings,
     name: str,
-    folder: Path | None = None,
-    seed: int | None = None,
-    epochs: int | None = None,
-    progress: Callable[[EpochRecord], None] | None = None,
-) -> dict[str, Any]:
-    """Train CGANet on every labelled window (a grouped validation part picks the best epoch and the temperature)
-    and store it as the next version of models/mating/<name>; returns the model card with version and path."""
-    checked_name(name)
-    data = load_data(home, settings, folder)
+    data: MatingData,
+    groups: list[str],
+    fit: np.ndarray,
+    val: np.ndarray,
+    epochs: int | None,
+    seed: int,
+    progress: Callable[[EpochRecord], None] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train CGANet on the fit windows, pick the epoch and temperature on the validation windows and measure there;
+    the state dict and its card (not stored)."""
     recipe = train_settings(settings.mating.train, epochs=epochs)
-    seed = settings.mating.train.seed if seed is None else seed
-    groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
-    fit, val = validation_split(groups, data.y.tolist(), recipe.validation_fraction, seed)
     started = time.perf_counter()
     with cpu_threads(torch.device("cpu"), settings.mating.train.threads):  # CGANet trains on the CPU
         state, history = train_cganet(data.x[fit], data.y[fit], data.x[val], data.y[val], recipe, seed, progress)
@@ -144,11 +148,74 @@ def train_mating(
         feature_version=FEATURE_VERSION,
         data=data.describe(),
         rejects=data.rejects,
+        corrections_used=data.corrections,
         code_version=code_version(),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    version, path = save_checkpoint(home.model_dir(KIND, name), state, card)
+    return state, card
+
+
+def store_mating(home: HomeLayout, state: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
+    """Store a trained CGANet as the next version of its name; its card with version and path."""
+    version, path = save_checkpoint(home.model_dir(KIND, card["name"]), state, card)
     return {**card, "version": version, "path": str(path)}
+
+
+def train_mating(
+    home: HomeLayout,
+    settings: Settings,
+    name: str,
+    folder: Path | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Train CGANet on every labelled window (a grouped validation part picks the best epoch and the temperature)
+    and store it as the next version of models/mating/<name>; returns the model card with version and path."""
+    checked_name(name)
+    data = load_data(home, settings, folder)
+    recipe = train_settings(settings.mating.train, epochs=epochs)
+    seed = settings.mating.train.seed if seed is None else seed
+    groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
+    fit, val = validation_split(groups, data.y.tolist(), recipe.validation_fraction, seed)
+    state, card = fit_mating(settings, name, data, groups, fit, val, epochs, seed, progress)
+    return store_mating(home, state, card)
+
+
+def retrain_mating(
+    home: HomeLayout,
+    settings: Settings,
+    epochs: int | None = None,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Train a new version of the configured model on the catalog's labels (keepers' outcome corrections included),
+    measure it and the version in use on the latter's validation groups, and store it promoted only when it is not
+    worse there."""
+    name = settings.mating.model.partition("@")[0]
+    current = stored_card(home, KIND, name)
+    if current is None:
+        raise ValueError(
+            f"there is no mating model {name!r} in the store to compare with; train one with 'breedwatch train mating'"
+        )
+    data = load_data(home, settings, None)
+    held = set(current.get("split", {}).get("validation", []))
+    groups = fold_groups(current.get("split_by", "pair"), data.pairs, data.encounters)
+    val = np.array([i for i, group in enumerate(groups) if group in held], np.int64)
+    fit = np.array([i for i, group in enumerate(groups) if group not in held], np.int64)
+    if len(val) == 0 or len(fit) == 0:
+        raise ValueError(
+            f"{model_label(current)} has no validation groups with labelled windows now (or nothing else to train "
+            "on), so the two versions cannot be compared"
+        )
+    state, card = fit_mating(settings, name, data, groups, fit, val, epochs, settings.mating.train.seed, progress)
+    card["split_by"] = current.get("split_by", "pair")  # the groups were the current version's
+    in_use_state, _ = load_model(home, KIND, model_label(current))
+    before = validation_metrics(
+        mating_model_from_state(in_use_state), data, val, float(current.get("temperature", 1.0))
+    )
+    before = {key: value for key, value in before.items() if key in ("segment", "encounter")}
+    card["promotion"] = promotion_decision(KIND, model_label(current), before, card["metrics"], sorted(held))
+    return store_mating(home, state, card)
 
 
 def stored_model_scores(home: HomeLayout, ref: str, data: MatingData) -> dict[str, Any]:

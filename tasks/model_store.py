@@ -29,6 +29,22 @@ def versions(folder: Path) -> list[int]:
     )
 
 
+def is_candidate(card: dict[str, Any]) -> bool:
+    """Whether a card is a retrained version that was not promoted (only 'name@vN' loads it)."""
+    return card.get("promotion", {}).get("promoted") is False
+
+
+def in_use_version(folder: Path) -> int | None:
+    """The version 'name' resolves to: the newest one that is not an unpromoted candidate (None when there is none).
+
+    A retrain stores its comparison in the new version's card (key 'promotion'); versions trained by `breedwatch train`
+    carry none, so a home without retrains resolves to its newest version as before."""
+    for version in reversed(versions(folder)):
+        if not is_candidate(json.loads((folder / f"v{version}" / CARD_FILE).read_text())):
+            return version
+    return None
+
+
 def save_checkpoint(folder: Path, state: dict[str, Any], card: dict[str, Any]) -> tuple[int, Path]:
     """Write the next version of a model: weights first, model card last (the card marks it complete)."""
     import torch  # here: the catalog's readers list model cards without torch
@@ -43,13 +59,16 @@ def save_checkpoint(folder: Path, state: dict[str, Any], card: dict[str, Any]) -
 
 
 def load_checkpoint(folder: Path, version: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load a stored version (default: the newest) as (state, card), never unpickling anything but tensors."""
+    """Load a stored version (default: the one in use, see in_use_version) as (state, card), never unpickling anything
+    but tensors."""
     import torch
 
     available = versions(folder)
     if not available:
         raise ModelNotFoundError(f"no trained model in {folder}; train one first")
-    chosen = available[-1] if version is None else version
+    chosen = in_use_version(folder) if version is None else version
+    if chosen is None:
+        raise ModelNotFoundError(f"every version in {folder} is an unpromoted candidate; name one as 'name@vN'")
     if chosen not in available:
         raise ModelNotFoundError(
             f"model version v{chosen} is not in {folder} (stored: {', '.join(f'v{v}' for v in available)})"
@@ -75,11 +94,12 @@ def load_detector(home: HomeLayout, ref: str) -> tuple[dict[str, Any], dict[str,
 
 
 def stored_card(home: HomeLayout, kind: str, ref: str) -> dict[str, Any] | None:
-    """The model card a reference resolves to, without loading weights; None when no such model is stored."""
+    """The model card a reference resolves to ('name': the version in use), without loading weights; None when no such
+    model is stored."""
     name, version = parse_model_ref(ref)
     available = versions(home.model_dir(kind, name))
-    chosen = available[-1] if available and version is None else version
-    if chosen not in available:
+    chosen = in_use_version(home.model_dir(kind, name)) if version is None else version
+    if chosen is None or chosen not in available:
         return None
     return json.loads((home.model_dir(kind, name) / f"v{chosen}" / CARD_FILE).read_text())
 

@@ -47,6 +47,7 @@ MODELS_USED_SQL = """
 SELECT DISTINCT model_version FROM gender_predictions WHERE list_contains(?, drop_id)
 UNION SELECT DISTINCT model_version FROM mating_predictions WHERE list_contains(?, drop_id)
 """
+AUDIT_SQL = "SELECT * FROM audit_accuracy ORDER BY month, model"
 ENCOUNTERS_SQL = "SELECT * FROM encounters WHERE list_contains(?, drop_id) ORDER BY started_at NULLS LAST, encounter_id"
 ATTENTION_SQL = (
     "SELECT encounter_id, attention FROM mating_predictions "
@@ -173,8 +174,11 @@ def review_section(
 
 def prediction_sections(home: HomeLayout, drop_ids: list[str]) -> dict[str, Any]:
     """Every prediction section of the run report."""
-    present = relations(home, ["gender_ratio", "mating_success", "model_cards", "encounters"])
+    present = relations(home, ["gender_ratio", "mating_success", "model_cards", "encounters", "audit_accuracy"])
     gender = gender_section(home, drop_ids, present)
     mating = mating_section(home, drop_ids, present)
-    review = review_section(home, drop_ids, gender["animals"], mating["encounters"])
+    review = {
+        **review_section(home, drop_ids, gender["animals"], mating["encounters"]),
+        "audit": rows_if(home, present, "audit_accuracy", AUDIT_SQL, []),
+    }
     return {**gender, **mating, "model_cards": models_section(home, drop_ids, present), "review": review}

@@ -1,4 +1,5 @@
-"""The catalog's summary tables: model_cards from the model store, gender_ratio and mating_success from the views.
+"""The catalog's summary tables: model_cards from the model store, gender_ratio and mating_success from the views,
+audit_accuracy from the keepers' corrections of the review queue's audit slice.
 
 The catalog writer calls write_summary_tables right after refreshing the views, so the tables always hold the
 numbers of the current lake and thresholds; the report, its CSVs and analysts all read these tables (one source).
@@ -15,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from models.statistics import ClassifierRates
+from models.statistics import ClassifierRates, wilson_interval
 from models.summaries import (
     card_rates,
     face_source_rates,
@@ -25,7 +26,7 @@ from models.summaries import (
     rates_of_kind,
 )
 from schemas.home import HomeLayout
-from schemas.report_tables import GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
+from schemas.report_tables import AUDIT_ACCURACY, GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
 from tasks.model_store import CARD_FILE, VERSION_DIR
 
 GENDER_COUNTS_TEMPLATE = """
@@ -74,6 +75,32 @@ ORDER BY grouping(season), season NULLS LAST
 MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="")
 PERIOD_MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="WHERE list_contains(?, e.drop_id)")  # ids first
 MATING_PARAMS = ["success", "failure", "success", "failure", "success", "failure"]
+# Audited items: the latest live correction per item and field of the random audit slice (undo applied). Gender and
+# mating: the keeper kept the machine's call when the human value equals it. Detector: a face item's box was a face
+# unless the keeper said "not a face" (a sex given to it confirms the box).
+AUDIT_SQL = """
+WITH audited AS (
+    SELECT * FROM live_corrections WHERE audit
+    QUALIFY row_number() OVER (PARTITION BY target_kind, coalesce(drop_id, ''), target_id, field
+                               ORDER BY created_at DESC, correction_id DESC) = 1
+), calls AS (
+    SELECT CASE WHEN field = 'outcome' THEN 'mating' ELSE 'gender' END AS model, created_at, model_version,
+           machine_value, human_value
+    FROM audited WHERE field IN ('sex', 'outcome')
+    UNION ALL
+    SELECT 'detector', max(created_at), any_value(model_version) FILTER (WHERE field = 'is_face'), 'true',
+           CASE WHEN bool_or(field = 'is_face' AND human_value = 'false') THEN 'false' ELSE 'true' END
+    FROM audited WHERE target_kind = 'face' GROUP BY drop_id, target_id
+)
+SELECT strftime(created_at, '%Y-%m') AS month, model,
+       count(*) FILTER (WHERE machine_value IN ('male', 'female', 'success', 'failure', 'true')) AS n,
+       count(*) FILTER (WHERE machine_value IN ('male', 'female', 'success', 'failure', 'true')
+                          AND human_value = machine_value) AS correct,
+       count(*) FILTER (WHERE machine_value IS NULL OR machine_value NOT IN ('male', 'female', 'success', 'failure',
+                                                                             'true')) AS abstained,
+       string_agg(DISTINCT model_version, ', ' ORDER BY model_version) AS model_versions
+FROM calls GROUP BY ALL ORDER BY month, model
+"""
 RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
 RATES_OF_KIND = {"gender": card_rates, "mating": mating_card_rates}  # how each kind's card states its error rates
 VIEW_SQL = "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_type = 'VIEW'"
@@ -137,6 +164,10 @@ SUMMARY_STATEMENTS = {
         "DROP VIEW mating_success",
         "CREATE OR REPLACE TABLE mating_success AS SELECT * FROM _summary_rows",
     ),
+    "audit_accuracy": (
+        "DROP VIEW audit_accuracy",
+        "CREATE OR REPLACE TABLE audit_accuracy AS SELECT * FROM _summary_rows",
+    ),
 }
 
 
@@ -193,12 +224,28 @@ def period_summaries(
     return {"gender_ratio": gender, "mating_success": mating}
 
 
+def audit_row(counts: dict[str, Any]) -> dict[str, Any]:
+    """One audit_accuracy row: the counts with the accuracy and its Wilson 95% interval."""
+    share = wilson_interval(counts["correct"], counts["n"])
+    return {**counts, "accuracy": share.estimate, "ci_low": share.ci_low, "ci_high": share.ci_high}
+
+
+def audit_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Machine accuracy on the audit slice per month and model (none without a corrections view)."""
+    return (
+        summary_rows(con, AUDIT_SQL, [], audit_row)
+        if "live_corrections" in existing_relations(con, ["live_corrections"])
+        else []
+    )
+
+
 def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> list[str]:
-    """(Re)write model_cards, gender_ratio and mating_success in the open catalog; a missing input view gives an empty
-    table."""
+    """(Re)write model_cards, gender_ratio, mating_success and audit_accuracy in the open catalog; a missing input view
+    gives an empty table."""
     cards = model_card_rows(home)
     replace_table(con, "model_cards", cards, MODEL_CARDS)
     gender, mating = ratio_rows(con, cards)
     replace_table(con, "gender_ratio", gender, GENDER_RATIO)
     replace_table(con, "mating_success", mating, MATING_SUCCESS)
-    return ["model_cards", "gender_ratio", "mating_success"]
+    replace_table(con, "audit_accuracy", audit_rows(con), AUDIT_ACCURACY)
+    return ["model_cards", "gender_ratio", "mating_success", "audit_accuracy"]

@@ -13,8 +13,8 @@ from models.training import EpochRecord
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.detector_training import evaluate_detector, train_detector
-from tasks.gender_training import evaluate_gender, train_gender
-from tasks.mating_training import evaluate_mating_data, train_mating
+from tasks.gender_training import evaluate_gender, retrain_gender, train_gender
+from tasks.mating_training import evaluate_mating_data, retrain_mating, train_mating
 
 
 def optional_path(value: str | None) -> Path | None:
@@ -132,3 +132,21 @@ def evaluate_mating_task(
         model,
         progress=lambda fold, record: log(record),
     )
+
+
+@task(name="retrain", cache_policy=NO_CACHE)
+def retrain_task(home: str, config_file: str | None, kind: str) -> dict[str, Any]:
+    """Train a new version of a kind's configured model with keepers' corrections as labels and store it promoted, or
+    as a candidate when it is worse than the version in use on the same held-out data; returns its card."""
+    settings = load_settings(optional_path(config_file), home=home)
+    layout = HomeLayout(Path(home))
+    if kind == "gender":
+        card = retrain_gender(layout, settings.gender, epoch_logger(every=1))
+    elif kind == "mating":
+        card = retrain_mating(layout, settings, progress=epoch_logger())
+    else:
+        raise ValueError(
+            f"retraining the {kind} from corrections is not possible yet: the review app records no face boxes, only "
+            "'not a face'; use 'breedwatch train detector' with annotation files (README: Retraining)"
+        )
+    return {key: value for key, value in card.items() if key not in ("training", "test_predictions")}

@@ -22,6 +22,7 @@ from flows.cli import (  # noqa: E402
     mating,
     pipeline,
     report,
+    retrain,
     review,
     simulate,
 )
@@ -48,6 +49,7 @@ app.command("report")(report.report)
 app.command("bench")(bench.bench)
 app.command("review")(review.review)
 app.command("compact")(compact.compact)
+app.command("retrain")(retrain.retrain)
 export_app.command("camtrap-dp")(export.camtrap_dp)
 export_app.command("raven")(mating.export_raven)
 train_app.command("gender")(gender.train_gender)

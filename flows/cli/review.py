@@ -71,6 +71,7 @@ def review(
         reviewer=reviewer or getpass.getuser(),
         audit_share=settings.review.audit_share,
         loopback_only=is_loopback_host(host),
+        config_file=config,
     )
     shown = f"[{host}]" if ":" in host else host
     out.print(f"breedwatch review on http://{shown}:{port}/ (home {settings.home}; Ctrl-C stops it)", highlight=False)

@@ -23,6 +23,7 @@ from schemas.home import HomeLayout
 from schemas.review import ACTIONS, CONFIRM, UNDECIDED, ReviewError, parse_item_key
 from tasks import review as review_tasks
 from tasks.catalog import CatalogMissingError
+from tasks.retrain_launch import RETRAIN_KINDS, RetrainBusyError, start_retrain
 
 STATIC = Path(__file__).parent / "static"
 REVIEWER_NAME = re.compile(r"^[\w .@-]{1,64}$")
@@ -53,13 +54,14 @@ SECURITY_HEADERS = {
 @dataclass(frozen=True)
 class ReviewServer:
     """What one review app serves: the home, the login secret (None: no login, loopback only), the reviewer named on
-    the command line, the audit share, and whether requests must name the loopback host."""
+    the command line, the audit share, whether requests must name the loopback host, and the configuration file."""
 
     home: HomeLayout
     password: str | None
     reviewer: str
     audit_share: float
     loopback_only: bool
+    config_file: Path | None = None  # passed on to the retrains the page starts
 
 
 class ReviewRequest(BaseModel):
@@ -71,6 +73,12 @@ class ReviewRequest(BaseModel):
     keystrokes: int = Field(default=1, ge=0, le=1000)
     skip: list[str] = Field(default_factory=list, max_length=1000)
     box: list[float] | None = Field(default=None, min_length=4, max_length=4)  # the drawn box, relative to the frame
+
+
+class RetrainRequest(BaseModel):
+    """Which model to retrain with the corrections."""
+
+    kind: str = Field(max_length=20)
 
 
 class QueueRequest(BaseModel):
@@ -339,6 +347,23 @@ def create_app(server: ReviewServer) -> FastAPI:
         left = review_tasks.next_items(server.home, today(), server.audit_share, [])
         shown = {**entry, "remaining": left[0]["remaining"] if left else 0}
         return JSONResponse({"undone": row["undoes"], "item": item_json(server, shown)})
+
+    @app.post("/api/retrain")
+    def api_retrain(request: Request, body: RetrainRequest) -> Response:
+        """Start `breedwatch retrain KIND` as a process of its own (never training here) and answer at once with where
+        to watch it; 409 while one runs."""
+        posted(request)
+        if body.kind not in RETRAIN_KINDS:
+            raise ReviewError(f"Retraining {body.kind!r} is not offered here; choose {' or '.join(RETRAIN_KINDS)}.")
+        try:
+            record = start_retrain(server.home, body.kind, server.config_file)
+        except RetrainBusyError as busy:
+            return error(409, str(busy))
+        watch = (
+            f"Retraining {body.kind} (process {record['pid']}): follow {record['log']} under the home; the result is "
+            f"a new model version, promoted only when not worse (see 'breedwatch retrain --help')."
+        )
+        return JSONResponse({"started": record, "watch": watch}, status_code=202)
 
     @app.get("/files/{relative:path}")
     def files(request: Request, relative: str) -> Response:

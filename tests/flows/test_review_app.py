@@ -195,3 +195,56 @@ def test_the_app_imports_no_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=os.environ)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_retrain_button_starts_a_detached_process_once_and_refuses_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.retrain_launch as launch
+
+    started: list[tuple[list[str], Path]] = []
+
+    def fake_spawn(command: list[str], log: Path) -> int:  # no training here: the test's own process stands in
+        started.append((command, log))
+        return os.getpid()
+
+    monkeypatch.setattr(launch, "spawn", fake_spawn)
+    home = write_review_home(tmp_path / "home")
+    client = client_for(home)
+    headers = {"X-CSRF-Token": opened(client)}
+    assert client.post("/api/retrain", json={"kind": "gender"}).status_code == 403, "CSRF like every POST"
+    assert started == []
+    answer = client.post("/api/retrain", json={"kind": "gender"}, headers=headers)
+    assert answer.status_code == 202, answer.text
+    [(command, log)] = started
+    assert command[-4:] == ["retrain", "gender", "--home", str(home.root)] and log.parent == home.root / "runs"
+    assert answer.json()["started"]["log"] in answer.json()["watch"]
+    again = client.post("/api/retrain", json={"kind": "mating"}, headers=headers)
+    assert again.status_code == 409 and "gender retrain started at" in again.json()["error"]
+    assert len(started) == 1
+    unknown = client.post("/api/retrain", json={"kind": "weights"}, headers=headers)
+    assert unknown.status_code == 400 and unknown.json()["error"].startswith("Retraining 'weights' is not offered")
+
+
+def test_a_finished_retrain_no_longer_blocks_the_next(tmp_path: Path) -> None:
+    from tasks.retrain_launch import running_retrain, spawn, start_retrain
+
+    home = write_review_home(tmp_path / "home")
+    quick = spawn([sys.executable, "-c", "pass"], home.root / "runs" / "quick.log")
+    os.waitpid(quick, 0)
+    (home.root / "runs" / "retrain.json").write_text(
+        f'{{"kind": "gender", "pid": {quick}, "log": "runs/quick.log", "started_at": "then"}}'
+    )
+    assert running_retrain(home) is None
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (home.root / "runs" / "retrain.json").write_text(
+            f'{{"kind": "mating", "pid": {sleeper.pid}, "log": "runs/x.log", "started_at": "now"}}'
+        )
+        assert running_retrain(home)["kind"] == "mating"
+        with pytest.raises(RuntimeError, match="A mating retrain started at now is still running"):
+            start_retrain(home, "gender", None)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert running_retrain(home) is None

@@ -210,6 +210,17 @@ function undo() {
   });
 }
 
+function retrain(kind) {
+  // Not through run(): starting a retrain must not block reviewing, and a refusal (409) is shown as it is.
+  post("/api/retrain", { kind: kind })
+    .then((answer) => say(answer.watch, false))
+    .catch((problem) => say(problem.message, true));
+}
+
+for (const button of document.querySelectorAll("button[data-retrain]")) {
+  button.addEventListener("click", () => retrain(button.dataset.retrain));
+}
+
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
   if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
