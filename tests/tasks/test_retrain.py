@@ -197,8 +197,8 @@ def test_a_worse_retrain_stays_a_candidate(home: HomeLayout, tmp_path, one_threa
     real = gender_training.split_metrics
     calls: list[str] = []
 
-    def new_worse(model, items, train_ids, test_ids, seed):  # the new version is measured first, the current second
-        metrics = real(model, items, train_ids, test_ids, seed)
+    def new_worse(model, items, train_ids, test_ids, seed, sources=None):  # the new version first, the current second
+        metrics = real(model, items, train_ids, test_ids, seed, sources)
         calls.append("measured")
         if len(calls) == 1:
             metrics["net"]["per_image"]["accuracy"] = -1.0
