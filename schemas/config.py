@@ -367,6 +367,11 @@ class ReviewConfig(BaseModel):
     audit_share: float = Field(
         default=0.05, ge=0, le=0.5, description="Share of items drawn at random each day (unbiased review accuracy)."
     )
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        description="Where keepers open the review app (e.g. http://station:8765); the report links its items there.",
+    )
 
 
 # Settings that never change a result: left out of fingerprints, so changing them re-runs nothing.

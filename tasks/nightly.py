@@ -267,6 +267,7 @@ def total_counts(results: list[dict[str, Any]]) -> dict[str, int]:
 @task(name="write-report", cache_policy=NO_CACHE)
 def write_report(home: str, run_id: str, results: list[dict[str, Any]], counts: dict[str, int] | None = None) -> str:
     """Render the run's HTML report and CSVs, publish its Prefect artifacts and return the HTML's path."""
-    path = write_run_report(HomeLayout(Path(home)), run_id, results)
+    layout = HomeLayout(Path(home))
+    path = write_run_report(layout, run_id, results, load_run_settings(layout, run_id).review.base_url)
     publish_run_artifacts(run_id, results, counts or {}, path)
     return str(path)

@@ -48,8 +48,11 @@ def run_header(home: HomeLayout, run_id: str) -> dict[str, Any]:
     return run
 
 
-def report_context(home: HomeLayout, run: dict[str, Any], drop_results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything the report template shows for a run (or a period) and its drops, read from the catalog."""
+def report_context(
+    home: HomeLayout, run: dict[str, Any], drop_results: list[dict[str, Any]], review_url: str | None = None
+) -> dict[str, Any]:
+    """Everything the report template shows for a run (or a period) and its drops, read from the catalog (review_url:
+    the review app's address, which the review items link to)."""
     drop_ids = [result["drop_id"] for result in drop_results]
     return {
         "run": run,
@@ -60,13 +63,16 @@ def report_context(home: HomeLayout, run: dict[str, Any], drop_results: list[dic
         "detector_yield": query(home, YIELD_SQL, [drop_ids]).to_pylist(),
         "keeper_faces": query(home, KEEPER_SQL, [drop_ids]).to_pylist(),
         "recordings": query(home, AUDIO_SQL, [drop_ids]).to_pylist(),
-        **prediction_sections(home, drop_ids),
+        **prediction_sections(home, drop_ids, review_url),
     }
 
 
-def write_run_report(home: HomeLayout, run_id: str, drop_results: list[dict[str, Any]]) -> Path:
+def write_run_report(
+    home: HomeLayout, run_id: str, drop_results: list[dict[str, Any]], review_url: str | None = None
+) -> Path:
     """Render reports/<run_id>/report.html with a CSV file per report table next to it; return the HTML's path."""
-    return write_report_files(home.report_dir(run_id), report_context(home, run_header(home, run_id), drop_results))
+    context = report_context(home, run_header(home, run_id), drop_results, review_url)
+    return write_report_files(home.report_dir(run_id), context)
 
 
 def write_report_files(folder: Path, context: dict[str, Any]) -> Path:
@@ -112,7 +118,9 @@ def period_ratios(home: HomeLayout, drop_ids: list[str]) -> dict[str, Any]:
     return {**rows, "ratio_scope": scope}
 
 
-def write_period_report(home: HomeLayout, since: date | None, until: date | None) -> Path:
+def write_period_report(
+    home: HomeLayout, since: date | None, until: date | None, review_url: str | None = None
+) -> Path:
     """Rebuild a report for the drops captured in a period from the catalog alone: reports/period-<since>_<until>/."""
     label = f"{since or 'start'}_{until or 'now'}"
     header = {
@@ -124,6 +132,6 @@ def write_period_report(home: HomeLayout, since: date | None, until: date | None
         "config_hash": "",
     }
     drops = period_drops(home, since, until)
-    context = report_context(home, header, drops)
+    context = report_context(home, header, drops, review_url)
     context.update(period_ratios(home, [d["drop_id"] for d in drops]))
     return write_report_files(home.reports / f"period-{label}", context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from typing import Any
+from urllib.parse import quote
 
 from models.statistics import wilson_interval
 from reports.model_cards import card_plots, error_rate_rows, scalar_metrics
@@ -36,7 +37,8 @@ FROM seen s JOIN animals a ON a.animal_id = s.animal_id LEFT JOIN dated dt ON dt
 GROUP BY s.drop_id, dt.first_capture ORDER BY dt.first_capture NULLS LAST, s.drop_id
 """
 DOUBTFUL_FACES_SQL = """
-SELECT g.face_id, g.animal_id, g.p_male, f.crop_path FROM gender_predictions g JOIN faces f USING (face_id, drop_id)
+SELECT g.face_id, g.drop_id, g.animal_id, g.p_male, f.crop_path
+FROM gender_predictions g JOIN faces f USING (face_id, drop_id)
 WHERE list_contains(?, g.drop_id) ORDER BY abs(g.p_male - 0.5), g.face_id LIMIT ?
 """
 GRADCAM_SQL = """
@@ -155,30 +157,47 @@ def models_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> 
     return cards
 
 
+def review_link(review_url: str | None, kind: str, drop_id: str, target_id: str) -> str | None:
+    """The review app's address of one item (its queue key kind:drop:id), when the app's address is configured."""
+    if not review_url:
+        return None
+    return f"{review_url.rstrip('/')}/?item={quote(f'{kind}:{drop_id}:{target_id}', safe='')}"
+
+
 def review_section(
-    home: HomeLayout, drop_ids: list[str], animals: list[dict[str, Any]], encounters: list[dict[str, Any]]
+    home: HomeLayout,
+    drop_ids: list[str],
+    animals: list[dict[str, Any]],
+    encounters: list[dict[str, Any]],
+    review_url: str | None = None,
 ) -> dict[str, Any]:
-    """What needs a human look: faces and encounters nearest the decision boundary, animals whose faces disagree."""
+    """What needs a human look: faces and encounters nearest the decision boundary, animals whose faces disagree, each
+    linked to the review app when its address is configured."""
     faces = query(home, DOUBTFUL_FACES_SQL, [drop_ids, REVIEW_ROWS]).to_pylist()
     for face in faces:
         face["thumbnail"] = thumbnail_uri(home.root / face["crop_path"])
+        face["review_url"] = review_link(review_url, "face", face["drop_id"], face["face_id"])
     doubtful = sorted(
         (e for e in encounters if e.get("p_success") is not None), key=lambda e: abs(e["p_success"] - 0.5)
-    )
+    )[:REVIEW_ROWS]
+    flagged = [a for a in animals if a.get("flagged") or a.get("sex_conflict")]
     return {
         "faces": faces,
-        "encounters": doubtful[:REVIEW_ROWS],
-        "animals": [a for a in animals if a.get("flagged") or a.get("sex_conflict")],
+        "encounters": [
+            {**e, "review_url": review_link(review_url, "encounter", e["drop_id"], e["encounter_id"])} for e in doubtful
+        ],
+        "animals": [{**a, "review_url": review_link(review_url, "animal", "", a["animal_id"])} for a in flagged],
+        "app": review_url,
     }
 
 
-def prediction_sections(home: HomeLayout, drop_ids: list[str]) -> dict[str, Any]:
+def prediction_sections(home: HomeLayout, drop_ids: list[str], review_url: str | None = None) -> dict[str, Any]:
     """Every prediction section of the run report."""
     present = relations(home, ["gender_ratio", "mating_success", "model_cards", "encounters", "audit_accuracy"])
     gender = gender_section(home, drop_ids, present)
     mating = mating_section(home, drop_ids, present)
     review = {
-        **review_section(home, drop_ids, gender["animals"], mating["encounters"]),
+        **review_section(home, drop_ids, gender["animals"], mating["encounters"], review_url),
         "audit": rows_if(home, present, "audit_accuracy", AUDIT_SQL, []),
     }
     return {**gender, **mating, "model_cards": models_section(home, drop_ids, present), "review": review}

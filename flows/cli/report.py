@@ -28,7 +28,10 @@ def report(
         raise typer.Exit(2)
     try:
         path = write_period_report(
-            HomeLayout(settings.home), since.date() if since else None, until.date() if until else None
+            HomeLayout(settings.home),
+            since.date() if since else None,
+            until.date() if until else None,
+            settings.review.base_url,
         )
     except (CatalogMissingError, duckdb.Error) as error:
         err.print(f"error: {error}", highlight=False, markup=False)

@@ -82,9 +82,11 @@ class RetrainRequest(BaseModel):
 
 
 class QueueRequest(BaseModel):
-    """Items the page has skipped, so the next item is another one."""
+    """Items the page has skipped, so the next item is another one; first: an item to show before the queue (a link
+    from the report)."""
 
     skip: list[str] = Field(default_factory=list, max_length=1000)
+    first: str | None = Field(default=None, max_length=400)
 
 
 def error(status: int, sentence: str) -> JSONResponse:
@@ -161,6 +163,13 @@ def item_json(server: ReviewServer, entry: dict[str, Any]) -> dict[str, Any]:
         ],
         "remaining": entry.get("remaining"),
     }
+
+
+def named_item(server: ReviewServer, key_text: str) -> dict[str, Any]:
+    """One item the request names (decided or not), ready to show, with the queue's open count."""
+    entry = review_tasks.queue_entry(server.home, parse_item_key(key_text), today(), server.audit_share)
+    left = review_tasks.next_items(server.home, today(), server.audit_share, [])
+    return item_json(server, {**entry, "remaining": left[0]["remaining"] if left else 0})
 
 
 def next_item(server: ReviewServer, skip: list[str]) -> dict[str, Any] | None:
@@ -274,7 +283,8 @@ def create_app(server: ReviewServer) -> FastAPI:
             token = sessions.create(session)
         if session is None or not session.authenticated:
             return RedirectResponse("/login", status_code=303)
-        html = pages.get_template("review.html.j2").render(csrf=session.csrf, reviewer=session.reviewer)
+        first = request.query_params.get("item", "")[:400]
+        html = pages.get_template("review.html.j2").render(csrf=session.csrf, reviewer=session.reviewer, first=first)
         response = HTMLResponse(html)
         return with_cookie(response, token) if token else response
 
@@ -322,7 +332,8 @@ def create_app(server: ReviewServer) -> FastAPI:
     def api_next(request: Request, body: QueueRequest) -> Response:
         """The next open item after the skipped ones."""
         session = posted(request)
-        return JSONResponse({"item": next_item(server, body.skip), "reviewer": session.reviewer})
+        item = named_item(server, body.first) if body.first else next_item(server, body.skip)
+        return JSONResponse({"item": item, "reviewer": session.reviewer})
 
     @app.post("/api/review")
     def api_review(request: Request, body: ReviewRequest) -> Response:

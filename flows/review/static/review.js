@@ -238,4 +238,15 @@ document.addEventListener("keydown", (event) => {
   say("The key " + key + " does nothing on this item.", true);
 });
 
-run(async () => show((await post("/api/next", { skip: [] })).item));
+// A link from the report names its item (?item=kind:drop:id): show it first, then the queue.
+run(async () => {
+  const first = document.querySelector('meta[name="first-item"]').content;
+  if (first) {
+    try {
+      return show((await post("/api/next", { skip: [], first: first })).item);
+    } catch (problem) {
+      say(problem.message + " Showing the queue instead.", true);
+    }
+  }
+  show((await post("/api/next", { skip: [] })).item);
+});
