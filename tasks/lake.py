@@ -86,6 +86,10 @@ class TempSink(io.RawIOBase):
             view = view[os.write(self.fd, view) :]
         return count
 
+    def tell(self) -> int:
+        """Bytes written so far (the file is only appended to)."""
+        return self.given
+
     def fsync(self) -> None:
         """Flush the file's bytes to disk."""
         os.fsync(self.fd)
