@@ -16,6 +16,7 @@ from flows.cli import (  # noqa: E402
     backup,
     bench,
     catalog,
+    check,
     compact,
     detector,
     export,
@@ -49,6 +50,7 @@ app.command("report")(report.report)
 app.command("bench")(bench.bench)
 app.command("review")(review.review)
 app.command("compact")(compact.compact)
+app.command("check")(check.check)
 app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
 export_app.command("camtrap-dp")(export.camtrap_dp)
