@@ -49,6 +49,16 @@ class HomeLayout:
         return self.lake / "_state"
 
     @property
+    def damaged(self) -> Path:
+        """Lake files found damaged, set aside out of every view's reach (breedwatch check --repair)."""
+        return self.lake / "_damaged"
+
+    @property
+    def hardware(self) -> Path:
+        """What this home measured about the machines it ran on (a cache: measured again when missing)."""
+        return self.root / "hardware"
+
+    @property
     def version_file(self) -> Path:
         """The home's layout version and each lake table's schema version, written by the code that last wrote it."""
         return self.root / VERSION_FILE
@@ -61,7 +71,7 @@ class HomeLayout:
     @property
     def execution_cache(self) -> Path:
         """How each net runs on each machine this home has met, keyed by the machine (tasks.execution)."""
-        return self.root / "hardware" / "execution.json"
+        return self.hardware / "execution.json"
 
     def table_dir(self, table: str) -> Path:
         """The folder holding all parts of one lake table."""

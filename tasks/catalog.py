@@ -15,6 +15,7 @@ from schemas.tables import LAKE_TABLES, TableSpec
 from tasks.compaction import COMPACTED, PART_COLUMN
 from tasks.home_version import check_home_version
 from tasks.lake import ensure_schema_parts
+from tasks.part_check import damaged_notes, unreadable_part_error
 
 FILE_COLUMN = "_file"  # the part a row was read from, while a view decides whether a compacted file holds its key
 LOCK_RETRIES = 20
@@ -340,19 +341,42 @@ def write_thresholds(con: duckdb.DuckDBPyConnection, thresholds: Mapping[str, fl
         )
 
 
+DAMAGED_PARTS_TABLE = """
+    CREATE OR REPLACE TABLE damaged_parts (path VARCHAR, table_name VARCHAR, reason VARCHAR, found_at VARCHAR,
+                                           set_aside_as VARCHAR, rebuild VARCHAR, rebuilt BOOLEAN)
+"""
+
+
+def write_damaged_parts(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> None:
+    """The `damaged_parts` table: every part set aside as damaged, how to rebuild it and whether it has been."""
+    con.execute(DAMAGED_PARTS_TABLE)
+    rows = damaged_notes(home)
+    if rows:
+        con.executemany(
+            "INSERT INTO damaged_parts VALUES ($path, $table_name, $reason, $found_at, $set_aside_as, $rebuild, "
+            "$rebuilt)",
+            rows,
+        )
+
+
 def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = None) -> list[str]:
-    """(Re)create every lake view and derived view; the only code that opens the catalog for writing."""
+    """(Re)create every lake view and derived view; the only code that opens the catalog for writing (a part that
+    cannot be read stops it with a DamagedPartError naming the file and what to do)."""
     from tasks.summary_tables import write_summary_tables  # scipy's statistics: not for the catalog's readers
 
     ensure_schema_parts(home)
     with connect_with_retry(home.catalog, read_only=False) as con:
         write_thresholds(con, thresholds or {})
+        write_damaged_parts(con, home)
         for spec in LAKE_TABLES:
             con.execute(view_sql(spec, home.lake.resolve()))
         for sql in DERIVED_VIEWS.values():
             con.execute(sql)
-        summaries = write_summary_tables(con, home)
-    return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS) + summaries
+        try:
+            summaries = write_summary_tables(con, home)
+        except duckdb.Error as error:
+            raise unreadable_part_error(home, str(error)) or error from None
+    return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS) + ["damaged_parts"] + summaries
 
 
 def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -373,5 +397,8 @@ def query(home: HomeLayout, sql: str, parameters: list[object] | None = None) ->
     if not home.catalog.exists():
         raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")
     with connect_with_retry(home.catalog, read_only=True) as con:
-        relation = con.sql(sql, params=parameters or None)
-        return relation.to_arrow_table() if relation is not None else pa.table({})
+        try:
+            relation = con.sql(sql, params=parameters or None)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
+        except duckdb.Error as error:
+            raise unreadable_part_error(home, str(error)) or error from None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ import pyarrow.parquet as pq
 
 from schemas.home import HomeLayout
 from schemas.tables import TableSpec
-from tasks.lake import TEMP_PREFIX, conform, float_encoding, fsync_dir, publish_temp, read_part, write_table_atomic
+from tasks.lake import conform, fsync_dir, parquet_writer, published, read_part, write_table_atomic
 
 COMPACTED = "compacted"
 SCHEMA_MONTH = "_"  # compacted=_ holds only an empty schema part, so the compacted files' glob always matches
@@ -134,16 +133,9 @@ def write_compacted(path: Path, spec: TableSpec, keys: dict[str, list[str]], tab
         return
     metadata = {KEYS_METADATA: json.dumps(keys, sort_keys=True), b"breedwatch.schema_version": str(spec.version)}
     schema = compacted_schema(spec).with_metadata({key: value.encode() for key, value in metadata.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
-    try:
-        with pq.ParquetWriter(temp, schema, compression="zstd", **float_encoding(schema)) as writer:
-            for table in rebatch(tables):
-                writer.write_table(table.cast(schema))
-        publish_temp(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    with published(path) as sink, parquet_writer(sink, schema) as writer:
+        for table in rebatch(tables):
+            writer.write_table(table.cast(schema))
 
 
 def stored_rows(path: Path, spec: TableSpec, keep: Callable[[str], bool]) -> Iterator[pa.Table]:

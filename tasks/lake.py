@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
+import io
 import json
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,8 +26,103 @@ TEMP_PREFIX = ".tmp-"
 SCHEMA_PARTITION = "_schema"
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 class HomeBusyError(RuntimeError):
     """Another breedwatch process is writing this home."""
+
+
+class DiskFullError(OSError):
+    """A lake file could not be written because the disk (or the quota) holding it is full; str() is one sentence."""
+
+    def __str__(self) -> str:
+        """The sentence naming the path and the space needed, without OSError's '[Errno 28]' prefix."""
+        return str(self.strerror)
+
+
+def byte_size(count: int) -> str:
+    """A byte count for people: '812 B', '3.4 MB' (powers of 1000, as df -H prints)."""
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def disk_full(path: Path, needed: int, exact: bool) -> DiskFullError:
+    """The one-sentence error for a file that did not fit: its path, the bytes it needed and what is free there."""
+    try:
+        free = byte_size(shutil.disk_usage(path.parent).free)
+    except OSError:
+        free = "an unknown amount"
+    amount = byte_size(needed) if exact else f"at least {byte_size(needed)}"
+    return DiskFullError(
+        errno.ENOSPC,
+        f"The disk is full: writing {path} needs {amount} ({needed} bytes) and {free} is free there; nothing "
+        "half-written was kept, so free some space and run again.",
+    )
+
+
+class TempSink(io.RawIOBase):
+    """A new temp file written with os.write (the one call a full disk fails), counting the bytes it was given."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.given = 0
+
+    def writable(self) -> bool:
+        """Always: the sink only writes."""
+        return True
+
+    def write(self, data: Any) -> int:
+        """Write every byte of data (os.write may take fewer than asked) and return how many."""
+        view = memoryview(data).cast("B")
+        count = len(view)
+        self.given += count
+        while view:
+            view = view[os.write(self.fd, view) :]
+        return count
+
+    def tell(self) -> int:
+        """Bytes written so far (the file is only appended to)."""
+        return self.given
+
+    def fsync(self) -> None:
+        """Flush the file's bytes to disk."""
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        """Close the file descriptor once."""
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+@contextlib.contextmanager
+def published(path: Path, size: int | None = None, durable: bool = True) -> Iterator[TempSink]:
+    """Yield a temp file beside path that becomes path (flushed when durable, then renamed) only when the block ends
+    without error; otherwise it is removed, and a full disk becomes a DiskFullError naming path and the bytes needed
+    (size when the caller knows it, else what it had written when the disk filled)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
+    sink = TempSink(temp)
+    try:
+        with sink:
+            yield sink
+            if durable:
+                sink.fsync()
+        os.replace(temp, path)
+    except OSError as error:
+        if error.errno not in DISK_FULL or isinstance(error, DiskFullError):
+            raise
+        raise disk_full(path, size if size is not None else sink.given, size is not None) from error
+    finally:
+        temp.unlink(missing_ok=True)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -36,30 +134,12 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def publish_temp(temp: Path, path: Path) -> None:
-    """Flush a finished temp file to disk and rename it over `path`: the one step that makes a lake file visible."""
-    with open(temp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     """Write a file so that readers see either the old one or the whole new one, flushed to disk at once unless not
     durable (the caller then calls sync_filesystem once before committing: 127 face crops took 48 ms with two fsyncs
     each and 6 ms without on this server's SSD, and on a station's hard disk each fsync takes milliseconds)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    if durable:
-        fsync_dir(path.parent)
+    with published(path, len(data), durable) as sink:
+        sink.write(data)
 
 
 def sync_filesystem(path: Path) -> None:
@@ -83,8 +163,19 @@ def write_table_atomic(table: pa.Table, path: Path, metadata: dict[str, str] | N
         merged.update({key.encode(): value.encode() for key, value in metadata.items()})
         table = table.replace_schema_metadata(merged)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", **float_encoding(table.schema))
+    pq.write_table(table, sink, **parquet_options(table.schema))
     write_bytes_atomic(path, sink.getvalue().to_pybytes())
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """How every lake file is written: zstd, floats byte-stream-split, and a CRC on every page, so a flipped byte is
+    found when the part is read back (breedwatch check) instead of read as a wrong value."""
+    return {"compression": "zstd", "write_page_checksum": True, **float_encoding(schema)}
+
+
+def parquet_writer(sink: TempSink, schema: pa.Schema) -> pq.ParquetWriter:
+    """A streaming Parquet writer into a temp file of `published`, with the lake's options."""
+    return pq.ParquetWriter(sink, schema, **parquet_options(schema))
 
 
 def leaf_paths(field: pa.Field, prefix: str = "") -> Iterator[tuple[str, pa.DataType]]:
@@ -138,18 +229,9 @@ def part_writer(
 
     release_keys(home, spec, [key])
     path = home.part(spec.name, spec.partition, key, part_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
     metadata = {**(spec.schema.metadata or {}), b"breedwatch.schema_version": str(spec.version).encode()}
-    try:
-        with pq.ParquetWriter(
-            temp, spec.schema.with_metadata(metadata), compression="zstd", **float_encoding(spec.schema)
-        ) as writer:
-            yield lambda rows: writer.write_table(rows_to_table(rows, spec)) if rows else None
-        publish_temp(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    with published(path) as sink, parquet_writer(sink, spec.schema.with_metadata(metadata)) as writer:
+        yield lambda rows: writer.write_table(rows_to_table(rows, spec)) if rows else None
 
 
 def conform(table: pa.Table, spec: TableSpec, columns: Sequence[str] | None = None) -> pa.Table:

@@ -1,14 +1,18 @@
-"""Work on a whole home outside the nightly flow: `breedwatch compact`."""
+"""Work on a whole home outside the nightly flow: `breedwatch compact` and `breedwatch check`."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES
 from tasks.catalog import refresh_views
 from tasks.compaction import Compacted, compact_tables
-from tasks.home_version import open_home_for_writing
+from tasks.home_version import check_home_version, open_home_for_writing
 from tasks.lake import sweep_temp_files, writer_lock
+from tasks.part_check import DamagedPart, find_damaged, lake_parts, rebuild_advice, set_aside
 
 
 def compact_home(settings: Settings, tables: list[str] | None = None) -> list[Compacted]:
@@ -28,3 +32,30 @@ def compact_home(settings: Settings, tables: list[str] | None = None) -> list[Co
         done = compact_tables(home, [spec for spec in LAKE_TABLES if not tables or spec.name in tables])
         refresh_views(home, settings.view_thresholds())
     return done
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `breedwatch check` found: how many parts it read, the damaged ones, and where those set aside went with
+    the command that now rebuilds each."""
+
+    parts: int
+    damaged: list[DamagedPart]
+    set_aside: dict[str, tuple[Path, str]]
+
+
+def check_home(settings: Settings, repair: bool = False) -> Checked:
+    """Read every lake part back whole; with repair, set the damaged ones aside (as the home's one writer), mark their
+    stages stale and refresh the catalog, so every view answers without them until a run rebuilds them."""
+    home = HomeLayout(settings.home)
+    check_home_version(home)
+    parts = lake_parts(home)
+    damaged = find_damaged(home, parts)
+    moved: dict[str, tuple[Path, str]] = {}
+    if repair and damaged:
+        with writer_lock(home):
+            for part in damaged:
+                target = set_aside(home, part)
+                moved[part.path] = (target, rebuild_advice(home, Path(part.path), part.stages, set_aside=True))
+            refresh_views(home, settings.view_thresholds())
+    return Checked(len(parts), damaged, moved)

@@ -13,8 +13,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 import typer  # noqa: E402
 
 from flows.cli import (  # noqa: E402
+    backup,
     bench,
     catalog,
+    check,
     compact,
     detector,
     export,
@@ -50,6 +52,9 @@ app.command("bench")(bench.bench)
 app.command("review")(review.review)
 app.command("compact")(compact.compact)
 app.command("retrain")(retrain.retrain)
+app.command("check")(check.check)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 export_app.command("camtrap-dp")(export.camtrap_dp)
 export_app.command("raven")(mating.export_raven)
 train_app.command("gender")(gender.train_gender)

@@ -26,11 +26,12 @@ def query(
     from tasks.catalog import CatalogMissingError
     from tasks.catalog import query as run_query
     from tasks.home_version import HomeVersionError
+    from tasks.part_check import DamagedPartError
 
     settings = settings_or_exit(home, config)
     try:
         result = run_query(HomeLayout(settings.home), sql)
-    except (duckdb.Error, CatalogMissingError, HomeVersionError) as error:
+    except (duckdb.Error, CatalogMissingError, HomeVersionError, DamagedPartError) as error:
         err.print(str(error), highlight=False, markup=False)
         raise typer.Exit(1) from None
     if format == "table":

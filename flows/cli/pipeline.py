@@ -22,14 +22,14 @@ def run_nightly(drops: list[str] | None, settings: Settings, config: Path | None
     """Run the nightly flow on the configured task runner and exit non-zero only if the run itself failed."""
     from flows.nightly import nightly
     from tasks.home_version import HomeVersionError
-    from tasks.lake import HomeBusyError
+    from tasks.lake import DiskFullError, HomeBusyError
     from tasks.runner import task_runner_for
 
     try:
         on_runner = nightly.with_options(task_runner=task_runner_for(settings.runner))
         return on_runner(drops=drops, home=str(settings.home), config_file=str(config) if config else None)
-    except (HomeBusyError, HomeVersionError) as error:
-        err.print(f"error: {error}", highlight=False)
+    except (HomeBusyError, HomeVersionError, DiskFullError) as error:  # one sentence that says what to do
+        err.print(f"error: {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except Exception as error:  # the run failed: it is recorded in runs; say so and exit 1
         err.print(f"error: the run failed: {type(error).__name__}: {error}", highlight=False)

@@ -71,3 +71,10 @@ def test_heavy_commands_still_import_what_they_need() -> None:
         check=True,
     )
     assert done.stdout.strip() == "True"
+
+
+def test_backup_and_restore_import_nothing_heavy(catalogued_home: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "home.tar"
+    backup = imported_by("backup", str(archive), "--home", str(catalogued_home))
+    restore = imported_by("restore", str(archive), str(tmp_path / "restored"))
+    assert backup == {"code": 0, "heavy": []} and restore == {"code": 0, "heavy": []}
