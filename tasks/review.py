@@ -4,6 +4,10 @@ home."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,9 +17,9 @@ from typing import Any
 import duckdb
 
 from schemas.home import HomeLayout
-from schemas.review import FRAME_MIN_YIELD, NO_FACE, ItemKey, ReviewError, box_text, decide, parse_item_key
+from schemas.review import NO_FACE, ItemKey, ReviewError, box_text, decide, parse_item_key
 from schemas.tables import CORRECTIONS
-from tasks.catalog import CatalogMissingError, connect_with_retry
+from tasks.catalog import FACE_MATCH_IOU, LOCK_RETRIES, LOCK_WAIT_S, CatalogMissingError, box_iou
 from tasks.lake import write_rows
 
 SAVE_ATTEMPTS = 3
@@ -23,95 +27,69 @@ SERVED_FOLDERS = ("lake/crops", "lake/gradcam")
 SERVED_SUFFIXES = (".jpg", ".jpeg", ".png")
 AUDIT_BUCKETS = 10_000
 AUDIT_EVERY = 20  # one audit item per twenty shown, about the 5% audit slice
+ATTACHED_AS = "review_catalog"
 
-# Every reviewable item with the value of a human look (1 = a coin toss for the model), why, and whether a keeper
-# has already decided it. Faces: nearness of P(male) to 0.5. Animals: a registry contradiction or conflict counts
-# fully, else the share of confident faces on the minority side (at most 0.5, doubled). Encounters: nearness of the
-# calibrated P(success) to 0.5 (the abstain band is its middle).
-ITEMS_SQL = """
-    WITH camera_yield AS (
-        SELECT camera, sum(faces) / sum(images) AS per_frame FROM detector_yield GROUP BY camera
-    ), faceless AS (
-        SELECT m.drop_id, m.media_id, y.camera, y.per_frame
-        FROM media m JOIN camera_yield y ON y.camera = split_part(m.path, '/', 2)
-        ANTI JOIN faces f ON f.media_id = m.media_id AND f.drop_id = m.drop_id
-        WHERE m.kind = 'image' AND m.status = 'ok' AND m.path LIKE 'images/%' AND y.per_frame >= $frame_min_yield
-    ), frames_reviewed AS (
-        SELECT DISTINCT drop_id, target_id AS media_id FROM live_corrections WHERE target_kind = 'frame'
-    ), items AS (
-        SELECT 'face' AS kind, drop_id, face_id AS target_id, 1 - 2 * abs(p_male - 0.5) AS value,
-               'face P(male) ' || printf('%.2f', p_male) AS reason, reviewed
-        FROM face_calls WHERE p_male IS NOT NULL
-        UNION ALL
-        SELECT 'animal', '', animal_id,
-               CASE WHEN sex_conflict OR (sex_known IS NOT NULL AND sex_predicted NOT IN ('unknown', sex_known))
-                    THEN 1.0 ELSE least(1.0, 2 * disagreement) END,
-               CASE WHEN sex_conflict THEN 'the registry gives two sexes'
-                    WHEN sex_known IS NOT NULL AND sex_predicted NOT IN ('unknown', sex_known)
-                    THEN 'the model contradicts the registry (' || sex_known || ')'
-                    ELSE 'its faces disagree (' || printf('%.0f', 100 * disagreement) || '% on the minority side)'
-               END,
-               sex_source = 'human'
-        FROM animals WHERE n_faces > 0
-        UNION ALL
-        SELECT 'encounter', drop_id, encounter_id, 1 - 2 * abs(p_calibrated - 0.5),
-               CASE WHEN predicted = 'unknown' THEN 'in the abstain band' ELSE 'decided by the model' END
-               || ' (P(success) ' || printf('%.2f', p_calibrated) || ')',
-               outcome_source = 'human'
-        FROM encounters WHERE p_calibrated IS NOT NULL
-        UNION ALL
-        SELECT 'frame', g.drop_id, g.media_id, 0.5 * least(1.0, g.per_frame),
-               'no face found, on camera ' || g.camera || ' that yields ' || printf('%.2f', g.per_frame)
-               || ' faces per frame',
-               r.media_id IS NOT NULL
-        FROM faceless g LEFT JOIN frames_reviewed r ON r.drop_id = g.drop_id AND r.media_id = g.media_id
-    ), keyed AS (
-        SELECT *, kind || ':' || drop_id || ':' || target_id AS key FROM items
-    ), marked AS (
-        SELECT *, md5_number($day || ':' || key) % $buckets < $audit_buckets AS audit FROM keyed
-    )
-"""
 
-QUEUE_SQL = (
-    ITEMS_SQL
-    + """
-    , open_items AS (
-        SELECT * FROM marked WHERE NOT reviewed AND NOT list_contains($skip, key)
-    ), placed AS (
-        SELECT *, row_number() OVER (PARTITION BY audit ORDER BY
-                      CASE WHEN audit THEN md5_number($day || key) END, value DESC, key) AS rank_in_part
-        FROM open_items
+def matches_item(c: str, i: str) -> str:
+    """SQL: the live correction c speaks about the review item i. A face correction follows its face as face_calls
+    does: same frame and a box overlapping at IoU > 0.5 (without boxes, the same face id); animals by id; encounters
+    and frames by drop and id."""
+    face = (
+        f"{c}.drop_id = {i}.drop_id AND {c}.media_id = {i}.media_id AND CASE WHEN {c}.bbox_w IS NOT NULL AND "
+        f"{i}.bbox_w IS NOT NULL THEN {box_iou(c, i)} > {FACE_MATCH_IOU} ELSE {c}.target_id = {i}.target_id END"
     )
-    SELECT key, kind, drop_id, target_id, value, reason, audit, count(*) OVER () AS remaining
-    FROM placed
+    return (
+        f"{c}.target_kind = {i}.kind AND CASE {i}.kind WHEN 'face' THEN {face} "
+        f"WHEN 'animal' THEN {c}.target_id = {i}.target_id "
+        f"ELSE {c}.drop_id = {i}.drop_id AND {c}.target_id = {i}.target_id END"
+    )
+
+
+# Items a keeper has decided, read live from the corrections (a few rows) at every request: faces joined to the
+# items of their frame, the other kinds straight from their keys.
+REVIEWED_SQL = f"""
+    live AS MATERIALIZED (
+        SELECT target_kind, drop_id, target_id, media_id, bbox_x, bbox_y, bbox_w, bbox_h FROM live_corrections
+    ), reviewed AS (
+        SELECT i.key FROM review_items i
+        JOIN live c ON c.target_kind = 'face' AND i.kind = 'face' AND c.media_id = i.media_id
+        WHERE {matches_item("c", "i")}
+        UNION SELECT 'animal::' || target_id FROM live WHERE target_kind = 'animal'
+        UNION SELECT target_kind || ':' || drop_id || ':' || target_id FROM live
+              WHERE target_kind IN ('encounter', 'frame')
+    )"""
+AUDIT_DRAW = "md5_number($day || ':' || key) % $buckets < $audit_buckets"
+
+# The next open items: the best of the ranked part and of the day's audit draw (each a top-N, not a sort of the
+# whole queue), interleaved so one item in AUDIT_EVERY is an audit item.
+QUEUE_SQL = f"""
+    WITH {REVIEWED_SQL}, open_items AS (
+        SELECT key, kind, drop_id, target_id, value, reason, {AUDIT_DRAW} AS audit
+        FROM review_items ANTI JOIN reviewed USING (key) WHERE NOT list_contains($skip, key)
+    ), ranked AS (
+        SELECT *, row_number() OVER (ORDER BY value DESC, key) AS rank_in_part FROM (
+            SELECT * FROM open_items WHERE NOT audit ORDER BY value DESC, key LIMIT $limit)
+    ), drawn AS (
+        SELECT *, row_number() OVER (ORDER BY md5_number($day || key), key) AS rank_in_part FROM (
+            SELECT * FROM open_items WHERE audit ORDER BY md5_number($day || key), key LIMIT $limit)
+    )
+    SELECT key, kind, drop_id, target_id, value, reason, audit, (SELECT count(*) FROM open_items) AS remaining
+    FROM (SELECT * FROM ranked UNION ALL SELECT * FROM drawn)
     ORDER BY CASE WHEN audit THEN $every * rank_in_part
                   ELSE rank_in_part + (rank_in_part - 1) // ($every - 1) END, audit, key
     LIMIT $limit
 """
-)
-
-ONE_ITEM_SQL = ITEMS_SQL + " SELECT key, kind, value, reason, audit, reviewed FROM marked WHERE key = $key"
-
-FACE_SQL = """
-    SELECT c.*, m.sha256 AS media_sha256, m.path AS media_path
-    FROM face_calls c LEFT JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
-    WHERE c.drop_id = ? AND c.face_id = ? LIMIT 1
+ONE_ITEM_SQL = f"""
+    WITH {REVIEWED_SQL}
+    SELECT key, kind, value, reason, {AUDIT_DRAW} AS audit, key IN (SELECT key FROM reviewed) AS reviewed
+    FROM review_items WHERE key = $key
 """
-ANIMAL_SQL = "SELECT * FROM animals WHERE animal_id = ?"
-ANIMAL_FACES_SQL = """
-    SELECT face_id, crop_path, p_male FROM face_calls
-    WHERE animal_id = ? AND is_face AND crop_path IS NOT NULL ORDER BY abs(p_male - 0.5) DESC, face_id LIMIT 4
-"""
-ENCOUNTER_SQL = "SELECT * FROM encounters WHERE drop_id = ? AND encounter_id = ?"
-FRAME_SQL = """
-    SELECT m.media_id, m.drop_id, m.path AS media_path, m.sha256 AS media_sha256, m.width, m.height, m.captured_at,
-           split_part(m.path, '/', 2) AS camera,
-           (SELECT any_value(detector) FROM faces f WHERE f.drop_id = m.drop_id AND f.source = 'detector') AS detector
-    FROM media m WHERE m.drop_id = ? AND m.media_id = ? AND m.kind = 'image' LIMIT 1
-"""
-FRAME_BOXES_SQL = """
-    SELECT face_id, bbox_x, bbox_y, bbox_w, bbox_h FROM faces
-    WHERE drop_id = ? AND media_id = ? AND source = 'detector' ORDER BY face_id
+ITEM_SQL = "SELECT * FROM review_items WHERE key = ?"
+# The latest live human value of each field on one item (its review_items row as i).
+LIVE_VALUES_SQL = f"""
+    SELECT c.field, c.human_value, c.reviewer FROM live_corrections c, (SELECT * FROM review_items WHERE key = ?) i
+    WHERE {matches_item("c", "i")}
+    QUALIFY row_number() OVER (PARTITION BY c.field ORDER BY c.created_at DESC, c.correction_id DESC) = 1
 """
 FRAME_FILE_SQL = """
     SELECT m.path, (SELECT any_value(source) FROM drops d WHERE d.drop_id = m.drop_id) AS drop_folder
@@ -122,13 +100,41 @@ LAST_LIVE_SQL = """
 """
 
 
+@functools.cache
+def attach_host() -> tuple[duckdb.DuckDBPyConnection, threading.Lock]:
+    """The process's in-memory DuckDB that attaches the catalog read-only for each request, and the lock that gives it
+    to one request at a time. Attaching costs a few milliseconds where opening a new database costs tens, and the
+    catalog file is held only while a request reads it."""
+    return duckdb.connect(), threading.Lock()
+
+
+def attach_catalog(host: duckdb.DuckDBPyConnection, catalog: Path) -> None:
+    """Attach the catalog read-only as ATTACHED_AS and make it the default, waiting briefly while a writer holds it."""
+    literal = str(catalog).replace("'", "''")
+    for attempt in range(LOCK_RETRIES):
+        try:
+            host.execute(f"ATTACH '{literal}' AS {ATTACHED_AS} (READ_ONLY)")
+            host.execute(f"USE {ATTACHED_AS}")
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or attempt == LOCK_RETRIES - 1:
+                raise
+            time.sleep(LOCK_WAIT_S)
+
+
 @contextlib.contextmanager
 def catalog_reader(home: HomeLayout) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short read-only connection to the catalog (never for writing, so a nightly refresh is never blocked)."""
+    """The catalog, read-only, for one request (never for writing, so a nightly refresh is never blocked)."""
     if not home.catalog.exists():
         raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")
-    with connect_with_retry(home.catalog, read_only=True) as con:
-        yield con
+    host, lock = attach_host()
+    with lock:
+        attach_catalog(host, home.catalog)
+        try:
+            yield host
+        finally:
+            host.execute("USE memory")
+            host.execute(f"DETACH {ATTACHED_AS}")
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
@@ -138,12 +144,7 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str,
 
 def queue_params(day: str, audit_share: float) -> dict[str, Any]:
     """The queue's parameters: the day seeds the audit draw, the share sets its size."""
-    return {
-        "day": day,
-        "buckets": AUDIT_BUCKETS,
-        "audit_buckets": round(audit_share * AUDIT_BUCKETS),
-        "frame_min_yield": FRAME_MIN_YIELD,
-    }
+    return {"day": day, "buckets": AUDIT_BUCKETS, "audit_buckets": round(audit_share * AUDIT_BUCKETS)}
 
 
 def box_of(row: dict[str, Any]) -> list[float] | None:
@@ -159,67 +160,49 @@ def next_items(home: HomeLayout, day: str, audit_share: float, skip: list[str], 
         return rows(con, QUEUE_SQL, params)
 
 
+def value_now(human: dict[str, Any] | None, registry: Any, machine: Any) -> tuple[Any, str]:
+    """A field's value now and where it comes from: the keeper's latest, else the registry's, else the machine's."""
+    if human is not None:
+        return human["human_value"], "human"
+    if registry is not None:
+        return registry, "registry"
+    return machine, "machine"
+
+
 def item_details(home: HomeLayout, key: ItemKey) -> dict[str, Any]:
-    """What the page shows for one item: the machine's call, its probability, model version and images."""
+    """What the page shows for one item: the machine's call, its probability, model version and images (from
+    review_items), and the value now with the keeper's live corrections applied."""
     with catalog_reader(home) as con:
-        if key.kind == "face":
-            found = rows(con, FACE_SQL, [key.drop_id, key.target_id])
-            if not found:
-                raise LookupError(f"There is no face {key.target_id} in drop {key.drop_id}.")
-            face = found[0]
-            scene = face["source"] == "detector"
-            return {
-                **face,
-                "call": face["sex_machine"],
-                "p": face["p_male"],
-                "p_label": "P(male)",
-                "images": [path for path in (face["crop_path"], face["gradcam_path"]) if path],
-                "machine_box": box_text(box_of(face)) if box_of(face) else None,
-                "frame_boxes": frame_boxes(con, key.drop_id, face["media_id"], key.target_id) if scene else None,
-            }
-        if key.kind == "frame":
-            found = rows(con, FRAME_SQL, [key.drop_id, key.target_id])
-            if not found:
-                raise LookupError(f"There is no image {key.target_id} in drop {key.drop_id}.")
-            frame = found[0]
-            return {
-                **frame,
-                "call": "no face found",
-                "p": None,
-                "p_label": None,
-                "model_version": frame["detector"],
-                "machine_box": NO_FACE,
-                "frame_boxes": frame_boxes(con, key.drop_id, key.target_id, None),
-            }
-        if key.kind == "animal":
-            found = rows(con, ANIMAL_SQL, [key.target_id])
-            if not found:
-                raise LookupError(f"There is no animal {key.target_id}.")
-            crops = rows(con, ANIMAL_FACES_SQL, [key.target_id])
-            animal = found[0]
-            return {
-                **animal,
-                "call": animal["sex_predicted"],
-                "p": animal["p_male"],
-                "p_label": "P(male)",
-                "images": [c["crop_path"] for c in crops],
-            }
-        found = rows(con, ENCOUNTER_SQL, [key.drop_id, key.target_id])
+        found = rows(con, ITEM_SQL, [str(key)])
         if not found:
-            raise LookupError(f"There is no encounter {key.target_id} in drop {key.drop_id}.")
-        encounter = found[0]
-        return {**encounter, "call": encounter["predicted"], "p": encounter["p_calibrated"], "p_label": "P(success)"}
-
-
-def frame_boxes(
-    con: duckdb.DuckDBPyConnection, drop_id: str, media_id: str, current: str | None
-) -> list[dict[str, Any]]:
-    """The detector's boxes on one frame, the one under review (current face id) marked."""
-    return [
-        {"face_id": row["face_id"], "box": box_of(row), "current": row["face_id"] == current}
-        for row in rows(con, FRAME_BOXES_SQL, [drop_id, media_id])
-        if box_of(row)
-    ]
+            raise LookupError(
+                f"There is no {key.kind} {key.target_id}" + (f" in drop {key.drop_id}." if key.drop_id else ".")
+            )
+        human = {row["field"]: row for row in rows(con, LIVE_VALUES_SQL, [str(key)])}
+    item = found[0]
+    details = json.loads(item.pop("details") or "{}")
+    shown = {
+        **item,
+        **details,
+        "p_label": {"face": "P(male)", "animal": "P(male)", "encounter": "P(success)"}.get(key.kind),
+    }
+    if key.kind in ("face", "animal"):
+        shown["sex"], shown["sex_source"] = value_now(human.get("sex"), details.get("sex_known"), item["call"])
+    if key.kind == "encounter":
+        shown["outcome_final"], shown["outcome_source"] = value_now(
+            human.get("outcome"), details.get("outcome"), item["call"]
+        )
+    if key.kind == "face":
+        shown["images"] = [path for path in (details.get("crop_path"), details.get("gradcam_path")) if path]
+        shown["machine_box"] = box_text(box_of(item)) if box_of(item) else None
+    if key.kind == "animal":
+        shown["images"] = details.get("crops") or []
+    if key.kind == "frame":
+        shown["media_id"], shown["machine_box"] = key.target_id, NO_FACE
+    if details.get("frame_boxes") is not None:
+        current = key.target_id if key.kind == "face" else None
+        shown["frame_boxes"] = [{**box, "current": box["face_id"] == current} for box in details["frame_boxes"]]
+    return shown
 
 
 def queue_entry(home: HomeLayout, key: ItemKey, day: str, audit_share: float) -> dict[str, Any]:

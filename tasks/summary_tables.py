@@ -27,7 +27,9 @@ from models.summaries import (
 )
 from schemas.home import HomeLayout
 from schemas.report_tables import AUDIT_ACCURACY, GENDER_RATIO, MATING_SUCCESS, MODEL_CARDS
+from schemas.review import FRAME_MIN_YIELD
 from tasks.model_store import CARD_FILE, VERSION_DIR
+from tasks.review_items import write_review_items
 
 GENDER_COUNTS_TEMPLATE = """
 SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overall' END AS level,
@@ -240,12 +242,12 @@ def audit_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> list[str]:
-    """(Re)write model_cards, gender_ratio, mating_success and audit_accuracy in the open catalog; a missing input view
-    gives an empty table."""
+    """(Re)write model_cards, gender_ratio, mating_success, audit_accuracy and the review queue's items in the open
+    catalog; a missing input view gives an empty table."""
     cards = model_card_rows(home)
     replace_table(con, "model_cards", cards, MODEL_CARDS)
     gender, mating = ratio_rows(con, cards)
     replace_table(con, "gender_ratio", gender, GENDER_RATIO)
     replace_table(con, "mating_success", mating, MATING_SUCCESS)
     replace_table(con, "audit_accuracy", audit_rows(con), AUDIT_ACCURACY)
-    return ["model_cards", "gender_ratio", "mating_success", "audit_accuracy"]
+    return ["model_cards", "gender_ratio", "mating_success", "audit_accuracy", write_review_items(con, FRAME_MIN_YIELD)]

@@ -1,0 +1,90 @@
+"""The review queue's items, written into the catalog at each refresh (review_items), so the app ranks and shows an
+item without computing the views over the whole lake on every key press; whether an item is decided is read live from
+the corrections at request time (tasks/review.py)."""
+
+from __future__ import annotations
+
+import duckdb
+
+# Every reviewable item with the value of a human look (1 = a coin toss for the model), why, what identifies its
+# target for the live corrections (media and box for faces), the machine's call, and the rest of what the page shows
+# as JSON (details). Faces: nearness of P(male) to 0.5. Animals: a registry contradiction or conflict counts fully,
+# else the share of confident faces on the minority side (at most 0.5, doubled). Encounters: nearness of the
+# calibrated P(success) to 0.5 (the abstain band is its middle). Frames: images where the detector found nothing on a
+# camera that usually yields faces, at half the camera's faces per frame (capped at 0.5).
+REVIEW_ITEMS_SQL = """
+    CREATE OR REPLACE TABLE review_items AS
+    WITH camera_yield AS (
+        SELECT camera, sum(faces) / sum(images) AS per_frame FROM detector_yield GROUP BY camera
+    ), faceless AS (
+        SELECT m.drop_id, m.media_id, m.path, m.sha256, m.width, m.height, m.captured_at, y.camera, y.per_frame
+        FROM media m JOIN camera_yield y ON y.camera = split_part(m.path, '/', 2)
+        ANTI JOIN faces f ON f.media_id = m.media_id AND f.drop_id = m.drop_id
+        WHERE m.kind = 'image' AND m.status = 'ok' AND m.path LIKE 'images/%' AND y.per_frame >= $frame_min_yield
+    ), frame_boxes AS (
+        SELECT drop_id, media_id,
+               list({'face_id': face_id, 'box': [bbox_x, bbox_y, bbox_w, bbox_h]} ORDER BY face_id) AS boxes,
+               any_value(detector) AS detector
+        FROM faces WHERE source = 'detector' AND bbox_w IS NOT NULL GROUP BY drop_id, media_id
+    ), drop_detector AS (
+        SELECT drop_id, any_value(detector) AS detector FROM faces WHERE source = 'detector' GROUP BY drop_id
+    ), known AS (
+        SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known
+        FROM animal_manifest WHERE sex IS NOT NULL GROUP BY animal_id
+    ), animal_crops AS (
+        SELECT animal_id, list(crop_path ORDER BY abs(p_male - 0.5) DESC, face_id)[1:4] AS crops
+        FROM face_calls WHERE animal_id IS NOT NULL AND is_face AND crop_path IS NOT NULL GROUP BY animal_id
+    ), items AS (
+        SELECT 'face' AS kind, c.drop_id, c.face_id AS target_id, 1 - 2 * abs(c.p_male - 0.5) AS value,
+               'face P(male) ' || printf('%.2f', c.p_male) AS reason, c.media_id, c.bbox_x, c.bbox_y, c.bbox_w,
+               c.bbox_h, c.sex_machine AS call, c.p_male AS p, c.model_version,
+               to_json({'animal_id': c.animal_id, 'source': c.source, 'crop_path': c.crop_path,
+                        'gradcam_path': c.gradcam_path, 'detector': c.detector, 'sex_machine': c.sex_machine,
+                        'sex_known': k.sex_known, 'media_path': m.path, 'media_sha256': m.sha256,
+                        'frame_boxes': CASE WHEN c.source = 'detector' THEN coalesce(b.boxes, []) END}) AS details
+        FROM face_calls c
+        LEFT JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
+        LEFT JOIN frame_boxes b ON b.media_id = c.media_id AND b.drop_id = c.drop_id
+        LEFT JOIN known k ON k.animal_id = c.animal_id
+        WHERE c.p_male IS NOT NULL
+        UNION ALL
+        SELECT 'animal', '', a.animal_id,
+               CASE WHEN a.sex_conflict OR (a.sex_known IS NOT NULL AND a.sex_predicted NOT IN ('unknown', a.sex_known))
+                    THEN 1.0 ELSE least(1.0, 2 * a.disagreement) END,
+               CASE WHEN a.sex_conflict THEN 'the registry gives two sexes'
+                    WHEN a.sex_known IS NOT NULL AND a.sex_predicted NOT IN ('unknown', a.sex_known)
+                    THEN 'the model contradicts the registry (' || a.sex_known || ')'
+                    ELSE 'its faces disagree (' || printf('%.0f', 100 * a.disagreement) || '% on the minority side)'
+               END,
+               NULL, NULL, NULL, NULL, NULL, a.sex_predicted, a.p_male, a.model_version,
+               to_json({'drop_id': a.drop_id, 'name': a.name, 'n_faces': a.n_faces, 'sex_known': a.sex_known,
+                        'sex_predicted': a.sex_predicted, 'disagreement': a.disagreement,
+                        'crops': coalesce(r.crops, [])})
+        FROM animals a LEFT JOIN animal_crops r USING (animal_id) WHERE a.n_faces > 0
+        UNION ALL
+        SELECT 'encounter', e.drop_id, e.encounter_id, 1 - 2 * abs(e.p_calibrated - 0.5),
+               CASE WHEN e.predicted = 'unknown' THEN 'in the abstain band' ELSE 'decided by the model' END
+               || ' (P(success) ' || printf('%.2f', e.p_calibrated) || ')',
+               NULL, NULL, NULL, NULL, NULL, e.predicted, e.p_calibrated, e.model_version,
+               to_json({'predicted': e.predicted, 'male_id': e.male_id, 'female_id': e.female_id,
+                        'started_at': e.started_at, 'n_segments': e.n_segments,
+                        'outcome': CASE WHEN e.outcome_known THEN e.outcome END})
+        FROM encounters e WHERE e.p_calibrated IS NOT NULL
+        UNION ALL
+        SELECT 'frame', g.drop_id, g.media_id, 0.5 * least(1.0, g.per_frame),
+               'no face found, on camera ' || g.camera || ' that yields ' || printf('%.2f', g.per_frame)
+               || ' faces per frame',
+               g.media_id, NULL, NULL, NULL, NULL, 'no face found', NULL, d.detector,
+               to_json({'media_path': g.path, 'media_sha256': g.sha256, 'width': g.width, 'height': g.height,
+                        'captured_at': g.captured_at, 'camera': g.camera, 'detector': d.detector,
+                        'frame_boxes': []})
+        FROM faceless g LEFT JOIN drop_detector d USING (drop_id)
+    )
+    SELECT kind || ':' || drop_id || ':' || target_id AS key, * FROM items ORDER BY key
+"""
+
+
+def write_review_items(con: duckdb.DuckDBPyConnection, frame_min_yield: float) -> str:
+    """(Re)write the review_items table from the refreshed views; its name."""
+    con.execute(REVIEW_ITEMS_SQL, {"frame_min_yield": frame_min_yield})
+    return "review_items"
