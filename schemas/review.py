@@ -13,6 +13,7 @@ ITEM_KINDS: tuple[str, ...] = ("face", "animal", "encounter", "frame")
 CONFIRM = "confirm"
 DRAWN_BOX = "drawn box"  # the human value is the box the reviewer drew on the frame
 NO_FACE = "none"  # a frame's box value: the reviewer sees no face the detector missed
+AUDIT_BUCKETS = 10_000  # each item's fixed draw in 0..AUDIT_BUCKETS-1; a day's audit is a window of them
 FRAME_MIN_YIELD = 0.25  # faces per frame above which a camera "usually yields faces" and its empty frames are queued
 MIN_BOX_SIDE = 0.01  # a drawn box spans at least 1% of the frame's width and height
 BOX_SLACK = 1e-6

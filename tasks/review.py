@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import duckdb
 
 from schemas.home import HomeLayout
-from schemas.review import NO_FACE, ItemKey, ReviewError, box_text, decide, parse_item_key
+from schemas.review import AUDIT_BUCKETS, NO_FACE, ItemKey, ReviewError, box_text, decide, parse_item_key
 from schemas.tables import CORRECTIONS
 from tasks.catalog import FACE_MATCH_IOU, LOCK_RETRIES, LOCK_WAIT_S, CatalogMissingError, box_iou
 from tasks.lake import write_rows
@@ -25,7 +26,6 @@ from tasks.lake import write_rows
 SAVE_ATTEMPTS = 3
 SERVED_FOLDERS = ("lake/crops", "lake/gradcam")
 SERVED_SUFFIXES = (".jpg", ".jpeg", ".png")
-AUDIT_BUCKETS = 10_000
 AUDIT_EVERY = 20  # one audit item per twenty shown, about the 5% audit slice
 ATTACHED_AS = "review_catalog"
 
@@ -47,10 +47,14 @@ def matches_item(c: str, i: str) -> str:
 
 # Items a keeper has decided, read live from the corrections (a few rows) at every request: faces joined to the
 # items of their frame, the other kinds straight from their keys.
+LIVE_SQL = """
+    CREATE OR REPLACE TEMP TABLE live AS
+    SELECT correction_id, target_kind, drop_id, target_id, media_id, bbox_x, bbox_y, bbox_w, bbox_h, field,
+           human_value, reviewer, created_at
+    FROM live_corrections
+"""
 REVIEWED_SQL = f"""
-    live AS MATERIALIZED (
-        SELECT target_kind, drop_id, target_id, media_id, bbox_x, bbox_y, bbox_w, bbox_h FROM live_corrections
-    ), reviewed AS (
+    reviewed AS (
         SELECT i.key FROM review_items i
         JOIN live c ON c.target_kind = 'face' AND i.kind = 'face' AND c.media_id = i.media_id
         WHERE {matches_item("c", "i")}
@@ -58,23 +62,26 @@ REVIEWED_SQL = f"""
         UNION SELECT target_kind || ':' || drop_id || ':' || target_id FROM live
               WHERE target_kind IN ('encounter', 'frame')
     )"""
-AUDIT_DRAW = "md5_number($day || ':' || key) % $buckets < $audit_buckets"
+# A day's audit slice: the items whose fixed draw falls in a window of audit_buckets starting at the day's offset, so
+# each day draws a fresh random share without hashing every item on every request.
+AUDIT_DRAW = "(audit_u + $day_offset) % $buckets < $audit_buckets"
+AUDIT_ORDER = "(audit_u + $day_offset) % $buckets"
 
 # The next open items: the best of the ranked part and of the day's audit draw (each a top-N, not a sort of the
 # whole queue), interleaved so one item in AUDIT_EVERY is an audit item.
 QUEUE_SQL = f"""
     WITH {REVIEWED_SQL}, open_items AS (
-        SELECT key, kind, drop_id, target_id, value, reason, {AUDIT_DRAW} AS audit
+        SELECT key, kind, drop_id, target_id, value, reason, {AUDIT_DRAW} AS audit, {AUDIT_ORDER} AS audit_order
         FROM review_items ANTI JOIN reviewed USING (key) WHERE NOT list_contains($skip, key)
     ), ranked AS (
         SELECT *, row_number() OVER (ORDER BY value DESC, key) AS rank_in_part FROM (
             SELECT * FROM open_items WHERE NOT audit ORDER BY value DESC, key LIMIT $limit)
     ), drawn AS (
-        SELECT *, row_number() OVER (ORDER BY md5_number($day || key), key) AS rank_in_part FROM (
-            SELECT * FROM open_items WHERE audit ORDER BY md5_number($day || key), key LIMIT $limit)
+        SELECT *, row_number() OVER (ORDER BY audit_order, key) AS rank_in_part FROM (
+            SELECT * FROM open_items WHERE audit ORDER BY audit_order, key LIMIT $limit)
     )
     SELECT key, kind, drop_id, target_id, value, reason, audit, (SELECT count(*) FROM open_items) AS remaining
-    FROM (SELECT * FROM ranked UNION ALL SELECT * FROM drawn)
+    FROM (SELECT * FROM ranked UNION ALL BY NAME SELECT * FROM drawn)
     ORDER BY CASE WHEN audit THEN $every * rank_in_part
                   ELSE rank_in_part + (rank_in_part - 1) // ($every - 1) END, audit, key
     LIMIT $limit
@@ -87,7 +94,7 @@ ONE_ITEM_SQL = f"""
 ITEM_SQL = "SELECT * FROM review_items WHERE key = ?"
 # The latest live human value of each field on one item (its review_items row as i).
 LIVE_VALUES_SQL = f"""
-    SELECT c.field, c.human_value, c.reviewer FROM live_corrections c, (SELECT * FROM review_items WHERE key = ?) i
+    SELECT c.field, c.human_value, c.reviewer FROM live c, (SELECT * FROM review_items WHERE key = ?) i
     WHERE {matches_item("c", "i")}
     QUALIFY row_number() OVER (PARTITION BY c.field ORDER BY c.created_at DESC, c.correction_id DESC) = 1
 """
@@ -123,6 +130,14 @@ def attach_catalog(host: duckdb.DuckDBPyConnection, catalog: Path) -> None:
 
 
 @contextlib.contextmanager
+def review_session(home: HomeLayout) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The catalog for one request, with the live corrections read once into the temp table `live`."""
+    with catalog_reader(home) as con:
+        con.execute(LIVE_SQL)
+        yield con
+
+
+@contextlib.contextmanager
 def catalog_reader(home: HomeLayout) -> Iterator[duckdb.DuckDBPyConnection]:
     """The catalog, read-only, for one request (never for writing, so a nightly refresh is never blocked)."""
     if not home.catalog.exists():
@@ -143,8 +158,9 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str,
 
 
 def queue_params(day: str, audit_share: float) -> dict[str, Any]:
-    """The queue's parameters: the day seeds the audit draw, the share sets its size."""
-    return {"day": day, "buckets": AUDIT_BUCKETS, "audit_buckets": round(audit_share * AUDIT_BUCKETS)}
+    """The queue's parameters: the day sets the audit window's offset, the share its size."""
+    offset = int(hashlib.md5(day.encode()).hexdigest(), 16) % AUDIT_BUCKETS
+    return {"day_offset": offset, "buckets": AUDIT_BUCKETS, "audit_buckets": round(audit_share * AUDIT_BUCKETS)}
 
 
 def box_of(row: dict[str, Any]) -> list[float] | None:
@@ -153,11 +169,18 @@ def box_of(row: dict[str, Any]) -> list[float] | None:
     return None if any(v is None for v in box) else [float(v) for v in box]
 
 
+def open_queue_rows(
+    con: duckdb.DuckDBPyConnection, day: str, audit_share: float, skip: list[str], limit: int
+) -> list[dict[str, Any]]:
+    """The next open items of the queue in a review session, best first, audit items interleaved one in twenty."""
+    params = {**queue_params(day, audit_share), "skip": skip, "every": AUDIT_EVERY, "limit": limit}
+    return rows(con, QUEUE_SQL, params)
+
+
 def next_items(home: HomeLayout, day: str, audit_share: float, skip: list[str], limit: int = 1) -> list[dict[str, Any]]:
     """The next open items of the queue, best first, audit items interleaved one in twenty."""
-    params = {**queue_params(day, audit_share), "skip": skip, "every": AUDIT_EVERY, "limit": limit}
-    with catalog_reader(home) as con:
-        return rows(con, QUEUE_SQL, params)
+    with review_session(home) as con:
+        return open_queue_rows(con, day, audit_share, skip, limit)
 
 
 def value_now(human: dict[str, Any] | None, registry: Any, machine: Any) -> tuple[Any, str]:
@@ -169,16 +192,15 @@ def value_now(human: dict[str, Any] | None, registry: Any, machine: Any) -> tupl
     return machine, "machine"
 
 
-def item_details(home: HomeLayout, key: ItemKey) -> dict[str, Any]:
-    """What the page shows for one item: the machine's call, its probability, model version and images (from
-    review_items), and the value now with the keeper's live corrections applied."""
-    with catalog_reader(home) as con:
-        found = rows(con, ITEM_SQL, [str(key)])
-        if not found:
-            raise LookupError(
-                f"There is no {key.kind} {key.target_id}" + (f" in drop {key.drop_id}." if key.drop_id else ".")
-            )
-        human = {row["field"]: row for row in rows(con, LIVE_VALUES_SQL, [str(key)])}
+def item_shown(con: duckdb.DuckDBPyConnection, key: ItemKey) -> dict[str, Any]:
+    """What the page shows for one item in a review session: the machine's call, its probability, model version and
+    images (from review_items), and the value now with the keeper's live corrections applied."""
+    found = rows(con, ITEM_SQL, [str(key)])
+    if not found:
+        raise LookupError(
+            f"There is no {key.kind} {key.target_id}" + (f" in drop {key.drop_id}." if key.drop_id else ".")
+        )
+    human = {row["field"]: row for row in rows(con, LIVE_VALUES_SQL, [str(key)])}
     item = found[0]
     details = json.loads(item.pop("details") or "{}")
     shown = {
@@ -205,13 +227,41 @@ def item_details(home: HomeLayout, key: ItemKey) -> dict[str, Any]:
     return shown
 
 
-def queue_entry(home: HomeLayout, key: ItemKey, day: str, audit_share: float) -> dict[str, Any]:
-    """The queue's own row for one item (its reason, audit mark and whether it is decided)."""
-    with catalog_reader(home) as con:
-        found = rows(con, ONE_ITEM_SQL, {**queue_params(day, audit_share), "key": str(key)})
+def item_details(home: HomeLayout, key: ItemKey) -> dict[str, Any]:
+    """What the page shows for one item (item_shown in a session of its own)."""
+    with review_session(home) as con:
+        return item_shown(con, key)
+
+
+def queue_row(con: duckdb.DuckDBPyConnection, key: ItemKey, day: str, audit_share: float) -> dict[str, Any]:
+    """The queue's own row for one item in a review session (its reason, audit mark and whether it is decided)."""
+    found = rows(con, ONE_ITEM_SQL, {**queue_params(day, audit_share), "key": str(key)})
     if not found:
         raise LookupError(f"The item {key} is not in the review queue.")
     return found[0]
+
+
+def queue_entry(home: HomeLayout, key: ItemKey, day: str, audit_share: float) -> dict[str, Any]:
+    """The queue's own row for one item (queue_row in a session of its own)."""
+    with review_session(home) as con:
+        return queue_row(con, key, day, audit_share)
+
+
+def next_shown(
+    home: HomeLayout, day: str, audit_share: float, skip: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The best open item the page has not skipped, its queue row and what the page shows, read in one session."""
+    with review_session(home) as con:
+        entries = open_queue_rows(con, day, audit_share, skip, 1)
+        return (entries[0], item_shown(con, parse_item_key(entries[0]["key"]))) if entries else None
+
+
+def named_shown(home: HomeLayout, key: ItemKey, day: str, audit_share: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One named item (decided or not), its queue row with the open count, and what the page shows, in one session."""
+    with review_session(home) as con:
+        entry = queue_row(con, key, day, audit_share)
+        left = open_queue_rows(con, day, audit_share, [], 1)
+        return {**entry, "remaining": left[0]["remaining"] if left else 0}, item_shown(con, key)
 
 
 def correction_row(
@@ -272,9 +322,9 @@ def record_review(
     """Save the correction one key press makes on an item (confirm included; box: the drawn box, relative to the
     frame) and return its row."""
     key = parse_item_key(key_text)
-    item = item_details(home, key)
+    with review_session(home) as con:
+        item, entry = item_shown(con, key), queue_row(con, key, day, audit_share)
     field, human_value = decide(key.kind, action_key, item.get("call") if action_key == "c" else None, box)
-    entry = queue_entry(home, key, day, audit_share)
     row = correction_row(key, item, field, human_value, reviewer, entry)
     row.update(timing)
     save_correction(home, row)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import duckdb
 
+from schemas.review import AUDIT_BUCKETS
+
 # Every reviewable item with the value of a human look (1 = a coin toss for the model), why, what identifies its
-# target for the live corrections (media and box for faces), the machine's call, and the rest of what the page shows
-# as JSON (details). Faces: nearness of P(male) to 0.5. Animals: a registry contradiction or conflict counts fully,
-# else the share of confident faces on the minority side (at most 0.5, doubled). Encounters: nearness of the
-# calibrated P(success) to 0.5 (the abstain band is its middle). Frames: images where the detector found nothing on a
-# camera that usually yields faces, at half the camera's faces per frame (capped at 0.5).
+# target for the live corrections (media and box for faces), the machine's call, the rest of what the page shows as
+# JSON (details), and its fixed audit draw (audit_u, uniform in 0..AUDIT_BUCKETS-1). Faces: nearness of P(male) to
+# 0.5. Animals: a registry contradiction or conflict counts fully, else the share of confident faces on the minority
+# side (at most 0.5, doubled). Encounters: nearness of the calibrated P(success) to 0.5 (the abstain band is its
+# middle). Frames: images where the detector found nothing on a camera that usually yields faces, at half the
+# camera's faces per frame (capped at 0.5).
 REVIEW_ITEMS_SQL = """
     CREATE OR REPLACE TABLE review_items AS
     WITH camera_yield AS (
@@ -80,11 +83,13 @@ REVIEW_ITEMS_SQL = """
                         'frame_boxes': []})
         FROM faceless g LEFT JOIN drop_detector d USING (drop_id)
     )
-    SELECT kind || ':' || drop_id || ':' || target_id AS key, * FROM items ORDER BY key
+    SELECT key, md5_number(key) % $buckets AS audit_u, * FROM (
+        SELECT kind || ':' || drop_id || ':' || target_id AS key, * FROM items
+    ) ORDER BY key
 """
 
 
 def write_review_items(con: duckdb.DuckDBPyConnection, frame_min_yield: float) -> str:
     """(Re)write the review_items table from the refreshed views; its name."""
-    con.execute(REVIEW_ITEMS_SQL, {"frame_min_yield": frame_min_yield})
+    con.execute(REVIEW_ITEMS_SQL, {"frame_min_yield": frame_min_yield, "buckets": AUDIT_BUCKETS})
     return "review_items"

@@ -108,10 +108,10 @@ def template_environment() -> Environment:
     )
 
 
-def item_json(server: ReviewServer, entry: dict[str, Any]) -> dict[str, Any]:
-    """What the page needs to show one queue entry: its call, probability, model, images and keys."""
+def item_json(entry: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """What the page needs to show one queue entry (its queue row and what tasks.review shows of it): its call,
+    probability, model, images and keys."""
     key = parse_item_key(entry["key"])
-    item = review_tasks.item_details(server.home, key)
     details = {
         "face": [
             ("sex now", f"{item.get('sex')} ({item.get('sex_source')})"),
@@ -167,15 +167,13 @@ def item_json(server: ReviewServer, entry: dict[str, Any]) -> dict[str, Any]:
 
 def named_item(server: ReviewServer, key_text: str) -> dict[str, Any]:
     """One item the request names (decided or not), ready to show, with the queue's open count."""
-    entry = review_tasks.queue_entry(server.home, parse_item_key(key_text), today(), server.audit_share)
-    left = review_tasks.next_items(server.home, today(), server.audit_share, [])
-    return item_json(server, {**entry, "remaining": left[0]["remaining"] if left else 0})
+    return item_json(*review_tasks.named_shown(server.home, parse_item_key(key_text), today(), server.audit_share))
 
 
 def next_item(server: ReviewServer, skip: list[str]) -> dict[str, Any] | None:
     """The best open item the page has not skipped, ready to show."""
-    entries = review_tasks.next_items(server.home, today(), server.audit_share, skip)
-    return item_json(server, entries[0]) if entries else None
+    found = review_tasks.next_shown(server.home, today(), server.audit_share, skip)
+    return item_json(*found) if found else None
 
 
 def create_app(server: ReviewServer) -> FastAPI:
@@ -352,12 +350,8 @@ def create_app(server: ReviewServer) -> FastAPI:
         session = posted(request)
         row = review_tasks.undo_last(server.home, session.reviewer)
         drop = "" if row["target_kind"] == "animal" else row["drop_id"]
-        entry = review_tasks.queue_entry(
-            server.home, parse_item_key(f"{row['target_kind']}:{drop}:{row['target_id']}"), today(), server.audit_share
-        )
-        left = review_tasks.next_items(server.home, today(), server.audit_share, [])
-        shown = {**entry, "remaining": left[0]["remaining"] if left else 0}
-        return JSONResponse({"undone": row["undoes"], "item": item_json(server, shown)})
+        shown = named_item(server, f"{row['target_kind']}:{drop}:{row['target_id']}")
+        return JSONResponse({"undone": row["undoes"], "item": shown})
 
     @app.post("/api/retrain")
     def api_retrain(request: Request, body: RetrainRequest) -> Response:
