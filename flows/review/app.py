@@ -23,6 +23,7 @@ from schemas.home import HomeLayout
 from schemas.review import ACTIONS, CONFIRM, UNDECIDED, ReviewError, parse_item_key
 from tasks import review as review_tasks
 from tasks.catalog import CatalogMissingError
+from tasks.explain import explain_face
 from tasks.retrain_launch import RETRAIN_KINDS, RetrainBusyError, start_retrain
 
 STATIC = Path(__file__).parent / "static"
@@ -79,6 +80,12 @@ class RetrainRequest(BaseModel):
     """Which model to retrain with the corrections."""
 
     kind: str = Field(max_length=20)
+
+
+class ExplainRequest(BaseModel):
+    """The face item whose guided Grad-CAM the page asks for."""
+
+    key: str = Field(max_length=400)
 
 
 class QueueRequest(BaseModel):
@@ -352,6 +359,16 @@ def create_app(server: ReviewServer) -> FastAPI:
         drop = "" if row["target_kind"] == "animal" else row["drop_id"]
         shown = named_item(server, f"{row['target_kind']}:{drop}:{row['target_id']}")
         return JSONResponse({"undone": row["undoes"], "item": shown})
+
+    @app.post("/api/explain")
+    def api_explain(request: Request, body: ExplainRequest) -> Response:
+        """Seed 001's guided Grad-CAM of a face item, computed on the first request (the first one loads torch)."""
+        posted(request)
+        key = parse_item_key(body.key)
+        if key.kind != "face":
+            raise ReviewError("Only a face has a guided Grad-CAM; this item is a " + key.kind + ".")
+        relative = explain_face(server.home, key.drop_id, key.target_id)
+        return JSONResponse({"image": "/files/" + quote(relative)})
 
     @app.post("/api/retrain")
     def api_retrain(request: Request, body: RetrainRequest) -> Response:

@@ -75,10 +75,11 @@ function show(item) {
     button.addEventListener("click", () => (action.key === "b" ? startDrawing() : decide(action.key)));
     actions.append(button);
   }
-  for (const [key, label] of [["s", "skip"], ["u", "undo"]]) {
+  const extra = item.kind === "face" ? [["g", "guided Grad-CAM"]] : [];
+  for (const [key, label] of [...extra, ["s", "skip"], ["u", "undo"]]) {
     const button = element("button", null, { type: "button", "data-key": key });
     button.append(element("kbd", key), " " + label);
-    button.addEventListener("click", () => (key === "s" ? skip() : undo()));
+    button.addEventListener("click", () => (key === "s" ? skip() : key === "u" ? undo() : explain()));
     actions.append(button);
   }
   box.append(actions);
@@ -189,6 +190,19 @@ function decide(key, box) {
   });
 }
 
+// Seed 001's guided Grad-CAM of the face, computed by the server on demand (the first one takes a while).
+function explain() {
+  return run(async () => {
+    if (!state.item || state.item.kind !== "face") return say("Only a face has a guided Grad-CAM.", true);
+    const key = state.item.key;
+    say("Computing the guided Grad-CAM…", false);
+    const answer = await post("/api/explain", { key: key });
+    if (!state.item || state.item.key !== key) return;
+    document.getElementById("images").append(element("img", null, { src: answer.image, alt: "guided Grad-CAM" }));
+    say("Guided Grad-CAM: the pixels that raise the score of the model's call.", false);
+  });
+}
+
 function skip() {
   return run(async () => {
     if (!state.item) return;
@@ -233,6 +247,7 @@ document.addEventListener("keydown", (event) => {
   state.keys += 1;
   if (key === "s") return skip();
   if (key === "u") return undo();
+  if (key === "g" && state.item && state.item.kind === "face") return explain();
   if (key === "b" && state.item && state.item.actions.some((action) => action.key === "b")) return startDrawing();
   if (state.item && state.item.actions.some((action) => action.key === key)) return decide(key);
   say("The key " + key + " does nothing on this item.", true);
