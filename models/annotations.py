@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from models.camtrap_rows import is_remote
-from models.detector_training import xywh_to_xyxy
+from models.detector_training import box_iou, xywh_to_xyxy
 from schemas.camtrap import CamtrapMedia
 
 HELD_OUT_FRACTION = 0.2
@@ -198,3 +198,26 @@ def split_images(
             break
         held.extend(group)
     return sorted(set(paths) - set(held)), sorted(held), by
+
+
+def corrected_frame_boxes(
+    detected: Mapping[str, Sequence[float]], marks: Sequence[Mapping[str, Any]], match_iou: float = 0.5
+) -> list[tuple[float, ...]]:
+    """A frame's face boxes (relative x, y, w, h) for detector training after the keepers' box annotations
+    (box_annotations rows): the detector's boxes by face id, a fixed box replacing its face's, a detection ruled not a
+    face dropped (its face id, or its box at IoU > match_iou), every drawn box added; a frame confirmed empty keeps
+    what the detector found there (nothing, as it was queued)."""
+    boxes = {face_id: tuple(box) for face_id, box in detected.items()}
+    for mark in marks:
+        if mark["annotation"] == "fixed" and mark.get("face_id") in boxes:
+            boxes[mark["face_id"]] = tuple(mark["box"])
+    for mark in marks:
+        if mark["annotation"] == "not_a_face":
+            ruled = xywh_to_xyxy(np.array([mark["box"]], np.float64))
+            boxes = {
+                face_id: box
+                for face_id, box in boxes.items()
+                if face_id != mark.get("face_id")
+                and box_iou(xywh_to_xyxy(np.array([box], np.float64)), ruled)[0, 0] <= match_iou
+            }
+    return [*boxes.values(), *(tuple(mark["box"]) for mark in marks if mark["annotation"] == "drawn")]

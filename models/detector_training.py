@@ -153,6 +153,11 @@ class TrainingSettings:
         """Plain JSON-ready values for the model card."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingSettings:
+        """The settings a model card stored with as_dict (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
 
 # ---------------------------------------------------------------- geometry of crops and regression targets
 

@@ -21,6 +21,8 @@ class Headline:
 HEADLINES: dict[str, Headline] = {
     "gender": Headline(("per_image", "accuracy"), "per-image accuracy on the current version's held-out animals"),
     "mating": Headline(("segment", "accuracy"), "per-window accuracy on the current version's validation groups"),
+    # F1 of recall and precision at IoU 0.5: recall alone would promote a detector that finds faces everywhere.
+    "detector": Headline(("f1",), "face F1 (recall and precision at IoU 0.5) on the current version's held-out images"),
 }
 
 

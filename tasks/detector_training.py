@@ -8,6 +8,7 @@ import io
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from models.annotations import (
     coco_face,
     coco_images,
     coco_where,
+    corrected_frame_boxes,
     data_fingerprint,
     element_lines,
     faces_by_image,
@@ -47,12 +49,13 @@ from models.detector_training import (
     metrics_dict,
 )
 from models.faces import DetectorSettings, build_mtcnn, detect_faces, upright_rgb
+from models.promotion import promotion_decision
 from schemas.camtrap import BBOX, CamtrapMedia, CamtrapObservation, CamtrapRow
 from schemas.config import FacesConfig
 from schemas.home import HomeLayout
 from schemas.manifest import ManifestError, parse_csv_manifest
 from tasks.faces import HUMAN_PRESET, load_face_detector
-from tasks.model_store import save_checkpoint
+from tasks.model_store import load_detector, save_checkpoint
 from tasks.runs import code_version
 
 DEFAULT_NAME = "mtcnn-panda"
@@ -328,6 +331,11 @@ def train_detector(
     }
     card = detector_card(name, settings, images, split, {**metrics, "human_baseline": baseline}, seconds)
     card["training"] = result.report
+    card["sources"] = {
+        "annotations": str(Path(annotations).resolve()),
+        "images_root": str(Path(images_root).resolve()),
+        "all_images": str(Path(all_images).resolve()) if all_images else None,
+    }
     version, path = save_checkpoint(home.detector_dir(name), result.states, card)
     return {**card, "version": version, "path": str(path)}
 
@@ -388,3 +396,104 @@ def train_detector_on_sample_drop(
 def evaluate_detector_on_sample_drop(home: HomeLayout, ref: str, drop: Path) -> dict[str, Any]:
     """Evaluate a detector on every camera-trap scene of a sample drop."""
     return evaluate_detector(home, ref, **sample_drop_sources(drop))
+
+
+# ---------------------------------------------------------------- retraining with keepers' boxes
+
+CPU = torch.device("cpu")
+CORRECTED_FRAMES_SQL = """
+    SELECT b.drop_id, b.media_id, any_value(b.media_path) AS media_path,
+           (SELECT any_value(source) FROM drops d WHERE d.drop_id = b.drop_id) AS drop_folder,
+           list({'annotation': b.annotation, 'face_id': b.face_id, 'box': [b.bbox_x, b.bbox_y, b.bbox_w, b.bbox_h]}
+                ORDER BY b.created_at) AS marks
+    FROM box_annotations b GROUP BY b.drop_id, b.media_id ORDER BY b.drop_id, b.media_id
+"""
+FRAME_DETECTIONS_SQL = """
+    SELECT drop_id, media_id, face_id, bbox_x, bbox_y, bbox_w, bbox_h FROM faces
+    WHERE source = 'detector' AND bbox_w IS NOT NULL AND drop_id IN (SELECT DISTINCT drop_id FROM box_annotations)
+"""
+
+
+def corrected_image(frame: dict[str, Any], detected: dict[str, list[float]]) -> LabelledImage:
+    """One reviewed frame decoded from its drop folder with its face boxes after the keepers' annotations (none left:
+    a negative image), named corrections/<drop>/<path> so it never mixes with the detector's own training images."""
+    where = f"keepers' boxes on {frame['drop_id']}/{frame['media_path']}"
+    if not frame["drop_folder"]:
+        raise AnnotationError(f"{where}: the catalog does not say where drop {frame['drop_id']} lies")
+    boxes = corrected_frame_boxes(detected, frame["marks"])
+    faces = [FaceAnnotation(frame["media_path"], tuple(box), True, where) for box in boxes]
+    image = load_image(Path(frame["drop_folder"]), frame["media_path"], faces)
+    return replace(image, path=f"corrections/{frame['drop_id']}/{frame['media_path']}")
+
+
+def correction_images(home: HomeLayout) -> tuple[list[LabelledImage], dict[str, int]]:
+    """The frames keepers gave boxes for (box_annotations), as training images, and how many annotations of each kind
+    they carry."""
+    from tasks.catalog import query
+
+    frames = query(home, CORRECTED_FRAMES_SQL).to_pylist()
+    detections: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for row in query(home, FRAME_DETECTIONS_SQL).to_pylist():
+        box = [row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]]
+        detections.setdefault((row["drop_id"], row["media_id"]), {})[row["face_id"]] = box
+    counts = Counter(mark["annotation"] for frame in frames for mark in frame["marks"])
+    images = [corrected_image(frame, detections.get((frame["drop_id"], frame["media_id"]), {})) for frame in frames]
+    return images, dict(sorted(counts.items()))
+
+
+def with_f1(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Detection metrics with the F1 of their recall and precision (the detector's promotion headline)."""
+    recall, precision = metrics["recall"], metrics["precision"]
+    return {**metrics, "f1": round(2 * recall * precision / (recall + precision), 4) if recall + precision else 0.0}
+
+
+def retrain_detector(home: HomeLayout, faces: FacesConfig) -> dict[str, Any]:
+    """Fine-tune a new version of the configured detector on its own training images plus the frames keepers gave
+    boxes for, with its own recipe; measure it and the version in use on the latter's held-out images; store it,
+    promoted only when its F1 there is not worse."""
+    name = faces.detector.partition("@")[0]
+    if name == HUMAN_PRESET:
+        raise AnnotationError(
+            "the human-face preset has no training data to add corrections to; train a detector with "
+            "'breedwatch train detector' and select it in [faces] detector"
+        )
+    current_states, current = load_detector(home, faces.detector)
+    sources = current.get("sources")
+    if not sources:
+        raise AnnotationError(
+            f"{current['name']}@v{current['version']}'s card does not record its annotation files (cards record them "
+            "since this version); train it again with 'breedwatch train detector'"
+        )
+    images_root = Path(sources["images_root"])
+    all_images = Path(sources["all_images"]) if sources.get("all_images") else None
+    original = load_images(annotation_set(Path(sources["annotations"]), images_root, all_images, False), images_root)
+    corrected, counts = correction_images(home)
+    if not corrected:
+        raise AnnotationError(
+            "no keeper has drawn, fixed or ruled out a face box yet ('breedwatch review', keys b, e and n)"
+        )
+    held = set(current["split"]["held_out"])
+    train = [i for i in original if i.path not in held] + corrected
+    held_images = [i for i in original if i.path in held]
+    settings = TrainingSettings.from_dict(current["settings"])
+    seed = int(current["split"]["seed"])
+    started = time.perf_counter()
+    result = fine_tune_mtcnn([i.rgb for i in train], [i.boxes for i in train], settings, seed)
+    seconds = time.perf_counter() - started
+    before, after = (
+        with_f1(metrics_dict(evaluate_loaded(build_mtcnn(settings.detector(), states, CPU), held_images)))
+        for states in (current_states, result.states)
+    )
+    split = {**current["split"], "n_train": len(train), "train": sorted(i.path for i in train)}
+    card = detector_card(name, settings, train + held_images, split, after, seconds)
+    label = f"{current['name']}@v{current['version']}"
+    card = {
+        **card,
+        "training": result.report,
+        "sources": sources,
+        "corrections_used": counts,
+        "corrected_frames": len(corrected),
+        "promotion": promotion_decision("detector", label, before, after, sorted(held)),
+    }
+    version, path = save_checkpoint(home.detector_dir(name), result.states, card)
+    return {**card, "version": version, "path": str(path)}

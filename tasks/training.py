@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from models.training import EpochRecord
 from schemas.config import load_settings
 from schemas.home import HomeLayout
-from tasks.detector_training import evaluate_detector, train_detector
+from tasks.detector_training import evaluate_detector, retrain_detector, train_detector
 from tasks.gender_training import evaluate_gender, retrain_gender, train_gender
 from tasks.mating_training import evaluate_mating_data, retrain_mating, train_mating
 
@@ -144,9 +144,8 @@ def retrain_task(home: str, config_file: str | None, kind: str) -> dict[str, Any
         card = retrain_gender(layout, settings.gender, epoch_logger(every=1))
     elif kind == "mating":
         card = retrain_mating(layout, settings, progress=epoch_logger())
+    elif kind == "detector":
+        card = retrain_detector(layout, settings.faces)
     else:
-        raise ValueError(
-            f"retraining the {kind} from corrections is not possible yet: the review app records no face boxes, only "
-            "'not a face'; use 'breedwatch train detector' with annotation files (README: Retraining)"
-        )
+        raise ValueError(f"there is no {kind} model to retrain (gender, mating or detector)")
     return {key: value for key, value in card.items() if key not in ("training", "test_predictions")}

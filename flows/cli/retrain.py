@@ -29,7 +29,7 @@ def comparison_line(card: dict[str, Any]) -> str:
 
 
 def retrain(
-    kind: Annotated[RetrainKind, typer.Argument(help="Which model: gender or mating (detector: see README).")],
+    kind: Annotated[RetrainKind, typer.Argument(help="Which model: gender, mating or detector.")],
     home: HomeOption = None,
     config: ConfigOption = None,
 ) -> None:
