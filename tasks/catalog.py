@@ -13,9 +13,10 @@ from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES, TableSpec
 from tasks.compaction import COMPACTED, PART_COLUMN
 from tasks.home_version import check_home_version
-from tasks.lake import ensure_schema_parts
+from tasks.lake import TEMP_PREFIX, ensure_schema_parts, fsync_dir, publish_temp
 
 FILE_COLUMN = "_file"  # the part a row was read from, while a view decides whether a compacted file holds its key
+WAL_SUFFIX = ".wal"
 LOCK_RETRIES = 20
 LOCK_WAIT_S = 0.25
 
@@ -310,18 +311,45 @@ def write_thresholds(con: duckdb.DuckDBPyConnection, thresholds: Mapping[str, fl
 
 
 def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = None) -> list[str]:
-    """(Re)create every lake view and derived view; the only code that opens the catalog for writing."""
+    """(Re)create every lake view and derived view; the only code that writes the catalog. The catalog holds nothing
+    but what is built from the lake, the model store and the thresholds, so it is built whole into a temp file and
+    renamed over the old one: a refresh killed at any point leaves the old catalog (or none) and readers never see a
+    half-built one."""
     from tasks.summary_tables import write_summary_tables  # scipy's statistics: not for the catalog's readers
 
     ensure_schema_parts(home)
-    with connect_with_retry(home.catalog, read_only=False) as con:
+    building = home.root / f"{TEMP_PREFIX}{home.catalog.name}.partial"
+    remove_database(building)  # left by a killed refresh (one writer per home: it is not another one's)
+    with duckdb.connect(str(building)) as con:
         write_thresholds(con, thresholds or {})
         for spec in LAKE_TABLES:
             con.execute(view_sql(spec, home.lake.resolve()))
         for sql in DERIVED_VIEWS.values():
             con.execute(sql)
         summaries = write_summary_tables(con, home)
+        con.execute("CHECKPOINT")  # everything in the file itself, no write-ahead log beside it
+    publish_database(building, home.catalog)
     return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS) + summaries
+
+
+def wal_path(database: Path) -> Path:
+    """DuckDB's write-ahead log of a database file."""
+    return database.with_name(database.name + WAL_SUFFIX)
+
+
+def remove_database(database: Path) -> None:
+    """Delete a DuckDB file and its write-ahead log when present."""
+    database.unlink(missing_ok=True)
+    wal_path(database).unlink(missing_ok=True)
+
+
+def publish_database(building: Path, catalog: Path) -> None:
+    """Rename a finished, checkpointed DuckDB file over the catalog, dropping the old catalog's write-ahead log first
+    (left by a writer killed before this code; DuckDB would replay it into the new file)."""
+    wal_path(building).unlink(missing_ok=True)
+    wal_path(catalog).unlink(missing_ok=True)
+    publish_temp(building, catalog)
+    fsync_dir(catalog.parent)
 
 
 def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
