@@ -169,7 +169,8 @@ ANIMALS_VIEW = f"""
     ),
     known AS (
         SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known,
-               count(DISTINCT sex) > 1 AS sex_conflict, any_value(name) AS name
+               count(DISTINCT sex) > 1 AS sex_conflict,
+               arg_max(name, drop_id) FILTER (WHERE name IS NOT NULL) AS name
         FROM animal_manifest WHERE sex IS NOT NULL OR name IS NOT NULL GROUP BY animal_id
     ),
     human AS (
