@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 
 from schemas.home import CATALOG_FILE, HomeLayout
 from schemas.tables import CORRECTIONS, LAKE_TABLES, RUNS, TableSpec
-from tasks.bench.scratch import GENDER_MODEL, MATING_MODEL
 from tasks.lake import TEMP_PREFIX, read_table
 from tasks.review import save_correction
 
@@ -44,24 +43,6 @@ ENDED_FIRST = "run ended first"
 # and end times, code version and counts are those of that run).
 VOLATILE_COLUMNS = ("run_id",)
 VOLATILE_RELATIONS = ("runs",)
-# The config every run of the harness uses: the stored random-weight nets, their way of running pinned (two homes
-# measuring apart may choose a different precision or batch, which changes the last bits of a probability), one
-# Grad-CAM map per drop, crops decoded in the stage's own process.
-FAULT_CONFIG = f"""[faces]
-min_sharpness = 0
-[gender]
-model = "{GENDER_MODEL}"
-precision = "fp32"
-layout = "channels_last"
-cpu_batch_size = 8
-loader_workers = 0
-gradcam_faces = 1
-[mating]
-model = "{MATING_MODEL}"
-precision = "fp32"
-layout = "channels_last"
-batch_size = 64
-"""
 CORRECTED_AT = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 SAVER = (
     "import sys; from pathlib import Path; from tasks.fault_kill import save_missing_corrections; "
@@ -132,6 +113,29 @@ def trim_drop(drop: Path, frames: int, keeper_photos: int) -> None:
             photo.unlink()
 
 
+def fault_config() -> str:
+    """The config every run of the harness uses: the stored random-weight nets, their way of running pinned (two homes
+    measuring apart may choose another precision or batch, which changes the last bits of a probability), one Grad-CAM
+    map per drop, crops decoded in the stage's own process."""
+    from tasks.bench.scratch import GENDER_MODEL, MATING_MODEL  # torch: not for the correction saver's process
+
+    return f"""[faces]
+min_sharpness = 0
+[gender]
+model = "{GENDER_MODEL}"
+precision = "fp32"
+layout = "channels_last"
+cpu_batch_size = 8
+loader_workers = 0
+gradcam_faces = 1
+[mating]
+model = "{MATING_MODEL}"
+precision = "fp32"
+layout = "channels_last"
+batch_size = 64
+"""
+
+
 def write_inputs(
     folder: Path, drops: int = 2, animals: int = 4, frames: int = 4, keeper_photos: int = 3
 ) -> FaultInputs:
@@ -149,7 +153,7 @@ def write_inputs(
         (drop / IngestConfig().ready_marker).write_bytes(b"")
         written.append(drop)
     config = folder / "config.toml"
-    config.write_text(FAULT_CONFIG)
+    config.write_text(fault_config())
     models_home = HomeLayout(folder / "models-home")
     store_models(models_home, BenchOptions(seed=0, gender_size=64, cganet_filters=8))
     return FaultInputs(tuple(written), config, models_home.models)
