@@ -42,6 +42,7 @@ class TableSpec:
     partition: str = "drop"
     renamed: tuple[Renamed, ...] = ()
     compactable: bool = True  # whether `breedwatch compact` may merge its parts (see CORRECTIONS)
+    key: tuple[str, ...] = ()  # the columns naming one row: no two rows share them (empty: the whole row)
 
     def old_names(self) -> dict[str, str]:
         """Each older name of a column mapped to its present name (chains of renames resolved)."""
@@ -88,6 +89,7 @@ MEDIA = TableSpec(
             ("duplicate_paths", pa.list_(pa.string())),
         ]
     ),
+    key=("drop_id", "media_id"),
 )
 
 REJECTS = TableSpec(
@@ -117,6 +119,7 @@ ANIMALS_MANIFEST = TableSpec(
             ("name", pa.string()),
         ]
     ),
+    key=("drop_id", "animal_id"),
 )
 
 ENCOUNTER_MANIFEST = TableSpec(
@@ -134,6 +137,7 @@ ENCOUNTER_MANIFEST = TableSpec(
             ("outcome", pa.string()),
         ]
     ),
+    key=("drop_id", "encounter_id"),
 )
 
 FACES = TableSpec(
@@ -160,6 +164,7 @@ FACES = TableSpec(
             ("run_id", pa.string()),
         ]
     ),
+    key=("drop_id", "face_id"),
 )
 
 SEGMENTS = TableSpec(
@@ -181,6 +186,7 @@ SEGMENTS = TableSpec(
             ("flags", pa.list_(pa.string())),
         ]
     ),
+    key=("drop_id", "segment_id"),
 )
 
 SEGMENT_FEATURES = TableSpec(
@@ -194,6 +200,7 @@ SEGMENT_FEATURES = TableSpec(
             ("mfcc", pa.list_(pa.float32(), 2 * 86 * 40)),
         ]
     ),
+    key=("drop_id", "segment_id", "feature_version"),
 )
 
 GENDER_PREDICTIONS = TableSpec(
@@ -212,6 +219,7 @@ GENDER_PREDICTIONS = TableSpec(
             ("gradcam_path", pa.string()),  # Grad-CAM overlay (relative to the home) for the run's sample of faces
         ]
     ),
+    key=("drop_id", "face_id"),
 )
 
 MATING_PREDICTIONS = TableSpec(
@@ -231,6 +239,7 @@ MATING_PREDICTIONS = TableSpec(
             ("run_id", pa.string()),
         ]
     ),
+    key=("drop_id", "segment_id"),
 )
 
 DROPS = TableSpec(
@@ -250,6 +259,7 @@ DROPS = TableSpec(
             ("run_id", pa.string()),
         ]
     ),
+    key=("drop_id",),
 )
 
 RUNS = TableSpec(
@@ -270,6 +280,7 @@ RUNS = TableSpec(
         ]
     ),
     partition="run",
+    key=("run_id",),
 )
 
 DEPLOYMENTS = TableSpec(
@@ -324,6 +335,7 @@ CAMTRAP_OBSERVATIONS = TableSpec(
             ("csv_line", pa.int64()),
         ]
     ),
+    key=("drop_id", "observation_id"),
 )
 
 # A keeper's correction (or confirmation) of one machine value: append-only, never rewritten. Undo is a new row
@@ -364,6 +376,7 @@ CORRECTIONS = TableSpec(
     # Never compacted: the review app appends corrections while a nightly run compacts, and a compacted day hides the
     # day's own parts, so a correction saved after the merge would vanish from the views.
     compactable=False,
+    key=("correction_id",),
 )
 
 LAKE_TABLES: tuple[TableSpec, ...] = (

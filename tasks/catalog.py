@@ -14,10 +14,11 @@ from schemas.review import NO_FACE
 from schemas.tables import LAKE_TABLES, TableSpec
 from tasks.compaction import COMPACTED, PART_COLUMN
 from tasks.home_version import check_home_version
-from tasks.lake import ensure_schema_parts
+from tasks.lake import TEMP_PREFIX, ensure_schema_parts, publish_file
 from tasks.part_check import damaged_notes, unreadable_part_error
 
 FILE_COLUMN = "_file"  # the part a row was read from, while a view decides whether a compacted file holds its key
+WAL_SUFFIX = ".wal"
 LOCK_RETRIES = 20
 LOCK_WAIT_S = 0.25
 
@@ -172,7 +173,8 @@ ANIMALS_VIEW = f"""
     ),
     known AS (
         SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known,
-               count(DISTINCT sex) > 1 AS sex_conflict, any_value(name) AS name
+               count(DISTINCT sex) > 1 AS sex_conflict,
+               arg_max(name, drop_id) FILTER (WHERE name IS NOT NULL) AS name
         FROM animal_manifest WHERE sex IS NOT NULL OR name IS NOT NULL GROUP BY animal_id
     ),
     human AS (
@@ -360,12 +362,16 @@ def write_damaged_parts(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> Non
 
 
 def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = None) -> list[str]:
-    """(Re)create every lake view and derived view; the only code that opens the catalog for writing (a part that
-    cannot be read stops it with a DamagedPartError naming the file and what to do)."""
+    """(Re)create every lake view and derived view; the only code that writes the catalog. The catalog holds nothing
+    but what is built from the lake, the model store and the thresholds, so it is built whole into a temp file and
+    renamed over the old one: a refresh killed at any point leaves the old catalog (or none) and readers never see a
+    half-built one. A part that cannot be read stops it with a DamagedPartError naming the file and what to do."""
     from tasks.summary_tables import write_summary_tables  # scipy's statistics: not for the catalog's readers
 
     ensure_schema_parts(home)
-    with connect_with_retry(home.catalog, read_only=False) as con:
+    building = home.root / f"{TEMP_PREFIX}{home.catalog.name}.partial"
+    remove_database(building)  # left by a killed refresh (one writer per home: it is not another one's)
+    with duckdb.connect(str(building)) as con:
         write_thresholds(con, thresholds or {})
         write_damaged_parts(con, home)
         for spec in LAKE_TABLES:
@@ -376,7 +382,28 @@ def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = Non
             summaries = write_summary_tables(con, home)
         except duckdb.Error as error:
             raise unreadable_part_error(home, str(error)) or error from None
+        con.execute("CHECKPOINT")  # everything in the file itself, no write-ahead log beside it
+    publish_database(building, home.catalog)
     return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS) + ["damaged_parts"] + summaries
+
+
+def wal_path(database: Path) -> Path:
+    """DuckDB's write-ahead log of a database file."""
+    return database.with_name(database.name + WAL_SUFFIX)
+
+
+def remove_database(database: Path) -> None:
+    """Delete a DuckDB file and its write-ahead log when present."""
+    database.unlink(missing_ok=True)
+    wal_path(database).unlink(missing_ok=True)
+
+
+def publish_database(building: Path, catalog: Path) -> None:
+    """Rename a finished, checkpointed DuckDB file over the catalog, dropping the old catalog's write-ahead log first
+    (left by a writer killed before this code; DuckDB would replay it into the new file)."""
+    wal_path(building).unlink(missing_ok=True)
+    wal_path(catalog).unlink(missing_ok=True)
+    publish_file(building, catalog)
 
 
 def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

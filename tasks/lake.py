@@ -125,6 +125,14 @@ def published(path: Path, size: int | None = None, durable: bool = True) -> Iter
         fsync_dir(path.parent)
 
 
+def publish_file(finished: Path, path: Path) -> None:
+    """Flush a file another writer finished (a DuckDB database built beside path) and rename it over path, durably."""
+    with open(finished, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(finished, path)
+    fsync_dir(path.parent)
+
+
 def fsync_dir(folder: Path) -> None:
     """Flush a folder's entry table so a rename survives a power cut."""
     fd = os.open(folder, os.O_RDONLY)
