@@ -104,6 +104,9 @@ SELECT strftime(created_at, '%Y-%m') AS month, model,
 FROM calls GROUP BY ALL ORDER BY month, model
 """
 RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
+REVIEW_INPUTS = frozenset(
+    {"face_calls", "animals", "encounters", "detector_yield", "media", "faces", "animal_manifest"}
+)
 RATES_OF_KIND = {"gender": card_rates, "mating": mating_card_rates}  # how each kind's card states its error rates
 VIEW_SQL = "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_type = 'VIEW'"
 
@@ -250,4 +253,7 @@ def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> li
     replace_table(con, "gender_ratio", gender, GENDER_RATIO)
     replace_table(con, "mating_success", mating, MATING_SUCCESS)
     replace_table(con, "audit_accuracy", audit_rows(con), AUDIT_ACCURACY)
-    return ["model_cards", "gender_ratio", "mating_success", "audit_accuracy", write_review_items(con, FRAME_MIN_YIELD)]
+    written = ["model_cards", "gender_ratio", "mating_success", "audit_accuracy"]
+    if REVIEW_INPUTS <= existing_relations(con, sorted(REVIEW_INPUTS)):  # a catalog without the views has no queue
+        written.append(write_review_items(con, FRAME_MIN_YIELD))
+    return written

@@ -53,10 +53,15 @@ def crop_jpeg(path: Path, shade: int) -> str:
     return path.as_posix()
 
 
-def face_rows(home: HomeLayout, detector: str = DETECTOR, box: tuple[float, ...] = BOX) -> list[dict[str, Any]]:
-    """One faces row per frame with its crop written under the home."""
+FaceTable = tuple[tuple[str, str | None, float], ...]
+
+
+def face_rows(
+    home: HomeLayout, detector: str = DETECTOR, box: tuple[float, ...] = BOX, table: FaceTable = FACES_P_MALE
+) -> list[dict[str, Any]]:
+    """One faces row per frame of the table with its crop written under the home."""
     faces = []
-    for index, (path, animal, p_male) in enumerate(FACES_P_MALE):
+    for index, (path, animal, p_male) in enumerate(table):
         media_id = media_id_of(path)
         face_id = f"{media_id}-f0"
         crop = crop_jpeg(home.crop(DROP, face_id), int(255 * p_male))
@@ -82,9 +87,11 @@ def face_rows(home: HomeLayout, detector: str = DETECTOR, box: tuple[float, ...]
     return faces
 
 
-def gender_rows(faces: list[dict[str, Any]], model_version: str = GENDER) -> list[dict[str, Any]]:
-    """The gender prediction of each face, from FACES_P_MALE."""
-    p_of = {media_id_of(path): p for path, _, p in FACES_P_MALE}
+def gender_rows(
+    faces: list[dict[str, Any]], model_version: str = GENDER, table: FaceTable = FACES_P_MALE
+) -> list[dict[str, Any]]:
+    """The gender prediction of each face, from the table its rows were made from."""
+    p_of = {media_id_of(path): p for path, _, p in table}
     return [
         {
             "face_id": face["face_id"],
@@ -111,11 +118,13 @@ def write_frames(drop_folder: Path, paths: list[str]) -> None:
         Image.new("RGB", (160, 120), (40 + 10 * index, 90, 60)).save(target, quality=85)
 
 
-def write_review_home(root: Path, drop_folder: Path | None = None) -> HomeLayout:
+def write_review_home(root: Path, drop_folder: Path | None = None, extra_faces: FaceTable = ()) -> HomeLayout:
     """A home holding one drop's media, faces with crops, gender and mating predictions, and a fresh catalog; with a
-    drop folder, the frames are written there as files and two frames of cam01 have no face (EMPTY_FRAMES)."""
+    drop folder, the frames are written there as files and two frames of cam01 have no face (EMPTY_FRAMES); extra
+    faces (frame, animal, P(male)) join FACES_P_MALE."""
     home = HomeLayout(root)
-    paths = [p for p, _, _ in FACES_P_MALE] + (list(EMPTY_FRAMES) if drop_folder else [])
+    table = FACES_P_MALE + tuple(extra_faces)
+    paths = [p for p, _, _ in table] + (list(EMPTY_FRAMES) if drop_folder else [])
     media = [
         {"media_id": media_id_of(p), "drop_id": DROP, "path": f"images/{p}", "sha256": media_id_of(p) + "0" * 44}
         for p in paths
@@ -144,9 +153,9 @@ def write_review_home(root: Path, drop_folder: Path | None = None) -> HomeLayout
             {"drop_id": DROP, "encounter_id": "E02", "male_id": "A02", "female_id": "A01"},
         ],
     )
-    faces = face_rows(home)
+    faces = face_rows(home, table=table)
     write_rows(home, FACES, DROP, "faces", faces)
-    write_rows(home, GENDER_PREDICTIONS, DROP, "gender", gender_rows(faces))
+    write_rows(home, GENDER_PREDICTIONS, DROP, "gender", gender_rows(faces, table=table))
     mating = [
         {"segment_id": f"{e}-s0", "drop_id": DROP, "encounter_id": e, "p_success": p, "frame_p_success": [p] * 86}
         for e, p in (("E01", 0.52), ("E02", 0.9))

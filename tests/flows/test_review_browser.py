@@ -19,7 +19,8 @@ from tasks.catalog import query
 from tests.browser import chromium_page, chromium_path, drag, evaluate, press, screenshot, wait_until
 from tests.review_home import DROP, write_review_home
 
-DECISIONS = 8
+DECISIONS = 20  # the issue's twenty items by keyboard, on a home of 27 (a second camera's 12 faces added)
+CAM02_FACES = tuple((f"cam02/IMG_{i:04d}.JPG", None, round(0.05 + 0.075 * i, 3)) for i in range(12))
 SHOWN_KEY = "document.getElementById('item').dataset.key"
 KEY_FOR = {"face": ("f", "m", "n"), "animal": ("m",), "encounter": ("y", "x")}
 FRAME_RECT = "(r => [r.left, r.top, r.width, r.height])(document.querySelector('#frame img').getBoundingClientRect())"
@@ -37,7 +38,7 @@ def served(tmp_path: Path) -> Iterator[tuple[HomeLayout, str]]:
     """The review app on a small home with predictions, served by uvicorn on a thread: the home and the base URL."""
     import uvicorn
 
-    home = write_review_home(tmp_path / "home", drop_folder=tmp_path / "inbox" / DROP)
+    home = write_review_home(tmp_path / "home", drop_folder=tmp_path / "inbox" / DROP, extra_faces=CAM02_FACES)
     port = free_port()
     app = create_app(ReviewServer(home, None, "kim", 0.05, loopback_only=True))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -271,7 +271,7 @@ def test_cli_retrain_says_in_one_sentence_what_it_cannot_do(home: HomeLayout, ca
     from flows.cli.retrain import retrain
 
     for kind, sentence in (
-        ("detector", "the review app records no face boxes"),
+        ("detector", "the human-face preset has no training data"),
         ("gender", "no gender model 'panda-gender' in the store to compare with"),
     ):
         with pytest.raises(typer.Exit) as exited:  # the command itself: CliRunner's streams upset Prefect's logging
