@@ -15,7 +15,7 @@ from typing import Any
 from schemas.home import HomeLayout
 from tasks.lake import write_json_atomic
 
-RETRAIN_KINDS = ("gender", "mating")
+RETRAIN_KINDS = ("gender", "mating", "detector")
 RECORD_FILE = "retrain.json"  # under <home>/runs: the running retrain's process, kind and log
 STARTING = threading.Lock()  # two clicks in one app process: the check and the start happen as one
 
@@ -73,7 +73,7 @@ def spawn(command: list[str], log: Path) -> int:
 def start_retrain(home: HomeLayout, kind: str, config_file: Path | None) -> dict[str, Any]:
     """Start a retrain of one kind unless one is running (RetrainBusyError); its record: kind, pid, log, start time."""
     if kind not in RETRAIN_KINDS:
-        raise ValueError(f"Retraining {kind!r} is not offered here; choose {' or '.join(RETRAIN_KINDS)}.")
+        raise ValueError(f"Retraining {kind!r} is not offered here; choose one of {', '.join(RETRAIN_KINDS)}.")
     with STARTING:
         running = running_retrain(home)
         if running is not None:

@@ -376,7 +376,9 @@ def create_app(server: ReviewServer) -> FastAPI:
         to watch it; 409 while one runs."""
         posted(request)
         if body.kind not in RETRAIN_KINDS:
-            raise ReviewError(f"Retraining {body.kind!r} is not offered here; choose {' or '.join(RETRAIN_KINDS)}.")
+            raise ReviewError(
+                f"Retraining {body.kind!r} is not offered here; choose one of {', '.join(RETRAIN_KINDS)}."
+            )
         try:
             record = start_retrain(server.home, body.kind, server.config_file)
         except RetrainBusyError as busy:
