@@ -96,12 +96,14 @@ def disagreement_columns() -> str:
     )
 
 
-# Live corrections: keepers' rows that set a value and have not been undone (undo is a row of its own).
+# Live corrections: keepers' rows that set a value and have not been undone (undo is a row of its own), each once
+# (a merge of a past day's parts killed before it removed them leaves its rows twice until the next merge).
 LIVE_CORRECTIONS_VIEW = """
     CREATE OR REPLACE VIEW live_corrections AS
     SELECT * FROM corrections
     WHERE action = 'set' AND correction_id NOT IN (
         SELECT undoes FROM corrections WHERE action = 'undo' AND undoes IS NOT NULL)
+    QUALIFY row_number() OVER (PARTITION BY correction_id) = 1
 """
 
 

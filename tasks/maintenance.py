@@ -9,7 +9,7 @@ from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES
 from tasks.catalog import refresh_views
-from tasks.compaction import Compacted, compact_tables
+from tasks.compaction import Compacted, compact_tables, merge_past_corrections
 from tasks.home_version import check_home_version, open_home_for_writing
 from tasks.lake import sweep_temp_files, writer_lock
 from tasks.part_check import DamagedPart, find_damaged, lake_parts, rebuild_advice, set_aside
@@ -30,6 +30,7 @@ def compact_home(settings: Settings, tables: list[str] | None = None) -> list[Co
         open_home_for_writing(home)
         sweep_temp_files(home)
         done = compact_tables(home, [spec for spec in LAKE_TABLES if not tables or spec.name in tables])
+        merge_past_corrections(home)
         refresh_views(home, settings.view_thresholds())
     return done
 

@@ -19,7 +19,7 @@ from schemas.home import HomeLayout
 from schemas.tables import LAKE_TABLES
 from tasks.artifacts import publish_run_artifacts
 from tasks.catalog import refresh_views
-from tasks.compaction import compact_tables
+from tasks.compaction import compact_tables, merge_past_corrections
 from tasks.compaction import release_drops as release_compacted_drops
 from tasks.devices import choose_device, gpu_slot, retain_freed_memory
 from tasks.discover import drop_id_of, list_inbox_drops, settle_remaining, walk_drop
@@ -102,6 +102,9 @@ def compact_lake(home: str, run_id: str) -> list[dict[str, Any]]:
     done = compact_tables(layout, LAKE_TABLES, frozenset({run_id}), threshold) if threshold else []
     for result in done:
         get_run_logger().info("compacted %s: %d parts of %d keys into %d files", *astuple(result))
+    days = merge_past_corrections(layout)
+    if days:
+        get_run_logger().info("merged the corrections of %d past days into one part a day", days)
     return [asdict(result) for result in done]
 
 
