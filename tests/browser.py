@@ -120,7 +120,8 @@ def summarise(events: list[dict[str, Any]], page: dict[str, Any], screenshot: by
 def chromium_page() -> Iterator[DevTools]:
     """A headless Chromium with one page under DevTools control (network events recorded), closed afterwards."""
     browser = chromium_path()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes can still write to the profile as it is removed: a leftover is not a failure.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [browser, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,

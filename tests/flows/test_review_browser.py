@@ -3,8 +3,10 @@ undoes one, and the corrections table and the views show it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -14,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from flows.review.app import ReviewServer, create_app
+from schemas.config import load_settings
 from schemas.home import HomeLayout
-from tasks.catalog import query
+from tasks.catalog import query, refresh_views
 from tests.browser import chromium_page, chromium_path, drag, evaluate, press, screenshot, wait_until
 from tests.review_home import DROP, write_review_home
 
@@ -33,12 +36,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture()
-def served(tmp_path: Path) -> Iterator[tuple[HomeLayout, str]]:
-    """The review app on a small home with predictions, served by uvicorn on a thread: the home and the base URL."""
+@contextlib.contextmanager
+def serving(home: HomeLayout) -> Iterator[str]:
+    """The review app on a home, served by uvicorn on a thread: its base URL."""
     import uvicorn
 
-    home = write_review_home(tmp_path / "home", drop_folder=tmp_path / "inbox" / DROP, extra_faces=CAM02_FACES)
     port = free_port()
     app = create_app(ReviewServer(home, None, "kim", 0.05, loopback_only=True))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -48,9 +50,19 @@ def served(tmp_path: Path) -> Iterator[tuple[HomeLayout, str]]:
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    yield home, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[HomeLayout, str]]:
+    """The review app on a small home with predictions (two cameras, two empty frames): the home and the base URL."""
+    home = write_review_home(tmp_path / "home", drop_folder=tmp_path / "inbox" / DROP, extra_faces=CAM02_FACES)
+    with serving(home) as base:
+        yield home, base
 
 
 def shown_item(tools) -> dict:
@@ -58,11 +70,30 @@ def shown_item(tools) -> dict:
     return evaluate(tools, "({key: state.item && state.item.key, kind: state.item && state.item.kind})")
 
 
-@pytest.mark.skipif(
-    chromium_path() is None, reason="no Chromium installed (apt-get install chromium; .ci/run installs it)"
-)
+NO_CHROMIUM = "no Chromium installed (apt-get install chromium; .ci/run installs it)"
+
+
+@pytest.mark.skipif(chromium_path() is None, reason=NO_CHROMIUM)
 def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_path: Path) -> None:
-    home, base = served
+    review_in_chromium(*served, tmp_path)
+
+
+@pytest.mark.skipif(chromium_path() is None, reason=NO_CHROMIUM)
+def test_a_keeper_reviews_the_demos_home_in_chromium(demo_run, tmp_path: Path) -> None:
+    """The same session on a copy of the demo's home (catalog rebuilt for the copy's lake; frames from its inbox)."""
+    demo_home, _ = demo_run
+    home = HomeLayout(tmp_path / "demo-home")
+    shutil.copytree(
+        demo_home, home.root, ignore=lambda folder, names: ["inbox", "training"] if Path(folder) == demo_home else []
+    )
+    refresh_views(home, load_settings(home.root / "demo.toml", home=home.root).view_thresholds())
+    with serving(home) as base:
+        review_in_chromium(home, base, tmp_path)
+
+
+def review_in_chromium(home: HomeLayout, base: str, tmp_path: Path) -> None:
+    """A keeper's session in headless Chromium: twenty items by keyboard (one skipped), a face box drawn on the next
+    item with a frame, that box undone; then the page's counts, its requests and the catalog are checked."""
     with chromium_page() as tools:
         tools.call("Page.navigate", url=base + "/")
         wait_until(tools, SHOWN_KEY)
@@ -82,9 +113,9 @@ def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_p
                 press(tools, key)
                 decided.append(item["key"])
             wait_until(tools, f"{SHOWN_KEY} !== {item['key']!r}")
-        # draw a missed face's box on the next frame: b, then a drag across a quarter of the frame
+        # draw a face's box on the next item with a frame (an empty frame, or a camera-trap face): b, then a drag
         tools.call("Runtime.evaluate", expression="state.skipped = []")
-        while shown_item(tools)["kind"] != "frame":
+        while not evaluate(tools, "!!(state.item && state.item.frame)"):
             item = shown_item(tools)
             press(tools, "s")
             wait_until(tools, f"{SHOWN_KEY} !== {item['key']!r}")
@@ -119,12 +150,12 @@ def test_a_keeper_reviews_by_keyboard_skips_and_undoes_in_chromium(served, tmp_p
     failed = [e for e in events if e.get("method") == "Network.loadingFailed"]
     assert failed == []
 
-    rows = query(home, "SELECT action, target_kind, keystrokes, seconds_spent FROM corrections").to_pylist()
+    rows = query(home, "SELECT action, field, keystrokes, seconds_spent FROM corrections").to_pylist()
     assert sorted(r["action"] for r in rows) == ["set"] * (DECISIONS + 1) + ["undo"]
     assert all(r["seconds_spent"] >= 0 for r in rows if r["action"] == "set")
-    keyed = [r for r in rows if r["action"] == "set" and r["target_kind"] != "frame"]
+    keyed = [r for r in rows if r["action"] == "set" and r["field"] != "box"]
     assert len(keyed) == DECISIONS and all(r["keystrokes"] == 1 for r in keyed), "one keystroke per keyboard item"
-    drawn = "SELECT count(*) AS n FROM box_annotations WHERE annotation = 'drawn'"
+    drawn = "SELECT count(*) AS n FROM box_annotations WHERE annotation IN ('drawn', 'fixed')"
     assert query(home, drawn).to_pylist() == [{"n": 0}], "the drawn box was undone"
     human = {
         "face": "SELECT count(*) AS n FROM face_calls WHERE reviewed",
