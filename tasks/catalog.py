@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -20,6 +21,7 @@ from tasks.part_check import damaged_notes, unreadable_part_error
 FILE_COLUMN = "_file"  # the part a row was read from, while a view decides whether a compacted file holds its key
 WAL_SUFFIX = ".wal"
 LOCK_RETRIES = 20
+Opened = TypeVar("Opened")
 LOCK_WAIT_S = 0.25
 
 
@@ -124,6 +126,17 @@ def box_iou(a: str, b: str) -> str:
 # the box the reviewer saw, and applies to whichever face of that frame now overlaps it at IoU > 0.5, so a new
 # detector version (new boxes, maybe new face ids) keeps it. Without a box on either side the face id decides.
 FACE_MATCH_IOU = 0.5
+
+
+def face_follows(c: str, f: str, face_id: str) -> str:
+    """SQL: the face correction c (same frame) applies to the face f, whose id is the column face_id: its box overlaps
+    the box the reviewer saw at IoU > FACE_MATCH_IOU, or without a box on either side the ids are equal."""
+    return (
+        f"CASE WHEN {c}.bbox_w IS NOT NULL AND {f}.bbox_w IS NOT NULL THEN {box_iou(c, f)} > {FACE_MATCH_IOU} "
+        f"ELSE {c}.target_id = {f}.{face_id} END"
+    )
+
+
 FACE_CALLS_VIEW = f"""
     CREATE OR REPLACE VIEW face_calls AS
     WITH predicted AS (
@@ -135,8 +148,7 @@ FACE_CALLS_VIEW = f"""
     matched AS (
         SELECT p.drop_id, p.face_id, c.field, c.human_value, c.reviewer, c.created_at, c.correction_id
         FROM predicted p JOIN live_corrections c ON c.target_kind = 'face' AND c.media_id = p.media_id
-        WHERE CASE WHEN c.bbox_w IS NOT NULL AND p.bbox_w IS NOT NULL THEN {box_iou("c", "p")} > {FACE_MATCH_IOU}
-                   ELSE c.target_id = p.face_id END
+        WHERE {face_follows("c", "p", "face_id")}
         {latest_per("p.drop_id, p.face_id, c.field")}
     ),
     known AS (
@@ -408,16 +420,21 @@ def publish_database(building: Path, catalog: Path) -> None:
     publish_file(building, catalog)
 
 
-def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Open the catalog, waiting briefly while another process holds its lock."""
+def retry_while_locked(open_catalog: Callable[[], Opened]) -> Opened:
+    """Open (or attach) the catalog, waiting briefly while another process holds its lock."""
     for attempt in range(LOCK_RETRIES):
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return open_catalog()
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or attempt == LOCK_RETRIES - 1:
                 raise
             time.sleep(LOCK_WAIT_S)
     raise AssertionError("unreachable")
+
+
+def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, waiting briefly while another process holds its lock."""
+    return retry_while_locked(lambda: duckdb.connect(str(path), read_only=read_only))
 
 
 def query(home: HomeLayout, sql: str, parameters: list[object] | None = None) -> pa.Table:

@@ -17,7 +17,7 @@ FACE_CALL_SQL = """
 """
 
 
-def guided_path(home: HomeLayout, drop_id: str, face_id: str) -> str:
+def guided_path(drop_id: str, face_id: str) -> str:
     """Where a face's guided Grad-CAM is stored, relative to the home (served with the Grad-CAM overlays)."""
     return f"lake/gradcam/drop={drop_id}/{face_id}-guided.png"
 
@@ -25,7 +25,7 @@ def guided_path(home: HomeLayout, drop_id: str, face_id: str) -> str:
 def explain_face(home: HomeLayout, drop_id: str, face_id: str) -> str:
     """The home-relative path of one face's guided Grad-CAM for its predicted class, computed and stored on the first
     request (torch is imported here, not when the app starts)."""
-    relative = guided_path(home, drop_id, face_id)
+    relative = guided_path(drop_id, face_id)
     if (home.root / relative).is_file():
         return relative
     found = query(home, FACE_CALL_SQL, [drop_id, face_id]).to_pylist()

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,24 +19,21 @@ import duckdb
 from schemas.home import HomeLayout
 from schemas.review import AUDIT_BUCKETS, NO_FACE, ItemKey, ReviewError, box_text, decide, parse_item_key
 from schemas.tables import CORRECTIONS
-from tasks.catalog import FACE_MATCH_IOU, LOCK_RETRIES, LOCK_WAIT_S, CatalogMissingError, box_iou
+from tasks.catalog import CatalogMissingError, face_follows, retry_while_locked
 from tasks.lake import write_rows
 
 SAVE_ATTEMPTS = 3
 SERVED_FOLDERS = ("lake/crops", "lake/gradcam")
 SERVED_SUFFIXES = (".jpg", ".jpeg", ".png")
 AUDIT_EVERY = 20  # one audit item per twenty shown, about the 5% audit slice
-ATTACHED_AS = "review_catalog"
+ATTACH_SQL = "ATTACH $path AS review_catalog (READ_ONLY)"  # the alias USE and DETACH name below
 
 
 def matches_item(c: str, i: str) -> str:
     """SQL: the live correction c speaks about the review item i. A face correction follows its face as face_calls
     does: same frame and a box overlapping at IoU > 0.5 (without boxes, the same face id); animals by id; encounters
     and frames by drop and id."""
-    face = (
-        f"{c}.drop_id = {i}.drop_id AND {c}.media_id = {i}.media_id AND CASE WHEN {c}.bbox_w IS NOT NULL AND "
-        f"{i}.bbox_w IS NOT NULL THEN {box_iou(c, i)} > {FACE_MATCH_IOU} ELSE {c}.target_id = {i}.target_id END"
-    )
+    face = f"{c}.drop_id = {i}.drop_id AND {c}.media_id = {i}.media_id AND {face_follows(c, i, 'target_id')}"
     return (
         f"{c}.target_kind = {i}.kind AND CASE {i}.kind WHEN 'face' THEN {face} "
         f"WHEN 'animal' THEN {c}.target_id = {i}.target_id "
@@ -116,17 +112,10 @@ def attach_host() -> tuple[duckdb.DuckDBPyConnection, threading.Lock]:
 
 
 def attach_catalog(host: duckdb.DuckDBPyConnection, catalog: Path) -> None:
-    """Attach the catalog read-only as ATTACHED_AS and make it the default, waiting briefly while a writer holds it."""
-    literal = str(catalog).replace("'", "''")
-    for attempt in range(LOCK_RETRIES):
-        try:
-            host.execute(f"ATTACH '{literal}' AS {ATTACHED_AS} (READ_ONLY)")
-            host.execute(f"USE {ATTACHED_AS}")
-            return
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or attempt == LOCK_RETRIES - 1:
-                raise
-            time.sleep(LOCK_WAIT_S)
+    """Attach the catalog read-only as review_catalog and make it the default, waiting briefly while a writer holds
+    it."""
+    retry_while_locked(lambda: host.execute(ATTACH_SQL, {"path": str(catalog)}))
+    host.execute("USE review_catalog")
 
 
 @contextlib.contextmanager
@@ -149,7 +138,7 @@ def catalog_reader(home: HomeLayout) -> Iterator[duckdb.DuckDBPyConnection]:
             yield host
         finally:
             host.execute("USE memory")
-            host.execute(f"DETACH {ATTACHED_AS}")
+            host.execute("DETACH review_catalog")
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any]) -> list[dict[str, Any]]:
@@ -227,24 +216,12 @@ def item_shown(con: duckdb.DuckDBPyConnection, key: ItemKey) -> dict[str, Any]:
     return shown
 
 
-def item_details(home: HomeLayout, key: ItemKey) -> dict[str, Any]:
-    """What the page shows for one item (item_shown in a session of its own)."""
-    with review_session(home) as con:
-        return item_shown(con, key)
-
-
 def queue_row(con: duckdb.DuckDBPyConnection, key: ItemKey, day: str, audit_share: float) -> dict[str, Any]:
     """The queue's own row for one item in a review session (its reason, audit mark and whether it is decided)."""
     found = rows(con, ONE_ITEM_SQL, {**queue_params(day, audit_share), "key": str(key)})
     if not found:
         raise LookupError(f"The item {key} is not in the review queue.")
     return found[0]
-
-
-def queue_entry(home: HomeLayout, key: ItemKey, day: str, audit_share: float) -> dict[str, Any]:
-    """The queue's own row for one item (queue_row in a session of its own)."""
-    with review_session(home) as con:
-        return queue_row(con, key, day, audit_share)
 
 
 def next_shown(

@@ -101,6 +101,26 @@ def error(status: int, sentence: str) -> JSONResponse:
     return JSONResponse({"error": sentence}, status_code=status, headers=SECURITY_HEADERS)
 
 
+# Errors whose message is the one sentence the answer carries, and their status: a request that cannot be carried
+# out, an item or file that does not exist, a file outside what the app serves, no catalog yet.
+SENTENCE_STATUS: dict[type[Exception], int] = {
+    ReviewError: 400,
+    LookupError: 404,
+    PermissionError: 403,
+    CatalogMissingError: 503,
+}
+
+
+def sentence_handler(status: int) -> Any:
+    """An exception handler answering the error's own sentence with the given status."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        """The error's sentence as JSON."""
+        return error(status, str(exc))
+
+    return answer
+
+
 def today() -> str:
     """The UTC day that seeds the audit draw."""
     return datetime.now(UTC).strftime("%Y-%m-%d")
@@ -254,25 +274,8 @@ def create_app(server: ReviewServer) -> FastAPI:
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
         return error(400, f"The request is malformed ({where}): {first.get('msg', 'invalid value').lower()}.")
 
-    @app.exception_handler(ReviewError)
-    async def refused(request: Request, exc: ReviewError) -> Response:
-        """A review request that cannot be carried out (400)."""
-        return error(400, str(exc))
-
-    @app.exception_handler(LookupError)
-    async def missing(request: Request, exc: LookupError) -> Response:
-        """An item or file that does not exist (404)."""
-        return error(404, str(exc))
-
-    @app.exception_handler(PermissionError)
-    async def forbidden(request: Request, exc: PermissionError) -> Response:
-        """A file outside what the app serves (403)."""
-        return error(403, str(exc))
-
-    @app.exception_handler(CatalogMissingError)
-    async def no_catalog(request: Request, exc: CatalogMissingError) -> Response:
-        """No catalog yet (503)."""
-        return error(503, str(exc))
+    for kind, status in SENTENCE_STATUS.items():
+        app.add_exception_handler(kind, sentence_handler(status))
 
     @app.exception_handler(duckdb.CatalogException)
     async def old_catalog(request: Request, exc: duckdb.CatalogException) -> Response:
