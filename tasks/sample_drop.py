@@ -23,41 +23,52 @@ from models.synthetic.drop_files import (
     TRUTH_BOXES_HEADER,
     TRUTH_ENCOUNTERS_HEADER,
     TRUTH_FRAMES_HEADER,
+    TRUTH_INDIVIDUALS_HEADER,
+    TRUTH_POPULATION_HEADER,
     TRUTH_SEGMENTS_HEADER,
     SampleDropSummary,
     exif_stamp,
     frame_path,
+    individual_rows,
     raven_rows,
     recording_path,
     summarise,
     truth_animal_row,
+    truth_population_rows,
 )
 from models.synthetic.keeper_photos import keeper_photo
-from models.synthetic.plan import KEEPER_CAMERA, DropPlan, plan_drop, studbook_plan
+from models.synthetic.plan import KEEPER_CAMERA, DropPlan, is_plain_drop, plan_drop, studbook_plan
+from models.synthetic.population import plan_night
 from models.synthetic.scenes import scene_frame
+from models.synthetic.truth import TruthFace, truth_faces
 
 JPEG_QUALITY = 90
 
 
-def write_sample_drop(out: Path, seed: int = 0, n_animals: int = 12) -> SampleDropSummary:
-    """Write the synthetic drop for (seed, n_animals) into `out`, which must be new or empty."""
+def write_sample_drop(
+    out: Path, seed: int = 0, n_animals: int = 12, night: int = 0, n_wild: int = 0, traps_only: bool = False
+) -> SampleDropSummary:
+    """Write the synthetic drop of night `night` of the (seed, n_animals, n_wild) population into `out`, which must
+    be new or empty; later nights and `traps_only` write camera-trap frames only."""
     out = Path(out)
     refuse_non_empty(out)
-    plan = plan_drop(seed, n_animals)
+    plan = plan_night(seed, n_animals, night, n_wild, traps_only)
     staging = staging_folder(out)
     try:
         write_manifest(staging, plan)
-        write_animals(staging, plan)
-        write_keeper_photos(staging, plan)
+        if not plan.traps_only:
+            write_animals(staging, plan)
+            write_keeper_photos(staging, plan)
         boxes = write_frames(staging, plan)
-        write_encounters(staging, plan)
+        if not plan.traps_only:
+            write_encounters(staging, plan)
         write_truth(staging, plan, boxes)
         files = relative_files(staging)
         publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return summarise(out, plan, len(boxes), files)
+    return summarise(out, plan, len(boxes), files, len({box[1] for box in boxes}))
 
 
 def write_keeper_archive(out: Path, seed: int, n_animals: int) -> SampleDropSummary:
@@ -122,17 +133,26 @@ def write_jpeg(path: Path, image: Image.Image, exif: Image.Exif) -> None:
     image.save(path, "JPEG", quality=JPEG_QUALITY, exif=exif)
 
 
+def manifest_note(plan: DropPlan) -> str:
+    """drop.toml's note: what drew the drop; a population night also names its night and wild animals."""
+    drawn = f"seed {plan.seed}, {plan.n_animals} animals"
+    if not is_plain_drop(plan):
+        drawn += f", {len(plan.wild)} never-registered, night {plan.night}"
+        drawn += ", camera traps only" if plan.traps_only else ""
+    return (
+        f"Synthetic sample drop ({drawn}) written by "
+        "breedwatch sample-drop; truth/ holds the ground truth and is not part of the drop format."
+    )
+
+
 def write_manifest(root: Path, plan: DropPlan) -> None:
-    """drop.toml: site, deployment, time zone, species and a note."""
+    """drop.toml: site, deployment (one per seed and registry, whatever the night), time zone, species and a note."""
     manifest = {
         "site": "Sample Station",
         "deployment_id": f"sample-s{plan.seed}-a{plan.n_animals}",
         "timezone": "Asia/Shanghai",
         "species": "Ailuropoda melanoleuca",
-        "notes": (
-            f"Synthetic sample drop (seed {plan.seed}, {plan.n_animals} animals) written by "
-            "breedwatch sample-drop; truth/ holds the ground truth and is not part of the drop format."
-        ),
+        "notes": manifest_note(plan),
     }
     (root / "drop.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
 
@@ -191,9 +211,14 @@ def write_encounters(root: Path, plan: DropPlan) -> None:
 
 
 def write_truth(root: Path, plan: DropPlan, boxes: list[tuple[object, ...]]) -> None:
-    """truth/: animals, frames, face boxes, encounters and call segments as drawn."""
+    """truth/: animals, frames, face boxes, encounters and call segments as drawn; a population night lists wild
+    animals too (column `registered`) and the individuals its frames show (individuals.csv)."""
     truth = root / "truth"
-    write_csv(truth / "animals.csv", TRUTH_ANIMALS_HEADER, [truth_animal_row(a) for a in plan.animals])
+    if is_plain_drop(plan):
+        write_csv(truth / "animals.csv", TRUTH_ANIMALS_HEADER, [truth_animal_row(a) for a in plan.animals])
+    else:
+        write_csv(truth / "animals.csv", TRUTH_POPULATION_HEADER, truth_population_rows(plan))
+        write_csv(truth / "individuals.csv", TRUTH_INDIVIDUALS_HEADER, individual_rows(plan, boxes))
     faces_per_frame = Counter(str(box[0]) for box in boxes)
     write_csv(
         truth / "frames.csv",
@@ -210,6 +235,12 @@ def write_truth(root: Path, plan: DropPlan, boxes: list[tuple[object, ...]]) -> 
         ],
     )
     write_csv(truth / "boxes.csv", TRUTH_BOXES_HEADER, boxes)
+    if not plan.traps_only:
+        write_encounter_truth(truth, plan)
+
+
+def write_encounter_truth(truth: Path, plan: DropPlan) -> None:
+    """truth/encounters.csv and truth/segments.csv: every encounter's outcome and its placed calls."""
     write_csv(
         truth / "encounters.csv",
         TRUTH_ENCOUNTERS_HEADER,
@@ -249,3 +280,10 @@ def write_truth(root: Path, plan: DropPlan, boxes: list[tuple[object, ...]]) -> 
             for s in e.segments
         ],
     )
+
+
+def read_truth_faces(drop: Path) -> tuple[TruthFace, ...]:
+    """A sample drop's annotated camera-trap faces with their animal ids, from its truth/ folder."""
+    truth = Path(drop) / "truth"
+    texts = [(truth / name).read_text(encoding="utf-8") for name in ("boxes.csv", "frames.csv", "animals.csv")]
+    return truth_faces(*texts)

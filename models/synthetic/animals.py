@@ -114,27 +114,34 @@ def draw_traits(rng: np.random.Generator, sex: Sex) -> dict[str, float]:
     return {t.name: round(t.mean + t.sd * (float(zi) + sign * t.male_shift_sd), 4) for t, zi in zip(TRAITS, z)}
 
 
+def draw_identity(rng: np.random.Generator, animal_id: str, sex: Sex, sex_labelled: bool, name: str) -> AnimalIdentity:
+    """One animal's birth date, fur tint, marking seed and identity traits, drawn in that order."""
+    born = date(2024, 1, 1) - timedelta(days=int(rng.integers(2 * 365, 20 * 365)))
+    white = int(rng.integers(228, 248))
+    tint = (white, white - int(rng.integers(0, 9)), white - int(rng.integers(6, 26)))
+    marking_seed = int(rng.integers(0, 2**31))
+    return AnimalIdentity(
+        animal_id=animal_id,
+        sex=sex,
+        sex_labelled=sex_labelled,
+        name=name,
+        birth_date=born,
+        fur_tint=tint,
+        marking_seed=marking_seed,
+        **draw_traits(rng, sex),
+    )
+
+
 def draw_animals(rng: np.random.Generator, n: int) -> tuple[AnimalIdentity, ...]:
     """Draw n animals with neutral ids A01.., true sexes, a labelled subset and identity traits."""
     sexes = draw_sexes(rng, n)
     labelled = draw_labelled(rng, sexes)
     names = draw_names(rng, n)
     width = max(2, len(str(n)))
-    animals = []
-    for i in range(n):
-        born = date(2024, 1, 1) - timedelta(days=int(rng.integers(2 * 365, 20 * 365)))
-        white = int(rng.integers(228, 248))
-        tint = (white, white - int(rng.integers(0, 9)), white - int(rng.integers(6, 26)))
-        animals.append(
-            AnimalIdentity(
-                animal_id=f"A{i + 1:0{width}d}",
-                sex=sexes[i],
-                sex_labelled=labelled[i],
-                name=names[i],
-                birth_date=born,
-                fur_tint=tint,
-                marking_seed=int(rng.integers(0, 2**31)),
-                **draw_traits(rng, sexes[i]),
-            )
-        )
-    return tuple(animals)
+    return tuple(draw_identity(rng, f"A{i + 1:0{width}d}", sexes[i], labelled[i], names[i]) for i in range(n))
+
+
+def draw_wild_animal(rng: np.random.Generator, number: int) -> AnimalIdentity:
+    """The never-registered animal W<number>: no name, no registered sex, traits from the same distributions."""
+    sex: Sex = "male" if rng.random() < 0.45 else "female"
+    return draw_identity(rng, f"W{number:02d}", sex, False, "")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from models.synthetic.animals import TRAITS, AnimalIdentity
 from models.synthetic.calls import CallSegment
-from models.synthetic.plan import DropPlan, EncounterPlan, FramePlan
+from models.synthetic.plan import DropPlan, EncounterPlan, FramePlan, population
 
 ANIMALS_HEADER = ("animal_id", "sex", "birth_date", "name")
 ENCOUNTERS_HEADER = ("encounter_id", "recording", "male_id", "female_id", "started_at", "outcome")
@@ -44,6 +44,8 @@ TRUTH_ANIMALS_HEADER = (
     "fur_b",
     "marking_seed",
 )
+TRUTH_POPULATION_HEADER = (*TRUTH_ANIMALS_HEADER, "registered")
+TRUTH_INDIVIDUALS_HEADER = ("animal_id", "registered", "n_frames", "n_faces", "cameras")
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,15 @@ class SampleDropSummary:
     n_segments: int
     cameras: tuple[str, ...]
     files: tuple[str, ...]
+    night: int = 0
+    n_wild: int = 0
+    traps_only: bool = False
+    n_individuals: int = 0
 
     def __str__(self) -> str:
         """One line for people: what the drop holds."""
+        if self.night or self.n_wild or self.traps_only:
+            return self.night_line()
         return (
             f"{self.n_animals} animals ({self.n_sex_labelled} with a registered sex), "
             f"{self.n_face_photos} keeper face photos, {self.n_frames} camera-trap frames "
@@ -74,8 +82,21 @@ class SampleDropSummary:
             f"{self.n_segments} calls); {len(self.files)} files, ground truth under truth/"
         )
 
+    def night_line(self) -> str:
+        """One line for people about a night of a population: who could be seen, and what the traps saw."""
+        registry = "" if self.traps_only else f"{self.n_face_photos} keeper face photos, "
+        audio = "" if self.traps_only else f", {self.n_encounters} encounter recordings"
+        return (
+            f"night {self.night} of {self.n_animals} registered and {self.n_wild} never-registered animals: {registry}"
+            f"{self.n_frames} camera-trap frames ({self.n_infrared_frames} infrared, {self.n_face_boxes} faces of "
+            f"{self.n_individuals} individuals) from {len(self.cameras)} cameras{audio}"
+            f"{'; camera traps only' if self.traps_only else ''}; {len(self.files)} files, ground truth under truth/"
+        )
 
-def summarise(root: Path, plan: DropPlan, n_boxes: int, files: tuple[str, ...]) -> SampleDropSummary:
+
+def summarise(
+    root: Path, plan: DropPlan, n_boxes: int, files: tuple[str, ...], n_individuals: int = 0
+) -> SampleDropSummary:
     """Counts of what the plan put in the drop."""
     return SampleDropSummary(
         root=root,
@@ -91,6 +112,10 @@ def summarise(root: Path, plan: DropPlan, n_boxes: int, files: tuple[str, ...]) 
         n_segments=sum(len(e.segments) for e in plan.encounters),
         cameras=tuple(c.camera_id for c in plan.cameras),
         files=files,
+        night=plan.night,
+        n_wild=len(plan.wild),
+        traps_only=plan.traps_only,
+        n_individuals=n_individuals,
     )
 
 
@@ -139,3 +164,24 @@ def truth_animal_row(animal: AnimalIdentity) -> tuple[object, ...]:
         *animal.fur_tint,
         animal.marking_seed,
     )
+
+
+def truth_population_rows(plan: DropPlan) -> list[tuple[object, ...]]:
+    """truth/animals.csv rows of a population night: every animal the frames can show, and whether registered."""
+    registered = {a.animal_id for a in plan.animals}
+    return [(*truth_animal_row(a), str(a.animal_id in registered).lower()) for a in population(plan)]
+
+
+def individual_rows(plan: DropPlan, boxes: Sequence[Sequence[object]]) -> list[tuple[object, ...]]:
+    """truth/individuals.csv rows: each animal with a face box in the drop, its frames (planned), faces (boxed) and
+    the cameras that boxed it; `boxes` are truth/boxes.csv rows (path and animal_id first)."""
+    camera_of = {frame_path(f): f.camera_id for f in plan.frames}
+    registered = {a.animal_id for a in plan.animals}
+    rows = []
+    for animal in population(plan):
+        faces = [str(box[0]) for box in boxes if box[1] == animal.animal_id]
+        if faces:
+            n_frames = sum(animal.animal_id in f.animal_ids for f in plan.frames)
+            cameras = ";".join(sorted({camera_of[path] for path in faces}))
+            rows.append((animal.animal_id, str(animal.animal_id in registered).lower(), n_frames, len(faces), cameras))
+    return rows

@@ -86,6 +86,9 @@ class DropPlan:
     keeper_photos: tuple[KeeperPhotoPlan, ...]
     frames: tuple[FramePlan, ...]
     encounters: tuple[EncounterPlan, ...]
+    night: int = 0
+    wild: tuple[AnimalIdentity, ...] = ()
+    traps_only: bool = False
 
 
 def plan_drop(seed: int, n_animals: int) -> DropPlan:
@@ -103,6 +106,17 @@ def plan_drop(seed: int, n_animals: int) -> DropPlan:
     frames = draw_frames(rng, cameras, animals, night_start, 3 * n_animals)
     encounters = draw_encounters(rng, seed, animals, night_start, max(4, round(2 * n_animals / 3)))
     return DropPlan(seed, n_animals, night_start, animals, cameras, keeper_photos, frames, encounters)
+
+
+def population(plan: DropPlan) -> tuple[AnimalIdentity, ...]:
+    """Every animal the plan's frames can show: the registered ones, then the never-registered (wild) ones."""
+    return plan.animals + plan.wild
+
+
+def is_plain_drop(plan: DropPlan) -> bool:
+    """Whether the plan is a first night without wild animals and with keeper photos, written as before population
+    nights existed (truth without a `registered` column or individuals.csv)."""
+    return plan.night == 0 and not plan.wild and not plan.traps_only
 
 
 def camera_specs(n_animals: int) -> tuple[CameraSpec, ...]:
@@ -138,6 +152,12 @@ def frame_offset_s(rng: np.random.Generator) -> float:
     return float(rng.uniform(0, 3.5 * 3600) if dusk else rng.uniform(12 * 3600, 15 * 3600))
 
 
+def camera_weights(cameras: tuple[CameraSpec, ...]) -> np.ndarray:
+    """Probability that a trigger is on each camera: the smaller-frame ones fire about twice as often."""
+    weights = np.array([1.0 if c.width <= 1280 else 0.45 for c in cameras])
+    return weights / weights.sum()
+
+
 def draw_frames(
     rng: np.random.Generator,
     cameras: tuple[CameraSpec, ...],
@@ -146,8 +166,7 @@ def draw_frames(
     n_frames: int,
 ) -> tuple[FramePlan, ...]:
     """Camera-trap frames over one night (17:00 to 08:00), most on the smaller-frame cameras."""
-    weights = np.array([1.0 if c.width <= 1280 else 0.45 for c in cameras])
-    station = rng.choice(len(cameras), size=n_frames, p=weights / weights.sum())
+    station = rng.choice(len(cameras), size=n_frames, p=camera_weights(cameras))
     offsets = np.sort([frame_offset_s(rng) for _ in range(n_frames)])
     frames, taken_per_camera = [], [0] * len(cameras)
     for serial, (c, offset) in enumerate(zip(station, offsets)):

@@ -13,8 +13,8 @@ from models.synthetic.animals import AnimalIdentity
 from models.synthetic.backgrounds import draw_background, draw_occluder
 from models.synthetic.faces import FACE_BOX_FRACTION, face_extent, prepared_face
 from models.synthetic.photometry import finish_photo
-from models.synthetic.plan import CameraSpec, DropPlan, FramePlan
-from models.synthetic.streams import STREAM_SCENE, item_rng
+from models.synthetic.plan import CameraSpec, DropPlan, FramePlan, population
+from models.synthetic.streams import STREAM_NIGHT_SCENE, STREAM_SCENE, item_rng
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,14 @@ def compose_scene(
     return scene_lighting(rng, scene, frame.infrared), tuple(placed)
 
 
+def scene_rng(plan: DropPlan, frame: FramePlan) -> np.random.Generator:
+    """A frame's generator: the first night keeps the drop's scene stream, each later night has its own."""
+    if plan.night == 0:
+        return item_rng(plan.seed, STREAM_SCENE, frame.serial)
+    return item_rng(plan.seed, STREAM_NIGHT_SCENE, plan.night, frame.serial)
+
+
 def scene_frame(plan: DropPlan, frame: FramePlan) -> tuple[Image.Image, tuple[FaceBox, ...]]:
     """Render one planned camera-trap frame with its true face boxes."""
     camera = next(c for c in plan.cameras if c.camera_id == frame.camera_id)
-    return compose_scene(item_rng(plan.seed, STREAM_SCENE, frame.serial), camera, frame, plan.animals)
+    return compose_scene(scene_rng(plan, frame), camera, frame, population(plan))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 STREAM_PLAN, STREAM_KEEPER, STREAM_SCENE, STREAM_CALLS, STREAM_AUDIO, STREAM_MARKINGS = range(6)
+STREAM_WILD, STREAM_HABITS, STREAM_NIGHT, STREAM_NIGHT_SCENE = range(6, 10)
 
 
 def item_rng(seed: int, stream: int, *index: int) -> np.random.Generator:
