@@ -1,4 +1,5 @@
-"""Synthetic sample drops: layout, determinism, and whether sex and mating outcome are learnable but not trivial."""
+"""Synthetic sample drops: layout, determinism, whether sex and mating outcome are learnable but not trivial, and
+nights of a population with never-registered animals."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ import pytest
 import soundfile
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
 
+from flows.cli import app
 from models.synthetic.audio import SAMPLE_RATE, encounter_audio
 from models.synthetic.drop_files import SampleDropSummary
 from models.synthetic.keeper_photos import keeper_photo
 from models.synthetic.plan import DropPlan, plan_drop
-from tasks.sample_drop import write_sample_drop
+from tasks.sample_drop import read_truth_faces, write_sample_drop
 
 RAVEN_HEADER = "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)"
 BAND_EDGES_HZ = np.geomspace(80, 12000, 25)
+# sha256 of the "path sha256" lines of every file of the seed-0, 4-animal drop, recorded before population nights
+# existed; the JPEGs make it depend on the locked Pillow (libjpeg) build: re-record it only when that changes.
+PLAIN_DROP_DIGEST = "8a7b029e468be20ab2b364beca9a87a034928fea805efbe0abcd7d6585b1f8b8"
 
 
 # ---------------------------------------------------------------- fixtures
@@ -36,6 +42,15 @@ def drops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SampleDropSumma
         "first": write_sample_drop(base / "first", seed=0, n_animals=4),
         "again": write_sample_drop(base / "again", seed=0, n_animals=4),
         "other": write_sample_drop(base / "other", seed=2, n_animals=4),
+    }
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SampleDropSummary]:
+    """Nights of the seed-0 population of 4 registered and 3 wild animals: night 0, and nights 1 and 2 (traps only)."""
+    base = tmp_path_factory.mktemp("nights")
+    return {
+        f"night{k}": write_sample_drop(base / f"night{k}", seed=0, n_animals=4, night=k, n_wild=3) for k in range(3)
     }
 
 
@@ -91,6 +106,12 @@ def sha256_by_file(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def listing_digest(root: Path) -> str:
+    """sha256 of one "path sha256" line per file under root, in path order."""
+    lines = "".join(f"{path} {digest}\n" for path, digest in sha256_by_file(root).items())
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def first_serial(plan: DropPlan, animal_id: str) -> int:
@@ -318,6 +339,11 @@ def test_other_seed_gives_a_different_drop(drops: dict[str, SampleDropSummary]) 
     assert len(differing) > 0.9 * len(shared)
 
 
+def test_default_drop_is_byte_identical_to_before_population_nights(drops: dict[str, SampleDropSummary]) -> None:
+    assert listing_digest(drops["first"].root) == PLAIN_DROP_DIGEST
+    assert "truth/individuals.csv" not in drops["first"].files
+
+
 def test_refuses_a_non_empty_output_folder(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("not mine")
     with pytest.raises(ValueError, match="not empty"):
@@ -362,3 +388,120 @@ def test_outcome_is_learnable_from_calls_but_not_trivially(
     predictions = group_disjoint_predictions(features, outcomes, encounters)
     assert 0.65 < balanced_accuracy(outcomes, predictions) < 0.95
     assert 0.65 < np.mean(predictions == outcomes) < 0.95
+
+
+# ---------------------------------------------------------------- nights of a population
+
+
+def test_night_zero_registers_only_the_registered_animals(nights: dict[str, SampleDropSummary]) -> None:
+    root = nights["night0"].root
+    _, registry = read_csv(root / "animals.csv")
+    _, truth = read_csv(root / "truth" / "animals.csv")
+    assert [row["animal_id"] for row in registry] == ["A01", "A02", "A03", "A04"]
+    assert sorted(p.name for p in (root / "faces").iterdir()) == ["A01", "A02", "A03", "A04"]
+    assert [(row["animal_id"], row["registered"]) for row in truth] == [
+        *((f"A0{k}", "true") for k in range(1, 5)),
+        *((f"W0{k}", "false") for k in range(1, 4)),
+    ]
+    assert (root / "encounters.csv").is_file() and list((root / "audio").glob("*.wav"))
+
+
+def test_later_nights_hold_camera_traps_only(nights: dict[str, SampleDropSummary]) -> None:
+    for key in ("night1", "night2"):
+        root = nights[key].root
+        assert sorted(p.name for p in root.iterdir()) == ["drop.toml", "images", "truth"]
+        assert sorted(p.name for p in (root / "truth").iterdir()) == [
+            "animals.csv",
+            "boxes.csv",
+            "frames.csv",
+            "individuals.csv",
+        ]
+        assert list((root / "images").glob("*/*.jpg")) and nights[key].traps_only
+
+
+def test_traps_only_first_night_has_no_faces_audio_or_registry(tmp_path: Path) -> None:
+    summary = write_sample_drop(tmp_path / "traps", seed=0, n_animals=4, traps_only=True)
+    assert sorted(p.name for p in summary.root.iterdir()) == ["drop.toml", "images", "truth"]
+    assert "camera traps only" in str(summary)
+    _, truth = read_csv(summary.root / "truth" / "animals.csv")
+    assert {row["registered"] for row in truth} == {"true"}
+
+
+def test_an_animal_has_the_same_identity_on_every_night(drop: Path, nights: dict[str, SampleDropSummary]) -> None:
+    _, plain = read_csv(drop / "truth" / "animals.csv")
+    tables = [read_csv(nights[key].root / "truth" / "animals.csv")[1] for key in ("night0", "night1", "night2")]
+    for table in tables:
+        assert [{k: v for k, v in row.items() if k != "registered"} for row in table[:4]] == plain
+        assert table == tables[0]
+
+
+def test_individuals_agree_with_the_face_boxes(nights: dict[str, SampleDropSummary]) -> None:
+    for summary in nights.values():
+        truth = summary.root / "truth"
+        _, boxes = read_csv(truth / "boxes.csv")
+        _, individuals = read_csv(truth / "individuals.csv")
+        registered = {row["animal_id"]: row["registered"] for row in read_csv(truth / "animals.csv")[1]}
+        per_animal: dict[str, list[str]] = {}
+        for box in boxes:
+            per_animal.setdefault(box["animal_id"], []).append(box["path"].split("/")[1])
+        assert [row["animal_id"] for row in individuals] == sorted(per_animal)
+        for row in individuals:
+            cameras = per_animal[row["animal_id"]]
+            assert int(row["n_faces"]) == len(cameras) <= int(row["n_frames"])
+            assert row["cameras"] == ";".join(sorted(set(cameras)))
+            assert row["registered"] == registered[row["animal_id"]]
+        assert summary.n_individuals == len(individuals) and summary.n_face_boxes == len(boxes)
+
+
+def test_truth_faces_are_read_back_with_their_animals(nights: dict[str, SampleDropSummary]) -> None:
+    root = nights["night1"].root
+    faces = read_truth_faces(root)
+    _, boxes = read_csv(root / "truth" / "boxes.csv")
+    assert [(f.path, f.animal_id) for f in faces] == [(b["path"], b["animal_id"]) for b in boxes]
+    assert all(f.registered == f.animal_id.startswith("A") for f in faces)
+    assert all(f.path.split("/")[1] == f.camera_id for f in faces)
+    taken = {row["path"]: row["captured_at"] for row in read_csv(root / "truth" / "frames.csv")[1]}
+    assert all(f.captured_at.isoformat() == taken[f.path] for f in faces)
+
+
+def test_nights_are_distinct_drops_of_one_deployment(nights: dict[str, SampleDropSummary]) -> None:
+    hashes = {key: sha256_by_file(summary.root) for key, summary in nights.items()}
+    manifests = {key: (summary.root / "drop.toml").read_text() for key, summary in nights.items()}
+    deployments = {re.search(r'^deployment_id = "(.+)"$', text, re.M).group(1) for text in manifests.values()}
+    assert deployments == {"sample-s0-a4"} and len(set(manifests.values())) == 3
+    frames = [{h for path, h in hashes[key].items() if path.startswith("images/")} for key in hashes]
+    assert not frames[0] & frames[1] and not frames[1] & frames[2] and not frames[0] & frames[2]
+    starts = [
+        min(datetime.fromisoformat(r["captured_at"]) for r in read_csv(s.root / "truth" / "frames.csv")[1])
+        for s in nights.values()
+    ]
+    assert starts[0].date() + timedelta(days=1) == starts[1].date() == starts[2].date() - timedelta(days=1)
+
+
+def invoke_sample_drop(*options: str) -> tuple[int, str]:
+    """Exit code and output of `breedwatch sample-drop` with these arguments."""
+    result = CliRunner().invoke(app, ["sample-drop", *options])
+    return result.exit_code, result.output
+
+
+def test_cli_writes_a_traps_only_night(tmp_path: Path) -> None:
+    code, output = invoke_sample_drop(str(tmp_path / "n3"), "--animals", "4", "--night", "3", "--wild", "2")
+    assert code == 0, output
+    assert "night 3 of 4 registered and 2 never-registered animals" in output
+    assert (tmp_path / "n3" / "truth" / "individuals.csv").is_file() and not (tmp_path / "n3" / "faces").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "sentence"),
+    [
+        (("--night", "-2"), "error: The night must be between 0 (the population's first) and 3650, got -2."),
+        (("--wild", "-1"), "error: The number of never-registered animals must be between 0 and 200, got -1."),
+        (("--wild", "500"), "error: The number of never-registered animals must be between 0 and 200, got 500."),
+    ],
+)
+def test_cli_refuses_bad_nights_and_wild_counts_in_one_sentence(
+    tmp_path: Path, options: tuple[str, ...], sentence: str
+) -> None:
+    code, output = invoke_sample_drop(str(tmp_path / "drop"), *options)
+    assert code == 2 and output.strip() == sentence
+    assert not (tmp_path / "drop").exists()

@@ -99,16 +99,25 @@ def sample_drop(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to create (must be empty or absent).")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
     animals: Annotated[int, typer.Option(help="Number of animals.", min=4)] = 12,
+    night: Annotated[
+        int, typer.Option(help="Night of the population, from 0; later nights hold camera-trap frames only.")
+    ] = 0,
+    wild: Annotated[int, typer.Option(help="Never-registered animals that only the camera traps see.")] = 0,
+    traps_only: Annotated[
+        bool, typer.Option("--traps-only", help="Camera-trap frames only: no keeper photos, animals.csv or audio.")
+    ] = False,
 ) -> None:
     """Write a deterministic synthetic drop with its ground truth under OUT/truth/."""
     from tasks.sample_drop import write_sample_drop
 
     try:
-        summary = write_sample_drop(out_dir, seed=seed, n_animals=animals)
+        summary = write_sample_drop(
+            out_dir, seed=seed, n_animals=animals, night=night, n_wild=wild, traps_only=traps_only
+        )
     except ValueError as error:
-        err.print(f"error: {error}", highlight=False)
+        err.print(f"error: {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    out.print(f"wrote {out_dir}: {summary}", highlight=False)
+    out.print(f"wrote {out_dir}: {summary}", highlight=False, soft_wrap=True)
 
 
 def serve(home: HomeOption = None, config: ConfigOption = None) -> None:
