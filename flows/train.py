@@ -10,10 +10,12 @@ from tasks.nightly import resolve_home
 from tasks.training import (
     evaluate_detector_task,
     evaluate_gender_task,
+    evaluate_identity_task,
     evaluate_mating_task,
     retrain_task,
     train_detector_task,
     train_gender_task,
+    train_identity_task,
     train_mating_task,
 )
 
@@ -72,6 +74,32 @@ def evaluate_gender_flow(
     """Measure the gender recipe on held-out animals, next to the HOG + linear SVM baseline."""
     home_dir = resolve_home(home, config_file)
     return evaluate_gender_task(home_dir, config_file, folder, animals_csv, folds)
+
+
+@flow(name="train-identity", log_prints=True)
+def train_identity_flow(
+    name: str | None = None,
+    faces: list[str] | None = None,
+    archives: list[str] | None = None,
+    home: str | None = None,
+    config_file: str | None = None,
+) -> dict[str, Any]:
+    """Train the identity net on faces of known animals and store it with its thresholds in the model store."""
+    home_dir = resolve_home(home, config_file)
+    return train_identity_task(home_dir, config_file, name, faces or [], archives or [])
+
+
+@flow(name="evaluate-identity", log_prints=True)
+def evaluate_identity_flow(
+    model: str | None = None,
+    faces: list[str] | None = None,
+    archives: list[str] | None = None,
+    home: str | None = None,
+    config_file: str | None = None,
+) -> dict[str, Any]:
+    """Measure a stored identity net: open set, closed set, camera-trap faces against keeper photos."""
+    home_dir = resolve_home(home, config_file)
+    return evaluate_identity_task(home_dir, config_file, model, faces or [], archives or [])
 
 
 @flow(name="train-mating", log_prints=True)

@@ -52,6 +52,12 @@ class GenderNet(nn.Module):
         self.input_size = int(input_size)
         self.register_buffer("temperature", torch.ones(()))
 
+    head_names: tuple[str, ...] = ()  # submodules after the pooled features: the classifier head
+
+    def features(self, x: Tensor) -> Tensor:
+        """The pooled N x feature_dim output of the last convolutional stage (what the classifier head reads)."""
+        raise NotImplementedError
+
     def blocks(self) -> list[nn.Module]:
         """The backbone's stages from input to output (stem first), as freeze_first_blocks counts them."""
         raise NotImplementedError
@@ -69,6 +75,8 @@ class GenderResNet18(GenderNet):
     """Seed 000: ResNet18 without its classifier, BatchNorm1d(512), L2 normalisation, Linear(512, 2, bias=False)."""
 
     arch = "resnet18"
+    head_names = ("bn", "fc")
+    feature_dim = EMBEDDING_DIM
 
     def __init__(self, input_size: int = SEED_INPUT_SIZE) -> None:
         """A randomly initialised net; load_backbone_weights puts local ResNet18 weights into the backbone."""
@@ -77,6 +85,10 @@ class GenderResNet18(GenderNet):
         self.backbone.fc = nn.Identity()
         self.bn = nn.BatchNorm1d(EMBEDDING_DIM)
         self.fc = nn.Linear(EMBEDDING_DIM, len(CLASSES), bias=False)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The backbone's globally average-pooled 512-d output."""
+        return self.backbone(x)
 
     def embed(self, x: Tensor) -> Tensor:
         """The unit-length 512-d feature fed to the bias-free classifier."""
@@ -151,6 +163,7 @@ class MiniXception(GenderNet):
     """
 
     arch = "mini_xception"
+    head_names = ("head",)
 
     def __init__(
         self,
@@ -172,13 +185,22 @@ class MiniXception(GenderNet):
         channels = (stem_channels, *widths)
         self.stages = nn.ModuleList(XceptionModule(a, b) for a, b in zip(channels[:-1], channels[1:]))
         self.head = nn.Conv2d(channels[-1], len(CLASSES), 3, padding=1)
+        self.feature_dim = channels[-1]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits (female, male): the class maps averaged over space."""
+    def stage_maps(self, x: Tensor) -> Tensor:
+        """The last residual module's feature maps."""
         x = self.stem(x)
         for module in self.stages:
             x = module(x)
-        return self.head(x).mean(dim=(2, 3))
+        return x
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last residual module's maps globally average-pooled (128-d)."""
+        return self.stage_maps(x).mean(dim=(2, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (female, male): the class maps averaged over space."""
+        return self.head(self.stage_maps(x)).mean(dim=(2, 3))
 
     def blocks(self) -> list[nn.Module]:
         """The stem, then each residual module."""

@@ -50,6 +50,7 @@ from models.gender import (
     preprocess,
     set_temperature,
 )
+from models.identity import init_gender_from_identity
 from models.statistics import wilson_interval
 from models.training import EpochRecord, TrainingHistory, binary_metrics
 from schemas.config import GenderConfig
@@ -215,8 +216,9 @@ def as_input(images: Tensor) -> Tensor:
 
 def training_memory_format(model: nn.Module) -> torch.memory_format:
     """channels_last for ResNet18; contiguous for mini-Xception, whose 8-channel strided 1x1 conv corrupts the heap
-    in its weight-gradient kernel under channels_last (torch 2.14 CPU)."""
-    return torch.contiguous_format if isinstance(model, MiniXception) else torch.channels_last
+    in its weight-gradient kernel under channels_last (torch 2.14 CPU); an identity net follows its trunk."""
+    trunk = getattr(model, "trunk", model)
+    return torch.contiguous_format if isinstance(trunk, MiniXception) else torch.channels_last
 
 
 def eval_logits(model: nn.Module, images: Tensor, batch_size: int = EVAL_BATCH) -> Tensor:
@@ -290,15 +292,29 @@ def check_items(items: Sequence[Item], settings: GenderTrainSettings) -> None:
         raise ValueError("the training set needs faces of both sexes")
 
 
+@dataclass(frozen=True)
+class TrunkInit:
+    """A stored identity net's state dict and arch, whose trunk initialises the gender net (seed 003's
+    general-to-specific step)."""
+
+    state: Mapping[str, Tensor]
+    arch: str
+
+
 def prepared_model(
-    settings: GenderTrainSettings, backbone_weights: Mapping[str, Tensor] | None
+    settings: GenderTrainSettings,
+    backbone_weights: Mapping[str, Tensor] | None,
+    trunk_init: TrunkInit | None = None,
 ) -> tuple[GenderNet, list[str]]:
-    """A fresh net (seeded by the caller), local backbone weights loaded if given, first blocks frozen."""
+    """A fresh net (seeded by the caller), local backbone weights or an identity net's trunk loaded if given, first
+    blocks frozen."""
     model = build_gender_net(settings.arch, settings.input_size)
     if backbone_weights is not None:
         if settings.arch != "resnet18":
             raise ValueError("backbone weights are ResNet18 weights; they cannot initialise mini_xception")
         load_backbone_weights(model, backbone_weights)
+    if trunk_init is not None:
+        init_gender_from_identity(model, trunk_init.state, trunk_init.arch)
     frozen = freeze_first_blocks(model, settings.freeze_blocks)
     return model.to(memory_format=training_memory_format(model)), frozen
 
@@ -310,13 +326,14 @@ def train_gender_net(
     seed: int,
     progress: Callable[[EpochRecord], None] | None = None,
     backbone_weights: Mapping[str, Tensor] | None = None,
+    trunk_init: TrunkInit | None = None,
 ) -> tuple[GenderNet, TrainingHistory]:
     """Train with the seed's recipe, deterministically on CPU for a given seed; the weights of the best validation
     epoch."""
     check_items(train_items, settings)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model, frozen = prepared_model(settings, backbone_weights)
+        model, frozen = prepared_model(settings, backbone_weights, trunk_init)
         bases = [base_tensor(image, settings.base_size()) for image, _, _ in train_items]
         plain, labels = plain_batch(train_items, settings.input_size)
         val_x, val_y = plain_batch(val_items, settings.input_size)
@@ -653,11 +670,12 @@ def fit(
     seed: int,
     backbone: dict[str, Any] | None,
     progress: Progress | None = None,
+    trunk_init: TrunkInit | None = None,
 ) -> tuple[Any, Any, float, FitSplit]:
     """Train on the fit animals, select the epoch and fit the temperature on the validation animals (see fit_split)."""
     split = fit_split(items, train_ids, test_ids)
     model, history = train_gender_net(
-        items_of(items, split.fit), items_of(items, split.select), settings, seed, progress, backbone
+        items_of(items, split.fit), items_of(items, split.select), settings, seed, progress, backbone, trunk_init
     )
     temperature = calibrate(model, items_of(items, split.select))
     return model, history, temperature, split

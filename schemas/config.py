@@ -158,6 +158,14 @@ class GenderTrainConfig(BaseModel):
     backbone_weights: Path | None = Field(
         default=None, description="Local torchvision resnet18 state dict (nothing is downloaded)."
     )
+    init: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*@v[0-9]+$",
+        description=(
+            "Initialise the trunk from a stored identity net of the same arch (seed 003's general-to-specific step): "
+            "'identity@vN' (the configured identity model's name) or 'identity-model-name@vN'."
+        ),
+    )
     seed: int = 0
 
 
@@ -278,6 +286,71 @@ class MatingConfig(BaseModel):
         default=0.6, ge=0.5, le=1, description="Encounters above this P(success) are successes; between: unknown."
     )
     train: MatingTrainConfig = Field(default_factory=MatingTrainConfig)
+
+
+class IdentityTrainConfig(BaseModel):
+    """How `breedwatch train|evaluate identity` train the identity net (see models/identity_training.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: Literal["resnet18", "mini_xception"] = Field(
+        default="mini_xception", description="Trunk architecture (the gender nets'); mini_xception trains on a CPU."
+    )
+    input_size: int = Field(default=64, ge=32, le=1024)
+    embedding_dim: int = Field(default=128, ge=2, le=2048)
+    epochs: int = Field(default=30, ge=1, le=1000)
+    batch_size: int = Field(default=64, ge=4, le=1024)
+    lr: float = Field(default=0.003, gt=0)
+    loss_lr: float = Field(default=0.01, gt=0, description="Learning rate of the margin loss's class centres.")
+    weight_decay: float = Field(default=1e-4, ge=0)
+    loss: Literal["arcface", "subcenter_arcface", "triplet"] = Field(
+        default="arcface", description="pytorch-metric-learning loss (triplet mines hard pairs in each batch)."
+    )
+    margin_deg: float = Field(default=28.6, gt=0, lt=90, description="ArcFace angular margin in degrees.")
+    scale: float = Field(default=30.0, gt=0, description="ArcFace logit scale.")
+    patience: int | None = Field(default=8, ge=1, description="Stop after this many epochs without a better one.")
+    validation_share: float = Field(
+        default=0.25, gt=0, lt=1, description="Share of the animals held out to pick the epoch and the thresholds."
+    )
+    test_share: float = Field(
+        default=0.25, ge=0, lt=1, description="Share of the animals held out entirely for the card's metrics."
+    )
+    crop_margin: float = Field(
+        default=0.2,
+        ge=0,
+        le=2,
+        description="Margin of camera-trap face crops from annotated boxes (the faces stage's).",
+    )
+    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads while training.")
+    seed: int = 0
+
+
+class IdentityConfig(BaseModel):
+    """The identity net at night: which stored model, how it runs, and when a match goes to review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        default="panda-identity", description="Identity model in the store: 'name' (newest) or 'name@vN'."
+    )
+    review_margin: float = Field(
+        default=0.05,
+        ge=0,
+        le=2,
+        description="A match whose similarity exceeds the runner-up animal's by less than this goes to review.",
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=1024, description="Face crops per forward pass on CUDA; unset: measured on first use."
+    )
+    cpu_batch_size: int | None = Field(
+        default=None, ge=1, le=1024, description="Face crops per forward pass on the CPU; unset: measured on first use."
+    )
+    loader_workers: int = Field(default=2, ge=0, le=32, description="DataLoader processes decoding crops.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description=AUTO_PRECISION)
+    layout: Literal["auto", "channels_last", "contiguous"] = Field(default="auto", description=AUTO_LAYOUT)
+    threads: int | None = Field(default=None, ge=1, le=256, description=AUTO_THREADS)
+    train: IdentityTrainConfig = Field(default_factory=IdentityTrainConfig)
 
 
 class ScheduleConfig(BaseModel):
@@ -417,6 +490,7 @@ class Settings(BaseSettings):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     gender: GenderConfig = Field(default_factory=GenderConfig)
     mating: MatingConfig = Field(default_factory=MatingConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)

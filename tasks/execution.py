@@ -18,8 +18,9 @@ import torch
 
 from models.execution import Hardware, Plan, Wanted, Way, choose_way, default_precision, fixed_plan, time_ways
 from models.gender import folded_copy, normalised_pixels, predict_logits
+from models.identity import embed_pixels
 from models.mating_training import predict_segments
-from schemas.config import GenderConfig, MatingConfig, Settings
+from schemas.config import GenderConfig, IdentityConfig, MatingConfig, Settings
 from schemas.home import HomeLayout
 from tasks.devices import choose_device, cpu_threads
 from tasks.lake import write_json_atomic
@@ -27,6 +28,7 @@ from tasks.model_store import model_label, stored_card
 
 CPUINFO = Path("/proc/cpuinfo")
 GENDER_START_BATCH = {"cpu": 8, "cuda": 32}
+IDENTITY_START_BATCH = {"cpu": 16, "cuda": 64}
 MATING_START_BATCH = {"cpu": 64, "cuda": 256}
 
 
@@ -85,12 +87,12 @@ class NetTrial:
     seconds_of: Callable[[Way], float]
 
 
-def batch_field(config: GenderConfig | MatingConfig, device: torch.device) -> str:
+def batch_field(config: GenderConfig | MatingConfig | IdentityConfig, device: torch.device) -> str:
     """The config field holding a net's batch size on a device: cpu_batch_size on the CPU where the net has one."""
     return "cpu_batch_size" if device.type == "cpu" and hasattr(config, "cpu_batch_size") else "batch_size"
 
 
-def wanted_of(config: GenderConfig | MatingConfig, batch_size: int | None) -> Wanted:
+def wanted_of(config: GenderConfig | MatingConfig | IdentityConfig, batch_size: int | None) -> Wanted:
     """A net's settings with 'auto' and unset as None."""
     return Wanted(
         None if config.precision == "auto" else config.precision,
@@ -126,6 +128,32 @@ def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -
     batch_size = getattr(config, batch_field(config, device))
     return NetTrial(
         f"gender:{model_label(card)}", wanted_of(config, batch_size), GENDER_START_BATCH[device.type], seconds_of
+    )
+
+
+def identity_trial(home: HomeLayout, config: IdentityConfig, device: torch.device) -> NetTrial | None:
+    """The configured identity net (BatchNorm folded) timed embedding random crops; None without one."""
+    card = stored_card(home, "identity", config.model)
+    if card is None:
+        return None
+
+    @functools.cache
+    def net() -> torch.nn.Module:
+        from tasks.identity_training import load_identity_model
+
+        return folded_copy(load_identity_model(home, model_label(card))[0])
+
+    def seconds_of(way: Way) -> float:
+        size = net().input_size
+        pixels = torch.randint(
+            0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        )
+        with cpu_threads(device, way.threads):
+            return synchronised(lambda: embed_pixels(net(), pixels, device, way), device)
+
+    batch_size = getattr(config, batch_field(config, device))
+    return NetTrial(
+        f"identity:{model_label(card)}", wanted_of(config, batch_size), IDENTITY_START_BATCH[device.type], seconds_of
     )
 
 
@@ -214,15 +242,16 @@ class Execution:
 TRIALS: dict[str, Callable[[HomeLayout, Any, torch.device], NetTrial | None]] = {
     "gender": gender_trial,
     "mating": mating_trial,
+    "identity": identity_trial,
 }
 
 
 def resolve_execution(
     home: HomeLayout, settings: Settings, cache: Path | None = None, sections: tuple[str, ...] = tuple(TRIALS)
 ) -> Execution:
-    """Choose precision, layout, batch size and threads of the configured nets (gender and mating, or the given
-    sections) for this machine, cached under the home (or in `cache`), and return the settings with those choices
-    written in."""
+    """Choose precision, layout, batch size and threads of the configured nets (gender, mating and identity, or the
+    given sections; a section without a stored model is left alone) for this machine, cached under the home (or in
+    `cache`), and return the settings with those choices written in."""
     updates: dict[str, Any] = {}
     plans: dict[str, Plan] = {}
     described: dict[str, str] = {}
@@ -247,13 +276,19 @@ def resolve_execution(
     return Execution(settings.model_copy(update=updates), plans, described)
 
 
-def way_of(config: GenderConfig | MatingConfig, device: torch.device) -> Way:
+def start_batches(config: GenderConfig | MatingConfig | IdentityConfig) -> dict[str, int]:
+    """The batch size measuring starts from on each device kind for a net's config section."""
+    if isinstance(config, GenderConfig):
+        return GENDER_START_BATCH
+    return IDENTITY_START_BATCH if isinstance(config, IdentityConfig) else MATING_START_BATCH
+
+
+def way_of(config: GenderConfig | MatingConfig | IdentityConfig, device: torch.device) -> Way:
     """The way a net's config names on a device; what is still 'auto' or unset (a stage called without
     resolve_execution) takes the hardware's default precision, channels_last, the starting batch size and torch's
     threads, without measuring."""
-    gender = isinstance(config, GenderConfig)
     batch_size = getattr(config, batch_field(config, device))
-    start = (GENDER_START_BATCH if gender else MATING_START_BATCH)[device.type]
+    start = start_batches(config)[device.type]
     precision = default_precision(read_hardware(device)) if config.precision == "auto" else config.precision
     layout = "channels_last" if config.layout == "auto" else config.layout
     return Way(precision, layout, batch_size or start, config.threads)

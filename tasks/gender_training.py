@@ -16,6 +16,7 @@ from models.gender_training import (
     Item,
     Progress,
     TrainingDataError,
+    TrunkInit,
     card_metrics,
     data_fingerprint,
     evaluation_splits,
@@ -140,6 +141,34 @@ def backbone_state(config: GenderConfig) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@dataclass(frozen=True)
+class IdentityInit:
+    """The stored identity net whose trunk initialises the gender net: as configured, as resolved, and its weights."""
+
+    ref: str
+    label: str
+    trunk: TrunkInit
+
+
+def identity_init(home: HomeLayout, config: GenderConfig, identity_model: str) -> IdentityInit | None:
+    """The identity net `[gender.train] init` names ('identity@vN': the configured identity model's name; or
+    'name@vN'), or None when unset; TrainingDataError when it is not stored or not of the gender net's arch."""
+    ref = config.train.init
+    if ref is None:
+        return None
+    name, _, version = ref.partition("@")
+    resolved = f"{identity_model.partition('@')[0] if name == 'identity' else name}@{version}"
+    if stored_card(home, "identity", resolved) is None:
+        raise TrainingDataError(f"gender.train.init names {ref!r}, but no identity model {resolved} is stored")
+    state, card = load_model(home, "identity", resolved)
+    if card["arch"] != config.train.arch:
+        raise TrainingDataError(
+            f"gender.train.init {resolved} is a {card['arch']} identity net; it cannot initialise a "
+            f"{config.train.arch} gender net"
+        )
+    return IdentityInit(ref, model_label(card), TrunkInit(state, card["arch"]))
+
+
 def held_out_split(items: list[Item]) -> tuple[list[str], list[str]]:
     """The seed split over animals; faces that keepers sexed as groups of their own only train."""
     animals, faces = training_groups([group for _, _, group in items])
@@ -154,12 +183,14 @@ def fit_and_card(
     train_ids: list[str],
     test_ids: list[str],
     progress: Progress | None,
+    init: IdentityInit | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train on the training animals, calibrate, measure on the test animals; the model and its card (not stored)."""
+    """Train on the training animals (the trunk from an identity net when given), calibrate, measure on the test
+    animals; the model and its card (not stored)."""
     settings, seed = recipe(config), config.train.seed
     started = time.perf_counter()
     model, history, temperature, split = fit(
-        faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress
+        faces.items, train_ids, test_ids, settings, seed, backbone_state(config), progress, init and init.trunk
     )
     seconds = time.perf_counter() - started
     metrics = split_metrics(model, faces.items, train_ids, test_ids, seed, faces.face_sources)
@@ -175,6 +206,7 @@ def fit_and_card(
         "corrections_used": faces.corrections,
         "train_seconds": seconds,
         "selected_on": split.selected_on,
+        "init": {"ref": init.ref, "identity_model": init.label} if init else None,
     }
 
 
@@ -191,12 +223,16 @@ def train_gender(
     folder: Path | None = None,
     animals_csv: Path | None = None,
     progress: Progress | None = None,
+    identity_model: str = "panda-identity",
 ) -> dict[str, Any]:
-    """Train on the seed split, calibrate, measure on the held-out animals and store a new model version."""
+    """Train on the seed split (the trunk from the identity net `[gender.train] init` names, if any; `identity_model`
+    is the configured identity model 'identity@vN' refers to), calibrate, measure on the held-out animals and store a
+    new model version."""
     check_safe_id(name, "model name")
+    init = identity_init(home, config, identity_model)
     faces = labelled_faces(home, folder, animals_csv)
     train_ids, test_ids = held_out_split(faces.items)
-    model, card = fit_and_card(config, name, faces, train_ids, test_ids, progress)
+    model, card = fit_and_card(config, name, faces, train_ids, test_ids, progress, init)
     return store_gender(home, model, card)
 
 

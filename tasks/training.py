@@ -14,6 +14,7 @@ from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.detector_training import evaluate_detector, retrain_detector, train_detector
 from tasks.gender_training import evaluate_gender, retrain_gender, train_gender
+from tasks.identity_training import evaluate_identity, train_identity
 from tasks.mating_training import evaluate_mating_data, retrain_mating, train_mating
 
 
@@ -53,7 +54,8 @@ def train_gender_task(
     home: str, config_file: str | None, name: str | None, folder: str | None, animals_csv: str | None
 ) -> dict[str, Any]:
     """Train a gender net on labelled faces (catalog or folder) and store a new version with its model card."""
-    config = load_settings(optional_path(config_file), home=home).gender
+    settings = load_settings(optional_path(config_file), home=home)
+    config = settings.gender
     card = train_gender(
         HomeLayout(Path(home)),
         config,
@@ -61,6 +63,7 @@ def train_gender_task(
         optional_path(folder),
         optional_path(animals_csv),
         epoch_logger(every=1),
+        settings.identity.model,
     )
     return {key: value for key, value in card.items() if key != "training"}
 
@@ -95,6 +98,40 @@ def epoch_logger(every: int = 10) -> Callable[[EpochRecord], None]:
             )
 
     return log
+
+
+@task(name="train-identity", cache_policy=NO_CACHE)
+def train_identity_task(
+    home: str, config_file: str | None, name: str | None, faces: list[str], archives: list[str]
+) -> dict[str, Any]:
+    """Train an identity net on labelled faces (folders and archives, else the catalog) and store a new version."""
+    settings = load_settings(optional_path(config_file), home=home)
+    card = train_identity(
+        HomeLayout(Path(home)),
+        settings.identity,
+        name or settings.identity.model.partition("@")[0],
+        [Path(folder) for folder in faces],
+        [Path(archive) for archive in archives],
+        epoch_logger(every=5),
+        settings.faces,
+    )
+    return {key: value for key, value in card.items() if key != "training"}
+
+
+@task(name="evaluate-identity", cache_policy=NO_CACHE)
+def evaluate_identity_task(
+    home: str, config_file: str | None, model: str | None, faces: list[str], archives: list[str]
+) -> dict[str, Any]:
+    """Open-set and closed-set re-identification metrics of a stored identity net on labelled faces."""
+    settings = load_settings(optional_path(config_file), home=home)
+    return evaluate_identity(
+        HomeLayout(Path(home)),
+        settings.identity,
+        model,
+        [Path(folder) for folder in faces],
+        [Path(archive) for archive in archives],
+        settings.faces,
+    )
 
 
 @task(name="train-mating", cache_policy=NO_CACHE)

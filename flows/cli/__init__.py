@@ -21,6 +21,7 @@ from flows.cli import (  # noqa: E402
     detector,
     export,
     gender,
+    identity,
     mating,
     pipeline,
     report,
@@ -59,6 +60,8 @@ export_app.command("camtrap-dp")(export.camtrap_dp)
 export_app.command("raven")(mating.export_raven)
 train_app.command("gender")(gender.train_gender)
 evaluate_app.command("gender")(gender.evaluate_gender)
+train_app.command("identity")(identity.train_identity)
+evaluate_app.command("identity")(identity.evaluate_identity)
 train_app.command("mating")(mating.train_mating)
 evaluate_app.command("mating")(mating.evaluate_mating)
 train_app.command("detector")(detector.train_detector)
