@@ -8,11 +8,13 @@ from prefect import flow, unmapped
 from prefect.futures import PrefectFuture, wait
 
 from tasks.nightly import (
+    assign_individuals,
     compact_lake,
     find_drops,
     find_faces,
     finish_run,
     home_writer,
+    identify_faces,
     ingest_drop,
     predict_gender,
     predict_mating,
@@ -32,13 +34,14 @@ def resolve(futures: list[PrefectFuture[Any]]) -> list[Any]:
 
 
 def run_drop_stages(results: list[dict[str, Any]], home: str, run_id: str) -> tuple[list[dict[str, Any]], ...]:
-    """Submit faces then gender, and segments then mating, of every ingested drop to the flow's task runner."""
+    """Submit faces then gender and identify, and segments then mating, of every ingested drop to the task runner."""
     faces = find_faces.map(results, unmapped(home), unmapped(run_id))
     audio = segment_audio.map(results, unmapped(home), unmapped(run_id))
     gender = [predict_gender.submit(result, home, run_id, wait_for=[done]) for result, done in zip(results, faces)]
+    identity = [identify_faces.submit(result, home, run_id, wait_for=[done]) for result, done in zip(results, faces)]
     mating = [predict_mating.submit(result, home, run_id, wait_for=[done]) for result, done in zip(results, audio)]
-    wait([*faces, *audio, *gender, *mating])
-    return resolve(faces), resolve(gender), resolve(audio), resolve(mating)
+    wait([*faces, *audio, *gender, *identity, *mating])
+    return resolve(faces), resolve(gender), resolve(identity), resolve(audio), resolve(mating)
 
 
 @flow(name="nightly", log_prints=True, validate_parameters=True)
@@ -50,21 +53,22 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
         results: list[dict[str, Any]] = []
         faces: list[dict[str, Any]] = []
         gender: list[dict[str, Any]] = []
+        identity: list[dict[str, Any]] = []
         audio: list[dict[str, Any]] = []
         mating: list[dict[str, Any]] = []
         try:
             drop_dirs = find_drops(home_dir, run_id, drops)
             release_drops(home_dir, run_id, drop_dirs)
             results = resolve(ingest_drop.map(drop_dirs, unmapped(home_dir), unmapped(run_id)))
-            faces, gender, audio, mating = run_drop_stages(results, home_dir, run_id)
+            faces, gender, identity, audio, mating = run_drop_stages(results, home_dir, run_id)
+            assign_individuals(home_dir, run_id)
             refresh_catalog(home_dir, run_id)
             compact_lake(home_dir, run_id)
-            counts = finish_run(home_dir, run_id, results, faces + gender + audio + mating)
+            counts = finish_run(home_dir, run_id, results, faces + gender + identity + audio + mating)
             report = write_report(home_dir, run_id, results, counts)
         except Exception as error:
-            finish_run(
-                home_dir, run_id, results, faces + gender + audio + mating, error=f"{type(error).__name__}: {error}"
-            )
+            stages = faces + gender + identity + audio + mating
+            finish_run(home_dir, run_id, results, stages, error=f"{type(error).__name__}: {error}")
             raise
     return {
         "run_id": run_id,
@@ -73,6 +77,7 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
         "drops": results,
         "faces": faces,
         "gender": gender,
+        "identity": identity,
         "audio": audio,
         "mating": mating,
         "counts": counts,

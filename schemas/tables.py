@@ -10,9 +10,10 @@ import pyarrow as pa
 MediaKind = Literal["image", "audio"]
 MediaStatus = Literal["ok", "rejected"]
 RunStatus = Literal["running", "completed", "failed"]
-Stage = Literal["discover", "manifest", "ingest", "faces", "segments", "gender", "mating"]
+Stage = Literal["discover", "manifest", "ingest", "faces", "segments", "gender", "mating", "identify"]
 FaceSource = Literal["detector", "keeper"]
 TargetKind = Literal["face", "animal", "encounter", "media"]
+IdentityKind = Literal["registered", "provisional"]
 CorrectionAction = Literal["set", "undo"]
 ValueSource = Literal["human", "registry", "machine"]
 
@@ -379,6 +380,52 @@ CORRECTIONS = TableSpec(
     key=("correction_id",),
 )
 
+FACE_EMBEDDINGS = TableSpec(
+    "face_embeddings",
+    1,
+    pa.schema(
+        [
+            ("face_id", pa.string()),
+            ("media_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("animal_id", pa.string()),  # the animal a keeper photo or images/<animal_id>/ names, else null
+            ("source", pa.string()),  # keeper | detector, as faces
+            ("embedding", pa.list_(pa.float32())),  # unit length, the identity net's embedding_dim values
+            ("model_version", pa.string()),  # the identity net, name@vN
+            ("run_id", pa.string()),
+        ]
+    ),
+    key=("drop_id", "face_id"),
+)
+
+# Who each face is, decided over the whole home at once (matching to the gallery of registered animals, clustering
+# the rest into provisional individuals across nights), so one part for the home, rewritten whole when its inputs
+# change; never compacted (it has no drop partitions to merge).
+IDENTITY_MATCHES = TableSpec(
+    "identity_matches",
+    1,
+    pa.schema(
+        [
+            ("face_id", pa.string()),
+            ("drop_id", pa.string()),
+            ("media_id", pa.string()),
+            ("individual_id", pa.string()),  # a registered animal_id, or a provisional P-... id
+            ("kind", pa.string()),  # registered | provisional
+            ("score", pa.float64()),  # cosine similarity to the individual (best gallery face, or cluster centroid)
+            ("margin", pa.float64()),  # best registered score minus the runner-up's (null without a gallery)
+            ("candidates", pa.list_(pa.string())),  # the top-5 registered animals, best first
+            ("candidate_scores", pa.list_(pa.float64())),
+            ("method", pa.string()),  # machine (this table); human identities are corrections, applied in views
+            ("established", pa.string()),  # gallery_match | cluster | merged_by_match
+            ("model_version", pa.string()),
+            ("run_id", pa.string()),
+        ]
+    ),
+    partition="scope",
+    compactable=False,
+    key=("drop_id", "face_id"),
+)
+
 LAKE_TABLES: tuple[TableSpec, ...] = (
     MEDIA,
     REJECTS,
@@ -394,6 +441,8 @@ LAKE_TABLES: tuple[TableSpec, ...] = (
     DEPLOYMENTS,
     CAMTRAP_OBSERVATIONS,
     CORRECTIONS,
+    FACE_EMBEDDINGS,
+    IDENTITY_MATCHES,
 )
 
 

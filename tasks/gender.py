@@ -67,7 +67,7 @@ def usable_faces(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
     part = home.part(FACES.name, FACES.partition, drop_id, "faces")
     if not part.exists():
         return []
-    columns = ["face_id", "media_id", "animal_id", "crop_path", "excluded"]
+    columns = ["face_id", "media_id", "animal_id", "source", "crop_path", "excluded"]
     return [row for row in read_part(part, FACES, columns).to_pylist() if not row["excluded"] and row["crop_path"]]
 
 

@@ -217,6 +217,23 @@ def predict_gender(ingested: dict[str, Any], home: str, run_id: str) -> dict[str
     return run_drop_stage(ingested, home, run_id, "gender")
 
 
+@task(name="identify-faces", cache_policy=NO_CACHE)
+def identify_faces(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
+    """Identity embeddings for every usable face of one ingested drop (after its faces stage)."""
+    return run_drop_stage(ingested, home, run_id, "identify")
+
+
+@task(name="assign-individuals", cache_policy=NO_CACHE)
+def assign_individuals(home: str, run_id: str) -> dict[str, Any]:
+    """Who each embedded face is, over the whole home: registered matches and provisional individuals."""
+    from tasks.individuals import assign_individuals as assign
+
+    layout = HomeLayout(Path(home))
+    result = assign(layout, load_run_settings(layout, run_id), run_id)
+    get_run_logger().info("individuals: %s", result)
+    return result
+
+
 @task(name="segment-audio", cache_policy=NO_CACHE)
 def segment_audio(ingested: dict[str, Any], home: str, run_id: str) -> dict[str, Any]:
     """Find vocal segments and compute MFCC features for one ingested drop."""

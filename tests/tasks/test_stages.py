@@ -27,14 +27,18 @@ def test_a_new_model_version_reruns_only_the_stages_it_affects(tmp_path: Path) -
     assert run_all(layout, drop, settings, "run-1") == {
         "faces": "detected",
         "gender": "predicted",
+        "identify": "no_model",
         "segments": "segmented",
         "mating": "predicted",
     }
-    assert set(run_all(layout, drop, settings, "run-2").values()) == {"unchanged"}
+    again = run_all(layout, drop, settings, "run-2")
+    assert again.pop("identify") == "no_model", "a stage without its model still says why it predicted nothing"
+    assert set(again.values()) == {"unchanged"}
     store_gender_model(layout, 1)
     assert run_all(layout, drop, settings, "run-3") == {
         "faces": "unchanged",
         "gender": "predicted",
+        "identify": "no_model",
         "segments": "unchanged",
         "mating": "unchanged",
     }
@@ -42,6 +46,7 @@ def test_a_new_model_version_reruns_only_the_stages_it_affects(tmp_path: Path) -
     assert run_all(layout, drop, settings, "run-4") == {
         "faces": "unchanged",
         "gender": "unchanged",
+        "identify": "no_model",
         "segments": "unchanged",
         "mating": "predicted",
     }
