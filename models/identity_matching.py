@@ -372,6 +372,11 @@ def cluster_unmatched(
     return labels
 
 
+def provisional_id(founding_face_id: str) -> str:
+    """The id of the provisional individual a face founds: "P-" and the first 12 hex digits of sha1 of its id."""
+    return "P-" + hashlib.sha1(founding_face_id.encode()).hexdigest()[:12]
+
+
 def provisional_ids(labels: np.ndarray, face_ids: Sequence[str], order_keys: np.ndarray) -> list[str]:
     """Each face's provisional individual id: "P-" and the first 12 hex digits of sha1 of its cluster's first face.
 
@@ -388,7 +393,7 @@ def provisional_ids(labels: np.ndarray, face_ids: Sequence[str], order_keys: np.
     founders: dict[int, str] = {}
     for position in order.tolist():
         founders.setdefault(int(label_array[position]), str(face_ids[position]))
-    names = {label: "P-" + hashlib.sha1(face.encode()).hexdigest()[:12] for label, face in founders.items()}
+    names = {label: provisional_id(face) for label, face in founders.items()}
     return [names[int(label)] for label in label_array.tolist()]
 
 

@@ -539,6 +539,7 @@ class Settings(BaseSettings):
             "gender.event_gap_s": gender.event_gap_s,
             "mating.abstain_low": self.mating.abstain_low,
             "mating.abstain_high": self.mating.abstain_high,
+            "identity.review_margin": self.identity.review_margin,
         }
 
     def fingerprint(self, sections: tuple[str, ...] | None = None) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -137,6 +137,10 @@ def face_follows(c: str, f: str, face_id: str) -> str:
     )
 
 
+# A registered match whose margin to the runner-up is below the review margin is no confident identity: the face
+# stays out of the counts (in face_events) and goes to the review queue's "who is this?" items.
+REVIEW_MARGIN = "coalesce((SELECT value FROM thresholds WHERE name = 'identity.review_margin'), 0.05)"
+
 FACE_CALLS_VIEW = f"""
     CREATE OR REPLACE VIEW face_calls AS
     WITH predicted AS (
@@ -154,6 +158,24 @@ FACE_CALLS_VIEW = f"""
     known AS (
         SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known
         FROM animal_manifest WHERE sex IS NOT NULL GROUP BY animal_id
+    ),
+    identified AS (
+        SELECT p.drop_id, p.face_id, m.kind, m.score, m.margin, m.candidates, m.candidate_scores, m.established,
+               m.model_version AS identity_model_version, m.individual_id AS individual_machine,
+               i.reviewer AS identity_reviewer, i.created_at AS identity_reviewed_at,
+               coalesce(i.human_value, p.animal_id,
+                        CASE WHEN m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN} THEN m.individual_id END)
+                   AS individual_id,
+               CASE WHEN i.human_value IS NOT NULL THEN 'human'
+                    WHEN p.animal_id IS NOT NULL THEN 'registry'
+                    WHEN m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN} THEN 'machine' END AS identity_source
+        FROM predicted p
+        LEFT JOIN identity_matches m ON m.drop_id = p.drop_id AND m.face_id = p.face_id
+        LEFT JOIN matched i ON i.drop_id = p.drop_id AND i.face_id = p.face_id AND i.field = 'identity'
+    ),
+    registered AS (
+        SELECT animal_id FROM animal_manifest WHERE animal_id IS NOT NULL
+        UNION SELECT animal_id FROM faces WHERE animal_id IS NOT NULL
     )
     SELECT p.face_id, p.media_id, p.drop_id, p.animal_id, p.source, p.bbox_x, p.bbox_y, p.bbox_w, p.bbox_h,
            p.crop_path, p.gradcam_path, p.detector, p.p_male, p.label AS sex_machine, p.model_version,
@@ -163,11 +185,20 @@ FACE_CALLS_VIEW = f"""
            CASE WHEN s.human_value IS NOT NULL THEN 'human' WHEN k.sex_known IS NOT NULL THEN 'registry'
                 ELSE 'machine' END AS sex_source,
            n.human_value IS NOT NULL OR s.human_value IS NOT NULL AS reviewed,
-           coalesce(s.reviewer, n.reviewer) AS reviewer, coalesce(s.created_at, n.created_at) AS reviewed_at
+           coalesce(s.reviewer, n.reviewer) AS reviewer, coalesce(s.created_at, n.created_at) AS reviewed_at,
+           d.individual_id,
+           CASE WHEN d.individual_id IS NULL THEN NULL
+                WHEN d.individual_id IN (SELECT animal_id FROM registered) THEN 'registered'
+                ELSE 'provisional' END AS identity_kind,
+           d.identity_source, d.established AS identity_established, d.individual_machine,
+           d.kind AS identity_machine_kind, d.score AS identity_score, d.margin AS identity_margin,
+           d.candidates AS identity_candidates, d.candidate_scores AS identity_candidate_scores,
+           d.identity_model_version, d.identity_reviewer, d.identity_reviewed_at
     FROM predicted p
     LEFT JOIN matched s ON s.drop_id = p.drop_id AND s.face_id = p.face_id AND s.field = 'sex'
     LEFT JOIN matched n ON n.drop_id = p.drop_id AND n.face_id = p.face_id AND n.field = 'is_face'
-    LEFT JOIN known k ON k.animal_id = p.animal_id
+    LEFT JOIN identified d ON d.drop_id = p.drop_id AND d.face_id = p.face_id
+    LEFT JOIN known k ON k.animal_id = coalesce(d.individual_id, p.animal_id)
 """
 
 ANIMALS_VIEW = f"""
@@ -175,14 +206,19 @@ ANIMALS_VIEW = f"""
     WITH pooled AS (
         SELECT {pooled_gender("animal_id")},
                CASE count(DISTINCT source) WHEN 0 THEN NULL WHEN 1 THEN any_value(source) ELSE 'mixed' END
-                   AS face_source
-        FROM face_calls WHERE animal_id IS NOT NULL AND is_face GROUP BY animal_id
+                   AS face_source,
+               string_agg(DISTINCT identity_source, ', ' ORDER BY identity_source) AS identity_sources,
+               count(*) FILTER (WHERE source = 'detector') AS camera_trap_faces
+        FROM (SELECT * REPLACE (individual_id AS animal_id) FROM face_calls)
+        WHERE animal_id IS NOT NULL AND is_face GROUP BY animal_id
     ),
     registry AS (
-        SELECT animal_id, max(drop_id) AS drop_id FROM (
-            SELECT animal_id, drop_id FROM animal_manifest
-            UNION ALL SELECT animal_id, drop_id FROM faces WHERE animal_id IS NOT NULL
-            UNION ALL SELECT animal_id, drop_id FROM gender_predictions WHERE animal_id IS NOT NULL)
+        SELECT animal_id, max(drop_id) AS drop_id, bool_or(registered) AS registered FROM (
+            SELECT animal_id, drop_id, true AS registered FROM animal_manifest
+            UNION ALL SELECT animal_id, drop_id, true FROM faces WHERE animal_id IS NOT NULL
+            UNION ALL SELECT animal_id, drop_id, true FROM gender_predictions WHERE animal_id IS NOT NULL
+            UNION ALL SELECT individual_id, drop_id, false FROM face_calls
+                      WHERE individual_id IS NOT NULL AND is_face)
         GROUP BY animal_id
     ),
     known AS (
@@ -201,22 +237,26 @@ ANIMALS_VIEW = f"""
            p.model_version, coalesce(h.human_value, k.sex_known, {gender_band("p.p_male")}) AS sex,
            CASE WHEN h.human_value IS NOT NULL THEN 'human' WHEN k.sex_known IS NOT NULL THEN 'registry'
                 ELSE 'machine' END AS sex_source,
-           h.reviewer AS sex_reviewer, h.created_at AS sex_reviewed_at
+           h.reviewer AS sex_reviewer, h.created_at AS sex_reviewed_at,
+           CASE WHEN r.registered THEN 'registered' ELSE 'provisional' END AS identity_kind,
+           coalesce(p.identity_sources, 'registry') AS identity_sources, coalesce(p.camera_trap_faces, 0)
+               AS camera_trap_faces
     FROM registry r LEFT JOIN pooled p USING (animal_id) LEFT JOIN known k USING (animal_id)
     LEFT JOIN human h USING (animal_id)
     LEFT JOIN drops d ON d.drop_id = r.drop_id
     ORDER BY r.animal_id
 """
 
-# Camera-trap faces of no known animal, grouped per camera into events (a new event after a configured gap),
-# until re-identification exists. Several animals in one event are pooled as one: the view says so by n_frames.
+# Camera-trap faces of no confident identity (no identity model, or a registered match within the review margin of
+# its runner-up), grouped per camera into events (a new event after a configured gap); they stay out of the counts.
+# Several animals in one event are pooled as one: the view says so by n_frames.
 FACE_EVENTS_VIEW = f"""
     CREATE OR REPLACE VIEW face_events AS
     WITH unknown_faces AS (
         SELECT g.face_id, g.p_male, g.model_version, g.drop_id, m.media_id, split_part(m.path, '/', 2) AS camera,
                m.captured_at
         FROM face_calls g JOIN media m ON m.media_id = g.media_id AND m.drop_id = g.drop_id
-        WHERE g.animal_id IS NULL AND g.is_face
+        WHERE g.individual_id IS NULL AND g.is_face
     ),
     marked AS (
         SELECT *, CASE WHEN lag(captured_at) OVER w IS NULL OR captured_at IS NULL
@@ -239,6 +279,47 @@ FACE_EVENTS_VIEW = f"""
     SELECT drop_id || '/' || camera || '/e' || event_no AS event_id, drop_id, camera, started_at, ended_at, n_frames,
            n_faces, p_male, {gender_band("p_male")} AS sex_predicted, {disagreement_columns()}, model_version
     FROM pooled ORDER BY drop_id, camera, started_at
+"""
+
+# Individuals: every registered animal or provisional individual a face was confidently given, with how its
+# identity was established, its sightings (camera events: faces on one camera without a gap over the configured
+# event gap), nights, cameras and its best face (the camera-trap face closest to its identity, else any face).
+INDIVIDUALS_VIEW = f"""
+    CREATE OR REPLACE VIEW individuals AS
+    WITH seen AS (
+        SELECT c.individual_id, c.identity_kind, c.identity_source, c.identity_established, c.face_id, c.drop_id,
+               c.media_id, c.source, c.crop_path, c.identity_score, c.p_male, m.captured_at,
+               CASE WHEN c.source = 'detector' THEN split_part(m.path, '/', 2) END AS camera,
+               CAST((m.captured_at AT TIME ZONE coalesce(d.timezone, 'UTC')) - INTERVAL 12 HOUR AS DATE) AS night
+        FROM face_calls c
+        JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
+        LEFT JOIN drops d ON d.drop_id = c.drop_id
+        WHERE c.individual_id IS NOT NULL AND c.is_face
+    ),
+    marked AS (
+        SELECT *, CASE WHEN camera IS NULL THEN 0
+                       WHEN lag(captured_at) OVER w IS NULL OR captured_at IS NULL
+                         OR epoch(captured_at) - epoch(lag(captured_at) OVER w)
+                            > {THRESHOLD.format(name="gender.event_gap_s")}
+                       THEN 1 ELSE 0 END AS starts_sighting
+        FROM seen WINDOW w AS (PARTITION BY individual_id, camera ORDER BY captured_at, face_id)
+    )
+    SELECT s.individual_id, any_value(s.identity_kind) AS kind, a.name,
+           string_agg(DISTINCT identity_source, ', ' ORDER BY identity_source) AS established_by,
+           string_agg(DISTINCT identity_established, ', ' ORDER BY identity_established)
+               FILTER (WHERE identity_established IS NOT NULL) AS machine_method,
+           count(*) AS n_faces, count(*) FILTER (WHERE source = 'detector') AS camera_trap_faces,
+           count(DISTINCT media_id) AS n_frames, sum(starts_sighting) AS n_sightings,
+           count(DISTINCT night) FILTER (WHERE camera IS NOT NULL) AS n_nights,
+           list_sort(list_distinct(list(camera) FILTER (WHERE camera IS NOT NULL))) AS cameras,
+           min(captured_at) FILTER (WHERE camera IS NOT NULL) AS first_seen,
+           max(captured_at) FILTER (WHERE camera IS NOT NULL) AS last_seen,
+           arg_max(face_id, (source = 'detector', coalesce(identity_score, 0))) AS best_face_id,
+           arg_max(crop_path, (source = 'detector', coalesce(identity_score, 0))) AS best_crop_path,
+           any_value(a.sex) AS sex, any_value(a.sex_source) AS sex_source, any_value(a.p_male) AS p_male
+    FROM marked s LEFT JOIN animals a ON a.animal_id = s.individual_id
+    GROUP BY s.individual_id, a.name
+    ORDER BY kind, s.individual_id
 """
 
 # Keepers' boxes as detector annotations: a box drawn on a frame where the detector found nothing (every live one
@@ -273,6 +354,7 @@ DERIVED_VIEWS = {
     "face_calls": FACE_CALLS_VIEW,
     "animals": ANIMALS_VIEW,
     "face_events": FACE_EVENTS_VIEW,
+    "individuals": INDIVIDUALS_VIEW,
     # Detector yield: faces per image per camera (first folder under images/) per local night.
     "detector_yield": """
         CREATE OR REPLACE VIEW detector_yield AS
@@ -401,6 +483,18 @@ def refresh_views(home: HomeLayout, thresholds: Mapping[str, float] | None = Non
     return [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS) + ["damaged_parts"] + summaries
 
 
+def lake_connection(home: HomeLayout, specs: Sequence[TableSpec]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with views over the given lake tables (and live_corrections when corrections is one of
+    them), read from the lake itself: for a writer that must see tonight's parts before the catalog is rebuilt."""
+    ensure_schema_parts(home)
+    con = duckdb.connect()
+    for spec in specs:
+        con.execute(view_sql(spec, home.lake.resolve()))
+    if any(spec.name == "corrections" for spec in specs):
+        con.execute(LIVE_CORRECTIONS_VIEW)
+    return con
+
+
 def wal_path(database: Path) -> Path:
     """DuckDB's write-ahead log of a database file."""
     return database.with_name(database.name + WAL_SUFFIX)
@@ -437,8 +531,8 @@ def connect_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection
     return retry_while_locked(lambda: duckdb.connect(str(path), read_only=read_only))
 
 
-def query(home: HomeLayout, sql: str, parameters: list[object] | None = None) -> pa.Table:
-    """Run SQL against the catalog read-only and return the result as an Arrow table."""
+def query(home: HomeLayout, sql: str, parameters: list[object] | dict[str, object] | None = None) -> pa.Table:
+    """Run SQL against the catalog read-only (positional or $named parameters) and return the result as Arrow."""
     check_home_version(home)
     if not home.catalog.exists():
         raise CatalogMissingError(f"no catalog at {home.catalog}: run 'breedwatch run' (or 'make demo') first")

@@ -47,9 +47,11 @@ FROM animals {where}
 GROUP BY GROUPING SETS ((site, deployment_id), ())
 ORDER BY grouping(site, deployment_id), site NULLS LAST, deployment_id NULLS LAST
 """
-# A period's report counts the animals registered or photographed in its drops (ids twice, after GENDER_PARAMS).
+# A period's report counts the animals registered or photographed in its drops and the individuals (registered or
+# provisional) its faces were given (ids three times, after GENDER_PARAMS).
 PERIOD_ANIMALS = """WHERE animal_id IN (SELECT animal_id FROM animal_manifest WHERE list_contains(?, drop_id)
-                   UNION SELECT animal_id FROM gender_predictions WHERE list_contains(?, drop_id))"""
+                   UNION SELECT animal_id FROM gender_predictions WHERE list_contains(?, drop_id)
+                   UNION SELECT individual_id FROM face_calls WHERE list_contains(?, drop_id))"""
 GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where="")
 PERIOD_GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where=PERIOD_ANIMALS)
 GENDER_PARAMS = ["male", "female", "male", "female", "male", "female", "male", "female"]
@@ -212,7 +214,7 @@ def ratio_rows(
     else:
         ids = list(drop_ids)
         gender_query, mating_query = (
-            (PERIOD_GENDER_COUNTS_SQL, [*GENDER_PARAMS, ids, ids]),
+            (PERIOD_GENDER_COUNTS_SQL, [*GENDER_PARAMS, ids, ids, ids]),
             (PERIOD_MATING_COUNTS_SQL, [ids, *MATING_PARAMS]),
         )
     gender = summary_rows(con, *gender_query, gender_row) if "animals" in present else []

@@ -1,0 +1,123 @@
+"""Who each face is (pure): faces of no known animal are matched to the gallery of registered animals' faces; a
+confident match names the animal, the rest are clustered across events, cameras and nights into provisional
+individuals, and a provisional individual whose centre matches a registered animal is merged into it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.identity_matching import (
+    cluster_centroids,
+    cluster_unmatched,
+    match_gallery,
+    merge_into_registered,
+    provisional_ids,
+)
+
+TOP_K = 5
+GALLERY_MATCH = "gallery_match"
+CLUSTER = "cluster"
+MERGED = "merged_by_match"
+
+
+@dataclass(frozen=True)
+class Queries:
+    """Faces to identify: ids, their frame, their order in time (0 = earliest) and their embeddings (N x D)."""
+
+    face_ids: Sequence[str]
+    drop_ids: Sequence[str]
+    media_ids: Sequence[str]
+    order: np.ndarray
+    embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Faces of registered animals (keeper photos, named folders, keeper-confirmed faces): animal ids, embeddings."""
+
+    animal_ids: Sequence[str]
+    embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The identity model card's open-set match threshold and provisional clustering threshold (cosine)."""
+
+    match: float
+    cluster: float
+
+
+def candidate_lists(ids: np.ndarray, scores: np.ndarray, row: int) -> tuple[list[str], list[float]]:
+    """The registered candidates of one query, best first, with their scores (absent ones left out)."""
+    pairs = [(str(i), float(s)) for i, s in zip(ids[row], scores[row]) if i is not None]
+    return [i for i, _ in pairs], [round(s, 6) for _, s in pairs]
+
+
+def centroid_scores(embeddings: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Each face's cosine similarity to its cluster's (unit-length) centre."""
+    if len(labels) == 0:
+        return np.zeros(0, dtype=np.float64)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    unit = centroids / np.where(norms > 0, norms, 1.0)
+    return np.einsum("nd,nd->n", embeddings, unit[labels]).astype(np.float64)
+
+
+def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Thresholds) -> list[dict[str, Any]]:
+    """One identity_matches row (without model version and run) per query face: registered when its best gallery
+    match reaches the match threshold, else provisional (merged into a registered animal when its cluster's centre
+    matches one)."""
+    n = len(queries.face_ids)
+    if n == 0:
+        return []
+    matches = match_gallery(queries.embeddings, gallery.embeddings, list(gallery.animal_ids), k=TOP_K)
+    has_gallery = len(gallery.animal_ids) > 0
+    matched = np.asarray(matches.best_score >= thresholds.match) if has_gallery else np.zeros(n, dtype=bool)
+    rest = np.flatnonzero(~matched)
+    labels = cluster_unmatched(
+        queries.embeddings[rest],
+        queries.order[rest],
+        np.asarray([queries.media_ids[i] for i in rest], dtype=object),
+        thresholds.cluster,
+    )
+    names = provisional_ids(labels, [queries.face_ids[i] for i in rest], queries.order[rest])
+    centroids = cluster_centroids(queries.embeddings[rest], labels)
+    merged = (
+        merge_into_registered(centroids, gallery.embeddings, list(gallery.animal_ids), thresholds.match)
+        if has_gallery and len(rest)
+        else [None] * len(centroids)
+    )
+    to_centre = centroid_scores(queries.embeddings[rest], labels, centroids)
+    rows = []
+    for i in range(n):
+        candidates, scores = candidate_lists(matches.ids, matches.scores, i) if has_gallery else ([], [])
+        rows.append(
+            {
+                "face_id": queries.face_ids[i],
+                "drop_id": queries.drop_ids[i],
+                "media_id": queries.media_ids[i],
+                "candidates": candidates,
+                "candidate_scores": scores,
+                "margin": float(matches.margin[i]) if has_gallery else None,
+                "method": "machine",
+            }
+        )
+    for i in np.flatnonzero(matched):
+        rows[i] |= {
+            "individual_id": str(matches.best_id[i]),
+            "kind": "registered",
+            "score": float(matches.best_score[i]),
+            "established": GALLERY_MATCH,
+        }
+    for j, i in enumerate(rest):
+        absorbed = merged[int(labels[j])]
+        rows[i] |= {
+            "individual_id": absorbed or names[j],
+            "kind": "registered" if absorbed else "provisional",
+            "score": float(to_centre[j]),
+            "established": MERGED if absorbed else CLUSTER,
+        }
+    return rows

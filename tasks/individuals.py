@@ -1,0 +1,149 @@
+"""Who each face is, decided over the whole home after the night's stages: the identity_matches part, rewritten whole
+when its answer changes (matching and clustering in models/individuals.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from models.individuals import Gallery, Queries, Thresholds, decide_individuals
+from schemas.config import Settings
+from schemas.home import HomeLayout
+from schemas.tables import ANIMALS_MANIFEST, CORRECTIONS, FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES, MEDIA
+from tasks.catalog import face_follows, lake_connection, latest_per
+from tasks.identify import NO_MODEL_NAME, identity_model_in_use
+from tasks.identity_training import KIND
+from tasks.lake import read_part, rows_to_table, write_rows
+from tasks.model_store import stored_card
+
+SCOPE = "home"
+PART = "individuals"
+
+# Every embedded face of the identity model in use, in time order, with the identity a keeper gave it (the latest
+# live face correction of field 'identity' that follows the face) or its registry animal, and whether that identity
+# is a registered animal (then the face joins the gallery). Faces a keeper ruled "not a face" are left out.
+EMBEDDED_FACES_SQL = f"""
+WITH emb AS (
+    SELECT e.face_id, e.drop_id, e.media_id, e.animal_id, e.embedding, m.captured_at,
+           f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h
+    FROM face_embeddings e
+    LEFT JOIN media m ON m.media_id = e.media_id AND m.drop_id = e.drop_id
+    LEFT JOIN faces f ON f.face_id = e.face_id AND f.drop_id = e.drop_id
+    WHERE e.model_version = $model
+), said AS (
+    SELECT e.drop_id, e.face_id, c.field, c.human_value, c.created_at, c.correction_id
+    FROM emb e JOIN live_corrections c
+        ON c.target_kind = 'face' AND c.field IN ('identity', 'is_face') AND c.media_id = e.media_id
+    WHERE {face_follows("c", "e", "face_id")}
+    {latest_per("e.drop_id, e.face_id, c.field")}
+), registered AS (
+    SELECT animal_id FROM animal_manifest WHERE animal_id IS NOT NULL
+    UNION SELECT animal_id FROM faces WHERE animal_id IS NOT NULL
+)
+SELECT e.face_id, e.drop_id, e.media_id, e.embedding,
+       coalesce(i.human_value, e.animal_id) AS known_id,
+       coalesce(coalesce(i.human_value, e.animal_id) IN (SELECT animal_id FROM registered), false) AS in_gallery
+FROM emb e
+LEFT JOIN said i ON i.drop_id = e.drop_id AND i.face_id = e.face_id AND i.field = 'identity'
+LEFT JOIN said n ON n.drop_id = e.drop_id AND n.face_id = e.face_id AND n.field = 'is_face'
+WHERE n.human_value IS DISTINCT FROM 'false'
+ORDER BY e.captured_at NULLS LAST, e.drop_id, e.face_id
+"""
+
+
+@dataclass(frozen=True)
+class IdentityInputs:
+    """The faces to identify and the gallery, read from the lake for one identity model version."""
+
+    queries: Queries
+    gallery: Gallery
+
+
+def embedding_matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """An N x D float32 matrix from a list<float> column of N equal-length embeddings."""
+    if len(column) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    values = np.asarray(column.combine_chunks().flatten(), dtype=np.float32)
+    return values.reshape(len(column), -1)
+
+
+def read_identity_inputs(home: HomeLayout, model_version: str) -> IdentityInputs:
+    """The gallery (faces of registered animals) and the faces to identify (every other embedded face, in time order)
+    of one identity model version, straight from the lake."""
+    tables = (FACE_EMBEDDINGS, MEDIA, FACES, CORRECTIONS, ANIMALS_MANIFEST)
+    with lake_connection(home, tables) as con:
+        faces = con.sql(EMBEDDED_FACES_SQL, params={"model": model_version}).to_arrow_table()
+    in_gallery = np.asarray(faces.column("in_gallery").to_pylist(), dtype=bool)
+    embeddings = embedding_matrix(faces.column("embedding"))
+    column = {name: faces.column(name).to_pylist() for name in ("face_id", "drop_id", "media_id", "known_id")}
+    asked, named = np.flatnonzero(~in_gallery), np.flatnonzero(in_gallery)
+    queries = Queries(
+        face_ids=[column["face_id"][i] for i in asked],
+        drop_ids=[column["drop_id"][i] for i in asked],
+        media_ids=[column["media_id"][i] for i in asked],
+        order=np.arange(len(asked)),
+        embeddings=embeddings[asked],
+    )
+    gallery = Gallery(animal_ids=[column["known_id"][i] for i in named], embeddings=embeddings[named])
+    return IdentityInputs(queries, gallery)
+
+
+def current_rows(home: HomeLayout) -> list[dict[str, Any]] | None:
+    """The identity_matches rows committed now, without their run ids (None when none is committed)."""
+    path = home.part(IDENTITY_MATCHES.name, IDENTITY_MATCHES.partition, SCOPE, PART)
+    if not path.exists():
+        return None
+    return [{k: v for k, v in row.items() if k != "run_id"} for row in read_part(path, IDENTITY_MATCHES).to_pylist()]
+
+
+def same_rows(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]) -> bool:
+    """Whether the committed rows already say what the new ones say (scores to 1e-6)."""
+    if old is None or len(old) != len(new):
+        return False
+    table = rows_as_table(new)
+    fresh = [{k: v for k, v in row.items() if k != "run_id"} for row in table.to_pylist()]
+    return all(rounded(a) == rounded(b) for a, b in zip(old, fresh))
+
+
+def rounded(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its float values rounded to 6 places, to compare two computations of it."""
+    return {
+        k: round(v, 6) if isinstance(v, float) else [round(x, 6) for x in v] if k == "candidate_scores" and v else v
+        for k, v in row.items()
+    }
+
+
+def rows_as_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """identity_matches rows in the table's schema."""
+    return rows_to_table(rows, IDENTITY_MATCHES)
+
+
+def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dict[str, Any]:
+    """Match every embedded face of no known animal to the registered animals and cluster the rest into provisional
+    individuals; the identity_matches part is rewritten only when its answer changed (a re-run adds nothing)."""
+    model = identity_model_in_use(home, settings.identity)
+    if model == NO_MODEL_NAME:
+        return {"status": "no_model", "message": f"no identity model '{settings.identity.model}' is stored"}
+    card = stored_card(home, KIND, settings.identity.model) or {}
+    inputs = read_identity_inputs(home, model)
+    thresholds = Thresholds(float(card["match_threshold"]), float(card["cluster_threshold"]))
+    rows = [
+        {**row, "model_version": model, "run_id": run_id}
+        for row in decide_individuals(inputs.queries, inputs.gallery, thresholds)
+    ]
+    changed = not same_rows(current_rows(home), rows)
+    if changed:
+        write_rows(home, IDENTITY_MATCHES, SCOPE, PART, rows)
+    kinds = [row["kind"] for row in rows]
+    return {
+        "status": "assigned" if changed else "unchanged",
+        "model": model,
+        "gallery_faces": len(inputs.gallery.animal_ids),
+        "faces": len(rows),
+        "registered": kinds.count("registered"),
+        "provisional": kinds.count("provisional"),
+        "provisional_individuals": len({r["individual_id"] for r in rows if r["kind"] == "provisional"}),
+    }
