@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-ItemKind = Literal["face", "animal", "encounter", "frame"]
-ITEM_KINDS: tuple[str, ...] = ("face", "animal", "encounter", "frame")
+ItemKind = Literal["face", "animal", "encounter", "frame", "identity"]
+ITEM_KINDS: tuple[str, ...] = ("face", "animal", "encounter", "frame", "identity")
 CONFIRM = "confirm"
+CANDIDATE = "candidate "  # + its rank: the human value is the item's candidate of that rank (1 = best match)
+NEW_INDIVIDUAL = "new individual"  # the face is of no registered animal: it founds a provisional individual
+CANDIDATE_KEYS = ("1", "2", "3", "4", "5")
 DRAWN_BOX = "drawn box"  # the human value is the box the reviewer drew on the frame
 NO_FACE = "none"  # a frame's box value: the reviewer sees no face the detector missed
 AUDIT_BUCKETS = 10_000  # each item's fixed draw in 0..AUDIT_BUCKETS-1; a day's audit is a window of them
@@ -32,6 +35,12 @@ ACTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "animal": {"c": ("sex", CONFIRM), "m": ("sex", "male"), "f": ("sex", "female")},
     "encounter": {"c": ("outcome", CONFIRM), "y": ("outcome", "success"), "x": ("outcome", "failure")},
     "frame": {"e": ("box", NO_FACE), "b": ("box", DRAWN_BOX)},
+    "identity": {
+        "c": ("identity", CONFIRM),
+        **{k: ("identity", CANDIDATE + k) for k in CANDIDATE_KEYS},
+        "w": ("identity", NEW_INDIVIDUAL),
+        "n": ("is_face", "false"),
+    },
 }
 UNDECIDED = frozenset({"unknown", None})
 
@@ -57,7 +66,9 @@ def parse_item_key(text: str) -> ItemKey:
     """Read a kind:drop:id key, raising ReviewError with a sentence when it is not one."""
     parts = text.split(":", 2)
     if len(parts) != 3 or parts[0] not in ITEM_KINDS or not parts[2] or len(text) > 400:
-        raise ReviewError("The item key must look like kind:drop:id with kind face, animal, encounter or frame.")
+        raise ReviewError(
+            "The item key must look like kind:drop:id with kind face, animal, encounter, frame or identity."
+        )
     return ItemKey(*parts)
 
 
@@ -80,9 +91,15 @@ def checked_box(box: Sequence[float] | None) -> str:
     return box_text((x, y, w, h))
 
 
-def decide(kind: str, key: str, machine_call: str | None, box: Sequence[float] | None = None) -> tuple[str, str]:
+def decide(
+    kind: str,
+    key: str,
+    machine_call: str | None,
+    box: Sequence[float] | None = None,
+    candidates: Sequence[str] = (),
+) -> tuple[str, str]:
     """The field and human value one key press records on an item of the given kind (box: the drawn box, relative to
-    the frame, for the box action)."""
+    the frame, for the box action; candidates: an identity item's registered candidates, best first)."""
     actions = ACTIONS.get(kind, {})
     if key not in actions:
         allowed = ", ".join(sorted(actions))
@@ -94,6 +111,11 @@ def decide(kind: str, key: str, machine_call: str | None, box: Sequence[float] |
         value = str(machine_call)
     if value == DRAWN_BOX:
         value = checked_box(box)
+    if value.startswith(CANDIDATE):
+        rank = int(value.removeprefix(CANDIDATE))
+        if rank > len(candidates):
+            raise ReviewError(f"This face has {len(candidates)} candidate animals; there is no candidate {rank}.")
+        value = candidates[rank - 1]
     return field, value
 
 

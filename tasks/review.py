@@ -16,8 +16,18 @@ from typing import Any
 
 import duckdb
 
+from models.identity_matching import provisional_id
 from schemas.home import HomeLayout
-from schemas.review import AUDIT_BUCKETS, NO_FACE, ItemKey, ReviewError, box_text, decide, parse_item_key
+from schemas.review import (
+    AUDIT_BUCKETS,
+    NEW_INDIVIDUAL,
+    NO_FACE,
+    ItemKey,
+    ReviewError,
+    box_text,
+    decide,
+    parse_item_key,
+)
 from schemas.tables import CORRECTIONS
 from tasks.catalog import CatalogMissingError, face_follows, retry_while_locked
 from tasks.lake import write_rows
@@ -31,13 +41,15 @@ ATTACH_SQL = "ATTACH $path AS review_catalog (READ_ONLY)"  # the alias USE and D
 
 def matches_item(c: str, i: str) -> str:
     """SQL: the live correction c speaks about the review item i. A face correction follows its face as face_calls
-    does: same frame and a box overlapping at IoU > 0.5 (without boxes, the same face id); animals by id; encounters
-    and frames by drop and id."""
+    does: same frame and a box overlapping at IoU > 0.5 (without boxes, the same face id), a face item by its sex, box
+    or is_face rows and an identity item by its identity or is_face rows; animals by id; encounters and frames by drop
+    and id."""
     face = f"{c}.drop_id = {i}.drop_id AND {c}.media_id = {i}.media_id AND {face_follows(c, i, 'target_id')}"
     return (
-        f"{c}.target_kind = {i}.kind AND CASE {i}.kind WHEN 'face' THEN {face} "
-        f"WHEN 'animal' THEN {c}.target_id = {i}.target_id "
-        f"ELSE {c}.drop_id = {i}.drop_id AND {c}.target_id = {i}.target_id END"
+        f"CASE {i}.kind WHEN 'face' THEN {c}.target_kind = 'face' AND {c}.field <> 'identity' AND {face} "
+        f"WHEN 'identity' THEN {c}.target_kind = 'face' AND {c}.field IN ('identity', 'is_face') AND {face} "
+        f"WHEN 'animal' THEN {c}.target_kind = 'animal' AND {c}.target_id = {i}.target_id "
+        f"ELSE {c}.target_kind = {i}.kind AND {c}.drop_id = {i}.drop_id AND {c}.target_id = {i}.target_id END"
     )
 
 
@@ -52,7 +64,7 @@ LIVE_SQL = """
 REVIEWED_SQL = f"""
     reviewed AS (
         SELECT i.key FROM review_items i
-        JOIN live c ON c.target_kind = 'face' AND i.kind = 'face' AND c.media_id = i.media_id
+        JOIN live c ON c.target_kind = 'face' AND i.kind IN ('face', 'identity') AND c.media_id = i.media_id
         WHERE {matches_item("c", "i")}
         UNION SELECT 'animal::' || target_id FROM live WHERE target_kind = 'animal'
         UNION SELECT target_kind || ':' || drop_id || ':' || target_id FROM live
@@ -206,12 +218,15 @@ def item_shown(con: duckdb.DuckDBPyConnection, key: ItemKey) -> dict[str, Any]:
     if key.kind == "face":
         shown["images"] = [path for path in (details.get("crop_path"), details.get("gradcam_path")) if path]
         shown["machine_box"] = box_text(box_of(item)) if box_of(item) else None
+    if key.kind == "identity":
+        shown["images"] = [details["crop_path"]] if details.get("crop_path") else []
+        shown["individual"], shown["individual_source"] = value_now(human.get("identity"), None, item["call"])
     if key.kind == "animal":
         shown["images"] = details.get("crops") or []
     if key.kind == "frame":
         shown["media_id"], shown["machine_box"] = key.target_id, NO_FACE
     if details.get("frame_boxes") is not None:
-        current = key.target_id if key.kind == "face" else None
+        current = key.target_id if key.kind in ("face", "identity") else None
         shown["frame_boxes"] = [{**box, "current": box["face_id"] == current} for box in details["frame_boxes"]]
     return shown
 
@@ -250,16 +265,18 @@ def correction_row(
         "is_face": ("true", item.get("detector")),
         "outcome": (item.get("predicted"), item.get("model_version")),
         "box": (item.get("machine_box"), item.get("detector")),
+        "identity": (item.get("individual_machine"), item.get("model_version")),
     }[field]
+    on_face = key.kind in ("face", "identity")  # an identity item's corrections speak about its face
     return {
         "correction_id": uuid.uuid4().hex,
         "action": "set",
-        "target_kind": key.kind,
+        "target_kind": "face" if on_face else key.kind,
         "target_id": key.target_id,
         "drop_id": key.drop_id or item.get("drop_id"),
-        "media_id": item.get("media_id") if key.kind in ("face", "frame") else None,
+        "media_id": item.get("media_id") if on_face or key.kind == "frame" else None,
         "media_sha256": item.get("media_sha256"),
-        **{name: item.get(name) for name in ("bbox_x", "bbox_y", "bbox_w", "bbox_h") if key.kind == "face"},
+        **{name: item.get(name) for name in ("bbox_x", "bbox_y", "bbox_w", "bbox_h") if on_face},
         "field": field,
         "machine_value": machine_value,
         "human_value": human_value,
@@ -301,11 +318,20 @@ def record_review(
     key = parse_item_key(key_text)
     with review_session(home) as con:
         item, entry = item_shown(con, key), queue_row(con, key, day, audit_share)
-    field, human_value = decide(key.kind, action_key, item.get("call") if action_key == "c" else None, box)
+    call = item.get("call") if action_key == "c" else None
+    field, human_value = decide(key.kind, action_key, call, box, item.get("candidates") or [])
+    if human_value == NEW_INDIVIDUAL:
+        human_value = new_individual_id(key.target_id)
     row = correction_row(key, item, field, human_value, reviewer, entry)
     row.update(timing)
     save_correction(home, row)
     return row
+
+
+def new_individual_id(face_id: str) -> str:
+    """The provisional individual a face founds when a keeper says it is of no registered animal: the id clustering
+    gives a cluster founded by that face, so the keeper's word and the machine's agree when both say new."""
+    return provisional_id(face_id)
 
 
 def undo_last(home: HomeLayout, reviewer: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import duckdb
 
 from schemas.review import AUDIT_BUCKETS
+from tasks.catalog import REVIEW_MARGIN
 
 # Every reviewable item with the value of a human look (1 = a coin toss for the model), why, what identifies its
 # target for the live corrections (media and box for faces), the machine's call, the rest of what the page shows as
@@ -14,7 +15,9 @@ from schemas.review import AUDIT_BUCKETS
 # 0.5. Animals: a registry contradiction or conflict counts fully, else the share of confident faces on the minority
 # side (at most 0.5, doubled). Encounters: nearness of the calibrated P(success) to 0.5 (the abstain band is its
 # middle). Frames: images where the detector found nothing on a camera that usually yields faces, at half the
-# camera's faces per frame (capped at 0.5).
+# camera's faces per frame (capped at 0.5). Identity: a registered match by how close its runner-up is (margin 0
+# counts fully, twice the review margin or more not at all); a provisional individual once, on its best face, at 0.5
+# (a person confirms every new individual).
 REVIEW_ITEMS_SQL = """
     CREATE OR REPLACE TABLE review_items AS
     WITH camera_yield AS (
@@ -82,6 +85,31 @@ REVIEW_ITEMS_SQL = """
                         'captured_at': g.captured_at, 'camera': g.camera, 'detector': d.detector,
                         'frame_boxes': []})
         FROM faceless g LEFT JOIN drop_detector d USING (drop_id)
+        UNION ALL
+        SELECT 'identity', c.drop_id, c.face_id,
+               CASE WHEN c.identity_machine_kind = 'registered'
+                    THEN 1 - least(1.0, coalesce(c.identity_margin, 0) / (2 * $review_margin)) ELSE 0.5 END,
+               CASE WHEN c.identity_machine_kind = 'provisional'
+                    THEN 'matches no registered animal: is it a new individual (' || c.individual_machine || ')?'
+                    WHEN c.identity_margin < $review_margin
+                    THEN 'two registered animals match almost equally (margin ' || printf('%.3f', c.identity_margin)
+                         || ')'
+                    ELSE 'matched to ' || c.individual_machine || ' (margin ' || printf('%.3f', c.identity_margin)
+                         || ')' END,
+               c.media_id, c.bbox_x, c.bbox_y, c.bbox_w, c.bbox_h, c.individual_machine, c.identity_score,
+               c.identity_model_version,
+               to_json({'crop_path': c.crop_path, 'source': c.source, 'detector': c.detector,
+                        'individual_machine': c.individual_machine, 'machine_kind': c.identity_machine_kind,
+                        'established': c.identity_established, 'candidates': coalesce(c.identity_candidates, []),
+                        'candidate_scores': coalesce(c.identity_candidate_scores, []),
+                        'media_path': m.path, 'media_sha256': m.sha256, 'frame_boxes': coalesce(b.boxes, [])})
+        FROM face_calls c
+        LEFT JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
+        LEFT JOIN frame_boxes b ON b.media_id = c.media_id AND b.drop_id = c.drop_id
+        WHERE c.identity_machine_kind = 'registered' AND c.is_face
+           OR c.identity_machine_kind = 'provisional' AND c.is_face AND c.face_id IN (
+                  SELECT arg_max(face_id, identity_score) FROM face_calls
+                  WHERE identity_machine_kind = 'provisional' AND is_face GROUP BY individual_machine)
     )
     SELECT key, md5_number(key) % $buckets AS audit_u, * FROM (
         SELECT kind || ':' || drop_id || ':' || target_id AS key, * FROM items
@@ -91,5 +119,6 @@ REVIEW_ITEMS_SQL = """
 
 def write_review_items(con: duckdb.DuckDBPyConnection, frame_min_yield: float) -> str:
     """(Re)write the review_items table from the refreshed views; its name."""
-    con.execute(REVIEW_ITEMS_SQL, {"frame_min_yield": frame_min_yield, "buckets": AUDIT_BUCKETS})
+    sql = REVIEW_ITEMS_SQL.replace("$review_margin", REVIEW_MARGIN)  # the thresholds table's value, in SQL
+    con.execute(sql, {"frame_min_yield": frame_min_yield, "buckets": AUDIT_BUCKETS})
     return "review_items"

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from flows.review.security import CSRF_HEADER, SESSION_COOKIE, Session, SessionStore, is_loopback_name, same_secret
 from schemas.home import HomeLayout
-from schemas.review import ACTIONS, CONFIRM, UNDECIDED, ReviewError, parse_item_key
+from schemas.review import ACTIONS, CANDIDATE, CONFIRM, UNDECIDED, ReviewError, parse_item_key
 from tasks import review as review_tasks
 from tasks.catalog import CatalogMissingError
 from tasks.explain import explain_face
@@ -39,6 +39,7 @@ ACTION_LABELS = {
     "x": "failure",
     "b": "draw the face's box",
     "e": "no face missed here",
+    "w": "a new individual (none of these)",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -135,6 +136,29 @@ def template_environment() -> Environment:
     )
 
 
+def candidate_text(item: dict[str, Any]) -> str:
+    """An identity item's registered candidates with their similarity, best first."""
+    pairs = zip(item.get("candidates") or [], item.get("candidate_scores") or [])
+    return ", ".join(f"{name} {score:.2f}" for name, score in pairs) or "no registered animal"
+
+
+def item_actions(kind: str, item: dict[str, Any]) -> list[dict[str, str]]:
+    """The keys the page offers on an item: nothing to confirm in the abstain band, and an identity item's number keys
+    only for the candidates it has, labelled with their names."""
+    candidates = item.get("candidates") or []
+    actions = []
+    for k, (_, value) in ACTIONS[kind].items():
+        if value == CONFIRM and item.get("call") in UNDECIDED:
+            continue
+        if value.startswith(CANDIDATE):
+            rank = int(value.removeprefix(CANDIDATE))
+            if rank <= len(candidates):
+                actions.append({"key": k, "label": f"it is {candidates[rank - 1]}"})
+            continue
+        actions.append({"key": k, "label": ACTION_LABELS[k]})
+    return actions
+
+
 def item_json(entry: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     """What the page needs to show one queue entry (its queue row and what tasks.review shows of it): its call,
     probability, model, images and keys."""
@@ -166,8 +190,17 @@ def item_json(entry: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
             ("captured", item.get("captured_at")),
             ("size", f"{item.get('width')} x {item.get('height')} px"),
         ],
+        "identity": [
+            ("individual now", f"{item.get('individual')} ({item.get('individual_source')})"),
+            ("machine said", f"{item.get('individual_machine')} ({item.get('machine_kind')})"),
+            ("established by", item.get("established")),
+            ("candidates", candidate_text(item)),
+            ("frame", item.get("media_path")),
+        ],
     }[key.kind]
-    title = {"face": "Face", "animal": "Animal", "encounter": "Encounter", "frame": "Frame"}[key.kind]
+    title = {"face": "Face", "animal": "Animal", "encounter": "Encounter", "frame": "Frame", "identity": "Who is"}[
+        key.kind
+    ]
     frame_id = item.get("media_id") if item.get("frame_boxes") is not None else None
     return {
         "key": entry["key"],
@@ -183,11 +216,7 @@ def item_json(entry: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
         "frame": f"/frames/{quote(item['drop_id'], safe='')}/{quote(frame_id, safe='')}" if frame_id else None,
         "boxes": item.get("frame_boxes") or [],
         "details": [[label, "" if value is None else str(value)] for label, value in details],
-        "actions": [
-            {"key": k, "label": ACTION_LABELS[k]}
-            for k, (_, value) in ACTIONS[key.kind].items()
-            if value != CONFIRM or item.get("call") not in UNDECIDED  # nothing to confirm in the abstain band
-        ],
+        "actions": item_actions(key.kind, item),
         "remaining": entry.get("remaining"),
     }
 
@@ -360,7 +389,8 @@ def create_app(server: ReviewServer) -> FastAPI:
         session = posted(request)
         row = review_tasks.undo_last(server.home, session.reviewer)
         drop = "" if row["target_kind"] == "animal" else row["drop_id"]
-        shown = named_item(server, f"{row['target_kind']}:{drop}:{row['target_id']}")
+        kind = "identity" if row["target_kind"] == "face" and row["field"] == "identity" else row["target_kind"]
+        shown = named_item(server, f"{kind}:{drop}:{row['target_id']}")
         return JSONResponse({"undone": row["undoes"], "item": shown})
 
     @app.post("/api/explain")

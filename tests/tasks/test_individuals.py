@@ -1,0 +1,143 @@
+"""Individuals over the whole home: camera-trap faces matched to registered animals, the rest grouped into provisional
+individuals, counted once each by the animals view and gender_ratio, and corrected by keepers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schemas.config import Settings
+from schemas.home import HomeLayout
+from schemas.tables import FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES
+from tasks.catalog import query, refresh_views
+from tasks.individuals import SCOPE, assign_individuals
+from tasks.lake import read_table, write_rows
+from tasks.model_store import save_checkpoint
+from tasks.review import record_review
+from tests.review_home import DROP, media_id_of, write_review_home
+
+DIM = 8
+IDENTITY = "panda-identity"
+TIMING = {"seconds_spent": 2.0, "keystrokes": 1}
+
+
+def unit(*weights: float) -> list[float]:
+    """A unit-length embedding from its first coordinates (the rest zero)."""
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[: len(weights)] = weights
+    return (vector / np.linalg.norm(vector)).tolist()
+
+
+# Which way each face of the review home points: A01 and A02 are registered (keeper-named faces); two camera-trap
+# faces look like A01, two like nobody registered (one new animal), and one sits halfway between A01 and A02.
+EMBEDDINGS = {
+    "A01/p1.jpg": unit(1, 0.05),
+    "A01/p2.jpg": unit(1, -0.05),
+    "A02/p1.jpg": unit(0, 1, 0.05),
+    "A02/p2.jpg": unit(0, 1, -0.05),
+    "cam01/IMG_0001.JPG": unit(1, 0, 0.1),
+    "cam01/IMG_0002.JPG": unit(1, 0.1, 0, 0.1),
+    "cam01/IMG_0003.JPG": unit(0, 0, 1, 0.05),
+    "cam01/IMG_0004.JPG": unit(0, 0, 1, -0.05),
+    "cam01/IMG_0005.JPG": unit(1, 1, 0.2),
+}
+
+
+def face_id_of(frame: str) -> str:
+    """The one face of a frame of the review home."""
+    return f"{media_id_of(frame)}-f0"
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> HomeLayout:
+    """The review home with every face embedded and a stored identity model card (no weights needed here)."""
+    home = write_review_home(tmp_path / "home")
+    faces = {row["face_id"]: row for row in read_table(home, FACES).to_pylist()}
+    rows = [
+        {
+            "face_id": face_id_of(frame),
+            "media_id": media_id_of(frame),
+            "drop_id": DROP,
+            "animal_id": faces[face_id_of(frame)]["animal_id"],
+            "source": "detector",
+            "embedding": vector,
+            "model_version": f"{IDENTITY}@v1",
+            "run_id": "r1",
+        }
+        for frame, vector in EMBEDDINGS.items()
+    ]
+    write_rows(home, FACE_EMBEDDINGS, DROP, "identify", rows)
+    card = {"name": IDENTITY, "kind": "identity", "match_threshold": 0.6, "cluster_threshold": 0.8}
+    save_checkpoint(home.model_dir("identity", IDENTITY), {}, card)
+    return home
+
+
+def assign(home: HomeLayout, run_id: str = "r2") -> dict:
+    """Assign individuals and rebuild the catalog, as a nightly run does."""
+    result = assign_individuals(home, Settings(), run_id)
+    refresh_views(home, Settings().view_thresholds())
+    return result
+
+
+def identity_of(home: HomeLayout, frame: str) -> dict:
+    """The identity columns face_calls gives the face of a frame."""
+    sql = "SELECT individual_id, identity_kind, identity_source, identity_margin FROM face_calls WHERE face_id = ?"
+    return query(home, sql, [face_id_of(frame)]).to_pylist()[0]
+
+
+def test_faces_are_matched_clustered_and_counted_once_per_individual(home: HomeLayout) -> None:
+    result = assign(home)
+    assert (result["gallery_faces"], result["faces"], result["provisional_individuals"]) == (4, 5, 1)
+    assert identity_of(home, "cam01/IMG_0001.JPG")["individual_id"] == "A01"
+    assert identity_of(home, "cam01/IMG_0002.JPG")["identity_source"] == "machine"
+    new = {identity_of(home, f"cam01/IMG_000{i}.JPG")["individual_id"] for i in (3, 4)}
+    assert len(new) == 1 and next(iter(new)).startswith("P-")
+    unsure = identity_of(home, "cam01/IMG_0005.JPG")
+    assert unsure["individual_id"] is None and unsure["identity_margin"] < 0.05, "a near tie is no confident identity"
+
+    animals = query(home, "SELECT animal_id, identity_kind, n_faces FROM animals ORDER BY animal_id").to_pylist()
+    assert [(a["animal_id"], a["identity_kind"], a["n_faces"]) for a in animals] == [
+        ("A01", "registered", 4),
+        ("A02", "registered", 2),
+        (next(iter(new)), "provisional", 2),
+    ]
+    events = query(home, "SELECT n_faces FROM face_events").column("n_faces").to_pylist()
+    assert events == [1], "only the unsure face stays in face_events"
+    ratio = query(home, "SELECT males + females + unknown AS n FROM gender_ratio WHERE level = 'overall'")
+    assert ratio.column("n").to_pylist() == [3]
+    individual = query(home, "SELECT * FROM individuals WHERE kind = 'provisional'").to_pylist()[0]
+    assert (individual["n_faces"], individual["n_frames"], individual["established_by"]) == (2, 2, "machine")
+    assert individual["best_face_id"] in {face_id_of("cam01/IMG_0003.JPG"), face_id_of("cam01/IMG_0004.JPG")}
+
+
+def test_a_rerun_rewrites_nothing_and_provisional_ids_stay(home: HomeLayout) -> None:
+    assign(home)
+    part = home.part(IDENTITY_MATCHES.name, IDENTITY_MATCHES.partition, SCOPE, "individuals")
+    before, written = read_table(home, IDENTITY_MATCHES).to_pylist(), part.stat().st_mtime_ns
+    again = assign(home, run_id="r3")
+    assert again["status"] == "unchanged" and part.stat().st_mtime_ns == written
+    assert read_table(home, IDENTITY_MATCHES).to_pylist() == before
+
+
+def test_keepers_name_faces_and_individuals_and_the_machine_learns_from_it(home: HomeLayout) -> None:
+    assign(home)
+    key = f"identity:{DROP}:{face_id_of('cam01/IMG_0005.JPG')}"
+    items = query(home, "SELECT key, value FROM review_items WHERE kind = 'identity' ORDER BY value DESC")
+    assert items.column("key").to_pylist()[0] == key, "the near tie is the most valuable identity item"
+    row = record_review(home, key, "2", "kim", TIMING, "2026-12-02", 0.05)
+    assert (row["target_kind"], row["field"], row["human_value"]) == ("face", "identity", "A02")
+    named = identity_of(home, "cam01/IMG_0005.JPG")
+    assert (named["individual_id"], named["identity_source"]) == ("A02", "human")
+
+    provisional = identity_of(home, "cam01/IMG_0003.JPG")["individual_id"]
+    new_key = f"identity:{DROP}:{face_id_of('cam01/IMG_0003.JPG')}"
+    candidates = query(home, "SELECT identity_candidates FROM face_calls WHERE face_id = ?", [new_key.split(":")[2]])
+    second = candidates.column(0).to_pylist()[0][1]
+    record_review(home, new_key, "2", "kim", TIMING, "2026-12-02", 0.05)
+    assert identity_of(home, "cam01/IMG_0003.JPG")["individual_id"] == second
+    assert identity_of(home, "cam01/IMG_0004.JPG")["individual_id"] == provisional, "its cluster-mate waits a night"
+
+    after = assign(home)
+    assert after["gallery_faces"] == 6, "keeper-named faces join the gallery of their animal"
