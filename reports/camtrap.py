@@ -330,6 +330,20 @@ def machine_note(face: Mapping[str, Any]) -> str:
     return f"machine call {said} by {classified_by(face)}"
 
 
+def identity_note(face: Mapping[str, Any]) -> str | None:
+    """How the individual of a face was established, when not by the registry: the identity net's match or cluster
+    (with its similarity), or a reviewer."""
+    source, individual = face.get("identity_source"), face.get("individual_id")
+    if not individual or source in (None, "registry"):
+        return None
+    if source == "human":
+        return f"individual {individual} named by reviewer {face.get('identity_reviewer') or 'reviewer'}"
+    kind = "provisional individual" if face.get("identity_kind") == "provisional" else "registered animal"
+    score = face.get("identity_score")
+    similarity = f", similarity {score:.3f}" if score is not None else ""
+    return f"{kind} {individual} by breedwatch identity model {face.get('identity_model_version')}{similarity}"
+
+
 def observation_row(face: Mapping[str, Any], media: Mapping[str, Any], species: str | None) -> dict[str, Any]:
     """One observations.csv row for one face: media level, animal, its box, the animal's sex call (a reviewer's
     call, marked human, where `breedwatch review` recorded one)."""
@@ -342,6 +356,10 @@ def observation_row(face: Mapping[str, Any], media: Mapping[str, Any], species: 
     if reviewed:
         comment = "; ".join(note for note in (comment, machine_note(face)) if note)
         (sex, by, when), method, probability = reviewed, "human", None
+    comment = "; ".join(note for note in (comment, identity_note(face)) if note) or None
+    if face.get("identity_source") == "human" and not reviewed:
+        method, by = "human", face.get("identity_reviewer") or "reviewer"
+        when, probability = face.get("identity_reviewed_at"), None
     return {
         "observationID": qualified(face["drop_id"], face["face_id"]),
         "deploymentID": deployment_of(media),
@@ -353,7 +371,7 @@ def observation_row(face: Mapping[str, Any], media: Mapping[str, Any], species: 
         "scientificName": species,
         "count": 1,
         "sex": sex,
-        "individualID": face.get("animal_id"),
+        "individualID": face.get("individual_id") or face.get("animal_id"),
         "bboxX": box[0],
         "bboxY": box[1],
         "bboxWidth": box[2],
@@ -508,7 +526,10 @@ def description(built: Built) -> str:
         "animal-level call of the gender model from all of the animal's faces (empty inside the abstain band), and "
         "classificationProbability is the posterior probability of that call. Where a keeper corrected or "
         "confirmed the call in breedwatch review, classificationMethod is human, classifiedBy the reviewer and "
-        "observationComments gives the machine's call.",
+        "observationComments gives the machine's call. individualID is the animal a keeper photo names, the "
+        "registered animal the identity model matched, or a provisional individual (P-...) it grouped from faces "
+        "that match no registered animal; observationComments says which, and a keeper's naming makes the "
+        "observation human.",
         "The custom encounters resource holds per-encounter mating success from vocalisations.",
         *built.notes,
     ]

@@ -61,14 +61,15 @@ SELECT f.drop_id, f.face_id, f.media_id, f.animal_id, f.source, f.detector, f.bb
        coalesce(c.is_face, true) AS is_face, CASE WHEN c.sex_source = 'human' THEN c.sex END AS face_human_sex,
        c.reviewer AS face_reviewer, c.reviewed_at AS face_reviewed_at,
        CASE WHEN a.sex_source = 'human' THEN a.sex END AS animal_human_sex, a.sex_reviewer AS animal_reviewer,
-       a.sex_reviewed_at AS animal_reviewed_at
+       a.sex_reviewed_at AS animal_reviewed_at, c.individual_id, c.identity_source, c.identity_kind,
+       c.identity_score, c.identity_model_version, c.identity_reviewer, c.identity_reviewed_at
 FROM faces f
 LEFT JOIN latest g ON g.drop_id = f.drop_id AND g.face_id = f.face_id
-LEFT JOIN animals a ON a.animal_id = coalesce(g.animal_id, f.animal_id)
 LEFT JOIN (
     SELECT * FROM face_calls
     QUALIFY row_number() OVER (PARTITION BY drop_id, face_id ORDER BY reviewed_at DESC NULLS LAST) = 1
 ) c ON c.drop_id = f.drop_id AND c.face_id = f.face_id
+LEFT JOIN animals a ON a.animal_id = coalesce(c.individual_id, g.animal_id, f.animal_id)
 WHERE {DROP_FILTER.format(column="f.drop_id")}
 ORDER BY f.drop_id, f.face_id
 """

@@ -16,13 +16,28 @@ from tasks.catalog import query
 REVIEW_ROWS = 10
 THUMBNAILS_PER_ANIMAL = 3
 RELATIONS_SQL = "SELECT table_name FROM information_schema.tables WHERE list_contains(?, table_name)"
-RUN_ANIMALS = """(SELECT animal_id FROM faces WHERE list_contains(?, drop_id) AND animal_id IS NOT NULL
-                  UNION SELECT animal_id FROM animal_manifest WHERE list_contains(?, drop_id))"""
+RUN_ANIMALS = """(SELECT animal_id FROM faces WHERE list_contains($drops, drop_id) AND animal_id IS NOT NULL
+                  UNION SELECT animal_id FROM animal_manifest WHERE list_contains($drops, drop_id)
+                  UNION SELECT individual_id FROM face_calls
+                        WHERE list_contains($drops, drop_id) AND individual_id IS NOT NULL)"""
 ANIMALS_SQL = f"SELECT * FROM animals WHERE animal_id IN {RUN_ANIMALS} ORDER BY animal_id"
 THUMBNAILS_SQL = f"""
 SELECT animal_id, crop_path FROM faces
 WHERE NOT excluded AND crop_path IS NOT NULL AND animal_id IN {RUN_ANIMALS}
-QUALIFY row_number() OVER (PARTITION BY animal_id ORDER BY quality.sharpness DESC NULLS LAST, face_id) <= ?
+QUALIFY row_number() OVER (PARTITION BY animal_id ORDER BY quality.sharpness DESC NULLS LAST, face_id) <= $n
+"""
+# Individuals seen on the run's camera-trap frames, and faces whose best registered match is too close to its
+# runner-up to count ("who is this?"), lowest margin first.
+SIGHTED_SQL = """
+SELECT * FROM individuals WHERE individual_id IN (
+    SELECT individual_id FROM face_calls WHERE list_contains(?, drop_id) AND source = 'detector' AND is_face)
+ORDER BY kind DESC, n_sightings DESC, individual_id
+"""
+WHO_IS_THIS_SQL = """
+SELECT face_id, drop_id, crop_path, identity_candidates, identity_candidate_scores, identity_margin
+FROM face_calls
+WHERE list_contains(?, drop_id) AND individual_id IS NULL AND identity_machine_kind = 'registered' AND is_face
+ORDER BY identity_margin, face_id LIMIT ?
 """
 EVENTS_SQL = "SELECT * FROM face_events WHERE list_contains(?, drop_id) ORDER BY drop_id, camera, started_at"
 SERIES_SQL = """
@@ -69,9 +84,9 @@ def rows_if(home: HomeLayout, present: set[str], relation: str, sql: str, params
 
 def animal_rows(home: HomeLayout, drop_ids: list[str]) -> list[dict[str, Any]]:
     """The run's animals with up to three thumbnails of their sharpest usable faces."""
-    animals = query(home, ANIMALS_SQL, [drop_ids, drop_ids]).to_pylist()
+    animals = query(home, ANIMALS_SQL, {"drops": drop_ids}).to_pylist()
     thumbs: dict[str, list[str]] = defaultdict(list)
-    for row in query(home, THUMBNAILS_SQL, [drop_ids, drop_ids, THUMBNAILS_PER_ANIMAL]).to_pylist():
+    for row in query(home, THUMBNAILS_SQL, {"drops": drop_ids, "n": THUMBNAILS_PER_ANIMAL}).to_pylist():
         uri = thumbnail_uri(home.root / row["crop_path"])
         if uri:
             thumbs[row["animal_id"]].append(uri)
@@ -94,6 +109,20 @@ def ratio_series(home: HomeLayout) -> str | None:
         )
     png = proportion_series_plot(points, "male share") if len({type(p["when"]) for p in points}) == 1 else None
     return data_uri(png) if png else None
+
+
+def individuals_section(home: HomeLayout, drop_ids: list[str], review_url: str | None) -> dict[str, Any]:
+    """Individuals seen on the run's camera traps with their best face, and the "who is this?" list of faces whose
+    best registered match is too close to its runner-up, each linked to the review app when configured."""
+    sighted = query(home, SIGHTED_SQL, [drop_ids]).to_pylist()
+    for row in sighted:
+        row["thumbnail"] = thumbnail_uri(home.root / row["best_crop_path"]) if row["best_crop_path"] else None
+    unsure = query(home, WHO_IS_THIS_SQL, [drop_ids, REVIEW_ROWS]).to_pylist()
+    for row in unsure:
+        row["thumbnail"] = thumbnail_uri(home.root / row["crop_path"]) if row["crop_path"] else None
+        row["candidates"] = list(zip(row["identity_candidates"] or [], row["identity_candidate_scores"] or []))
+        row["review_url"] = review_link(review_url, "identity", row["drop_id"], row["face_id"])
+    return {"individuals": sighted, "who_is_this": unsure}
 
 
 def gender_section(home: HomeLayout, drop_ids: list[str], present: set[str]) -> dict[str, Any]:
@@ -194,7 +223,7 @@ def review_section(
 def prediction_sections(home: HomeLayout, drop_ids: list[str], review_url: str | None = None) -> dict[str, Any]:
     """Every prediction section of the run report."""
     present = relations(home, ["gender_ratio", "mating_success", "model_cards", "encounters", "audit_accuracy"])
-    gender = gender_section(home, drop_ids, present)
+    gender = {**gender_section(home, drop_ids, present), **individuals_section(home, drop_ids, review_url)}
     mating = mating_section(home, drop_ids, present)
     review = {
         **review_section(home, drop_ids, gender["animals"], mating["encounters"], review_url),
