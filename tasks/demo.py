@@ -1,6 +1,7 @@
-"""Prepare `breedwatch demo`: the sample drop, a species detector trained on a separate sample archive, a gender net
-trained on a separate studbook archive of sexed animals, a small CGANet trained on the drop's labelled encounters, and
-the config."""
+"""Prepare `breedwatch demo`: the sample drop and a later camera-trap night of its population (with never-registered
+animals), a species detector trained on a separate sample archive, a gender net trained on a separate studbook
+archive of sexed animals, an identity net trained on the studbook and the archive's annotated camera-trap faces, a
+small CGANet trained on the drop's labelled encounters, and the config."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tasks.catalog import query
 from tasks.detector_training import train_detector_on_sample_drop
 from tasks.gender_training import KIND as GENDER_KIND
 from tasks.gender_training import train_gender
+from tasks.identity_training import KIND as IDENTITY_KIND
+from tasks.identity_training import train_identity
 from tasks.lake import write_bytes_atomic
 from tasks.mating_training import ensure_demo_mating_model
 from tasks.model_store import versions
@@ -29,6 +32,13 @@ STUDBOOK_SEED_OFFSET = 2000
 # from one male and called every animal female; 40 animals give it both sexes to learn and to be measured on.
 STUDBOOK_ANIMALS = 40
 DEMO_CONFIG = "demo.toml"
+DEMO_WILD = 4  # never-registered animals of the demo population, seen only on its camera-trap night
+DEMO_TRAPS_NIGHT = 1  # the night after the demo drop's: camera traps only
+INDIVIDUALS_SQL = """
+SELECT count(*) FILTER (WHERE kind = 'registered') AS registered, count(*) FILTER (WHERE kind = 'provisional') AS new
+FROM individuals WHERE individual_id IN (
+    SELECT individual_id FROM face_calls WHERE drop_id = ? AND source = 'detector' AND is_face)
+"""
 # The light CPU variant (seed 001): with no pretrained backbone on the station, a from-scratch mini-Xception at 64 px
 # beat a from-scratch ResNet18 at 112 px and HOG + SVM on held-out sample animals (see README, "Gender").
 DEMO_GENDER_TRAIN = {"arch": "mini_xception", "input_size": 64, "epochs": 25, "lr": 0.01}
@@ -49,16 +59,20 @@ class DemoPlan:
     """What the demo will run: its drop, its configuration file and what was prepared for it."""
 
     drop: Path
+    traps_night: Path
     config: Path
     notes: list[str]
 
 
-def ensure_sample_drop(path: Path, seed: int, animals: int, ready_marker: str = "") -> str | None:
-    """Write a sample drop once, with the ready marker when one is configured (the run need not wait for it to
-    settle: it is complete); say so when it was written."""
+def ensure_sample_drop(
+    path: Path, seed: int, animals: int, ready_marker: str = "", night: int = 0, wild: int = 0
+) -> str | None:
+    """Write a sample drop (night `night` of the population, with `wild` never-registered animals) once, with the
+    ready marker when one is configured (the run need not wait for it to settle: it is complete); say so when it was
+    written."""
     if path.exists():
         return None
-    summary = write_sample_drop(path, seed=seed, n_animals=animals)
+    summary = write_sample_drop(path, seed=seed, n_animals=animals, night=night, n_wild=wild)
     if ready_marker:
         write_bytes_atomic(path / ready_marker, b"")
     return f"generated sample drop {path}: {summary}"
@@ -97,6 +111,28 @@ def ensure_demo_gender_model(home: HomeLayout, studbook: Path, settings: Setting
     )
 
 
+def ensure_demo_identity_model(home: HomeLayout, studbook: Path, archive: Path, settings: Settings) -> str | None:
+    """Train the identity net once on the studbook's keeper photos and the archive's annotated camera-trap faces (other
+    animals than the demo drop's, so every animal it meets at night is new to it)."""
+    name = settings.identity.model.partition("@")[0]
+    if versions(home.model_dir(IDENTITY_KIND, name)):
+        return None
+    card = train_identity(home, settings.identity, name, [studbook / "faces"], [archive])
+    metrics = card["metrics"]
+    return (
+        f"trained {card['label']} ({card['arch']} at {card['input_size']} px) on {card['n_faces']} faces of "
+        f"{sum(len(animals) for animals in card['split'].values())} animals in {card['train_seconds']:.0f} s; "
+        f"held-out animals: {identity_summary(metrics)}"
+    )
+
+
+def identity_summary(metrics: dict[str, object]) -> str:
+    """The identity card's headline figures in a phrase (those it has)."""
+    named = {"top1": "top-1 {:.2f}", "new_auroc": "new-individual AUROC {:.2f}", "geometric_mean": "BAKS x BAUS {:.2f}"}
+    found = [label.format(metrics[key]) for key, label in named.items() if isinstance(metrics.get(key), float)]
+    return ", ".join(found) or "no metrics"
+
+
 def write_demo_config(home: HomeLayout, user_config: Path | None) -> Path:
     """The user's configuration (if any) with the demo's trained detector selected."""
     data = tomllib.loads(user_config.read_text()) if user_config else {}
@@ -119,10 +155,14 @@ def prepare_demo(settings: Settings, user_config: Path | None, seed: int, animal
     the CGANet learns from the drop's labelled encounters and the nightly run predicts the others."""
     home = HomeLayout(settings.home)
     drop = settings.inbox_dir / f"sample-seed{seed}-{animals}"
+    traps_night = settings.inbox_dir / f"sample-seed{seed}-{animals}-night{DEMO_TRAPS_NIGHT}"
     archive = home.root / "training" / f"detector-archive-seed{seed + ARCHIVE_SEED_OFFSET}"
     studbook = home.root / "training" / f"studbook-seed{seed + STUDBOOK_SEED_OFFSET}-{STUDBOOK_ANIMALS}"
     notes = [
         ensure_sample_drop(drop, seed, animals, settings.ingest.ready_marker),
+        ensure_sample_drop(
+            traps_night, seed, animals, settings.ingest.ready_marker, night=DEMO_TRAPS_NIGHT, wild=DEMO_WILD
+        ),
         ensure_sample_drop(archive, seed + ARCHIVE_SEED_OFFSET, animals),
         ensure_studbook(studbook, seed + STUDBOOK_SEED_OFFSET, STUDBOOK_ANIMALS),
     ]
@@ -130,8 +170,9 @@ def prepare_demo(settings: Settings, user_config: Path | None, seed: int, animal
     config = write_demo_config(home, user_config)
     demo_settings = load_settings(config, home=settings.home)
     notes.append(ensure_demo_gender_model(home, studbook, demo_settings))
+    notes.append(ensure_demo_identity_model(home, studbook, archive, demo_settings))
     notes.append(ensure_demo_mating_model(home, drop, demo_settings))
-    return DemoPlan(drop, config, [note for note in notes if note])
+    return DemoPlan(drop, traps_night, config, [note for note in notes if note])
 
 
 def true_male_share(drop: Path) -> tuple[int, int]:
@@ -158,4 +199,25 @@ def gender_truth_check(home: HomeLayout, drop: Path) -> str:
         f"{row['unknown']} unknown and corrects the share to {row['corrected']:.2f} "
         f"(95% CI {row['corrected_ci_low']:.2f}-{row['corrected_ci_high']:.2f}), which "
         f"{'contains' if inside else 'does NOT contain'} the true share."
+    )
+
+
+def true_individuals(drop: Path) -> tuple[int, int]:
+    """Registered and never-registered animals a sample night's frames show (truth/individuals.csv)."""
+    with (drop / "truth" / "individuals.csv").open(newline="", encoding="utf-8") as handle:
+        registered = [row["registered"] for row in csv.DictReader(handle)]
+    return registered.count("true"), registered.count("false")
+
+
+def individuals_check(home: HomeLayout, drop: Path, drop_id: str) -> str:
+    """One sentence comparing the individuals the catalog counts on a camera-trap night with the night's truth."""
+    registered, wild = true_individuals(drop)
+    rows = query(home, INDIVIDUALS_SQL, [drop_id]).to_pylist()
+    counted = rows[0] if rows else {"registered": 0, "new": 0}
+    total, truth = counted["registered"] + counted["new"], registered + wild
+    error = abs(total - truth) / truth if truth else 0.0
+    return (
+        f"individuals check: the camera traps of {drop.name} saw {truth} animals ({registered} registered, {wild} "
+        f"never registered); the catalog counts {total} ({counted['registered']} registered, {counted['new']} "
+        f"provisional), {error:.0%} off."
     )

@@ -80,7 +80,7 @@ def demo(
     """Generate a sample drop (once), train a species face detector on a separate sample archive (once), run the nightly
     flow."""
     from schemas.home import HomeLayout
-    from tasks.demo import gender_truth_check, prepare_demo
+    from tasks.demo import gender_truth_check, individuals_check, prepare_demo
     from tasks.runner import start_api_server_early
 
     settings = settings_or_exit(home, config)
@@ -90,8 +90,10 @@ def demo(
         out.print(note, highlight=False)
     if server is not None:
         server.join()
-    summary = run_nightly([str(plan.drop)], settings_or_exit(settings.home, plan.config), plan.config)
+    drops = [str(plan.drop), str(plan.traps_night)]
+    summary = run_nightly(drops, settings_or_exit(settings.home, plan.config), plan.config)
     out.print(gender_truth_check(HomeLayout(settings.home), plan.drop), highlight=False)
+    out.print(individuals_check(HomeLayout(settings.home), plan.traps_night, plan.traps_night.name), highlight=False)
     print_summary(summary)
 
 
