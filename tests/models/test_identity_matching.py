@@ -94,6 +94,15 @@ def test_exact_ties_rank_individuals_by_id_even_across_the_top_k_cut(method: str
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_exact_ties_rank_by_id_when_the_first_neighbours_belong_to_later_ids(method: str) -> None:
+    # twins 5-9 have two rows each, 0-4 one: faiss's first neighbours (of tied rows) are 5-9's, yet 0 and 1 rank first
+    names = [f"twin-{i}" for i in range(10)] + [f"twin-{i}" for i in range(5, 10)]
+    gallery = np.tile(unit([[1, 2, 3]]), (15, 1))
+    matches = match_gallery(unit([[1, 2, 3]]), gallery, names, k=2, method=method)
+    assert matches.ids.tolist() == [["twin-0", "twin-1"]]
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_matches_equal_a_dense_brute_force_on_a_skewed_gallery(method: str) -> None:
     rng = np.random.default_rng(3)
     gallery, ids = skewed_gallery(rng, dim=16)
