@@ -182,9 +182,9 @@ def _faiss_index(gallery: _Gallery) -> object:
 def resolve_match_method(method: MatchMethod) -> str:
     """The implementation `method` names; "auto" is matmul, the faster in scripts/bench_identity_matching.py.
 
-    Measured on the 2-core Zen 5 EPYC (PERFORMANCE.md): 100,000 faces against 1,000 animals x 5 rows, matmul 3.8 s,
-    faiss 5.5 s; 5,000 faces, 0.06 s against 0.14 s. Both are bound by the one matrix product, and numpy's OpenBLAS
-    runs it faster than the older OpenBLAS inside the faiss-cpu wheel; faiss's exact index does nothing else here.
+    Measured on the 2-core Zen 5 EPYC (PERFORMANCE.md): 100,000 faces against 1,000 animals x 5 rows, matmul 3.2 s,
+    faiss 4.2 s (5.2 and 6.9 s in a busier run); 5,000 faces, 0.15 s against 0.25 s. Both are bound by the one
+    matrix product; faiss's exact flat index adds nothing to it but a heap, and needs 5x more neighbours than k.
     """
     if method not in ("auto", "matmul", "faiss"):
         raise ValueError(f"method must be auto, matmul or faiss, not {method!r}.")
