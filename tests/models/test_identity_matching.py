@@ -77,6 +77,13 @@ def test_top_k_scores_and_margin_on_hand_made_embeddings(method: str) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_the_margin_is_to_the_runner_up_even_when_only_the_best_is_asked_for(method: str) -> None:
+    matches = match_gallery(unit([[1, 1, 0, 0]]), HAND_GALLERY, HAND_IDS, k=1, method=method)
+    assert matches.ids.tolist() == [["b"]] and matches.scores.shape == (1, 1)
+    assert matches.margin[0] == pytest.approx(1 - np.sqrt(0.5), abs=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_with_one_registered_individual_the_margin_is_the_best_score(method: str) -> None:
     matches = match_gallery(unit([[0.6, 0.8]]), unit([[1, 0], [0.8, -0.6]]), ["only", "only"], k=3, method=method)
     assert matches.ids.tolist() == [["only", None, None]]
