@@ -182,9 +182,9 @@ def _faiss_index(gallery: _Gallery) -> object:
 def resolve_match_method(method: MatchMethod) -> str:
     """The implementation `method` names; "auto" is matmul, the faster in scripts/bench_identity_matching.py.
 
-    Measured on the 2-core Zen 5 EPYC (PERFORMANCE.md): 100,000 faces against 1,000 animals x 5 rows, matmul 3.8 s,
-    faiss 5.5 s; 5,000 faces, 0.06 s against 0.14 s. Both are bound by the one matrix product, and numpy's OpenBLAS
-    runs it faster than the older OpenBLAS inside the faiss-cpu wheel; faiss's exact index does nothing else here.
+    Measured on the 2-core Zen 5 EPYC (PERFORMANCE.md): 100,000 faces against 1,000 animals x 5 rows, matmul 3.2 s,
+    faiss 4.2 s (5.2 and 6.9 s in a busier run); 5,000 faces, 0.15 s against 0.25 s. Both are bound by the one
+    matrix product; faiss's exact flat index adds nothing to it but a heap, and needs 5x more neighbours than k.
     """
     if method not in ("auto", "matmul", "faiss"):
         raise ValueError(f"method must be auto, matmul or faiss, not {method!r}.")
@@ -226,14 +226,12 @@ def match_gallery(
     n = query_matrix.shape[0]
     if n == 0 or gallery_matrix.shape[0] == 0:
         return _empty_matches(n, k)
-    if gallery_matrix.shape[1] != query_matrix.shape[1]:
-        raise ValueError(f"gallery has {gallery_matrix.shape[1]} dimensions, queries {query_matrix.shape[1]}.")
     slots = _slot_gallery(gallery_matrix, gallery_ids)
-    keep = min(k, len(slots.names))
+    keep = min(max(k, 2), len(slots.names))  # at least two, for the runner-up's margin even when k is 1
     step = chunk_rows or default_chunk_rows(slots.rows.shape[0])
     index = _faiss_index(slots) if chosen == "faiss" else None
-    top_individuals = np.full((n, k), len(slots.names), dtype=np.intp)
-    scores = np.full((n, k), np.nan, dtype=np.float32)
+    top_individuals = np.full((n, max(k, keep)), len(slots.names), dtype=np.intp)
+    scores = np.full((n, max(k, keep)), np.nan, dtype=np.float32)
     for start in range(0, n, step):
         chunk = query_matrix[start : start + step]
         if index is None:
@@ -245,8 +243,8 @@ def match_gallery(
     names = np.append(slots.names, None)
     runner_up = scores[:, 1] if keep > 1 else np.zeros(n, dtype=np.float32)
     return GalleryMatches(
-        ids=names[top_individuals],
-        scores=scores,
+        ids=names[top_individuals[:, :k]],
+        scores=scores[:, :k].copy(),
         best_id=names[top_individuals[:, 0]],
         best_score=scores[:, 0].copy(),
         margin=(scores[:, 0] - runner_up).astype(np.float32),

@@ -77,6 +77,13 @@ def test_top_k_scores_and_margin_on_hand_made_embeddings(method: str) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_the_margin_is_to_the_runner_up_even_when_only_the_best_is_asked_for(method: str) -> None:
+    matches = match_gallery(unit([[1, 1, 0, 0]]), HAND_GALLERY, HAND_IDS, k=1, method=method)
+    assert matches.ids.tolist() == [["b"]] and matches.scores.shape == (1, 1)
+    assert matches.margin[0] == pytest.approx(1 - np.sqrt(0.5), abs=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_with_one_registered_individual_the_margin_is_the_best_score(method: str) -> None:
     matches = match_gallery(unit([[0.6, 0.8]]), unit([[1, 0], [0.8, -0.6]]), ["only", "only"], k=3, method=method)
     assert matches.ids.tolist() == [["only", None, None]]
@@ -91,6 +98,15 @@ def test_exact_ties_rank_individuals_by_id_even_across_the_top_k_cut(method: str
     matches = match_gallery(unit([[1, 2, 3], [3, 2, 1]]), gallery, names, k=5, method=method)
     assert matches.ids.tolist() == [[f"twin-{i}" for i in range(5)]] * 2
     assert matches.margin.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_exact_ties_rank_by_id_when_the_first_neighbours_belong_to_later_ids(method: str) -> None:
+    # twins 5-9 have two rows each, 0-4 one: faiss's first neighbours (of tied rows) are 5-9's, yet 0 and 1 rank first
+    names = [f"twin-{i}" for i in range(10)] + [f"twin-{i}" for i in range(5, 10)]
+    gallery = np.tile(unit([[1, 2, 3]]), (15, 1))
+    matches = match_gallery(unit([[1, 2, 3]]), gallery, names, k=2, method=method)
+    assert matches.ids.tolist() == [["twin-0", "twin-1"]]
 
 
 @pytest.mark.parametrize("method", METHODS)
