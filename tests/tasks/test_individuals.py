@@ -3,6 +3,8 @@ individuals, counted once each by the animals view and gender_ratio, and correct
 
 from __future__ import annotations
 
+import csv
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 
 from schemas.config import Settings
 from schemas.home import HomeLayout
-from schemas.tables import FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES
+from schemas.tables import FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES, MEDIA
 from tasks.catalog import query, refresh_views
 from tasks.individuals import SCOPE, assign_individuals
 from tasks.lake import read_table, write_rows
@@ -45,6 +47,11 @@ EMBEDDINGS = {
 }
 
 
+def path_of(row: dict) -> str:
+    """A media row's path, to sort by."""
+    return row["path"]
+
+
 def face_id_of(frame: str) -> str:
     """The one face of a frame of the review home."""
     return f"{media_id_of(frame)}-f0"
@@ -54,6 +61,10 @@ def face_id_of(frame: str) -> str:
 def home(tmp_path: Path) -> HomeLayout:
     """The review home with every face embedded and a stored identity model card (no weights needed here)."""
     home = write_review_home(tmp_path / "home")
+    media = read_table(home, MEDIA).to_pylist()  # captured a minute apart, in path order
+    start = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
+    media = [{**m, "captured_at": start + timedelta(minutes=i)} for i, m in enumerate(sorted(media, key=path_of))]
+    write_rows(home, MEDIA, DROP, "ingest", media)
     faces = {row["face_id"]: row for row in read_table(home, FACES).to_pylist()}
     rows = [
         {
@@ -109,6 +120,7 @@ def test_faces_are_matched_clustered_and_counted_once_per_individual(home: HomeL
     assert ratio.column("n").to_pylist() == [3]
     individual = query(home, "SELECT * FROM individuals WHERE kind = 'provisional'").to_pylist()[0]
     assert (individual["n_faces"], individual["n_frames"], individual["established_by"]) == (2, 2, "machine")
+    assert (individual["n_sightings"], individual["n_nights"], individual["cameras"]) == (1, 1, ["cam01"])
     assert individual["best_face_id"] in {face_id_of("cam01/IMG_0003.JPG"), face_id_of("cam01/IMG_0004.JPG")}
 
 
@@ -141,3 +153,24 @@ def test_keepers_name_faces_and_individuals_and_the_machine_learns_from_it(home:
 
     after = assign(home)
     assert after["gallery_faces"] == 6, "keeper-named faces join the gallery of their animal"
+
+
+def test_the_camtrap_export_names_each_face_s_individual_and_who_named_it(home: HomeLayout, tmp_path: Path) -> None:
+    from schemas.camtrap import ExportSettings
+    from tasks.camtrap_export import export_camtrap_dp
+
+    assign(home)
+    new_face = face_id_of("cam01/IMG_0003.JPG")
+    record_review(home, f"identity:{DROP}:{face_id_of('cam01/IMG_0005.JPG')}", "1", "kim", TIMING, "2026-12-02", 0.05)
+    export_camtrap_dp(home, tmp_path / "package", ExportSettings(), mode="reference")
+    with (tmp_path / "package" / "observations.csv").open(newline="", encoding="utf-8") as handle:
+        rows = {row["observationID"].removeprefix(f"{DROP}-"): row for row in csv.DictReader(handle)}
+    matched = rows[face_id_of("cam01/IMG_0001.JPG")]
+    assert (matched["individualID"], matched["classificationMethod"]) == ("A01", "machine")
+    assert "registered animal A01 by breedwatch identity model panda-identity@v1" in matched["observationComments"]
+    provisional = rows[new_face]
+    assert provisional["individualID"].startswith("P-")
+    assert "provisional individual" in provisional["observationComments"]
+    named = rows[face_id_of("cam01/IMG_0005.JPG")]
+    assert (named["classificationMethod"], named["classifiedBy"]) == ("human", "kim")
+    assert named["individualID"] in {"A01", "A02"} and "named by reviewer kim" in named["observationComments"]
