@@ -268,30 +268,66 @@ def release_drops(home: HomeLayout, drop_ids: list[str], tables: Iterable[TableS
 DAY_PART = "day"  # lake/corrections/day=<D>/part-day.parquet: every correction of one past UTC day
 
 
-def merge_correction_day(home: HomeLayout, day_folder: Path) -> bool:
-    """Merge one day's correction parts into part-day.parquet (rows once each by correction_id), then remove the parts
-    merged; False when there was nothing to merge. Killed between the two steps, the day holds every row twice until
-    the next merge, and live_corrections reads each correction once meanwhile."""
-    parts = sorted(day_folder.glob("part-*.parquet"))
-    if len(parts) < 2:
-        return False
+MONTH_PART = "month"  # lake/corrections/day=<YYYY-MM>/part-month.parquet: every correction of one past month
+
+
+def merge_correction_parts(home: HomeLayout, parts: list[Path], key: str, part_name: str) -> Path:
+    """Write the rows of the given correction parts (once each by correction_id) as one part of partition `key`, then
+    remove the parts merged. Killed between the two steps, the rows are there twice until the next merge, and
+    live_corrections reads each correction once meanwhile."""
     rows: dict[str, dict] = {}
     for part in parts:
         for row in read_part(part, CORRECTIONS).to_pylist():
             rows.setdefault(row["correction_id"], row)
-    merged = write_rows(home, CORRECTIONS, day_folder.name.split("=", 1)[1], DAY_PART, list(rows.values()))
+    merged = write_rows(home, CORRECTIONS, key, part_name, list(rows.values()))
     for part in parts:
         if part != merged:
             part.unlink(missing_ok=True)
-    fsync_dir(day_folder)
+            fsync_dir(part.parent)
+    return merged
+
+
+def merge_correction_day(home: HomeLayout, day_folder: Path) -> bool:
+    """Merge one day's correction parts into part-day.parquet; False when there was nothing to merge."""
+    parts = sorted(day_folder.glob("part-*.parquet"))
+    if len(parts) < 2:
+        return False
+    merge_correction_parts(home, parts, day_folder.name.split("=", 1)[1], DAY_PART)
     return True
+
+
+def merge_correction_month(home: HomeLayout, month: str, day_folders: list[Path]) -> bool:
+    """Merge every part of a past month's day folders into day=<YYYY-MM>/part-month.parquet and remove the emptied
+    day folders; False when the month is one part already."""
+    parts = sorted(part for folder in day_folders for part in folder.glob("part-*.parquet"))
+    if len(parts) < 2:
+        return False
+    merge_correction_parts(home, parts, month, MONTH_PART)
+    for folder in day_folders:
+        if folder.name != f"day={month}" and not any(folder.iterdir()):
+            folder.rmdir()
+    return True
+
+
+def merge_past_months(home: HomeLayout, this_month: str) -> int:
+    """Merge the corrections of every month before this one (YYYY-MM) into one part a month, so years of reviews stay
+    a dozen files a year; nobody writes to a past month (the review app writes today's day). Months merged."""
+    folder = home.table_dir(CORRECTIONS.name)
+    by_month: dict[str, list[Path]] = {}
+    for day in sorted(p for p in folder.glob("day=*") if p.is_dir()):
+        month = day.name.split("=", 1)[1][:7]
+        if month < this_month:
+            by_month.setdefault(month, []).append(day)
+    return sum(merge_correction_month(home, month, days) for month, days in sorted(by_month.items()))
 
 
 def merge_past_corrections(home: HomeLayout, today: str | None = None) -> int:
     """Merge the correction parts of every UTC day before today (YYYY-MM-DD; default: now) into one part a day, so the
-    review app reads a file a day rather than one per correction (3,000 single parts made its next item take 1 s).
-    Today's day is left alone: the review app appends to it. The number of days merged."""
+    review app reads a file a day rather than one per correction (3,000 single parts made its next item take 1 s),
+    and the days of every month before this one into one part a month. Today's day is left alone: the review app
+    appends to it. The number of days and months merged."""
     cutoff = today or datetime.now(UTC).strftime("%Y-%m-%d")
     folder = home.table_dir(CORRECTIONS.name)
     days = sorted(p for p in folder.glob("day=*") if p.is_dir() and p.name.split("=", 1)[1] < cutoff)
-    return sum(merge_correction_day(home, day) for day in days)
+    merged = sum(merge_correction_day(home, day) for day in days)
+    return merged + merge_past_months(home, cutoff[:7])

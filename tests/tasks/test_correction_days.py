@@ -75,3 +75,19 @@ def test_a_merge_killed_before_removing_its_parts_counts_each_correction_once(tm
     assert merge_past_corrections(home, today=DAYS[-1]) == 1
     assert parts(home, DAYS[0]) == ["part-day.parquet"] and pq.read_table(folder / "part-day.parquet").num_rows == 3
     assert query(home, "SELECT count(*) AS n FROM corrections").to_pylist() == [{"n": 3}]
+
+
+def test_past_months_become_one_part_each_and_this_month_keeps_its_days(tmp_path: Path) -> None:
+    home = write_review_home(tmp_path / "home")
+    days = ("2026-10-30", "2026-10-31", "2026-11-01", "2026-11-15", "2026-12-01", "2026-12-02")
+    for day in days:
+        for index in range(2):
+            save(home, day, index)
+    before = live(home)
+    assert merge_past_corrections(home, today="2026-12-02") == 5 + 2, "five past days, then October and November"
+    folders = sorted(p.name for p in home.table_dir("corrections").glob("day=*"))
+    assert folders == ["day=2026-10", "day=2026-11", "day=2026-12-01", "day=2026-12-02"]
+    assert parts(home, "2026-10") == parts(home, "2026-11") == ["part-month.parquet"]
+    assert parts(home, "2026-12-01") == ["part-day.parquet"] and len(parts(home, "2026-12-02")) == 2
+    assert live(home) == before
+    assert merge_past_corrections(home, today="2026-12-02") == 0, "nothing left to merge"
