@@ -8,6 +8,10 @@ process: POST /api/next (the next item) and POST /api/review (save a decision an
 and after compaction.
 
     .venv/bin/python scripts/bench_review.py --faces 100000 [--per-drop 1000] [--calls 30] [--json out.json]
+
+With --correction-days N it instead times the next item with N past days of keepers' corrections (ten a day, each
+saved as its own part as the app saves it): as saved, merged into one part a day, and merged into one part a month
+(tasks.compaction.merge_past_corrections), to show what a year of reviews costs the app.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +36,19 @@ from fastapi.testclient import TestClient  # noqa: E402
 from flows.review.app import ReviewServer, create_app  # noqa: E402
 from schemas.config import Settings  # noqa: E402
 from schemas.home import HomeLayout  # noqa: E402
-from schemas.tables import ANIMALS_MANIFEST, DROPS, FACES, GENDER_PREDICTIONS, LAKE_TABLES, MEDIA  # noqa: E402
+from schemas.tables import (  # noqa: E402
+    ANIMALS_MANIFEST,
+    CORRECTIONS,
+    DROPS,
+    FACES,
+    GENDER_PREDICTIONS,
+    LAKE_TABLES,
+    MEDIA,
+)
 from tasks.catalog import refresh_views  # noqa: E402
-from tasks.compaction import compact_tables  # noqa: E402
+from tasks.compaction import compact_tables, merge_correction_day, merge_past_corrections  # noqa: E402
 from tasks.lake import write_rows  # noqa: E402
+from tasks.review import save_correction  # noqa: E402
 
 CAMERAS = 8
 EMPTY_EVERY = 20  # one frame in twenty has no face
@@ -154,6 +168,46 @@ def measure(home: HomeLayout, calls: int) -> dict[str, Any]:
     }
 
 
+CORRECTIONS_A_DAY = 10
+
+
+def save_past_corrections(home: HomeLayout, days: int, today: datetime) -> int:
+    """Ten corrections on each of the given number of days before today, each its own part; how many were saved."""
+    saved = 0
+    for back in range(days, 0, -1):
+        day = today - timedelta(days=back)
+        for index in range(CORRECTIONS_A_DAY):
+            row = {
+                "correction_id": f"{day:%Y%m%d}-{index}",
+                "action": "set",
+                "target_kind": "animal",
+                "target_id": f"A{index:05d}",
+                "drop_id": "",
+                "field": "sex",
+                "human_value": "male" if index % 2 else "female",
+                "reviewer": "bench",
+                "created_at": day.replace(hour=10, minute=index),
+            }
+            save_correction(home, row)
+            saved += 1
+    return saved
+
+
+def measure_correction_days(home: HomeLayout, days: int, calls: int) -> dict[str, Any]:
+    """The next item's server time with `days` past days of corrections: as saved, one part a day, one a month."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    saved = save_past_corrections(home, days, today)
+    folder = home.table_dir(CORRECTIONS.name)
+    result: dict[str, Any] = {"corrections": saved, "days": days}
+    result["as_saved"] = {"parts": len(list(folder.glob("day=*/part-*.parquet"))), **measure(home, calls)}
+    for day in sorted(folder.glob("day=*")):
+        merge_correction_day(home, day)
+    result["a_part_a_day"] = {"parts": len(list(folder.glob("day=*/part-*.parquet"))), **measure(home, calls)}
+    merge_past_corrections(home, f"{today:%Y-%m-%d}")
+    result["a_part_a_month"] = {"parts": len(list(folder.glob("day=*/part-*.parquet"))), **measure(home, calls)}
+    return result
+
+
 def main() -> None:
     """Build the home, time the endpoints before and after compaction, print and optionally save the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,7 +215,17 @@ def main() -> None:
     parser.add_argument("--per-drop", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--correction-days", type=int, default=0)
     args = parser.parse_args()
+    if args.correction_days:
+        with tempfile.TemporaryDirectory(prefix="bench-review-") as scratch:
+            home, written = build_home(Path(scratch) / "home", args.faces, args.per_drop)
+            refresh_views(home, Settings().view_thresholds())
+            days = measure_correction_days(home, args.correction_days, args.calls)
+        print(json.dumps({"faces": written, **days}, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps({"faces": written, **days}, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-review-") as scratch:
         started = time.perf_counter()
         home, written = build_home(Path(scratch) / "home", args.faces, args.per_drop)

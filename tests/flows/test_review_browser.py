@@ -25,7 +25,7 @@ from tests.review_home import DROP, write_review_home
 DECISIONS = 20  # the twenty items by keyboard, on a home of 27 (a second camera's 12 faces added)
 CAM02_FACES = tuple((f"cam02/IMG_{i:04d}.JPG", None, round(0.05 + 0.075 * i, 3)) for i in range(12))
 SHOWN_KEY = "document.getElementById('item').dataset.key"
-KEY_FOR = {"face": ("f", "m", "n"), "animal": ("m",), "encounter": ("y", "x")}
+KEY_FOR = {"face": ("f", "m", "n"), "animal": ("m",), "encounter": ("y", "x"), "identity": ("1", "w")}
 FRAME_RECT = "(r => [r.left, r.top, r.width, r.height])(document.querySelector('#frame img').getBoundingClientRect())"
 
 
@@ -161,6 +161,7 @@ def review_in_chromium(home: HomeLayout, base: str, tmp_path: Path) -> None:
         "face": "SELECT count(*) AS n FROM face_calls WHERE reviewed",
         "animal": "SELECT count(*) AS n FROM animals WHERE sex_source = 'human'",
         "encounter": "SELECT count(*) AS n FROM encounters WHERE outcome_source = 'human'",
+        "identity": "SELECT count(*) AS n FROM face_calls WHERE identity_source = 'human'",
     }
     kept = decided  # the box drawn after them was the one undone
     for kind, sql in human.items():
