@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -77,6 +78,11 @@ def build_lake(source: HomeLayout, drop_id: str, target: HomeLayout, drops: int)
     return written
 
 
+def peak_rss_mib() -> int:
+    """This process's peak resident memory so far, in MiB (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def timed(action: Any, repeat: int = 1) -> float:
     """The best wall time in seconds of repeat calls."""
     best = float("inf")
@@ -135,13 +141,21 @@ def main() -> int:
         source, drop_id = source_home(args.source_home, scratch)
         home = HomeLayout(scratch / "lake-home")
         thresholds = load_settings(None, home=home.root).view_thresholds()
+        peaks: dict[str, int] = {}
         parts = timed(lambda: build_lake(source, drop_id, home, args.drops))
+        peaks["build"] = peak_rss_mib()
         files_before = sum(own_part_count(home, spec) for spec in LAKE_TABLES)
         before = measure(home, thresholds, args.repeat)
+        peaks["measure_before"] = peak_rss_mib()
         expected = fingerprints(home)
+        peaks["fingerprints_before"] = peak_rss_mib()
         compact_s = timed(lambda: compact_tables(home, LAKE_TABLES))
+        peaks["compact"] = peak_rss_mib()
         after = measure(home, thresholds, args.repeat)
-        same = fingerprints(home) == expected
+        peaks["measure_after"] = peak_rss_mib()
+        found = fingerprints(home)
+        peaks["fingerprints_after"] = peak_rss_mib()
+        differing = sorted(name for name in expected if found.get(name) != expected[name])
         files_after = len(list(home.lake.glob("*/compacted=*/part-compacted.parquet")))
     report = {
         "cpu": cpu_name(),
@@ -153,12 +167,14 @@ def main() -> int:
         "compact_s": round(compact_s, 2),
         "before": {key: round(value, 3) for key, value in before.items()},
         "after": {key: round(value, 3) for key, value in after.items()},
-        "identical_results": same,
+        "peak_rss_mib_after_each_phase": peaks,
+        "identical_results": not differing,
+        "differing_views": differing,
     }
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    return 0 if same else 1
+    return 0 if not differing else 1
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ REVIEW_ITEMS_SQL = """
         LEFT JOIN frame_boxes b ON b.media_id = c.media_id AND b.drop_id = c.drop_id
         WHERE c.identity_machine_kind = 'registered' AND c.is_face
            OR c.identity_machine_kind = 'provisional' AND c.is_face AND c.face_id IN (
-                  SELECT arg_max(face_id, identity_score) FROM face_calls
+                  SELECT arg_max(face_id, (identity_score, drop_id, face_id)) FROM face_calls
                   WHERE identity_machine_kind = 'provisional' AND is_face GROUP BY individual_machine)
     )
     SELECT key, md5_number(key) % $buckets AS audit_u, * FROM (
