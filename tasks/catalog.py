@@ -286,7 +286,7 @@ FACE_EVENTS_VIEW = f"""
 # event gap), nights, cameras and its best face (the camera-trap face closest to its identity, else any face).
 # An individual's best face: a camera-trap face before a keeper photo, then the closest to its identity; ties (the
 # same face copied into many drops) go to the latest drop and face id, so the choice never depends on scan order.
-BEST_FACE = "(source = 'detector', coalesce(identity_score, 0), drop_id, face_id)"
+BEST_FACE = "(s.source = 'detector', coalesce(s.identity_score, 0), s.drop_id, s.face_id)"
 INDIVIDUALS_VIEW = f"""
     CREATE OR REPLACE VIEW individuals AS
     WITH seen AS (
@@ -317,7 +317,7 @@ INDIVIDUALS_VIEW = f"""
            list_sort(list_distinct(list(camera) FILTER (WHERE camera IS NOT NULL))) AS cameras,
            min(captured_at) FILTER (WHERE camera IS NOT NULL) AS first_seen,
            max(captured_at) FILTER (WHERE camera IS NOT NULL) AS last_seen,
-           arg_max(face_id, {BEST_FACE}) AS best_face_id, arg_max(crop_path, {BEST_FACE}) AS best_crop_path,
+           arg_max(s.face_id, {BEST_FACE}) AS best_face_id, arg_max(s.crop_path, {BEST_FACE}) AS best_crop_path,
            any_value(a.sex) AS sex, any_value(a.sex_source) AS sex_source, any_value(a.p_male) AS p_male
     FROM marked s LEFT JOIN animals a ON a.animal_id = s.individual_id
     GROUP BY s.individual_id, a.name
