@@ -111,3 +111,36 @@ def test_cli_trains_and_evaluates_identity(tmp_path, archives, one_thread) -> No
         app, ["evaluate", "identity", "--archive", str(archive), "--home", str(tmp_path / "x")]
     )
     assert missing.exit_code == 1 and "no identity model" in missing.output
+
+
+def test_catalog_faces_are_registered_animals_and_confirmed_identities(tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from tasks.catalog import refresh_views
+    from tasks.identity_training import catalog_faces
+    from tasks.review import save_correction
+    from tests.review_home import DROP, media_id_of, write_review_home
+
+    home = write_review_home(tmp_path / "home")
+    before = catalog_faces(home)
+    registered = {f.animal_id for f in before}
+    assert before and None not in registered and all(f.source == "camera" for f in before)
+    face_id = f"{media_id_of('cam01/IMG_0001.JPG')}-f0"
+    row = {
+        "correction_id": "c1",
+        "action": "set",
+        "target_kind": "face",
+        "target_id": face_id,
+        "drop_id": DROP,
+        "media_id": media_id_of("cam01/IMG_0001.JPG"),
+        "field": "identity",
+        "machine_value": None,
+        "human_value": "Z99",
+        "reviewer": "kim",
+        "created_at": datetime(2026, 1, 2, tzinfo=UTC),
+    }
+    save_correction(home, row)
+    refresh_views(home)
+    after = catalog_faces(home)
+    assert len(after) == len(before) + 1
+    assert [f.animal_id for f in after if f.animal_id == "Z99"] == ["Z99"]
