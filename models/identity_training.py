@@ -26,6 +26,7 @@ from models.gender_training import base_tensor, eval_logits, recompute_bn_statis
 from models.identity import DEFAULT_EMBEDDING_DIM, IdentityNet, build_identity_net
 from models.identity_metrics import (
     NEW,
+    THRESHOLD_GRID,
     AnimalScores,
     animal_scores,
     balanced_accuracies,
@@ -307,7 +308,6 @@ def open_set_cases(embeddings: np.ndarray, faces: Sequence[IdentityFace]) -> lis
 
 def choose_threshold(cases: Sequence[OpenSetCase]) -> float:
     """The match threshold maximising the mean over cases of the geometric mean of BAKS and BAUS."""
-    from models.identity_metrics import THRESHOLD_GRID
 
     def mean_gm(threshold: float) -> float:
         """Mean geometric mean of BAKS and BAUS at a threshold."""

@@ -320,12 +320,6 @@ class IdentityTrainConfig(BaseModel):
     test_share: float = Field(
         default=0.25, ge=0, lt=1, description="Share of the animals held out entirely for the card's metrics."
     )
-    crop_margin: float = Field(
-        default=0.2,
-        ge=0,
-        le=2,
-        description="Margin of camera-trap face crops from annotated boxes (the faces stage's).",
-    )
     threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads while training.")
     seed: int = 0
 
