@@ -75,6 +75,7 @@ def balanced_accuracies(calls: Sequence[str], truth: Sequence[str], known: Seque
     calls, truth, known = np.asarray(calls), np.asarray(truth), np.asarray(known, bool)
     with warnings.catch_warnings():  # calls naming animals (or NEW) that no query is are expected here
         warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
         baks = float(balanced_accuracy_score(truth[known], calls[known])) if known.any() else None
     baus = float(np.mean(calls[~known] == NEW)) if (~known).any() else None
     both = baks is not None and baus is not None

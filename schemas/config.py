@@ -298,28 +298,27 @@ class IdentityTrainConfig(BaseModel):
     )
     input_size: int = Field(default=64, ge=32, le=1024)
     embedding_dim: int = Field(default=128, ge=2, le=2048)
-    epochs: int = Field(default=30, ge=1, le=1000)
+    epochs: int = Field(default=80, ge=1, le=1000)
     batch_size: int = Field(default=64, ge=4, le=1024)
-    lr: float = Field(default=0.003, gt=0)
+    lr: float = Field(default=0.005, gt=0)
     loss_lr: float = Field(default=0.01, gt=0, description="Learning rate of the margin loss's class centres.")
     weight_decay: float = Field(default=1e-4, ge=0)
     loss: Literal["arcface", "subcenter_arcface", "triplet"] = Field(
         default="arcface", description="pytorch-metric-learning loss (triplet mines hard pairs in each batch)."
     )
-    margin_deg: float = Field(default=28.6, gt=0, lt=90, description="ArcFace angular margin in degrees.")
-    scale: float = Field(default=30.0, gt=0, description="ArcFace logit scale.")
-    patience: int | None = Field(default=8, ge=1, description="Stop after this many epochs without a better one.")
+    margin_deg: float = Field(
+        default=11.5,
+        gt=0,
+        lt=90,
+        description="ArcFace angular margin in degrees (the library's 28.6 did not learn from scratch here).",
+    )
+    scale: float = Field(default=16.0, gt=0, description="ArcFace logit scale.")
+    patience: int | None = Field(default=25, ge=1, description="Stop after this many epochs without a better one.")
     validation_share: float = Field(
         default=0.25, gt=0, lt=1, description="Share of the animals held out to pick the epoch and the thresholds."
     )
     test_share: float = Field(
         default=0.25, ge=0, lt=1, description="Share of the animals held out entirely for the card's metrics."
-    )
-    crop_margin: float = Field(
-        default=0.2,
-        ge=0,
-        le=2,
-        description="Margin of camera-trap face crops from annotated boxes (the faces stage's).",
     )
     threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads while training.")
     seed: int = 0

@@ -102,17 +102,26 @@ def wanted_of(config: GenderConfig | MatingConfig | IdentityConfig, batch_size: 
     )
 
 
-def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -> NetTrial | None:
-    """The configured gender net (BatchNorm folded, as the stage runs it) timed on random crops; None without one."""
-    card = stored_card(home, "gender", config.model)
+CropForward = Callable[[torch.nn.Module, torch.Tensor, torch.device, Way], Any]
+
+
+def crop_net_trial(
+    home: HomeLayout,
+    kind: str,
+    config: GenderConfig | IdentityConfig,
+    device: torch.device,
+    load: Callable[[str], torch.nn.Module],
+    forward: CropForward,
+) -> NetTrial | None:
+    """A configured net of face crops (BatchNorm folded, as its stage runs it) timed on random uint8 crops by its
+    stage's forward pass; None without a stored model."""
+    card = stored_card(home, kind, config.model)
     if card is None:
         return None
 
     @functools.cache
     def net() -> torch.nn.Module:
-        from tasks.gender_training import load_gender_model
-
-        return folded_copy(load_gender_model(home, model_label(card))[0])
+        return folded_copy(load(model_label(card)))
 
     def seconds_of(way: Way) -> float:
         size = net().input_size
@@ -120,41 +129,38 @@ def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -
             0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
         )
         with cpu_threads(device, way.threads):
-            return synchronised(
-                lambda: predict_logits(net(), normalised_pixels(pixels.to(device)), device, way.precision, way.layout),
-                device,
-            )
+            return synchronised(lambda: forward(net(), pixels, device, way), device)
 
     batch_size = getattr(config, batch_field(config, device))
-    return NetTrial(
-        f"gender:{model_label(card)}", wanted_of(config, batch_size), GENDER_START_BATCH[device.type], seconds_of
-    )
+    start = start_batches(config)[device.type]
+    return NetTrial(f"{kind}:{model_label(card)}", wanted_of(config, batch_size), start, seconds_of)
+
+
+def gender_logits(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device, way: Way) -> torch.Tensor:
+    """The gender stage's forward pass: crops normalised on the device, logits in the given way."""
+    return predict_logits(model, normalised_pixels(pixels.to(device)), device, way.precision, way.layout)
+
+
+def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -> NetTrial | None:
+    """The configured gender net timed on random crops; None without one."""
+
+    def load(ref: str) -> torch.nn.Module:
+        from tasks.gender_training import load_gender_model
+
+        return load_gender_model(home, ref)[0]
+
+    return crop_net_trial(home, "gender", config, device, load, gender_logits)
 
 
 def identity_trial(home: HomeLayout, config: IdentityConfig, device: torch.device) -> NetTrial | None:
-    """The configured identity net (BatchNorm folded) timed embedding random crops; None without one."""
-    card = stored_card(home, "identity", config.model)
-    if card is None:
-        return None
+    """The configured identity net timed embedding random crops; None without one."""
 
-    @functools.cache
-    def net() -> torch.nn.Module:
+    def load(ref: str) -> torch.nn.Module:
         from tasks.identity_training import load_identity_model
 
-        return folded_copy(load_identity_model(home, model_label(card))[0])
+        return load_identity_model(home, ref)[0]
 
-    def seconds_of(way: Way) -> float:
-        size = net().input_size
-        pixels = torch.randint(
-            0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-        )
-        with cpu_threads(device, way.threads):
-            return synchronised(lambda: embed_pixels(net(), pixels, device, way), device)
-
-    batch_size = getattr(config, batch_field(config, device))
-    return NetTrial(
-        f"identity:{model_label(card)}", wanted_of(config, batch_size), IDENTITY_START_BATCH[device.type], seconds_of
-    )
+    return crop_net_trial(home, "identity", config, device, load, embed_pixels)
 
 
 def mating_trial(home: HomeLayout, config: MatingConfig, device: torch.device) -> NetTrial | None:

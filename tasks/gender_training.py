@@ -33,7 +33,7 @@ from schemas.config import GenderConfig
 from schemas.home import HomeLayout
 from schemas.manifest import AnimalRow, ManifestError, check_safe_id, parse_csv_manifest
 from tasks.catalog import query
-from tasks.model_store import load_model, model_label, save_checkpoint, stored_card
+from tasks.model_store import load_model, model_label, store_version, stored_card
 
 KIND = "gender"
 SEXES = {"female": 0, "male": 1}
@@ -212,8 +212,7 @@ def fit_and_card(
 
 def store_gender(home: HomeLayout, model: Any, card: dict[str, Any]) -> dict[str, Any]:
     """Store a trained net as the next version of its name; its card with version, path and label."""
-    version, path = save_checkpoint(home.model_dir(KIND, card["name"]), model.state_dict(), card)
-    return {**card, "version": version, "path": str(path), "label": f"{card['name']}@v{version}"}
+    return store_version(home, KIND, model.state_dict(), card)
 
 
 def train_gender(

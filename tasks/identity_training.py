@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from models.faces import crop_face, upright_rgb
 from models.gender_training import Progress, TrainingDataError
@@ -34,13 +34,12 @@ from models.media_checks import parse_exif_time
 from schemas.config import FacesConfig, IdentityConfig, IdentityTrainConfig
 from schemas.home import HomeLayout
 from tasks.catalog import query
-from tasks.model_store import load_model, model_label, save_checkpoint, stored_card
+from tasks.model_store import load_model, model_label, store_version, stored_card
 from tasks.probe import read_exif
 
 KIND = "identity"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 KEEPER_CAMERA = "keeper"
-DATE_TIME_ORIGINAL, OFFSET_TIME_ORIGINAL, DATE_TIME = 36867, 36881, 306
 # Usable faces with an identity: a registered animal's (keeper photos, images/<animal_id>/ frames), or one a keeper
 # confirmed in the review app (a live face correction of field 'identity'; the latest wins).
 IDENTIFIED_FACES_SQL = """
@@ -81,8 +80,9 @@ def photo_time(path: Path) -> float | None:
     """A photo's EXIF capture time in epoch seconds (None without one)."""
     with Image.open(path) as image:
         exif, exif_ifd = read_exif(image)
-    taken = exif_ifd.get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
-    moment = parse_exif_time(str(taken) if taken else None, exif_ifd.get(OFFSET_TIME_ORIGINAL), "UTC")
+    taken = exif_ifd.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
+    offset = exif_ifd.get(ExifTags.Base.OffsetTimeOriginal)
+    moment = parse_exif_time(str(taken) if taken else None, str(offset) if offset else None, "UTC")
     return moment.timestamp() if moment else None
 
 
@@ -262,8 +262,7 @@ def code_version() -> str:
 
 def store_identity(home: HomeLayout, model: Any, card: dict[str, Any]) -> dict[str, Any]:
     """Store a trained net as the next version of its name; its card with version, path and label."""
-    version, path = save_checkpoint(home.model_dir(KIND, card["name"]), model.state_dict(), card)
-    return {**card, "version": version, "path": str(path), "label": f"{card['name']}@v{version}"}
+    return store_version(home, KIND, model.state_dict(), card)
 
 
 def train_identity(

@@ -110,6 +110,13 @@ def load_model(home: HomeLayout, kind: str, ref: str) -> tuple[dict[str, Any], d
     return load_checkpoint(home.model_dir(kind, name), version)
 
 
+def store_version(home: HomeLayout, kind: str, state: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
+    """Store a trained model's state dict as the next version of its card's name; the card with version, path and
+    label."""
+    version, path = save_checkpoint(home.model_dir(kind, card["name"]), state, card)
+    return {**card, "version": version, "path": str(path), "label": f"{card['name']}@v{version}"}
+
+
 def model_label(card: dict[str, Any]) -> str:
     """The 'name@vN' every prediction row records as its model_version."""
     return f"{card['name']}@v{card['version']}"

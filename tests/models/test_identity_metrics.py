@@ -96,6 +96,6 @@ def test_event_respecting_split_never_puts_one_event_on_both_sides() -> None:
         assert len({side for side, e in zip(placed, events) if e == event and side is not None}) <= 1
     for animal, side in zip(ids, placed):
         assert side in (None, sides[animal])
-    assert sum(side is not None for side in placed) > 100
+    assert sum(side is not None for side in placed) > 50  # random events hold ~3 faces: many mix sides
     with pytest.raises(ValueError, match="too few"):
         animal_sides(["a", "b", "c", "d"], 0.25, 0.25, seed=0)

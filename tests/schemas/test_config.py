@@ -39,6 +39,9 @@ def test_home_from_environment(monkeypatch, tmp_path):
         ('[schedule]\ncron = "at two"\n', "schedule.cron"),
         ("[ingest]\nmax_image_pixels = -1\n", "ingest.max_image_pixels"),
         ("unknown_setting = 1\n", "unknown_setting"),
+        ('[gender.train]\ninit = "identity"\n', "gender.train.init"),
+        ("[identity]\nreview_margin = -0.1\n", "identity.review_margin"),
+        ('[identity.train]\nloss = "softmax"\n', "identity.train.loss"),
     ],
 )
 def test_invalid_settings_name_the_setting_and_file(tmp_path, text, expected):
