@@ -23,6 +23,9 @@ HEADLINES: dict[str, Headline] = {
     "mating": Headline(("segment", "accuracy"), "per-window accuracy on the current version's validation groups"),
     # F1 of recall and precision at IoU 0.5: recall alone would promote a detector that finds faces everywhere.
     "detector": Headline(("f1",), "face F1 (recall and precision at IoU 0.5) on the current version's held-out images"),
+    # Open-set top-1 (each half of the animals in turn left out of the gallery): the right animal first among the
+    # registered ones, on animals neither version trained on.
+    "identity": Headline(("open_set", "top1"), "open-set top-1 on held-out animals neither version trained on"),
 }
 
 

@@ -31,6 +31,7 @@ from models.identity_training import (
     train_identity_net,
 )
 from models.media_checks import parse_exif_time
+from models.promotion import promotion_decision
 from schemas.config import FacesConfig, IdentityConfig, IdentityTrainConfig
 from schemas.home import HomeLayout
 from tasks.catalog import query
@@ -317,3 +318,38 @@ def evaluate_identity(
         **identity_metrics(embeddings, data.faces, float(card["match_threshold"])),
         "thresholds_on_this_data": thresholds(np.asarray(embeddings), data.faces),
     }
+
+
+def identity_confirmations(home: HomeLayout) -> int:
+    """How many of the catalog's labelled faces a keeper named in the review app (live identity corrections)."""
+    sql = f"SELECT count(*) AS n FROM ({IDENTIFIED_FACES_SQL}) WHERE confirmed"
+    return int(query(home, sql).to_pylist()[0]["n"])
+
+
+def retrain_identity(home: HomeLayout, config: IdentityConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Train a new version of the configured identity net on the catalog's identities (keepers' namings included),
+    measure it and the version in use on the new version's held-out animals that the version in use never trained on,
+    and store it promoted only when it is not worse there."""
+    name = config.model.partition("@")[0]
+    current = stored_card(home, KIND, name)
+    if current is None:
+        raise TrainingDataError(
+            f"there is no identity model {name!r} in the store to compare with; train one with 'breedwatch train "
+            "identity'"
+        )
+    data = labelled_data(home, config.train, [], [])
+    parts = split_faces(data, config.train)
+    model, card = fit_identity(config, name, data, progress)
+    trained_on = set(current.get("split", {}).get("train", []))
+    compared = [face for face in parts["test"] or parts["validation"] if face.animal_id not in trained_on]
+    in_use, in_use_card = load_identity_model(home, model_label(current))
+    before = identity_metrics(
+        embed_faces(in_use, compared, int(in_use_card["input_size"])), compared, float(current["match_threshold"])
+    )
+    after = identity_metrics(
+        embed_faces(model, compared, int(card["input_size"])), compared, float(card["match_threshold"])
+    )
+    held_out = sorted({face.animal_id for face in compared})
+    promotion = promotion_decision(KIND, model_label(current), before, after, held_out)
+    used = {"identity_confirmations": identity_confirmations(home)}
+    return store_identity(home, model, {**card, "promotion": promotion, "corrections_used": used})

@@ -15,7 +15,7 @@ from typing import Any
 from schemas.home import HomeLayout
 from tasks.lake import write_json_atomic
 
-RETRAIN_KINDS = ("gender", "mating", "detector")
+RETRAIN_KINDS = ("gender", "mating", "detector", "identity")
 RECORD_FILE = "retrain.json"  # under <home>/runs: the running retrain's process, kind and log
 STARTING = threading.Lock()  # two clicks in one app process: the check and the start happen as one
 

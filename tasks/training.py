@@ -14,7 +14,7 @@ from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.detector_training import evaluate_detector, retrain_detector, train_detector
 from tasks.gender_training import evaluate_gender, retrain_gender, train_gender
-from tasks.identity_training import evaluate_identity, train_identity
+from tasks.identity_training import evaluate_identity, retrain_identity, train_identity
 from tasks.mating_training import evaluate_mating_data, retrain_mating, train_mating
 
 
@@ -183,6 +183,8 @@ def retrain_task(home: str, config_file: str | None, kind: str) -> dict[str, Any
         card = retrain_mating(layout, settings, progress=epoch_logger())
     elif kind == "detector":
         card = retrain_detector(layout, settings.faces)
+    elif kind == "identity":
+        card = retrain_identity(layout, settings.identity, epoch_logger(every=5))
     else:
-        raise ValueError(f"there is no {kind} model to retrain (gender, mating or detector)")
+        raise ValueError(f"there is no {kind} model to retrain (gender, mating, detector or identity)")
     return {key: value for key, value in card.items() if key not in ("training", "test_predictions")}

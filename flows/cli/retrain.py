@@ -1,5 +1,5 @@
-"""`breedwatch retrain gender|mating|detector`: a new version trained with the keepers' corrections, promoted only when
-it is not worse than the version in use on the same held-out data."""
+"""`breedwatch retrain gender|mating|detector|identity`: a new version trained with the keepers' corrections, promoted
+only when it is not worse than the version in use on the same held-out data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from flows.cli.common import ConfigOption, HomeOption, call_flow, config_arg, out, settings_or_exit
 
-RetrainKind = Literal["gender", "mating", "detector"]
+RetrainKind = Literal["gender", "mating", "detector", "identity"]
 
 
 def value(number: float | None) -> str:
@@ -29,7 +29,7 @@ def comparison_line(card: dict[str, Any]) -> str:
 
 
 def retrain(
-    kind: Annotated[RetrainKind, typer.Argument(help="Which model: gender, mating or detector.")],
+    kind: Annotated[RetrainKind, typer.Argument(help="Which model: gender, mating, detector or identity.")],
     home: HomeOption = None,
     config: ConfigOption = None,
 ) -> None:
