@@ -64,7 +64,7 @@ class IdentityTrainSettings:
     arch: Arch = "mini_xception"
     input_size: int = 64
     embedding_dim: int = DEFAULT_EMBEDDING_DIM
-    epochs: int = 80
+    epochs: int = 45
     batch_size: int = 64
     lr: float = 0.005
     loss_lr: float = 0.01
@@ -72,7 +72,7 @@ class IdentityTrainSettings:
     loss: Literal["arcface", "subcenter_arcface", "triplet"] = "arcface"
     margin_deg: float = 11.5  # ArcFace's usual 28.6 degrees at scale 30-64 stayed at chance for 10 epochs from scratch
     scale: float = 16.0
-    patience: int | None = 25
+    patience: int | None = None
     crop_scale: tuple[float, float] = (0.85, 1.0)  # square crops only: a head's aspect is one of its marks
     rotation_deg: float = 10.0
     translate: float = 0.05

@@ -298,7 +298,7 @@ class IdentityTrainConfig(BaseModel):
     )
     input_size: int = Field(default=64, ge=32, le=1024)
     embedding_dim: int = Field(default=128, ge=2, le=2048)
-    epochs: int = Field(default=80, ge=1, le=1000)
+    epochs: int = Field(default=45, ge=1, le=1000, description="The cosine schedule reaches zero at the last epoch.")
     batch_size: int = Field(default=64, ge=4, le=1024)
     lr: float = Field(default=0.005, gt=0)
     loss_lr: float = Field(default=0.01, gt=0, description="Learning rate of the margin loss's class centres.")
@@ -313,7 +313,9 @@ class IdentityTrainConfig(BaseModel):
         description="ArcFace angular margin in degrees (the library's 28.6 did not learn from scratch here).",
     )
     scale: float = Field(default=16.0, gt=0, description="ArcFace logit scale.")
-    patience: int | None = Field(default=25, ge=1, description="Stop after this many epochs without a better one.")
+    patience: int | None = Field(
+        default=None, ge=1, description="Stop after this many epochs without a better one; none: every epoch runs."
+    )
     validation_share: float = Field(
         default=0.25, gt=0, lt=1, description="Share of the animals held out to pick the epoch and the thresholds."
     )
