@@ -27,11 +27,23 @@ def link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
+# The identity net is left out: the coverage is measured on the registered animals the report counts, whose truth
+# the drop names; with it, faces of registered animals that it calls new would be counted as provisional
+# individuals whose true sex this measurement cannot look up.
+LEFT_OUT_KINDS = ("identity",)
+
+
 def coverage_home(base: HomeLayout, index: int) -> HomeLayout:
-    """A home for the index-th drop with the base home's trained models and measured execution choices."""
+    """A home for the index-th drop with the base home's trained models (but its identity net) and measured
+    execution choices."""
     home = HomeLayout(base.root / COVERAGE_FOLDER / f"home-{index:03d}")
     if not home.models.exists():
-        shutil.copytree(base.models, home.models, copy_function=link_or_copy)
+        shutil.copytree(
+            base.models,
+            home.models,
+            copy_function=link_or_copy,
+            ignore=lambda folder, names: [n for n in names if Path(folder) == base.models and n in LEFT_OUT_KINDS],
+        )
     if base.execution_cache.is_file() and not home.execution_cache.exists():
         home.execution_cache.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(base.execution_cache, home.execution_cache)

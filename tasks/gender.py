@@ -26,7 +26,7 @@ from models.gender import (
 )
 from models.training import POSITIVE_AT
 from reports.plots import heatmap_overlay
-from schemas.config import GenderConfig, Settings
+from schemas.config import GenderConfig, IdentityConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACES, GENDER_PREDICTIONS
 from tasks.devices import choose_device, cpu_threads, halve_on_oom
@@ -83,7 +83,7 @@ def depends(home: HomeLayout, settings: Settings) -> str:
 
 
 def crop_batches(
-    paths: list[Path], size: int, config: GenderConfig, device: torch.device, batch_size: int
+    paths: list[Path], size: int, config: GenderConfig | IdentityConfig, device: torch.device, batch_size: int
 ) -> Iterator[torch.Tensor]:
     """Batches of crops, decoded by worker processes on CUDA when the drop is large enough to repay starting them, else
     by a thread one batch ahead of the forward passes on CUDA and in turn on the CPU (where the net, not decoding, is
@@ -105,22 +105,33 @@ def crop_batches(
     yield from loader
 
 
-def predict_p_male(
-    model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]
-) -> list[float]:
-    """Calibrated P(male) of each crop, in batches on the chosen device in the configured way (precision, layout,
-    batch size, threads) by the net with BatchNorm folded into its convolutions (a batch that runs out of GPU memory
-    is halved)."""
+def over_crop_batches(
+    model: torch.nn.Module,
+    paths: list[Path],
+    config: GenderConfig | IdentityConfig,
+    advance: Callable[[], None],
+    run_batch: Callable[[torch.nn.Module, torch.Tensor, torch.device, Way], list[Any]],
+) -> list[Any]:
+    """run_batch's results for every crop, in batches on the chosen device in the configured way (precision, layout,
+    batch size, threads), by the net with BatchNorm folded into its convolutions (a batch that runs out of GPU memory
+    is halved); one result per crop, in order."""
     device = choose_device(config.device)
     way = way_of(config, device)
     folded = folded_copy(model)
-    probabilities: list[float] = []
+    results: list[Any] = []
     with cpu_threads(device, way.threads):
         for batch in crop_batches(paths, model.input_size, config, device, way.batch_size):
-            probabilities += halve_on_oom(lambda part: batch_p_male(folded, part, device, way), batch)
+            results += halve_on_oom(lambda part: run_batch(folded, part, device, way), batch)
             for _ in range(len(batch)):
                 advance()
-    return probabilities
+    return results
+
+
+def predict_p_male(
+    model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]
+) -> list[float]:
+    """Calibrated P(male) of each crop, batched on the hardware's way (over_crop_batches)."""
+    return over_crop_batches(model, paths, config, advance, batch_p_male)
 
 
 def batch_p_male(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device, way: Way) -> list[float]:

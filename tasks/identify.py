@@ -12,10 +12,9 @@ from models.identity import embed_pixels
 from schemas.config import IdentityConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACE_EMBEDDINGS
-from tasks.devices import choose_device, cpu_threads, halve_on_oom
-from tasks.execution import resolve_execution, way_of
+from tasks.execution import resolve_execution
 from tasks.faces import STAGE as FACES_STAGE_NAME
-from tasks.gender import committed_usable_faces, crop_batches, usable_faces
+from tasks.gender import committed_usable_faces, over_crop_batches, usable_faces
 from tasks.identity_training import KIND, load_identity_model
 from tasks.lake import write_rows
 from tasks.model_store import model_label, stored_card
@@ -40,17 +39,10 @@ def depends(home: HomeLayout, settings: Settings) -> str:
 def embed_crops(
     model: torch.nn.Module, paths: list[Path], config: IdentityConfig, advance: Callable[[], None]
 ) -> list[list[float]]:
-    """The unit-length embedding of each crop, in batches on the chosen device in the configured way (a batch that
-    runs out of GPU memory is halved)."""
-    device = choose_device(config.device)
-    way = way_of(config, device)
-    embeddings: list[list[float]] = []
-    with cpu_threads(device, way.threads):
-        for batch in crop_batches(paths, model.input_size, config, device, way.batch_size):
-            embeddings += halve_on_oom(lambda part: embed_pixels(model, part, device, way).tolist(), batch)
-            for _ in range(len(batch)):
-                advance()
-    return embeddings
+    """The unit-length embedding of each crop, batched on the hardware's way (over_crop_batches)."""
+    return over_crop_batches(
+        model, paths, config, advance, lambda net, pixels, device, way: embed_pixels(net, pixels, device, way).tolist()
+    )
 
 
 def embed_faces_of(run: StageRun) -> Computed:

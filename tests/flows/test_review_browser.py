@@ -115,7 +115,8 @@ def review_in_chromium(home: HomeLayout, base: str, tmp_path: Path) -> None:
             wait_until(tools, f"{SHOWN_KEY} !== {item['key']!r}")
         # draw a face's box on the next item with a frame (an empty frame, or a camera-trap face): b, then a drag
         tools.call("Runtime.evaluate", expression="state.skipped = []")
-        while not evaluate(tools, "!!(state.item && state.item.frame)"):
+        drawable = "!!(state.item && state.item.frame && state.item.actions.some(a => a.key === 'b'))"
+        while not evaluate(tools, drawable):  # identity items show the frame too, but draw no box
             item = shown_item(tools)
             press(tools, "s")
             wait_until(tools, f"{SHOWN_KEY} !== {item['key']!r}")

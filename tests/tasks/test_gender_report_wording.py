@@ -11,7 +11,14 @@ def render(rows: list[dict]) -> str:
     """The gender section alone, with the given gender_ratio rows."""
     template = template_environment().get_template("_gender.html.j2")
     return template.render(
-        gender_ratio=rows, ratio_scope="these drops", ratio_series=None, animals=[], face_events=[], gradcams=[]
+        gender_ratio=rows,
+        ratio_scope="these drops",
+        ratio_series=None,
+        animals=[],
+        face_events=[],
+        gradcams=[],
+        individuals=[],
+        who_is_this=[],
     )
 
 

@@ -109,8 +109,8 @@ def test_newer_code_reads_the_older_home_and_older_code_refuses_it_after(todays_
 
 def test_an_unknown_table_or_layout_counts_as_newer(todays_home):
     record = json.loads(todays_home.version_file.read_text())
-    todays_home.version_file.write_text(json.dumps({**record, "tables": {**record["tables"], "face_embeddings": 1}}))
-    with pytest.raises(HomeVersionError, match="table face_embeddings v1 \\(unknown here\\)"):
+    todays_home.version_file.write_text(json.dumps({**record, "tables": {**record["tables"], "pose_keypoints": 1}}))
+    with pytest.raises(HomeVersionError, match="table pose_keypoints v1 \\(unknown here\\)"):
         check_home_version(todays_home)
     todays_home.version_file.write_text(json.dumps({**record, "layout_version": HOME_LAYOUT_VERSION + 1}))
     with pytest.raises(HomeVersionError, match=f"home layout {HOME_LAYOUT_VERSION + 1}"):
