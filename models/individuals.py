@@ -19,6 +19,7 @@ from models.identity_matching import (
 )
 
 TOP_K = 5
+DECIMALS = 6  # scores are stored rounded: BLAS sums in another order for another batch shape (last bits differ)
 GALLERY_MATCH = "gallery_match"
 CLUSTER = "cluster"
 MERGED = "merged_by_match"
@@ -54,7 +55,7 @@ class Thresholds:
 def candidate_lists(ids: np.ndarray, scores: np.ndarray, row: int) -> tuple[list[str], list[float]]:
     """The registered candidates of one query, best first, with their scores (absent ones left out)."""
     pairs = [(str(i), float(s)) for i, s in zip(ids[row], scores[row]) if i is not None]
-    return [i for i, _ in pairs], [round(s, 6) for _, s in pairs]
+    return [i for i, _ in pairs], [round(s, DECIMALS) for _, s in pairs]
 
 
 def centroid_scores(embeddings: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -101,7 +102,7 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
                 "media_id": queries.media_ids[i],
                 "candidates": candidates,
                 "candidate_scores": scores,
-                "margin": float(matches.margin[i]) if has_gallery else None,
+                "margin": round(float(matches.margin[i]), DECIMALS) if has_gallery else None,
                 "method": "machine",
             }
         )
@@ -109,7 +110,7 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
         rows[i] |= {
             "individual_id": str(matches.best_id[i]),
             "kind": "registered",
-            "score": float(matches.best_score[i]),
+            "score": round(float(matches.best_score[i]), DECIMALS),
             "established": GALLERY_MATCH,
         }
     for j, i in enumerate(rest):
@@ -117,7 +118,7 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
         rows[i] |= {
             "individual_id": absorbed or names[j],
             "kind": "registered" if absorbed else "provisional",
-            "score": float(to_centre[j]),
+            "score": round(float(to_centre[j]), DECIMALS),
             "established": MERGED if absorbed else CLUSTER,
         }
     return rows

@@ -45,6 +45,22 @@ ACTIONS: dict[str, dict[str, tuple[str, str]]] = {
 UNDECIDED = frozenset({"unknown", None})
 
 
+def candidate_rank(value: str) -> int | None:
+    """The rank an action's value names among an identity item's candidates (1 = best match), or None."""
+    return int(value.removeprefix(CANDIDATE)) if value.startswith(CANDIDATE) else None
+
+
+def correction_target(kind: str) -> str:
+    """The target kind a correction made on an item of this kind records: an identity item speaks about its face."""
+    return "face" if kind == "identity" else kind
+
+
+def item_kind(target_kind: str, field: str) -> str:
+    """The kind of item a correction was made on (correction_target's inverse, the field telling a face's identity
+    from its sex, box or is_face)."""
+    return "identity" if target_kind == "face" and field == "identity" else target_kind
+
+
 class ReviewError(ValueError):
     """A review request that cannot be carried out, with a one-sentence reason."""
 
@@ -111,8 +127,8 @@ def decide(
         value = str(machine_call)
     if value == DRAWN_BOX:
         value = checked_box(box)
-    if value.startswith(CANDIDATE):
-        rank = int(value.removeprefix(CANDIDATE))
+    rank = candidate_rank(value)
+    if rank is not None:
         if rank > len(candidates):
             raise ReviewError(f"This face has {len(candidates)} candidate animals; there is no candidate {rank}.")
         value = candidates[rank - 1]

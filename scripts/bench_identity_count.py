@@ -35,6 +35,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from schemas.home import HomeLayout  # noqa: E402
 from tasks.catalog import query  # noqa: E402
+from tasks.demo import true_individuals  # noqa: E402
 from tasks.sample_drop import read_truth_faces, write_sample_drop  # noqa: E402
 
 FACES_SQL = """
@@ -111,7 +112,8 @@ def night_counts(home: HomeLayout, drops: list[Path]) -> list[dict[str, Any]]:
     """Per camera-trap-only night: individuals counted by the catalog against the night's truth."""
     counts = []
     for drop in drops[1:]:
-        truth = (drop / "truth" / "individuals.csv").read_text(encoding="utf-8").splitlines()[1:]
+        true_registered, true_wild = true_individuals(drop)
+        true_total = true_registered + true_wild
         sql = (
             "SELECT count(DISTINCT individual_id) FILTER (WHERE identity_kind = 'registered') AS registered, "
             "count(DISTINCT individual_id) FILTER (WHERE identity_kind = 'provisional') AS provisional "
@@ -119,16 +121,15 @@ def night_counts(home: HomeLayout, drops: list[Path]) -> list[dict[str, Any]]:
         )
         row = query(home, sql, [drop.name]).to_pylist()[0]
         counted = row["registered"] + row["provisional"]
-        true_wild = sum(line.split(",")[1] == "false" for line in truth)
         counts.append(
             {
                 "drop": drop.name,
-                "true": len(truth),
-                "true_registered": len(truth) - true_wild,
+                "true": true_total,
+                "true_registered": true_registered,
                 "true_never_registered": true_wild,
                 "counted": counted,
                 **row,
-                "relative_error": round(abs(counted - len(truth)) / len(truth), 3) if truth else None,
+                "relative_error": round(abs(counted - true_total) / true_total, 3) if true_total else None,
             }
         )
     return counts

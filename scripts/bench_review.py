@@ -46,7 +46,7 @@ from schemas.tables import (  # noqa: E402
     MEDIA,
 )
 from tasks.catalog import refresh_views  # noqa: E402
-from tasks.compaction import compact_tables, merge_correction_day, merge_past_corrections  # noqa: E402
+from tasks.compaction import DAY_PART, compact_tables, merge_correction_folders, merge_past_corrections  # noqa: E402
 from tasks.lake import write_rows  # noqa: E402
 from tasks.review import save_correction  # noqa: E402
 
@@ -201,7 +201,7 @@ def measure_correction_days(home: HomeLayout, days: int, calls: int) -> dict[str
     result: dict[str, Any] = {"corrections": saved, "days": days}
     result["as_saved"] = {"parts": len(list(folder.glob("day=*/part-*.parquet"))), **measure(home, calls)}
     for day in sorted(folder.glob("day=*")):
-        merge_correction_day(home, day)
+        merge_correction_folders(home, [day], day.name.split("=", 1)[1], DAY_PART)
     result["a_part_a_day"] = {"parts": len(list(folder.glob("day=*/part-*.parquet"))), **measure(home, calls)}
     merge_past_corrections(home, f"{today:%Y-%m-%d}")
     result["a_part_a_month"] = {"parts": len(list(folder.glob("day=*/part-*.parquet"))), **measure(home, calls)}

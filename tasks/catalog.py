@@ -10,6 +10,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
+from schemas.config import IdentityConfig
 from schemas.home import HomeLayout
 from schemas.review import NO_FACE
 from schemas.tables import LAKE_TABLES, TableSpec
@@ -139,7 +140,15 @@ def face_follows(c: str, f: str, face_id: str) -> str:
 
 # A registered match whose margin to the runner-up is below the review margin is no confident identity: the face
 # stays out of the counts (in face_events) and goes to the review queue's "who is this?" items.
-REVIEW_MARGIN = "coalesce((SELECT value FROM thresholds WHERE name = 'identity.review_margin'), 0.05)"
+REVIEW_MARGIN = (
+    "coalesce((SELECT value FROM thresholds WHERE name = 'identity.review_margin'), "
+    f"{IdentityConfig.model_fields['review_margin'].default})"
+)
+# The registered animals: named by a drop's animals.csv or by a face (keeper photos, images/<animal_id>/).
+REGISTERED_ANIMALS = """
+    SELECT animal_id FROM animal_manifest WHERE animal_id IS NOT NULL
+    UNION SELECT animal_id FROM faces WHERE animal_id IS NOT NULL
+"""
 
 FACE_CALLS_VIEW = f"""
     CREATE OR REPLACE VIEW face_calls AS
@@ -159,24 +168,21 @@ FACE_CALLS_VIEW = f"""
         SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known
         FROM animal_manifest WHERE sex IS NOT NULL GROUP BY animal_id
     ),
+    machine AS (
+        SELECT *, kind = 'provisional' OR margin >= {REVIEW_MARGIN} AS confident FROM identity_matches
+    ),
     identified AS (
         SELECT p.drop_id, p.face_id, m.kind, m.score, m.margin, m.candidates, m.candidate_scores, m.established,
                m.model_version AS identity_model_version, m.individual_id AS individual_machine,
                i.reviewer AS identity_reviewer, i.created_at AS identity_reviewed_at,
-               coalesce(i.human_value, p.animal_id,
-                        CASE WHEN m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN} THEN m.individual_id END)
-                   AS individual_id,
-               CASE WHEN i.human_value IS NOT NULL THEN 'human'
-                    WHEN p.animal_id IS NOT NULL THEN 'registry'
-                    WHEN m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN} THEN 'machine' END AS identity_source
+               coalesce(i.human_value, p.animal_id, CASE WHEN m.confident THEN m.individual_id END) AS individual_id,
+               CASE WHEN i.human_value IS NOT NULL THEN 'human' WHEN p.animal_id IS NOT NULL THEN 'registry'
+                    WHEN m.confident THEN 'machine' END AS identity_source
         FROM predicted p
-        LEFT JOIN identity_matches m ON m.drop_id = p.drop_id AND m.face_id = p.face_id
+        LEFT JOIN machine m ON m.drop_id = p.drop_id AND m.face_id = p.face_id
         LEFT JOIN matched i ON i.drop_id = p.drop_id AND i.face_id = p.face_id AND i.field = 'identity'
     ),
-    registered AS (
-        SELECT animal_id FROM animal_manifest WHERE animal_id IS NOT NULL
-        UNION SELECT animal_id FROM faces WHERE animal_id IS NOT NULL
-    )
+    registered AS ({REGISTERED_ANIMALS})
     SELECT p.face_id, p.media_id, p.drop_id, p.animal_id, p.source, p.bbox_x, p.bbox_y, p.bbox_w, p.bbox_h,
            p.crop_path, p.gradcam_path, p.detector, p.p_male, p.label AS sex_machine, p.model_version,
            n.human_value IS DISTINCT FROM 'false' AS is_face,

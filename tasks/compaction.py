@@ -271,10 +271,14 @@ DAY_PART = "day"  # lake/corrections/day=<D>/part-day.parquet: every correction 
 MONTH_PART = "month"  # lake/corrections/day=<YYYY-MM>/part-month.parquet: every correction of one past month
 
 
-def merge_correction_parts(home: HomeLayout, parts: list[Path], key: str, part_name: str) -> Path:
-    """Write the rows of the given correction parts (once each by correction_id) as one part of partition `key`, then
-    remove the parts merged. Killed between the two steps, the rows are there twice until the next merge, and
-    live_corrections reads each correction once meanwhile."""
+def merge_correction_folders(home: HomeLayout, folders: list[Path], key: str, part_name: str) -> bool:
+    """Write every correction of the given partition folders (once each by correction_id) as one part of partition
+    `key`, then remove the parts merged and the folders they emptied; False when they hold one part or none. Killed
+    between the two steps, the rows are there twice until the next merge, and live_corrections reads each
+    correction once meanwhile."""
+    parts = sorted(part for folder in folders for part in folder.glob("part-*.parquet"))
+    if len(parts) < 2:
+        return False
     rows: dict[str, dict] = {}
     for part in parts:
         for row in read_part(part, CORRECTIONS).to_pylist():
@@ -284,50 +288,25 @@ def merge_correction_parts(home: HomeLayout, parts: list[Path], key: str, part_n
         if part != merged:
             part.unlink(missing_ok=True)
             fsync_dir(part.parent)
-    return merged
-
-
-def merge_correction_day(home: HomeLayout, day_folder: Path) -> bool:
-    """Merge one day's correction parts into part-day.parquet; False when there was nothing to merge."""
-    parts = sorted(day_folder.glob("part-*.parquet"))
-    if len(parts) < 2:
-        return False
-    merge_correction_parts(home, parts, day_folder.name.split("=", 1)[1], DAY_PART)
-    return True
-
-
-def merge_correction_month(home: HomeLayout, month: str, day_folders: list[Path]) -> bool:
-    """Merge every part of a past month's day folders into day=<YYYY-MM>/part-month.parquet and remove the emptied
-    day folders; False when the month is one part already."""
-    parts = sorted(part for folder in day_folders for part in folder.glob("part-*.parquet"))
-    if len(parts) < 2:
-        return False
-    merge_correction_parts(home, parts, month, MONTH_PART)
-    for folder in day_folders:
-        if folder.name != f"day={month}" and not any(folder.iterdir()):
+    for folder in folders:
+        if folder != merged.parent and not any(folder.iterdir()):
             folder.rmdir()
     return True
 
 
-def merge_past_months(home: HomeLayout, this_month: str) -> int:
-    """Merge the corrections of every month before this one (YYYY-MM) into one part a month, so years of reviews stay
-    a dozen files a year; nobody writes to a past month (the review app writes today's day). Months merged."""
-    folder = home.table_dir(CORRECTIONS.name)
-    by_month: dict[str, list[Path]] = {}
-    for day in sorted(p for p in folder.glob("day=*") if p.is_dir()):
-        month = day.name.split("=", 1)[1][:7]
-        if month < this_month:
-            by_month.setdefault(month, []).append(day)
-    return sum(merge_correction_month(home, month, days) for month, days in sorted(by_month.items()))
-
-
 def merge_past_corrections(home: HomeLayout, today: str | None = None) -> int:
-    """Merge the correction parts of every UTC day before today (YYYY-MM-DD; default: now) into one part a day, so the
-    review app reads a file a day rather than one per correction (3,000 single parts made its next item take 1 s),
-    and the days of every month before this one into one part a month. Today's day is left alone: the review app
-    appends to it. The number of days and months merged."""
+    """Merge the correction parts of every UTC day before today (YYYY-MM-DD; default: now) into one part a day, then
+    the days of every month before this one into one part a month, so the review app reads a few files a month rather
+    than one per correction (3,000 single parts made its next item take 1 s; a year of day parts 134 ms, of month
+    parts 65 ms). Today's day is left alone: the review app appends to it; nobody writes to a past day. The number of
+    days and months merged (a day is merged once, the night after it; a month once, the night after it ends)."""
     cutoff = today or datetime.now(UTC).strftime("%Y-%m-%d")
-    folder = home.table_dir(CORRECTIONS.name)
-    days = sorted(p for p in folder.glob("day=*") if p.is_dir() and p.name.split("=", 1)[1] < cutoff)
-    merged = sum(merge_correction_day(home, day) for day in days)
-    return merged + merge_past_months(home, cutoff[:7])
+    keyed = {p.name.split("=", 1)[1]: p for p in home.table_dir(CORRECTIONS.name).glob("day=*") if p.is_dir()}
+    merged = sum(merge_correction_folders(home, [f], key, DAY_PART) for key, f in sorted(keyed.items()) if key < cutoff)
+    by_month: dict[str, list[Path]] = {}
+    for key, folder in sorted(keyed.items()):
+        if key[:7] < cutoff[:7]:
+            by_month.setdefault(key[:7], []).append(folder)
+    for month, month_folders in sorted(by_month.items()):
+        merged += merge_correction_folders(home, month_folders, month, MONTH_PART)
+    return merged

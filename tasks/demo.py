@@ -149,15 +149,14 @@ def write_demo_config(home: HomeLayout, user_config: Path | None) -> Path:
     """The user's configuration (if any) with the demo's trained detector selected."""
     data = tomllib.loads(user_config.read_text()) if user_config else {}
     data.setdefault("faces", {})["detector"] = DEMO_DETECTOR
-    gender_train = data.setdefault("gender", {}).setdefault("train", {})
-    for key, value in DEMO_GENDER_TRAIN.items():
-        gender_train.setdefault(key, value)
-    mating_train = data.setdefault("mating", {}).setdefault("train", {})
-    for key, value in DEMO_MATING_TRAIN.items():
-        mating_train.setdefault(key, value)
-    identity_train = data.setdefault("identity", {}).setdefault("train", {})
-    for key, value in DEMO_IDENTITY_TRAIN.items():
-        identity_train.setdefault(key, value)
+    for section, defaults in (
+        ("gender", DEMO_GENDER_TRAIN),
+        ("mating", DEMO_MATING_TRAIN),
+        ("identity", DEMO_IDENTITY_TRAIN),
+    ):
+        train = data.setdefault(section, {}).setdefault("train", {})
+        for key, value in defaults.items():
+            train.setdefault(key, value)
     path = home.root / DEMO_CONFIG
     write_bytes_atomic(path, tomli_w.dumps(data).encode())
     return path

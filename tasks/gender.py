@@ -34,13 +34,12 @@ from tasks.execution import resolve_execution, way_of
 from tasks.faces import STAGE as FACES_STAGE_NAME
 from tasks.gender_training import KIND, load_gender_model
 from tasks.lake import read_marker, read_part, write_bytes_atomic, write_rows
-from tasks.model_store import model_label, stored_card
+from tasks.model_store import NO_MODEL_LABEL, label_in_use
 from tasks.prefetch import prefetched_batches
 from tasks.stages import NO_MODEL, Computed, DropStage, StageRun
 
 STAGE = "gender"
 GENDER_VERSION = "1"
-NO_MODEL_NAME = "none"
 MIN_FACES_PER_WORKER = 64
 
 
@@ -73,8 +72,7 @@ def usable_faces(home: HomeLayout, drop_id: str) -> list[dict[str, Any]]:
 
 def model_in_use(home: HomeLayout, config: GenderConfig) -> str:
     """The name@vN the configured gender model resolves to, or 'none' when none is stored."""
-    card = stored_card(home, KIND, config.model)
-    return model_label(card) if card else NO_MODEL_NAME
+    return label_in_use(home, KIND, config.model)
 
 
 def depends(home: HomeLayout, settings: Settings) -> str:
@@ -160,10 +158,10 @@ def predict_gender_of(run: StageRun) -> Computed:
     """Calibrated P(male) for every usable face of one drop, with Grad-CAM for a sample; nothing without a model."""
     home, drop_id = run.home, run.drop_id
     config, faces = run.settings.gender, usable_faces(home, drop_id)
-    if model_in_use(home, config) == NO_MODEL_NAME:
+    if model_in_use(home, config) == NO_MODEL_LABEL:
         write_rows(home, GENDER_PREDICTIONS, drop_id, STAGE, [])
         return Computed(
-            NO_MODEL, {"gender_predictions": 0}, NO_MODEL_NAME, f"no gender model '{config.model}' is stored"
+            NO_MODEL, {"gender_predictions": 0}, NO_MODEL_LABEL, f"no gender model '{config.model}' is stored"
         )
     config = resolve_execution(home, run.settings, sections=("gender",)).settings.gender
     model, card = load_gender_model(home, config.model)

@@ -17,23 +17,16 @@ from tasks.faces import STAGE as FACES_STAGE_NAME
 from tasks.gender import committed_usable_faces, over_crop_batches, usable_faces
 from tasks.identity_training import KIND, load_identity_model
 from tasks.lake import write_rows
-from tasks.model_store import model_label, stored_card
+from tasks.model_store import NO_MODEL_LABEL, label_in_use
 from tasks.stages import NO_MODEL, Computed, DropStage, StageRun
 
 STAGE = "identify"
 IDENTIFY_VERSION = "1"
-NO_MODEL_NAME = "none"
-
-
-def identity_model_in_use(home: HomeLayout, config: IdentityConfig) -> str:
-    """The name@vN the configured identity model resolves to, or 'none' when none is stored."""
-    card = stored_card(home, KIND, config.model)
-    return model_label(card) if card else NO_MODEL_NAME
 
 
 def depends(home: HomeLayout, settings: Settings) -> str:
     """What a drop's embeddings depend on besides its faces: the identity model version."""
-    return identity_model_in_use(home, settings.identity)
+    return label_in_use(home, KIND, settings.identity.model)
 
 
 def embed_crops(
@@ -49,10 +42,10 @@ def embed_faces_of(run: StageRun) -> Computed:
     """Identity embeddings of every usable face of one drop; nothing without a stored identity model."""
     home, drop_id = run.home, run.drop_id
     config, faces = run.settings.identity, usable_faces(home, drop_id)
-    if identity_model_in_use(home, config) == NO_MODEL_NAME:
+    if label_in_use(home, KIND, config.model) == NO_MODEL_LABEL:
         write_rows(home, FACE_EMBEDDINGS, drop_id, STAGE, [])
         return Computed(
-            NO_MODEL, {"face_embeddings": 0}, NO_MODEL_NAME, f"no identity model '{config.model}' is stored"
+            NO_MODEL, {"face_embeddings": 0}, NO_MODEL_LABEL, f"no identity model '{config.model}' is stored"
         )
     config = resolve_execution(home, run.settings, sections=("identity",)).settings.identity
     model, card = load_identity_model(home, config.model)

@@ -13,11 +13,10 @@ from models.individuals import Gallery, Queries, Thresholds, decide_individuals
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import ANIMALS_MANIFEST, CORRECTIONS, FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES, MEDIA
-from tasks.catalog import face_follows, lake_connection, latest_per
-from tasks.identify import NO_MODEL_NAME, identity_model_in_use
+from tasks.catalog import REGISTERED_ANIMALS, face_follows, lake_connection, latest_per
 from tasks.identity_training import KIND
 from tasks.lake import read_part, rows_to_table, write_rows
-from tasks.model_store import stored_card
+from tasks.model_store import model_label, stored_card
 
 SCOPE = "home"
 PART = "individuals"
@@ -39,10 +38,7 @@ WITH emb AS (
         ON c.target_kind = 'face' AND c.field IN ('identity', 'is_face') AND c.media_id = e.media_id
     WHERE {face_follows("c", "e", "face_id")}
     {latest_per("e.drop_id, e.face_id, c.field")}
-), registered AS (
-    SELECT animal_id FROM animal_manifest WHERE animal_id IS NOT NULL
-    UNION SELECT animal_id FROM faces WHERE animal_id IS NOT NULL
-)
+), registered AS ({REGISTERED_ANIMALS})
 SELECT e.face_id, e.drop_id, e.media_id, e.embedding,
        coalesce(i.human_value, e.animal_id) AS known_id,
        coalesce(coalesce(i.human_value, e.animal_id) IN (SELECT animal_id FROM registered), false) AS in_gallery
@@ -91,50 +87,29 @@ def read_identity_inputs(home: HomeLayout, model_version: str) -> IdentityInputs
     return IdentityInputs(queries, gallery)
 
 
-def current_rows(home: HomeLayout) -> list[dict[str, Any]] | None:
-    """The identity_matches rows committed now, without their run ids (None when none is committed)."""
+def unchanged(home: HomeLayout, rows: list[dict[str, Any]]) -> bool:
+    """Whether the committed identity_matches part already holds these rows (run ids aside)."""
     path = home.part(IDENTITY_MATCHES.name, IDENTITY_MATCHES.partition, SCOPE, PART)
     if not path.exists():
-        return None
-    return [{k: v for k, v in row.items() if k != "run_id"} for row in read_part(path, IDENTITY_MATCHES).to_pylist()]
-
-
-def same_rows(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]) -> bool:
-    """Whether the committed rows already say what the new ones say (scores to 1e-6)."""
-    if old is None or len(old) != len(new):
         return False
-    table = rows_as_table(new)
-    fresh = [{k: v for k, v in row.items() if k != "run_id"} for row in table.to_pylist()]
-    return all(rounded(a) == rounded(b) for a, b in zip(old, fresh))
-
-
-def rounded(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with its float values rounded to 6 places, to compare two computations of it."""
-    return {
-        k: round(v, 6) if isinstance(v, float) else [round(x, 6) for x in v] if k == "candidate_scores" and v else v
-        for k, v in row.items()
-    }
-
-
-def rows_as_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """identity_matches rows in the table's schema."""
-    return rows_to_table(rows, IDENTITY_MATCHES)
+    committed = read_part(path, IDENTITY_MATCHES).drop_columns(["run_id"])
+    return committed.equals(rows_to_table(rows, IDENTITY_MATCHES).drop_columns(["run_id"]))
 
 
 def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dict[str, Any]:
     """Match every embedded face of no known animal to the registered animals and cluster the rest into provisional
     individuals; the identity_matches part is rewritten only when its answer changed (a re-run adds nothing)."""
-    model = identity_model_in_use(home, settings.identity)
-    if model == NO_MODEL_NAME:
+    card = stored_card(home, KIND, settings.identity.model)
+    if card is None:
         return {"status": "no_model", "message": f"no identity model '{settings.identity.model}' is stored"}
-    card = stored_card(home, KIND, settings.identity.model) or {}
+    model = model_label(card)
     inputs = read_identity_inputs(home, model)
     thresholds = Thresholds(float(card["match_threshold"]), float(card["cluster_threshold"]))
     rows = [
         {**row, "model_version": model, "run_id": run_id}
         for row in decide_individuals(inputs.queries, inputs.gallery, thresholds)
     ]
-    changed = not same_rows(current_rows(home), rows)
+    changed = not unchanged(home, rows)
     if changed:
         write_rows(home, IDENTITY_MATCHES, SCOPE, PART, rows)
     kinds = [row["kind"] for row in rows]

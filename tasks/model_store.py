@@ -117,6 +117,15 @@ def store_version(home: HomeLayout, kind: str, state: dict[str, Any], card: dict
     return {**card, "version": version, "path": str(path), "label": f"{card['name']}@v{version}"}
 
 
+NO_MODEL_LABEL = "none"  # what a stage records as its model when none is stored
+
+
+def label_in_use(home: HomeLayout, kind: str, ref: str) -> str:
+    """The name@vN a model reference resolves to in the store, or 'none' when no such model is stored."""
+    card = stored_card(home, kind, ref)
+    return model_label(card) if card else NO_MODEL_LABEL
+
+
 def model_label(card: dict[str, Any]) -> str:
     """The 'name@vN' every prediction row records as its model_version."""
     return f"{card['name']}@v{card['version']}"

@@ -104,7 +104,7 @@ def compact_lake(home: str, run_id: str) -> list[dict[str, Any]]:
         get_run_logger().info("compacted %s: %d parts of %d keys into %d files", *astuple(result))
     days = merge_past_corrections(layout)
     if days:
-        get_run_logger().info("merged the corrections of %d past days into one part a day", days)
+        get_run_logger().info("merged the corrections of %d past days or months into one part each", days)
     return [asdict(result) for result in done]
 
 

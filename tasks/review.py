@@ -25,6 +25,7 @@ from schemas.review import (
     ItemKey,
     ReviewError,
     box_text,
+    correction_target,
     decide,
     parse_item_key,
 )
@@ -267,11 +268,12 @@ def correction_row(
         "box": (item.get("machine_box"), item.get("detector")),
         "identity": (item.get("individual_machine"), item.get("model_version")),
     }[field]
-    on_face = key.kind in ("face", "identity")  # an identity item's corrections speak about its face
+    target_kind = correction_target(key.kind)
+    on_face = target_kind == "face"
     return {
         "correction_id": uuid.uuid4().hex,
         "action": "set",
-        "target_kind": "face" if on_face else key.kind,
+        "target_kind": target_kind,
         "target_id": key.target_id,
         "drop_id": key.drop_id or item.get("drop_id"),
         "media_id": item.get("media_id") if on_face or key.kind == "frame" else None,

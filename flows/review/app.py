@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from flows.review.security import CSRF_HEADER, SESSION_COOKIE, Session, SessionStore, is_loopback_name, same_secret
 from schemas.home import HomeLayout
-from schemas.review import ACTIONS, CANDIDATE, CONFIRM, UNDECIDED, ReviewError, parse_item_key
+from schemas.review import ACTIONS, CONFIRM, UNDECIDED, ReviewError, candidate_rank, item_kind, parse_item_key
 from tasks import review as review_tasks
 from tasks.catalog import CatalogMissingError
 from tasks.explain import explain_face
@@ -150,8 +150,8 @@ def item_actions(kind: str, item: dict[str, Any]) -> list[dict[str, str]]:
     for k, (_, value) in ACTIONS[kind].items():
         if value == CONFIRM and item.get("call") in UNDECIDED:
             continue
-        if value.startswith(CANDIDATE):
-            rank = int(value.removeprefix(CANDIDATE))
+        rank = candidate_rank(value)
+        if rank is not None:
             if rank <= len(candidates):
                 actions.append({"key": k, "label": f"it is {candidates[rank - 1]}"})
             continue
@@ -389,8 +389,7 @@ def create_app(server: ReviewServer) -> FastAPI:
         session = posted(request)
         row = review_tasks.undo_last(server.home, session.reviewer)
         drop = "" if row["target_kind"] == "animal" else row["drop_id"]
-        kind = "identity" if row["target_kind"] == "face" and row["field"] == "identity" else row["target_kind"]
-        shown = named_item(server, f"{kind}:{drop}:{row['target_id']}")
+        shown = named_item(server, f"{item_kind(row['target_kind'], row['field'])}:{drop}:{row['target_id']}")
         return JSONResponse({"undone": row["undoes"], "item": shown})
 
     @app.post("/api/explain")
