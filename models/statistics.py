@@ -33,6 +33,8 @@ from scipy.stats import binomtest, norm
 CONFIDENCE = 0.95
 IntervalMethod = Literal["lang-reiczigel", "bayes"]
 LANG_REICZIGEL: IntervalMethod = "lang-reiczigel"
+WITH_KNOWN = "lang-reiczigel+known"  # classified items corrected, items of known class added as counted
+KNOWN_ONLY = "known"  # every counted item's class is known: the share is a count, with nothing to correct
 BAYES_DRAWS = 20_000  # Monte Carlo draws of the Bayesian interval: its quantiles move by about 0.002 between seeds
 BAYES_SEED = 2014  # fixed, so a catalog refresh gives the same interval for the same counts
 
@@ -285,6 +287,30 @@ def corrected_share_interval(
     return Corrected(float(estimate[0]), float(low[0]), float(high[0]), clipping_note(positives / n, se, sp))
 
 
+def share_with_known(classified: Corrected, classified_n: int, known_positives: int, known_n: int) -> Corrected:
+    """The positive share among classified and known items together: the known items as counted, the classified ones
+    at their corrected share and bounds, each part weighted by its size.
+
+    The known part (a keeper's correction, the registry) adds no uncertainty to the share among the counted items, so
+    the interval is the classified part's interval scaled by its weight; with nothing classified it is the count
+    itself. No estimate when the classified part has none."""
+    check_count_pair(known_positives, known_n, "known items")
+    if known_n == 0:
+        return classified
+    if classified_n == 0:
+        share = known_positives / known_n
+        return Corrected(share, share, share, None)
+    if classified.estimate is None or classified.ci_low is None or classified.ci_high is None:
+        return classified
+    total = classified_n + known_n
+
+    def mixed(value: float) -> float:
+        """The share among all counted items when the classified ones have this share."""
+        return (known_positives + classified_n * value) / total
+
+    return Corrected(mixed(classified.estimate), mixed(classified.ci_low), mixed(classified.ci_high), classified.note)
+
+
 def corrected_share_arrays(
     positives: np.ndarray,
     n: np.ndarray,
@@ -324,6 +350,7 @@ class ShareWording:
     counted: str = "animals counted"
     none_counted: str = "no individual was counted"
     count_more: str = "observe longer to count more individuals"
+    all_known: str = "every counted animal's sex is known (a keeper's or the registry's), so nothing is corrected"
 
 
 SEX_WORDING = ShareWording()
@@ -339,6 +366,7 @@ OUTCOME_WORDING = ShareWording(
     counted="encounters counted",
     none_counted="no encounter was decided",
     count_more="observe more encounters",
+    all_known="every counted encounter's outcome is known (a keeper's or the record's), so nothing is corrected",
 )
 
 

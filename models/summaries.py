@@ -10,14 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.statistics import (
+    KNOWN_ONLY,
     LANG_REICZIGEL,
     OUTCOME_WORDING,
     SEX_WORDING,
+    WITH_KNOWN,
     ClassifierRates,
     Corrected,
     ShareWording,
     corrected_share_interval,
     rates_from_confusion,
+    share_with_known,
     width_drivers,
     wilson_interval,
 )
@@ -187,24 +190,41 @@ def corrected_columns(
     rates: Mapping[str, ClassifierRates],
     wording: ShareWording,
     count_columns: tuple[str, str],
+    known: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     """The corrected share's columns of a summary row: estimate, interval, method, what makes it wide, the model
-    version, the card's rates with their validation counts (named by count_columns) and the note."""
-    version, found, note = group_rates(versions, rates, wording)
-    corrected = corrected_share(positives, n, found, wording)
+    version, the card's rates with their validation counts (named by count_columns) and the note.
+
+    positives of n items were classified by the machine and are corrected for its errors; known = (positives, n) of
+    items whose class a keeper or the registry gives, added as counted (statistics.share_with_known)."""
+    known_positives, known_n = known
+    version, found, note = group_rates(versions, rates, wording) if n else (None, None, None)
+    classified = corrected_share(positives, n, found, wording)
+    corrected = share_with_known(classified, n, known_positives, known_n)
     has_interval = corrected.estimate is not None
+    widths = width_columns(positives, n, found, wording) if has_interval and n else width_columns(0, 0, None)
+    if known_n and n:
+        widths = {
+            key: value * n / (n + known_n) if key.startswith("width") and value is not None else value
+            for key, value in widths.items()
+        }
+    method = (KNOWN_ONLY if not n else WITH_KNOWN if known_n else LANG_REICZIGEL) if has_interval else None
+    if n == 0:
+        note = f"No correction: {wording.all_known}." if known_n else corrected.note
+    else:
+        note = note or corrected.note
     return {
         "corrected": corrected.estimate,
         "corrected_ci_low": corrected.ci_low,
         "corrected_ci_high": corrected.ci_high,
-        "interval_method": LANG_REICZIGEL if has_interval else None,
-        **(width_columns(positives, n, found, wording) if has_interval else width_columns(0, 0, None)),
+        "interval_method": method,
+        **widths,
         "model_version": version,
         "sensitivity": found.sensitivity if found else None,
         "specificity": found.specificity if found else None,
         count_columns[0]: found.n_positive if found else None,
         count_columns[1]: found.n_negative if found else None,
-        "note": corrected.note if n == 0 else note or corrected.note,
+        "note": note,
     }
 
 
@@ -245,16 +265,29 @@ def gender_ratio_row(
     rates: Mapping[str, ClassifierRates],
     source_rates: Mapping[str, SourceRates] | None = None,
 ) -> dict[str, Any]:
-    """One gender_ratio row: counts, raw male share (Wilson) and the corrected share with its interval (module doc),
-    corrected with the rates of the face source the counted animals were seen on (rates_for_sources)."""
-    males, females = int(counts["males"]), int(counts["females"])
+    """One gender_ratio row: counts, raw male share (Wilson) and the corrected share with its interval (module doc).
+
+    Animals whose sex a keeper or the registry gives (known_males, known_females) count as they are; the machine's
+    calls (called_males, called_females) are corrected with the rates of the face source those animals were seen on
+    (rates_for_sources)."""
+    called_males, called_females = int(counts["called_males"]), int(counts["called_females"])
+    known_males, known_females = int(counts["known_males"]), int(counts["known_females"])
+    males, females = called_males + known_males, called_females + known_females
     raw = wilson_interval(males, males + females)
     versions = sorted(counts.get("model_versions") or [])
     chosen, measured_on, caveat = rates_for_sources(
         versions, sorted(counts.get("face_sources") or []), rates, source_rates or {}
     )
-    columns = corrected_columns(males, raw.n, versions, chosen, SEX_WORDING, ("validation_males", "validation_females"))
-    if columns["corrected"] is not None:
+    columns = corrected_columns(
+        called_males,
+        called_males + called_females,
+        versions,
+        chosen,
+        SEX_WORDING,
+        ("validation_males", "validation_females"),
+        known=(known_males, known_males + known_females),
+    )
+    if columns["corrected"] is not None and columns["model_version"] is not None:
         columns["rates_face_source"] = measured_on
         columns["note"] = " ".join(s for s in (columns["note"], caveat) if s) or None
     else:
@@ -265,6 +298,8 @@ def gender_ratio_row(
         "deployment_id": counts.get("deployment_id"),
         "males": males,
         "females": females,
+        "known_males": known_males,
+        "known_females": known_females,
         "unknown": int(counts["unknown"]),
         "n": raw.n,
         "estimate": raw.estimate,
@@ -276,18 +311,29 @@ def gender_ratio_row(
 
 def mating_success_row(counts: Mapping[str, Any], rates: Mapping[str, ClassifierRates]) -> dict[str, Any]:
     """One mating_success row: decided encounters, the raw success share (Wilson) and the share corrected with the
-    CGANet card's encounter-level rates, with its interval."""
-    successes, failures = int(counts["successes"]), int(counts["failures"])
+    CGANet card's encounter-level rates, with its interval; outcomes a keeper or the record gives (known_successes,
+    known_failures) count as they are."""
+    called_successes, called_failures = int(counts["called_successes"]), int(counts["called_failures"])
+    known_successes, known_failures = int(counts["known_successes"]), int(counts["known_failures"])
+    successes, failures = called_successes + known_successes, called_failures + known_failures
     share = wilson_interval(successes, successes + failures)
     versions = sorted(counts.get("model_versions") or [])
     columns = corrected_columns(
-        successes, share.n, versions, rates, OUTCOME_WORDING, ("validation_successes", "validation_failures")
+        called_successes,
+        called_successes + called_failures,
+        versions,
+        rates,
+        OUTCOME_WORDING,
+        ("validation_successes", "validation_failures"),
+        known=(known_successes, known_successes + known_failures),
     )
     return {
         "level": counts["level"],
         "season": counts.get("season"),
         "successes": successes,
         "failures": failures,
+        "known_successes": known_successes,
+        "known_failures": known_failures,
         "unknown": int(counts["unknown"]),
         "n": share.n,
         "estimate": share.estimate,

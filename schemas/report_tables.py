@@ -14,17 +14,19 @@ GENDER_RATIO = pa.schema(
         ("level", pa.string()),  # deployment | overall
         ("site", pa.string()),
         ("deployment_id", pa.string()),
-        ("males", pa.int64()),
+        ("males", pa.int64()),  # animals counted male: known_males + the machine's male calls
         ("females", pa.int64()),
-        ("unknown", pa.int64()),  # animals left in the abstain band; not in n
+        ("known_males", pa.int64()),  # of males, those a keeper's correction or the registry says are male
+        ("known_females", pa.int64()),
+        ("unknown", pa.int64()),  # animals left in the abstain band with no known sex; not in n
         ("n", pa.int64()),  # males + females
         ("estimate", pa.float64()),  # raw male share males / n
         ("ci_low", pa.float64()),  # Wilson 95%
         ("ci_high", pa.float64()),
-        ("corrected", pa.float64()),  # Rogan-Gladen male share, clipped to [0, 1]
+        ("corrected", pa.float64()),  # known animals as counted, machine calls Rogan-Gladen corrected (clipped)
         ("corrected_ci_low", pa.float64()),  # 95%, carrying the uncertainty of Se and Sp (corrected_share_interval)
         ("corrected_ci_high", pa.float64()),
-        ("interval_method", pa.string()),  # how the corrected interval was computed (lang-reiczigel)
+        ("interval_method", pa.string()),  # lang-reiczigel; lang-reiczigel+known (known added); known (all known)
         ("validation_variance_share", pa.float64()),  # share of the interval's variance due to Se and Sp estimates
         ("width_4x_validation", pa.float64()),  # corrected interval width with 4x the validation animals
         ("width_4x_counted", pa.float64()),  # corrected interval width with 4x the animals counted
@@ -43,17 +45,19 @@ MATING_SUCCESS = pa.schema(
     [
         ("level", pa.string()),  # season | overall
         ("season", pa.int32()),  # year of started_at in the drop's time zone; null: encounter time unknown
-        ("successes", pa.int64()),
+        ("successes", pa.int64()),  # known_successes + the machine's success calls
         ("failures", pa.int64()),
+        ("known_successes", pa.int64()),  # of successes, those a keeper's correction or encounters.csv gives
+        ("known_failures", pa.int64()),
         ("unknown", pa.int64()),  # encounters left in the abstain band; not in n
         ("n", pa.int64()),  # successes + failures
         ("estimate", pa.float64()),  # successes / n
         ("ci_low", pa.float64()),  # Wilson 95%
         ("ci_high", pa.float64()),
-        ("corrected", pa.float64()),  # Rogan-Gladen success share, clipped to [0, 1]
+        ("corrected", pa.float64()),  # known outcomes as counted, machine calls Rogan-Gladen corrected (clipped)
         ("corrected_ci_low", pa.float64()),  # 95%, carrying the uncertainty of the card's Se and Sp
         ("corrected_ci_high", pa.float64()),
-        ("interval_method", pa.string()),  # lang-reiczigel
+        ("interval_method", pa.string()),  # as in gender_ratio
         ("validation_variance_share", pa.float64()),  # share of the interval's variance due to Se and Sp estimates
         ("width_4x_validation", pa.float64()),  # corrected interval width with 4x the validation encounters
         ("width_4x_counted", pa.float64()),  # corrected interval width with 4x the encounters counted

@@ -16,7 +16,7 @@ from tasks.demo import OVERALL_RATIO_SQL, ensure_sample_drop
 
 COVERAGE_FOLDER = "coverage"
 DROP_SEED_OFFSET = 5000  # far from the seeds the demo's models were trained on (drop, +1000 archive, +2000 studbook)
-ANIMALS_SQL = "SELECT animal_id, sex_predicted, n_faces FROM animals"
+ANIMALS_SQL = "SELECT animal_id, sex, n_faces FROM animals"
 
 
 def link_or_copy(source: str, target: str) -> None:
@@ -76,7 +76,7 @@ def drop_coverage(home: HomeLayout, drop: Path) -> DropCoverage:
     """What the report of a home holding one drop says about its male share, beside that drop's truth."""
     truth = true_sexes(drop)
     animals = query(home, ANIMALS_SQL).to_pylist()
-    counted = [a["animal_id"] for a in animals if a["sex_predicted"] in ("male", "female")]
+    counted = [a["animal_id"] for a in animals if a["sex"] in ("male", "female")]
     detected = [a["animal_id"] for a in animals if (a["n_faces"] or 0) > 0]
     ratio = (query(home, OVERALL_RATIO_SQL, ["overall"]).to_pylist() or [{}])[0]
     return DropCoverage(

@@ -49,7 +49,7 @@ DEMO_GENDER_TRAIN = {"arch": "mini_xception", "input_size": 64, "epochs": 25, "l
 # animals).
 DEMO_IDENTITY_TRAIN = {"epochs": 80, "patience": 80, "validation_share": 0.2, "test_share": 0.2}
 OVERALL_RATIO_SQL = (
-    "SELECT males, females, unknown, corrected, corrected_ci_low, corrected_ci_high, note "
+    "SELECT males, females, known_males, known_females, unknown, corrected, corrected_ci_low, corrected_ci_high, note "
     "FROM gender_ratio WHERE level = ?"
 )
 DEMO_MATING_TRAIN = {
@@ -209,8 +209,9 @@ def gender_truth_check(home: HomeLayout, drop: Path) -> str:
     row = rows[0]
     inside = row["corrected_ci_low"] <= males / animals <= row["corrected_ci_high"]
     return (
-        f"gender ratio check: {truth}; the report counts {row['males']} male, {row['females']} female, "
-        f"{row['unknown']} unknown and corrects the share to {row['corrected']:.2f} "
+        f"gender ratio check: {truth}; the report counts {row['males']} male, {row['females']} female "
+        f"({row['known_males'] + row['known_females']} of known sex), {row['unknown']} unknown and corrects the "
+        f"machine's calls to give a share of {row['corrected']:.2f} "
         f"(95% CI {row['corrected_ci_low']:.2f}-{row['corrected_ci_high']:.2f}), which "
         f"{'contains' if inside else 'does NOT contain'} the true share."
     )

@@ -46,8 +46,8 @@ WITH seen AS (
 ),
 dated AS (SELECT drop_id, min(captured_at) AS first_capture FROM media WHERE status = 'ok' GROUP BY drop_id)
 SELECT s.drop_id, dt.first_capture AS "when",
-       count(*) FILTER (WHERE a.sex_predicted = 'male') AS males,
-       count(*) FILTER (WHERE a.sex_predicted = 'female') AS females
+       count(*) FILTER (WHERE a.sex = 'male') AS males,
+       count(*) FILTER (WHERE a.sex = 'female') AS females
 FROM seen s JOIN animals a ON a.animal_id = s.animal_id LEFT JOIN dated dt ON dt.drop_id = s.drop_id
 GROUP BY s.drop_id, dt.first_capture ORDER BY dt.first_capture NULLS LAST, s.drop_id
 """

@@ -34,16 +34,18 @@ from tasks.review_items import write_review_items
 GENDER_COUNTS_TEMPLATE = """
 SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overall' END AS level,
        site, deployment_id,
-       count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS males,
-       count(DISTINCT animal_id) FILTER (WHERE sex_predicted = ?) AS females,
-       count(DISTINCT animal_id) FILTER (WHERE sex_predicted IS NULL OR sex_predicted NOT IN (?, ?)) AS unknown,
+       count(DISTINCT animal_id) FILTER (WHERE called AND sex = ?) AS called_males,
+       count(DISTINCT animal_id) FILTER (WHERE called AND sex = ?) AS called_females,
+       count(DISTINCT animal_id) FILTER (WHERE NOT called AND sex = ?) AS known_males,
+       count(DISTINCT animal_id) FILTER (WHERE NOT called AND sex = ?) AS known_females,
+       count(DISTINCT animal_id) FILTER (WHERE sex IS NULL OR sex NOT IN (?, ?)) AS unknown,
        list_sort(list_distinct(
-           list(model_version) FILTER (WHERE sex_predicted IN (?, ?) AND model_version IS NOT NULL)
+           list(model_version) FILTER (WHERE called AND sex IN (?, ?) AND model_version IS NOT NULL)
        )) AS model_versions,
        list_sort(list_distinct(
-           list(face_source) FILTER (WHERE sex_predicted IN (?, ?) AND face_source IS NOT NULL)
+           list(face_source) FILTER (WHERE called AND sex IN (?, ?) AND face_source IS NOT NULL)
        )) AS face_sources
-FROM animals {where}
+FROM (SELECT *, sex_source = 'machine' AS called FROM animals) {where}
 GROUP BY GROUPING SETS ((site, deployment_id), ())
 ORDER BY grouping(site, deployment_id), site NULLS LAST, deployment_id NULLS LAST
 """
@@ -54,23 +56,25 @@ PERIOD_ANIMALS = """WHERE animal_id IN (SELECT animal_id FROM animal_manifest WH
                    UNION SELECT individual_id FROM face_calls WHERE list_contains(?, drop_id))"""
 GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where="")
 PERIOD_GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where=PERIOD_ANIMALS)
-GENDER_PARAMS = ["male", "female", "male", "female", "male", "female", "male", "female"]
+GENDER_PARAMS = ["male", "female", "male", "female", "male", "female", "male", "female", "male", "female"]
 
 MATING_COUNTS_TEMPLATE = """
 WITH dated AS (
-    SELECT e.encounter_id, e.predicted, e.model_version,
+    SELECT e.encounter_id, e.outcome_final AS outcome, e.outcome_source = 'machine' AS called, e.model_version,
            year(e.started_at AT TIME ZONE coalesce(d.timezone, 'UTC')) AS season
     FROM encounters e
     LEFT JOIN (SELECT drop_id, any_value(timezone) AS timezone FROM drops GROUP BY drop_id) d USING (drop_id)
     {where}
 )
 SELECT CASE WHEN grouping(season) = 0 THEN 'season' ELSE 'overall' END AS level, season,
-       count(DISTINCT encounter_id) FILTER (WHERE predicted = ?) AS successes,
-       count(DISTINCT encounter_id) FILTER (WHERE predicted = ?) AS failures,
-       count(DISTINCT encounter_id) FILTER (WHERE predicted IS NULL OR predicted NOT IN (?, ?)) AS unknown,
+       count(DISTINCT encounter_id) FILTER (WHERE called AND outcome = ?) AS called_successes,
+       count(DISTINCT encounter_id) FILTER (WHERE called AND outcome = ?) AS called_failures,
+       count(DISTINCT encounter_id) FILTER (WHERE NOT called AND outcome = ?) AS known_successes,
+       count(DISTINCT encounter_id) FILTER (WHERE NOT called AND outcome = ?) AS known_failures,
+       count(DISTINCT encounter_id) FILTER (WHERE outcome IS NULL OR outcome NOT IN (?, ?)) AS unknown,
        list_sort(list_distinct(
            flatten(list(string_split(model_version, ', '))
-                   FILTER (WHERE predicted IN (?, ?) AND model_version IS NOT NULL))
+                   FILTER (WHERE called AND outcome IN (?, ?) AND model_version IS NOT NULL))
        )) AS model_versions
 FROM dated
 GROUP BY GROUPING SETS ((season), ())
@@ -78,7 +82,7 @@ ORDER BY grouping(season), season NULLS LAST
 """
 MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="")
 PERIOD_MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="WHERE list_contains(?, e.drop_id)")  # ids first
-MATING_PARAMS = ["success", "failure", "success", "failure", "success", "failure"]
+MATING_PARAMS = ["success", "failure", "success", "failure", "success", "failure", "success", "failure"]
 # Audited items: the latest live correction per item and field of the random audit slice (undo applied). Gender and
 # mating: the keeper kept the machine's call when the human value equals it. Detector: a face item's box was a face
 # unless the keeper said "not a face" (a sex given to it confirms the box).

@@ -95,7 +95,7 @@ def test_end_to_end_runs_a_generated_drop_through_the_pipeline_and_judges_the_re
     drop_dir = home / "coverage" / "drops" / found["drop"]
     with (drop_dir / "truth" / "animals.csv").open(newline="") as handle:
         truth = {row["animal_id"]: row["sex"] for row in csv.DictReader(handle)}
-    counted = query(drop_home, "SELECT animal_id FROM animals WHERE sex_predicted IN ('male', 'female')").to_pylist()
+    counted = query(drop_home, "SELECT animal_id FROM animals WHERE sex IN ('male', 'female')").to_pylist()
     assert found["counted"] == len(counted) > 0
     assert found["counted_true_males"] == sum(truth[row["animal_id"]] == "male" for row in counted)
     ratio = query(drop_home, "SELECT corrected_ci_low, corrected_ci_high FROM gender_ratio WHERE level = 'overall'")

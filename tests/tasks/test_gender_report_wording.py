@@ -22,19 +22,20 @@ def render(rows: list[dict]) -> str:
     )
 
 
+def counts(males: int, females: int, unknown: int) -> dict[str, int]:
+    """gender_ratio's counts of machine-called animals (none of known sex)."""
+    return {"called_males": males, "called_females": females, "known_males": 0, "known_females": 0, "unknown": unknown}
+
+
 def test_the_report_names_the_share_among_detected_individuals_and_what_makes_it_wide() -> None:
     rates = {"g@v1": ClassifierRates(0.75, 1.0, 4, 4)}
-    few_labelled = gender_ratio_row(
-        {"level": "overall", "males": 30, "females": 50, "unknown": 0, "model_versions": ["g@v1"]}, rates
-    )
+    few_labelled = gender_ratio_row({**counts(30, 50, 0), "level": "overall", "model_versions": ["g@v1"]}, rates)
     few_counted = gender_ratio_row(
         {
             "level": "deployment",
             "site": "N",
             "deployment_id": "d",
-            "males": 3,
-            "females": 4,
-            "unknown": 1,
+            **counts(3, 4, 1),
             "model_versions": ["g@v2"],
         },
         {"g@v2": ClassifierRates(0.95, 0.95, 100, 100)},
@@ -47,6 +48,6 @@ def test_the_report_names_the_share_among_detected_individuals_and_what_makes_it
 
 
 def test_a_row_without_a_correction_shows_no_width_advice() -> None:
-    row = gender_ratio_row({"level": "overall", "males": 0, "females": 0, "unknown": 2, "model_versions": []}, {})
+    row = gender_ratio_row({**counts(0, 0, 2), "level": "overall", "model_versions": []}, {})
     html = render([row])
     assert "label more animals" not in html and "observe longer" not in html and "n/a" in html

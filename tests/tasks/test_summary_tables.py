@@ -32,14 +32,31 @@ def write_card(home: HomeLayout, name: str, version: int, card: dict | str, kind
     return path
 
 
+ANIMAL_COLUMNS = "animal_id, drop_id, site, deployment_id, p_male, sex_predicted, model_version, face_source"
+
+
 def animals(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
-    """The columns of the animals view that gender_ratio reads."""
+    """The columns of the animals view that gender_ratio reads; sex and sex_source follow a known sex (a keeper's or
+    the registry's, last in a row when given) over the machine's call, as the view's do."""
     con.execute(
         "CREATE TABLE animals (animal_id VARCHAR, drop_id VARCHAR, site VARCHAR, deployment_id VARCHAR, "
-        "p_male DOUBLE, sex_predicted VARCHAR, model_version VARCHAR, face_source VARCHAR)"
+        "p_male DOUBLE, sex_predicted VARCHAR, model_version VARCHAR, face_source VARCHAR, sex_given VARCHAR, "
+        "sex VARCHAR GENERATED ALWAYS AS (coalesce(sex_given, sex_predicted)), "
+        "sex_source VARCHAR GENERATED ALWAYS AS (CASE WHEN sex_given IS NULL THEN 'machine' ELSE 'human' END))"
     )
-    if rows:
-        con.executemany("INSERT INTO animals VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    for row in rows:
+        con.execute("INSERT INTO animals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [*row, None][:9])
+
+
+def encounters(con: duckdb.DuckDBPyConnection) -> None:
+    """The columns of the encounters view that mating_success reads; outcome_final and outcome_source follow a known
+    outcome (a keeper's or the record's) over the machine's call, as the view's do."""
+    con.execute(
+        "CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR, "
+        "model_version VARCHAR, outcome VARCHAR DEFAULT NULL, "
+        "outcome_final VARCHAR GENERATED ALWAYS AS (coalesce(outcome, predicted)), "
+        "outcome_source VARCHAR GENERATED ALWAYS AS (CASE WHEN outcome IS NULL THEN 'machine' ELSE 'registry' END))"
+    )
 
 
 def herd(
@@ -162,10 +179,7 @@ def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
     home, con = catalog
     con.execute("CREATE TABLE drops (drop_id VARCHAR, timezone VARCHAR)")
     con.execute("INSERT INTO drops VALUES ('d1', 'Asia/Shanghai'), ('d2', 'UTC')")
-    con.execute(
-        "CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR, "
-        "model_version VARCHAR)"
-    )
+    encounters(con)
     utc = UTC
     rows = [
         ("e1", "d1", datetime(2025, 12, 31, 20, 0, tzinfo=utc), "success"),  # 04:00 on 1 January 2026 in Shanghai
@@ -174,7 +188,7 @@ def test_mating_success_per_season_in_the_drop_time_zone(catalog) -> None:
         ("e4", "d2", datetime(2025, 6, 1, tzinfo=utc), "unknown"),
         ("e5", "d2", None, "success"),
     ]
-    con.executemany("INSERT INTO encounters VALUES (?, ?, ?, ?, NULL)", rows)
+    con.executemany("INSERT INTO encounters VALUES (?, ?, ?, ?, NULL, NULL)", rows)
     write_summary_tables(con, home)
     table = con.sql(
         "SELECT level, season, successes, failures, unknown, n, estimate, ci_low, ci_high FROM mating_success"
@@ -195,7 +209,8 @@ def test_rewriting_replaces_the_tables_and_an_old_view_of_the_same_name(catalog)
     animals(con, herd("a", "North", "dep-1", 1, 1, 0))
     write_summary_tables(con, home)
     con.execute(
-        "INSERT INTO animals VALUES ('z', 'drop-1', 'North', 'dep-1', 0.9, 'male', 'panda-gender@v1', 'keeper')"
+        f"INSERT INTO animals ({ANIMAL_COLUMNS}) "
+        "VALUES ('z', 'drop-1', 'North', 'dep-1', 0.9, 'male', 'panda-gender@v1', 'keeper')"
     )
     write_summary_tables(con, home)
     assert con.sql("SELECT males, females FROM gender_ratio WHERE level = 'overall'").fetchall() == [(2, 1)]
@@ -294,17 +309,15 @@ def test_mating_success_is_corrected_with_the_cganet_cards_encounter_rates(catal
     write_card(home, "cganet", 2, {"metrics": {"note": "no validation split"}}, kind="mating")
     con.execute("CREATE TABLE drops (drop_id VARCHAR, timezone VARCHAR)")
     con.execute("INSERT INTO drops VALUES ('d1', 'UTC'), ('d2', 'UTC')")
-    con.execute(
-        "CREATE TABLE encounters (encounter_id VARCHAR, drop_id VARCHAR, started_at TIMESTAMPTZ, predicted VARCHAR, "
-        "model_version VARCHAR)"
-    )
+    encounters(con)
     calls = ["success"] * 6 + ["failure"] * 3 + ["unknown"]
     con.executemany(
-        "INSERT INTO encounters VALUES (?, 'd1', ?, ?, 'cganet@v1')",
+        "INSERT INTO encounters VALUES (?, 'd1', ?, ?, 'cganet@v1', NULL)",
         [(f"e{i}", datetime(2025, 5, 1, tzinfo=UTC), call) for i, call in enumerate(calls)],
     )
     con.execute(
-        "INSERT INTO encounters VALUES ('f1', 'd2', ?, 'success', 'cganet@v2')", [datetime(2026, 5, 1, tzinfo=UTC)]
+        "INSERT INTO encounters VALUES ('f1', 'd2', ?, 'success', 'cganet@v2', NULL)",
+        [datetime(2026, 5, 1, tzinfo=UTC)],
     )
     write_summary_tables(con, home)
     rows = {(r["level"], r["season"]): r for r in con.sql("SELECT * FROM mating_success").to_arrow_table().to_pylist()}
@@ -355,7 +368,10 @@ def test_animals_seen_on_one_face_source_are_corrected_with_that_sources_rates(c
     card = source_card(["detector", "keeper"], {"keeper": (1.0, 1.0, 5, 5), "detector": (0.6, 0.7, 10, 10)})
     write_card(home, "panda-gender", 1, card)
     animals(con, herd("a", "North", "dep-1", 8, 12, 0, source="detector") + herd("b", "South", "dep-2", 3, 3, 0))
-    con.execute("INSERT INTO animals VALUES ('c0', 'drop-1', 'East', 'dep-3', 0.9, 'male', 'panda-gender@v1', 'mixed')")
+    con.execute(
+        f"INSERT INTO animals ({ANIMAL_COLUMNS}) "
+        "VALUES ('c0', 'drop-1', 'East', 'dep-3', 0.9, 'male', 'panda-gender@v1', 'mixed')"
+    )
     write_summary_tables(con, home)
     rows = {
         row["deployment_id"] or "overall": row
@@ -388,3 +404,70 @@ def test_rates_measured_on_keeper_photos_only_warn_when_camera_trap_animals_are_
     assert (row["rates_face_source"], row["sensitivity"]) == ("keeper", 0.9)
     assert row["corrected"] is not None
     assert "measured on keeper photos only" in row["note"] and "camera-trap (detector) faces" in row["note"]
+
+
+def test_known_sexes_count_as_they_are_beside_the_corrected_machine_calls(catalog) -> None:
+    home, con = catalog
+    write_card(home, "panda-gender", 1, {"metrics": {"per_animal": {"confusion_matrix": [[8, 2], [1, 9]]}}})
+    called = herd("a", "North", "dep-1", 7, 13, 2)  # Se 0.9, Sp 0.8
+    known = [(*row[:7], "keeper", "male") for row in herd("k", "North", "dep-1", 0, 0, 3)]  # abstained, known male
+    known += [(*row[:7], "keeper", "female") for row in herd("j", "North", "dep-1", 2, 0, 0)]  # called male, female
+    animals(con, called + known)
+    write_summary_tables(con, home)
+    row = con.sql("SELECT * FROM gender_ratio WHERE level = 'overall'").to_arrow_table().to_pylist()[0]
+    assert (row["males"], row["females"], row["known_males"], row["known_females"], row["unknown"], row["n"]) == (
+        10,
+        15,
+        3,
+        2,
+        2,
+        25,
+    )
+    assert row["estimate"] == pytest.approx(10 / 25)
+    machine = corrected_share_interval(7, 20, 9, 10, 8, 10)
+    assert row["corrected"] == pytest.approx((3 + 20 * machine.estimate) / 25)
+    assert (row["corrected_ci_low"], row["corrected_ci_high"]) == (
+        pytest.approx((3 + 20 * machine.ci_low) / 25),
+        pytest.approx((3 + 20 * machine.ci_high) / 25),
+    )
+    assert row["interval_method"] == "lang-reiczigel+known" and row["model_version"] == "panda-gender@v1"
+    width = row["corrected_ci_high"] - row["corrected_ci_low"]
+    assert width < machine.ci_high - machine.ci_low and row["width_4x_counted"] < width
+
+
+def test_a_herd_of_known_sexes_needs_no_correction(catalog) -> None:
+    home, con = catalog
+    animals(con, [(*row[:7], "keeper", row[5]) for row in herd("k", "North", "dep-1", 2, 3, 0)])
+    write_summary_tables(con, home)
+    row = con.sql("SELECT * FROM gender_ratio WHERE level = 'overall'").to_arrow_table().to_pylist()[0]
+    assert (row["known_males"], row["known_females"], row["n"]) == (2, 3, 5)
+    assert row["corrected"] == row["corrected_ci_low"] == row["corrected_ci_high"] == pytest.approx(0.4)
+    assert row["interval_method"] == "known" and row["model_version"] is None and row["sensitivity"] is None
+    assert "nothing is corrected" in row["note"] and row["wide_because"] is None
+
+
+def test_known_outcomes_count_beside_the_corrected_calls_in_mating_success(catalog) -> None:
+    home, con = catalog
+    rates = {"sensitivity": 0.8, "specificity": 0.75, "decided_successes": 10, "decided_failures": 8}
+    write_card(home, "cganet", 1, {"metrics": {"encounter": {"rates": rates}}}, kind="mating")
+    con.execute("CREATE TABLE drops (drop_id VARCHAR, timezone VARCHAR)")
+    con.execute("INSERT INTO drops VALUES ('d1', 'UTC')")
+    encounters(con)
+    when = datetime(2025, 5, 1, tzinfo=UTC)
+    calls = [("success", None)] * 6 + [("failure", None)] * 3 + [("unknown", "success"), ("success", "failure")]
+    con.executemany(
+        "INSERT INTO encounters VALUES (?, 'd1', ?, ?, 'cganet@v1', ?)",
+        [(f"e{i}", when, call, known) for i, (call, known) in enumerate(calls)],
+    )
+    write_summary_tables(con, home)
+    row = con.sql("SELECT * FROM mating_success WHERE level = 'overall'").to_arrow_table().to_pylist()[0]
+    assert (row["successes"], row["failures"], row["known_successes"], row["known_failures"], row["unknown"]) == (
+        7,
+        4,
+        1,
+        1,
+        0,
+    )
+    machine = corrected_share_interval(6, 9, 8, 10, 6, 8)
+    assert row["corrected"] == pytest.approx((1 + 9 * machine.estimate) / 11)
+    assert row["interval_method"] == "lang-reiczigel+known"
