@@ -164,10 +164,16 @@ def corrected_share(
     return corrected_share_interval(positives, n, se_hits, found.n_positive, sp_hits, found.n_negative)
 
 
+def scaled(width: float | None, weight: float) -> float | None:
+    """A classified part's interval width as a width of the share among all counted items (share_with_known)."""
+    return None if width is None else width * weight
+
+
 def width_columns(
-    positives: int, n: int, found: ClassifierRates | None, wording: ShareWording = SEX_WORDING
+    positives: int, n: int, found: ClassifierRates | None, wording: ShareWording = SEX_WORDING, weight: float = 1.0
 ) -> dict[str, Any]:
-    """The columns saying what makes the corrected interval wide (None without an interval)."""
+    """The columns saying what makes the corrected interval wide (None without an interval); widths are those of the
+    share among all counted items, of which the classified n are this weight."""
     se_hits = rate_successes(found.sensitivity, found.n_positive) if found else None
     sp_hits = rate_successes(found.specificity, found.n_negative) if found else None
     drivers = (
@@ -177,8 +183,8 @@ def width_columns(
     )
     return {
         "validation_variance_share": drivers.validation_share if drivers else None,
-        "width_4x_validation": drivers.width_more_validation if drivers else None,
-        "width_4x_counted": drivers.width_more_counted if drivers else None,
+        "width_4x_validation": scaled(drivers.width_more_validation, weight) if drivers else None,
+        "width_4x_counted": scaled(drivers.width_more_counted, weight) if drivers else None,
         "wide_because": drivers.sentence if drivers else None,
     }
 
@@ -202,12 +208,11 @@ def corrected_columns(
     classified = corrected_share(positives, n, found, wording)
     corrected = share_with_known(classified, n, known_positives, known_n)
     has_interval = corrected.estimate is not None
-    widths = width_columns(positives, n, found, wording) if has_interval and n else width_columns(0, 0, None)
-    if known_n and n:
-        widths = {
-            key: value * n / (n + known_n) if key.startswith("width") and value is not None else value
-            for key, value in widths.items()
-        }
+    widths = (
+        width_columns(positives, n, found, wording, n / (n + known_n))
+        if has_interval and n
+        else width_columns(0, 0, None)
+    )
     method = (KNOWN_ONLY if not n else WITH_KNOWN if known_n else LANG_REICZIGEL) if has_interval else None
     if n == 0:
         note = f"No correction: {wording.all_known}." if known_n else corrected.note
@@ -260,6 +265,13 @@ def rates_for_sources(
     )
 
 
+def called_and_known(counts: Mapping[str, Any], positives: str, negatives: str) -> tuple[int, int, int, int]:
+    """(positives, n) of the machine's calls and of the known items, from counts keyed called_/known_ + the class."""
+    called_pos, called_neg = int(counts[f"called_{positives}"]), int(counts[f"called_{negatives}"])
+    known_pos, known_neg = int(counts[f"known_{positives}"]), int(counts[f"known_{negatives}"])
+    return called_pos, called_pos + called_neg, known_pos, known_pos + known_neg
+
+
 def gender_ratio_row(
     counts: Mapping[str, Any],
     rates: Mapping[str, ClassifierRates],
@@ -270,22 +282,21 @@ def gender_ratio_row(
     Animals whose sex a keeper or the registry gives (known_males, known_females) count as they are; the machine's
     calls (called_males, called_females) are corrected with the rates of the face source those animals were seen on
     (rates_for_sources)."""
-    called_males, called_females = int(counts["called_males"]), int(counts["called_females"])
-    known_males, known_females = int(counts["known_males"]), int(counts["known_females"])
-    males, females = called_males + known_males, called_females + known_females
-    raw = wilson_interval(males, males + females)
+    called_males, called_n, known_males, known_n = called_and_known(counts, "males", "females")
+    males = called_males + known_males
+    raw = wilson_interval(males, called_n + known_n)
     versions = sorted(counts.get("model_versions") or [])
     chosen, measured_on, caveat = rates_for_sources(
         versions, sorted(counts.get("face_sources") or []), rates, source_rates or {}
     )
     columns = corrected_columns(
         called_males,
-        called_males + called_females,
+        called_n,
         versions,
         chosen,
         SEX_WORDING,
         ("validation_males", "validation_females"),
-        known=(known_males, known_males + known_females),
+        known=(known_males, known_n),
     )
     if columns["corrected"] is not None and columns["model_version"] is not None:
         columns["rates_face_source"] = measured_on
@@ -297,9 +308,9 @@ def gender_ratio_row(
         "site": counts.get("site"),
         "deployment_id": counts.get("deployment_id"),
         "males": males,
-        "females": females,
+        "females": raw.n - males,
         "known_males": known_males,
-        "known_females": known_females,
+        "known_females": known_n - known_males,
         "unknown": int(counts["unknown"]),
         "n": raw.n,
         "estimate": raw.estimate,
@@ -313,27 +324,26 @@ def mating_success_row(counts: Mapping[str, Any], rates: Mapping[str, Classifier
     """One mating_success row: decided encounters, the raw success share (Wilson) and the share corrected with the
     CGANet card's encounter-level rates, with its interval; outcomes a keeper or the record gives (known_successes,
     known_failures) count as they are."""
-    called_successes, called_failures = int(counts["called_successes"]), int(counts["called_failures"])
-    known_successes, known_failures = int(counts["known_successes"]), int(counts["known_failures"])
-    successes, failures = called_successes + known_successes, called_failures + known_failures
-    share = wilson_interval(successes, successes + failures)
+    called_successes, called_n, known_successes, known_n = called_and_known(counts, "successes", "failures")
+    successes = called_successes + known_successes
+    share = wilson_interval(successes, called_n + known_n)
     versions = sorted(counts.get("model_versions") or [])
     columns = corrected_columns(
         called_successes,
-        called_successes + called_failures,
+        called_n,
         versions,
         rates,
         OUTCOME_WORDING,
         ("validation_successes", "validation_failures"),
-        known=(known_successes, known_successes + known_failures),
+        known=(known_successes, known_n),
     )
     return {
         "level": counts["level"],
         "season": counts.get("season"),
         "successes": successes,
-        "failures": failures,
+        "failures": share.n - successes,
         "known_successes": known_successes,
-        "known_failures": known_failures,
+        "known_failures": known_n - known_successes,
         "unknown": int(counts["unknown"]),
         "n": share.n,
         "estimate": share.estimate,
