@@ -1,5 +1,5 @@
-"""int8 as a candidate precision: offered on a CPU and never on CUDA, eligible only when it agrees with fp32, cached with
-the machine's choice, forced by the setting end to end, and deterministic."""
+"""int8 as a candidate precision: offered on a CPU and never on CUDA, eligible only when it agrees with fp32, cached
+with the machine's choice, forced by the setting end to end, and deterministic."""
 
 from __future__ import annotations
 
