@@ -106,7 +106,8 @@ class Plan:
         tried = ", ".join(f"{label} {rate:.1f}/s" for label, rate in self.rates.items())
         checked = "".join(
             f"; {precision} vs fp32 max |dP| {check['max_abs_diff']:.1e} "
-            f"({'eligible' if check['passed'] else 'not eligible'}, tolerance {check['tolerance']})"
+            f"({'eligible' if check['passed'] else 'not eligible'}, tolerance {check['tolerance']}"
+            f"{', quantized in ' + str(check['quantize_s']) + ' s' if check.get('quantize_s') else ''})"
             for precision, check in self.checks.items()
         )
         return f"{self.way.label()}{threads} ({self.source}{': ' + tried if tried else ''}{checked})"

@@ -104,6 +104,26 @@ def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, name, module)
 
 
+class PartsDone(Exception):
+    """Raised after the last quantized part has run: calibration needs nothing after it."""
+
+
+def stop_after_last(_module: nn.Module, _args: object, _output: object) -> None:
+    """Forward hook of the last part: end the calibration run there."""
+    raise PartsDone
+
+
+def run_parts(model: nn.Module, parts: Sequence[str], run: Callable[[nn.Module], object]) -> None:
+    """One run of the model up to the end of its last part (`parts` in forward order)."""
+    hook = submodule(model, parts[-1]).register_forward_hook(stop_after_last)
+    try:
+        run(model)
+    except PartsDone:
+        pass
+    finally:
+        hook.remove()
+
+
 def first_inputs(model: nn.Module, parts: Sequence[str], run: Callable[[nn.Module], object]) -> dict[str, Tensor]:
     """The input each part receives on one run of the model (the example input its tracing needs)."""
     seen: dict[str, Tensor] = {}
@@ -114,7 +134,7 @@ def first_inputs(model: nn.Module, parts: Sequence[str], run: Callable[[nn.Modul
         for path in parts
     ]
     try:
-        run(model)
+        run_parts(model, parts, run)
     finally:
         for hook in hooks:
             hook.remove()
@@ -126,8 +146,8 @@ def quantize_parts(
 ) -> nn.Module:
     """A copy of an eval-mode float net whose named parts are static int8 (FX graph mode, QCONFIG_BACKEND's default
     qconfig: per-channel int8 weights, 7-bit histogram-calibrated activations, fp32 at each part's edges), observers
-    fed by the calibration runs in their order (deterministic for the same runs). The current quantized engine packs
-    the weights."""
+    fed by the calibration runs in their order (deterministic for the same runs; each run stops after the last part, in
+    forward order). The current quantized engine packs the weights."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -142,9 +162,9 @@ def quantize_parts(
         warnings.simplefilter("ignore")
         for path in parts:
             set_submodule(quantized, path, prepare_fx(submodule(quantized, path), mapping, (examples[path],)))
-    with torch.no_grad():
+    with torch.inference_mode():
         for run in runs:
-            run(quantized)
+            run_parts(quantized, parts, run)
     with TRACE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for path in parts:
