@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-Precision = Literal["fp32", "bf16", "amp"]
+Precision = Literal["fp32", "bf16", "amp", "int8"]
 Layout = Literal["channels_last", "contiguous"]
 Source = Literal["setting", "hardware", "measured"]
 
@@ -91,27 +91,40 @@ class Wanted:
 
 @dataclass(frozen=True)
 class Plan:
-    """The way a net will run, how it was chosen (setting, hardware or measured) and the measured items per second of
-    every way that was tried (label -> rate)."""
+    """The way a net will run, how it was chosen (setting, hardware or measured), the measured items per second of
+    every way that was tried (label -> rate) and the correctness checks a candidate precision had to pass (precision
+    -> models.quantize.Agreement as a dict)."""
 
     way: Way
     source: Source
     rates: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def describe(self) -> str:
         """e.g. 'fp32 channels_last b8, 2 threads (measured: fp32 channels_last b8 10.5/s, ...)'."""
         threads = f", {self.way.threads} threads" if self.way.threads else ""
         tried = ", ".join(f"{label} {rate:.1f}/s" for label, rate in self.rates.items())
-        return f"{self.way.label()}{threads} ({self.source}{': ' + tried if tried else ''})"
+        checked = "".join(
+            f"; {precision} vs fp32 max |dP| {check['max_abs_diff']:.1e} "
+            f"({'eligible' if check['passed'] else 'not eligible'}, tolerance {check['tolerance']}"
+            f"{', quantized in ' + str(check['quantize_s']) + ' s' if check.get('quantize_s') else ''})"
+            for precision, check in self.checks.items()
+        )
+        return f"{self.way.label()}{threads} ({self.source}{': ' + tried if tried else ''}{checked})"
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (the cache's and the run record's)."""
-        return {"way": asdict(self.way), "source": self.source, "rates": dict(self.rates)}
+        return {"way": asdict(self.way), "source": self.source, "rates": dict(self.rates), "checks": dict(self.checks)}
 
     @staticmethod
     def from_dict(data: dict[str, object]) -> Plan:
         """Read back as_dict's form."""
-        return Plan(Way(**data["way"]), data["source"], dict(data.get("rates", {})))  # type: ignore[arg-type]
+        return Plan(
+            Way(**data["way"]),  # type: ignore[arg-type]
+            data["source"],  # type: ignore[arg-type]
+            dict(data.get("rates", {})),  # type: ignore[call-overload]
+            dict(data.get("checks", {})),  # type: ignore[call-overload]
+        )
 
 
 def native_bf16(hardware: Hardware) -> bool:
@@ -126,13 +139,16 @@ def native_bf16(hardware: Hardware) -> bool:
     )
 
 
-def candidate_precisions(hardware: Hardware) -> list[Precision]:
-    """Precisions worth trying here: fp32 always; fp16 AMP on CUDA with tensor cores; bf16 only where it is native."""
+def candidate_precisions(hardware: Hardware, int8: bool = False) -> list[Precision]:
+    """Precisions worth trying here: fp32 always; fp16 AMP on CUDA with tensor cores; bf16 only where it is native;
+    int8 on a CPU for a net that can be quantized (`int8`), never on CUDA."""
     found: list[Precision] = ["fp32"]
     if hardware.device == "cuda" and hardware.gpu_capability is not None and hardware.gpu_capability >= MIN_CUDA_AMP:
         found.append("amp")
     if native_bf16(hardware):
         found.append("bf16")
+    if int8 and hardware.device == "cpu":
+        found.append("int8")
     return found
 
 
@@ -160,17 +176,30 @@ def planned_threads(wanted: Wanted, hardware: Hardware, nets_at_once: int) -> in
     return wanted.threads if wanted.threads is not None else default_threads(hardware, nets_at_once)
 
 
-def first_round(wanted: Wanted, hardware: Hardware, start_batch: int, threads: int | None) -> list[Way]:
-    """The precision and layout ways to try at the starting batch size (each fixed where it is set)."""
-    precisions = [wanted.precision] if wanted.precision else candidate_precisions(hardware)
+def first_round(
+    wanted: Wanted,
+    hardware: Hardware,
+    start_batch: int,
+    threads: int | None,
+    precisions: Sequence[Precision] | None = None,
+) -> list[Way]:
+    """The precision and layout ways to try at the starting batch size (each fixed where it is set; the candidate
+    precisions default to the hardware's)."""
+    precisions = [wanted.precision] if wanted.precision else list(precisions or candidate_precisions(hardware))
     layouts = [wanted.layout] if wanted.layout else list(LAYOUTS)
     batch = wanted.batch_size or start_batch
     return [Way(p, layout, batch, threads) for p in precisions for layout in layouts]
 
 
-def fixed_plan(wanted: Wanted, hardware: Hardware, start_batch: int, nets_at_once: int) -> Plan | None:
+def fixed_plan(
+    wanted: Wanted,
+    hardware: Hardware,
+    start_batch: int,
+    nets_at_once: int,
+    precisions: Sequence[Precision] | None = None,
+) -> Plan | None:
     """The plan when nothing is left to measure (every setting given, or one candidate each), else None."""
-    ways = first_round(wanted, hardware, start_batch, planned_threads(wanted, hardware, nets_at_once))
+    ways = first_round(wanted, hardware, start_batch, planned_threads(wanted, hardware, nets_at_once), precisions)
     if len(ways) > 1 or wanted.batch_size is None:
         return None
     explicit = wanted.precision is not None and wanted.layout is not None
@@ -183,14 +212,17 @@ def choose_way(
     start_batch: int,
     nets_at_once: int,
     measure: Callable[[Sequence[Way]], dict[Way, float]],
+    precisions: Sequence[Precision] | None = None,
+    checks: dict[str, dict[str, object]] | None = None,
 ) -> Plan:
     """The fastest way a net can run here: every setting that is given is kept; what is left is chosen from the
     hardware when one candidate remains, else measured: precision and layout at the starting batch size, then the
-    batch size around it at the winner. `measure` returns items per second of each way it is given."""
-    fixed = fixed_plan(wanted, hardware, start_batch, nets_at_once)
+    batch size around it at the winner. `measure` returns items per second of each way it is given; `precisions` are
+    the eligible candidates (default: the hardware's), `checks` what made them eligible (kept with the plan)."""
+    fixed = fixed_plan(wanted, hardware, start_batch, nets_at_once, precisions)
     if fixed is not None:
-        return fixed
-    ways = first_round(wanted, hardware, start_batch, planned_threads(wanted, hardware, nets_at_once))
+        return replace(fixed, checks=dict(checks or {}))
+    ways = first_round(wanted, hardware, start_batch, planned_threads(wanted, hardware, nets_at_once), precisions)
     rates = dict(measure(ways))
     best = max(rates, key=rates.__getitem__)
     if wanted.batch_size is None:
@@ -198,7 +230,7 @@ def choose_way(
             measure([replace(best, batch_size=b) for b in batch_candidates(best.batch_size) if b != best.batch_size])
         )
     best = max(rates, key=rates.__getitem__)
-    return Plan(best, "measured", {way.label(): rate for way, rate in rates.items()})
+    return Plan(best, "measured", {way.label(): rate for way, rate in rates.items()}, dict(checks or {}))
 
 
 def time_ways(

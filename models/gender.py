@@ -102,6 +102,10 @@ class GenderResNet18(GenderNet):
         """conv1+bn1 (the stem), layer1, layer2, layer3, layer4."""
         return [nn.ModuleList(getattr(self.backbone, name) for name in names) for names in RESNET_BLOCKS]
 
+    def int8_parts(self) -> tuple[str, ...]:
+        """The submodules quantized for int8: the convolutional backbone (the head stays float)."""
+        return ("backbone",)
+
     def cam_layer(self) -> nn.Module:
         """layer4, the final convolutional block (seed 000, figure 7)."""
         return self.backbone.layer4
@@ -193,6 +197,10 @@ class MiniXception(GenderNet):
         for module in self.stages:
             x = module(x)
         return x
+
+    def int8_parts(self) -> tuple[str, ...]:
+        """The submodules quantized for int8: the stem and each residual module (the class-map head stays float)."""
+        return ("stem", *(f"stages.{index}" for index in range(len(self.stages))))
 
     def features(self, x: Tensor) -> Tensor:
         """The last residual module's maps globally average-pooled (128-d)."""
@@ -341,9 +349,11 @@ def predict_logits(
     layout: Layout = "channels_last",
 ) -> Tensor:
     """Uncalibrated float32 CPU logits of a batch: eval mode, inference_mode, the layout's memory format, autocast per
-    precision."""
+    precision ('int8': a net from tasks.quantized, run as it is)."""
     device = torch.device(device)
-    model.eval().to(device=device, memory_format=memory_format(layout))
+    model.eval()
+    if precision != "int8":  # an int8 net's quantized parts stay as packed
+        model.to(device=device, memory_format=memory_format(layout))
     batch = batch.to(device=device, dtype=torch.float32).contiguous(memory_format=memory_format(layout))
     with inference(device, precision):
         logits = model(batch)

@@ -238,6 +238,11 @@ class StandardisedCGANet(nn.Module):
         """CGANet's output on raw MFCCs (B, 2, 86, 40)."""
         return self.net((mfcc - self.input_mean) / self.input_std)
 
+    def int8_parts(self) -> tuple[str, ...]:
+        """The submodules quantized for int8: the three convolution blocks (GRUs, attention and classifier stay
+        float)."""
+        return ("net.conv",)
+
 
 def predict_segments(
     model: StandardisedCGANet,
@@ -248,7 +253,9 @@ def predict_segments(
 ) -> CGANetOutput:
     """Eval-mode forward pass of raw MFCCs (B, 2, 86, 40) on a device: convolutions in the layout's memory format,
     autocast per precision, every output float32 on the CPU."""
-    model.eval().to(device=device, memory_format=memory_format(layout))
+    model.eval()
+    if precision != "int8":  # an int8 net's quantized convolutions stay as packed
+        model.to(device=device, memory_format=memory_format(layout))
     batch = mfcc.to(device=device, dtype=torch.float32, non_blocking=True).contiguous(
         memory_format=memory_format(layout)
     )

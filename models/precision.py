@@ -19,14 +19,17 @@ def memory_format(layout: Layout) -> torch.memory_format:
 
 
 def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CPU for 'bf16' and 'amp', fp16 on CUDA for 'amp', bf16 for 'bf16'; None for fp32."""
-    if precision == "fp32":
+    """The autocast dtype: bf16 on CPU for 'bf16' and 'amp', fp16 on CUDA for 'amp', bf16 for 'bf16'; None for fp32 and
+    int8 (an int8 net's quantized parts run integer kernels, its float parts fp32; CPU only)."""
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError("precision 'int8' runs on the CPU only; choose fp32, bf16 or amp on a GPU")
+    if precision in ("fp32", "int8"):
         return None
     if precision == "amp" and device.type == "cuda":
         return torch.float16
     if precision in ("amp", "bf16"):
         return torch.bfloat16
-    raise ValueError(f"unknown precision {precision!r}; choose bf16, fp32 or amp")
+    raise ValueError(f"unknown precision {precision!r}; choose fp32, bf16, amp or int8")
 
 
 @contextlib.contextmanager

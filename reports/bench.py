@@ -46,12 +46,19 @@ def check_lines(summary: dict[str, Any]) -> list[str]:
         f"face boxes: {boxes['boxes_pipeline']} by the pipeline, {boxes['boxes_naive']} by per-image MTCNN on "
         f"{boxes['images']} images; {iou}: {verdict(boxes['passed'])}",
         f"gender: {gender['n']} faces, largest |P(male) batched in the chosen way - fp32 one at a time| "
-        f"{gender['max_abs_diff']:.2e} (tolerance {gender['tolerance']}): {verdict(gender['passed'])}",
+        f"{gender['max_abs_diff']:.2e} (tolerance {gender['tolerance']}{of_precision(gender)}): "
+        f"{verdict(gender['passed'])}",
         f"MFCC: {mfcc['n']} segments, largest relative error of torch against librosa {mfcc['max_relative_error']:.2e} "
         f"(tolerance {mfcc['tolerance']}): {verdict(mfcc['passed'])}",
         f"mating: {mating['n']} segments, largest |p_success batched - one at a time on librosa MFCC| "
-        f"{mating['max_abs_diff']:.2e} (tolerance {mating['tolerance']}): {verdict(mating['passed'])}",
+        f"{mating['max_abs_diff']:.2e} (tolerance {mating['tolerance']}{of_precision(mating)}): "
+        f"{verdict(mating['passed'])}",
     ]
+
+
+def of_precision(check: dict[str, Any]) -> str:
+    """' for int8' etc.: the precision whose tolerance a probability check used (nothing when not recorded)."""
+    return f" for {check['precision']}" if check.get("precision") else ""
 
 
 def bound_lines(summary: dict[str, Any]) -> list[str]:

@@ -26,3 +26,4 @@ class BenchOptions:
     naive_limit: int | None = None
     warmup: bool = True
     audio_rounds: int = 5
+    placement: Path | None = None  # set by the bench: the home whose int8 cache every scratch home copies

@@ -172,7 +172,9 @@ class GenderTrainConfig(BaseModel):
 AUTO_PRECISION = (
     "auto: chosen for this machine at a run's start: fp32 on a CPU without native bf16 (AVX512_BF16 or AMX), "
     "where bf16 is emulated and about 5x slower; the faster of fp32 and bf16 (measured) where it is native; "
-    "on CUDA the fastest of fp32, fp16 AMP and (from compute capability 8.0) bf16."
+    "on CUDA the fastest of fp32, fp16 AMP and (from compute capability 8.0) bf16. On a CPU the gender net and "
+    "CGANet may also run int8 (static post-training quantization, oneDNN), chosen only when faster and when its "
+    "probabilities agree with fp32's within 0.02 on the model's check set; 'int8' forces it (CPU only)."
 )
 AUTO_LAYOUT = "auto: the faster of channels_last and contiguous memory on this machine, measured on first use."
 AUTO_THREADS = (
@@ -200,7 +202,7 @@ class GenderConfig(BaseModel):
     )
     loader_workers: int = Field(default=2, ge=0, le=32, description="DataLoader processes decoding crops.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description=AUTO_PRECISION)
+    precision: Literal["auto", "fp32", "bf16", "amp", "int8"] = Field(default="auto", description=AUTO_PRECISION)
     layout: Literal["auto", "channels_last", "contiguous"] = Field(default="auto", description=AUTO_LAYOUT)
     threads: int | None = Field(default=None, ge=1, le=256, description=AUTO_THREADS)
     abstain_low: float = Field(default=0.2, ge=0, le=0.5, description="Animals at or below this P(male) are female.")
@@ -276,7 +278,7 @@ class MatingConfig(BaseModel):
         ),
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "amp"] = Field(default="auto", description=AUTO_PRECISION)
+    precision: Literal["auto", "fp32", "bf16", "amp", "int8"] = Field(default="auto", description=AUTO_PRECISION)
     layout: Literal["auto", "channels_last", "contiguous"] = Field(default="auto", description=AUTO_LAYOUT)
     threads: int | None = Field(default=None, ge=1, le=256, description=AUTO_THREADS)
     abstain_low: float = Field(

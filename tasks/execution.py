@@ -16,7 +16,18 @@ from typing import Any
 
 import torch
 
-from models.execution import Hardware, Plan, Wanted, Way, choose_way, default_precision, fixed_plan, time_ways
+from models.execution import (
+    Hardware,
+    Plan,
+    Precision,
+    Wanted,
+    Way,
+    candidate_precisions,
+    choose_way,
+    default_precision,
+    fixed_plan,
+    time_ways,
+)
 from models.gender import folded_copy, normalised_pixels, predict_logits
 from models.identity import embed_pixels
 from models.mating_training import predict_segments
@@ -25,6 +36,7 @@ from schemas.home import HomeLayout
 from tasks.devices import choose_device, cpu_threads
 from tasks.lake import write_json_atomic
 from tasks.model_store import model_label, stored_card
+from tasks.quantized import cganet_agreement, crop_agreement, int8_cganet, int8_crop_net
 
 CPUINFO = Path("/proc/cpuinfo")
 GENDER_START_BATCH = {"cpu": 8, "cuda": 32}
@@ -78,13 +90,16 @@ def synchronised(work: Callable[[], Any], device: torch.device) -> float:
 
 @dataclass(frozen=True)
 class NetTrial:
-    """One stored net to place: its cache key, its settings, the batch size measuring starts from, and the seconds of
-    one batch in a given way (the net is loaded on the first call only, so a cached plan loads nothing)."""
+    """One stored net to place: its cache key, its settings, the batch size measuring starts from, the seconds of
+    one batch in a given way (the net is loaded on the first call only, so a cached plan loads nothing) and, for a
+    net that can run int8, its agreement check against fp32 (models.quantize.Agreement as a dict, with the seconds
+    quantizing took)."""
 
     key: str
     wanted: Wanted
     start_batch: int
     seconds_of: Callable[[Way], float]
+    int8_check: Callable[[], dict[str, object]] | None = None
 
 
 def batch_field(config: GenderConfig | MatingConfig | IdentityConfig, device: torch.device) -> str:
@@ -112,28 +127,43 @@ def crop_net_trial(
     device: torch.device,
     load: Callable[[str], torch.nn.Module],
     forward: CropForward,
+    quantizable: bool = False,
 ) -> NetTrial | None:
     """A configured net of face crops (BatchNorm folded, as its stage runs it) timed on random uint8 crops by its
-    stage's forward pass; None without a stored model."""
+    stage's forward pass, int8 too when `quantizable` (checked against fp32 within its abstain band); None without a
+    stored model."""
     card = stored_card(home, kind, config.model)
     if card is None:
         return None
+    label = model_label(card)
 
     @functools.cache
     def net() -> torch.nn.Module:
-        return folded_copy(load(model_label(card)))
+        return folded_copy(load(label))
+
+    @functools.cache
+    def int8() -> tuple[torch.nn.Module, float]:
+        return int8_crop_net(home, kind, label, net())
 
     def seconds_of(way: Way) -> float:
         size = net().input_size
         pixels = torch.randint(
             0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
         )
+        model = int8()[0] if way.precision == "int8" else net()
         with cpu_threads(device, way.threads):
-            return synchronised(lambda: forward(net(), pixels, device, way), device)
+            return synchronised(lambda: forward(model, pixels, device, way), device)
+
+    def int8_check() -> dict[str, object]:
+        quantized, seconds = int8()
+        band = (config.abstain_low, config.abstain_high)
+        return {**crop_agreement(net(), quantized, label, band).as_dict(), "quantize_s": round(seconds, 2)}
 
     batch_size = getattr(config, batch_field(config, device))
     start = start_batches(config)[device.type]
-    return NetTrial(f"{kind}:{model_label(card)}", wanted_of(config, batch_size), start, seconds_of)
+    return NetTrial(
+        f"{kind}:{label}", wanted_of(config, batch_size), start, seconds_of, int8_check if quantizable else None
+    )
 
 
 def gender_logits(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device, way: Way) -> torch.Tensor:
@@ -149,7 +179,7 @@ def gender_trial(home: HomeLayout, config: GenderConfig, device: torch.device) -
 
         return load_gender_model(home, ref)[0]
 
-    return crop_net_trial(home, "gender", config, device, load, gender_logits)
+    return crop_net_trial(home, "gender", config, device, load, gender_logits, quantizable=True)
 
 
 def identity_trial(home: HomeLayout, config: IdentityConfig, device: torch.device) -> NetTrial | None:
@@ -168,20 +198,35 @@ def mating_trial(home: HomeLayout, config: MatingConfig, device: torch.device) -
     card = stored_card(home, "mating", config.model)
     if card is None:
         return None
+    label = model_label(card)
 
     @functools.cache
     def net() -> torch.nn.Module:
         from tasks.mating import load_mating_model
 
-        return load_mating_model(home, model_label(card), device)[0]
+        return load_mating_model(home, label, device)[0]
+
+    @functools.cache
+    def int8() -> tuple[torch.nn.Module, float]:
+        return int8_cganet(home, label, net())
 
     def seconds_of(way: Way) -> float:
         mfcc = torch.randn((way.batch_size, 2, 86, 40), generator=torch.Generator().manual_seed(0))
+        model = int8()[0] if way.precision == "int8" else net()
         with cpu_threads(device, way.threads):
-            return synchronised(lambda: predict_segments(net(), mfcc, device, way.precision, way.layout), device)
+            return synchronised(lambda: predict_segments(model, mfcc, device, way.precision, way.layout), device)
+
+    def int8_check() -> dict[str, object]:
+        quantized, seconds = int8()
+        band = (config.abstain_low, config.abstain_high)
+        return {**cganet_agreement(net(), quantized, label, band).as_dict(), "quantize_s": round(seconds, 2)}
 
     return NetTrial(
-        f"mating:{model_label(card)}", wanted_of(config, config.batch_size), MATING_START_BATCH[device.type], seconds_of
+        f"mating:{label}",
+        wanted_of(config, config.batch_size),
+        MATING_START_BATCH[device.type],
+        seconds_of,
+        int8_check,
     )
 
 
@@ -203,8 +248,13 @@ def cache_key(trial: NetTrial) -> str:
 
 def plan_for(cache: Path, hardware: Hardware, trial: NetTrial, nets_at_once: int) -> Plan:
     """The way a net runs on this machine: fixed by its settings or the hardware, else from the home's cache when this
-    machine placed it before, else measured and cached."""
-    fixed = fixed_plan(trial.wanted, hardware, trial.start_batch, nets_at_once)
+    machine placed it before, else measured and cached. On a CPU a quantizable net's int8 is a candidate only when
+    its agreement check passes (run in the same first-use measurement and cached with the plan); a set precision is
+    kept unchecked."""
+    if trial.wanted.precision == "int8" and (hardware.device != "cpu" or trial.int8_check is None):
+        raise ValueError(f"precision 'int8' runs only on the CPU and for the gender and mating nets ({trial.key})")
+    offered = candidate_precisions(hardware, int8=trial.int8_check is not None)
+    fixed = fixed_plan(trial.wanted, hardware, trial.start_batch, nets_at_once, offered)
     if fixed is not None:
         return fixed
     machine = read_cache(cache).get(hardware.identity(), {})
@@ -212,17 +262,32 @@ def plan_for(cache: Path, hardware: Hardware, trial: NetTrial, nets_at_once: int
     if cached is not None:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             return Plan.from_dict(cached)
+    precisions, checks = eligible_precisions(trial, offered)
     plan = choose_way(
         trial.wanted,
         hardware,
         trial.start_batch,
         nets_at_once,
         lambda ways: time_ways(ways, trial.seconds_of, lambda way: way.batch_size),
+        precisions,
+        checks,
     )
     data = read_cache(cache)
     plans = {**data.get(hardware.identity(), {}).get("plans", {}), cache_key(trial): plan.as_dict()}
     write_json_atomic(cache, {**data, hardware.identity(): {"hardware": hardware.describe(), "plans": plans}})
     return plan
+
+
+def eligible_precisions(
+    trial: NetTrial, offered: list[Precision]
+) -> tuple[list[Precision], dict[str, dict[str, object]]]:
+    """The offered precisions less int8 when its agreement check fails (the check run only when int8 is offered and
+    left to choose), and the checks run."""
+    if "int8" not in offered or trial.wanted.precision is not None or trial.int8_check is None:
+        return offered, {}
+    check = trial.int8_check()
+    eligible = [p for p in offered if p != "int8" or check["passed"]]
+    return eligible, {"int8": check}
 
 
 def nets_at_once(settings: Settings) -> int:

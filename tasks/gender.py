@@ -36,6 +36,7 @@ from tasks.gender_training import KIND, load_gender_model
 from tasks.lake import read_marker, read_part, write_bytes_atomic, write_rows
 from tasks.model_store import NO_MODEL_LABEL, label_in_use
 from tasks.prefetch import prefetched_batches
+from tasks.quantized import int8_crop_net
 from tasks.stages import NO_MODEL, Computed, DropStage, StageRun
 
 STAGE = "gender"
@@ -109,13 +110,18 @@ def over_crop_batches(
     config: GenderConfig | IdentityConfig,
     advance: Callable[[], None],
     run_batch: Callable[[torch.nn.Module, torch.Tensor, torch.device, Way], list[Any]],
+    quantized: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> list[Any]:
     """run_batch's results for every crop, in batches on the chosen device in the configured way (precision, layout,
-    batch size, threads), by the net with BatchNorm folded into its convolutions (a batch that runs out of GPU memory
-    is halved); one result per crop, in order."""
+    batch size, threads), by the net with BatchNorm folded into its convolutions, made int8 by `quantized` when the
+    way is int8 (a batch that runs out of GPU memory is halved); one result per crop, in order."""
     device = choose_device(config.device)
     way = way_of(config, device)
     folded = folded_copy(model)
+    if way.precision == "int8":
+        if quantized is None:
+            raise ValueError("precision 'int8' is offered for the gender net and CGANet only")
+        folded = quantized(folded)
     results: list[Any] = []
     with cpu_threads(device, way.threads):
         for batch in crop_batches(paths, model.input_size, config, device, way.batch_size):
@@ -126,10 +132,15 @@ def over_crop_batches(
 
 
 def predict_p_male(
-    model: torch.nn.Module, paths: list[Path], config: GenderConfig, advance: Callable[[], None]
+    model: torch.nn.Module,
+    paths: list[Path],
+    config: GenderConfig,
+    advance: Callable[[], None],
+    quantized: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> list[float]:
-    """Calibrated P(male) of each crop, batched on the hardware's way (over_crop_batches)."""
-    return over_crop_batches(model, paths, config, advance, batch_p_male)
+    """Calibrated P(male) of each crop, batched on the hardware's way (over_crop_batches; `quantized` makes the
+    folded net int8)."""
+    return over_crop_batches(model, paths, config, advance, batch_p_male, quantized)
 
 
 def batch_p_male(model: torch.nn.Module, pixels: torch.Tensor, device: torch.device, way: Way) -> list[float]:
@@ -166,7 +177,13 @@ def predict_gender_of(run: StageRun) -> Computed:
     config = resolve_execution(home, run.settings, sections=("gender",)).settings.gender
     model, card = load_gender_model(home, config.model)
     label = card["label"]
-    p_male = predict_p_male(model, [home.root / f["crop_path"] for f in faces], config, run.advance)
+    p_male = predict_p_male(
+        model,
+        [home.root / f["crop_path"] for f in faces],
+        config,
+        run.advance,
+        lambda folded: int8_crop_net(home, KIND, label, folded)[0],
+    )
     rows = prediction_rows(faces, p_male, drop_id, run.run_id, label)
     crops = {face["face_id"]: face["crop_path"] for face in faces}
     for row in gradcam_sample(rows, config.gradcam_faces):

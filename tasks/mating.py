@@ -31,6 +31,7 @@ from tasks.devices import choose_device, cpu_threads, halve_on_oom
 from tasks.execution import resolve_execution, way_of
 from tasks.lake import read_part, write_bytes_atomic, write_rows
 from tasks.model_store import in_use_version, load_model, parse_model_ref, versions
+from tasks.quantized import int8_cganet
 from tasks.segments import STAGE as SEGMENTS_STAGE_NAME
 from tasks.stages import NO_MODEL, Computed, DropStage, StageRun, ingest_count
 
@@ -150,6 +151,8 @@ def predict_mating_of(run: StageRun) -> Computed:
     config = resolve_execution(run.home, run.settings, sections=("mating",)).settings.mating
     device = choose_device(config.device)
     model, temperature = load_mating_model(run.home, label, device)
+    if way_of(config, device).precision == "int8":
+        model = int8_cganet(run.home, label, model)[0]
     context = {"drop_id": run.drop_id, "temperature": temperature, "model_version": label, "run_id": run.run_id}
     rows = predict_windows(run.home, run.drop_id, model, config, device, context, run.advance)
     write_rows(run.home, MATING_PREDICTIONS, run.drop_id, STAGE, rows)

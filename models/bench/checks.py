@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from models.audio_features import relative_error
+from models.quantize import INT8_PROB_TOLERANCE
 
 Box = tuple[float, float, float, float]  # relative x, y, w, h (top-left origin), as in the faces table
 
@@ -18,9 +19,17 @@ MFCC_RELATIVE_TOLERANCE = 1e-4
 MATING_TOLERANCE = 1e-3  # |p_success on torch MFCC - p_success on librosa MFCC|, both fp32
 
 
+def gender_tolerance(precision: str) -> float:
+    """How far the pipeline's P(male) may be from the naive fp32 one: int8's agreement tolerance for int8, else the
+    autocast one (which fp32 meets with room)."""
+    return INT8_PROB_TOLERANCE if precision == "int8" else BF16_PROB_TOLERANCE
+
+
 def mating_tolerance(precision: str) -> float:
-    """How far the pipeline's p_success may be from the naive fp32 one: MATING_TOLERANCE in fp32, else the autocast
-    one."""
+    """How far the pipeline's p_success may be from the naive fp32 one: MATING_TOLERANCE in fp32, int8's agreement
+    tolerance for int8, else the autocast one."""
+    if precision == "int8":
+        return INT8_PROB_TOLERANCE
     return MATING_TOLERANCE if precision == "fp32" else BF16_PROB_TOLERANCE
 
 

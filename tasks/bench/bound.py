@@ -23,7 +23,8 @@ from tasks.execution import read_hardware, way_of
 from tasks.faces import load_face_detector, open_upright
 from tasks.gender_training import KIND as GENDER_KIND
 from tasks.mating import load_mating_model
-from tasks.model_store import load_model
+from tasks.model_store import load_model, model_label
+from tasks.quantized import int8_cganet, int8_crop_net
 
 
 def load_pixels(path: Path, size: int) -> torch.Tensor:
@@ -55,12 +56,12 @@ def bound_detect(scratch: Scratch, scenes: list[dict[str, Any]], device: torch.d
 
 
 def bound_ways(device: torch.device, batch_size: int) -> list[Way]:
-    """Every way the bound tries: each precision this hardware runs natively in each layout, at the pipeline's batch
-    size and threads (emulated bf16 on a CPU without AVX512_BF16 or AMX is not a way to run fast)."""
+    """Every way the bound tries: each precision this hardware runs natively in each layout (int8 too on a CPU), at the
+    pipeline's batch size and threads (emulated bf16 on a CPU without AVX512_BF16 or AMX is not a way to run fast)."""
     threads = torch.get_num_threads() if device.type == "cpu" else None
     return [
         Way(precision, layout, batch_size, threads)
-        for precision in candidate_precisions(read_hardware(device))
+        for precision in candidate_precisions(read_hardware(device), int8=True)
         for layout in LAYOUTS
     ]
 
@@ -75,6 +76,7 @@ def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> d
     in memory, in each way the hardware offers (label -> seconds)."""
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
     model = folded_copy(gender_net_from_state(state, card["arch"], int(card["input_size"])))
+    nets = {"int8": lambda: int8_crop_net(scratch.layout, GENDER_KIND, model_label(card), model)[0]}
     batch_size = way_of(scratch.settings.gender, device).batch_size
     batches = [
         normalised_pixels(torch.stack([load_pixels(path, model.input_size) for path in paths]).to(device))
@@ -82,9 +84,10 @@ def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> d
     ]
     seconds: dict[str, float] = {}
     for way in bound_ways(device, batch_size):
+        net = nets[way.precision]() if way.precision in nets else model
         with cpu_threads(device, way.threads):
             seconds[way.label()] = sum(
-                timed(lambda: predict_logits(model, batch, device, way.precision, way.layout))[0] for batch in batches
+                timed(lambda: predict_logits(net, batch, device, way.precision, way.layout))[0] for batch in batches
             )
     return seconds
 
@@ -107,10 +110,12 @@ def bound_audio(
     inputs = torch.cat(features) if features else torch.zeros((0, 2, 86, 40), device=device)
     batch_size = way_of(scratch.settings.mating, device).batch_size
     ways: dict[str, float] = {}
+    quantized = int8_cganet(scratch.layout, f"{MATING_MODEL}@v1", model)[0] if device.type == "cpu" else model
     for way in bound_ways(device, batch_size):
+        net = quantized if way.precision == "int8" else model
         with cpu_threads(device, way.threads):
             ways[way.label()] = sum(
-                timed(lambda: predict_segments(model, batch, device, way.precision, way.layout).p_success)[0]
+                timed(lambda: predict_segments(net, batch, device, way.precision, way.layout).p_success)[0]
                 for batch in inputs.split(batch_size)
             )
     return {**seconds, "cganet": fastest(ways)}, ways

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.bench.checks import BF16_PROB_TOLERANCE, box_check, mating_tolerance, mfcc_check, value_check
+from models.bench.checks import box_check, gender_tolerance, mating_tolerance, mfcc_check, value_check
 from schemas.tables import GENDER_PREDICTIONS, MATING_PREDICTIONS, SEGMENT_FEATURES
 from tasks.bench.image import pipeline_boxes
 from tasks.bench.naive import NaiveRun
@@ -33,13 +33,21 @@ def compare(naive: NaiveRun, scratch: Scratch, device: torch.device) -> dict[str
     """The pipeline's stored results on the naive way's items against the naive way's."""
     p_male, mfcc, p_success = stored_results(scratch)
     boxes = {key: value for key, value in pipeline_boxes(scratch).items() if key in naive.sampled["scene_media_ids"]}
+    gender = way_of(scratch.settings.gender, device).precision
+    mating = way_of(scratch.settings.mating, device).precision
     return {
         "boxes": box_check(naive.boxes, boxes),
-        "gender": value_check(naive.p_male, {k: p_male[k] for k in naive.p_male if k in p_male}, BF16_PROB_TOLERANCE),
+        "gender": {
+            **value_check(naive.p_male, {k: p_male[k] for k in naive.p_male if k in p_male}, gender_tolerance(gender)),
+            "precision": gender,
+        },
         "mfcc": mfcc_check(naive.mfcc, {k: mfcc[k] for k in naive.mfcc if k in mfcc}),
-        "mating": value_check(
-            naive.p_success,
-            {k: p_success[k] for k in naive.p_success if k in p_success},
-            mating_tolerance(way_of(scratch.settings.mating, device).precision),
-        ),
+        "mating": {
+            **value_check(
+                naive.p_success,
+                {k: p_success[k] for k in naive.p_success if k in p_success},
+                mating_tolerance(mating),
+            ),
+            "precision": mating,
+        },
     }

@@ -51,6 +51,7 @@ def run_bench(
     for line in execution.lines():
         report(f"  {line}")
     base = base.model_copy(update={"gender": execution.settings.gender, "mating": execution.settings.mating})
+    options = replace(options, placement=folder / "placement")  # its quantized nets, as a station's home keeps them
     if options.warmup:
         report(f"warming up on a drop of {QUICK_ANIMALS} animals (untimed)")
         warm_up(folder / "warmup", drop_dir, base, options, device)

@@ -110,6 +110,14 @@ def store_models(layout: HomeLayout, options: BenchOptions) -> None:
     )
 
 
+def store_int8_cache(placement: HomeLayout, layout: HomeLayout) -> None:
+    """Copy the placement home's quantized nets (tasks.quantized), so no timed stage quantizes: a station's home keeps
+    them from its first night."""
+    source = placement.execution_cache.parent / "int8"
+    if source.is_dir():
+        shutil.copytree(source, layout.execution_cache.parent / "int8", dirs_exist_ok=True)
+
+
 def write_drop(folder: Path, options: BenchOptions) -> Path:
     """The generated sample drop (only its first `frames` camera-trap frames when set), plus any extra photos under
     images/extra."""
@@ -135,6 +143,8 @@ def prepare_scratch(folder: Path, drop_dir: Path, base: Settings, options: Bench
     detector = bench_detector(HomeLayout(base.home), base.faces)
     settings = bench_settings(base, folder, detector)
     store_models(layout, options)
+    if options.placement is not None:
+        store_int8_cache(HomeLayout(options.placement), layout)
     store_detector(HomeLayout(base.home), layout, detector)
     run_id = new_run_id(datetime.now(UTC))
     result = ingest_drop_dir(drop_dir, layout, run_id, settings, lambda: None)

@@ -59,3 +59,11 @@ def test_even_sample_spreads_over_the_items_and_scale_extrapolates() -> None:
     assert even_sample(list(range(10)), 4) == [0, 3, 6, 9]
     assert even_sample([1, 2], 5) == [1, 2] and even_sample([1, 2, 3], None) == [1, 2, 3]
     assert scale(3.0, 30, 10) == 9.0 and scale(1.0, 5, 0) == 0.0
+
+
+def test_each_precision_is_held_to_its_own_tolerance() -> None:
+    from models.bench.checks import gender_tolerance, mating_tolerance
+
+    assert gender_tolerance("int8") == mating_tolerance("int8") == 0.02
+    assert gender_tolerance("fp32") == gender_tolerance("bf16") == mating_tolerance("bf16") == 0.01
+    assert mating_tolerance("fp32") == 1e-3

@@ -30,6 +30,7 @@ from models.gender import (
     preprocess,
     set_temperature,
 )
+from models.precision import autocast_dtype
 
 SIZE = 64
 
@@ -278,7 +279,9 @@ def test_predict_logits_precisions(xception: MiniXception) -> None:
     assert fp32.dtype == torch.float32 and fp32.shape == (2, 2)
     torch.testing.assert_close(predict_logits(xception, x, precision="amp"), fp32, atol=5e-2, rtol=5e-2)
     with pytest.raises(ValueError, match="unknown precision"):
-        predict_logits(xception, x, precision="int8")  # type: ignore[arg-type]
+        predict_logits(xception, x, precision="fp16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="CPU only"):
+        autocast_dtype(torch.device("cuda"), "int8")
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mini_xception"])

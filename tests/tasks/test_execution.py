@@ -59,12 +59,13 @@ def test_resolve_writes_every_choice_into_the_settings_once(tmp_path: Path, monk
     settings = Settings(home=layout.root)
     resolved = resolve_execution(layout, settings)
     gender, mating = resolved.settings.gender, resolved.settings.mating
-    assert gender.precision in ("fp32", "bf16") and gender.layout in ("channels_last", "contiguous")
+    assert gender.precision in ("fp32", "bf16", "int8") and gender.layout in ("channels_last", "contiguous")
     assert gender.cpu_batch_size in (4, 8, 16) and mating.batch_size in (32, 64, 128)
     assert gender.threads == mating.threads == read_hardware(torch.device("cpu")).cores
     assert set(resolved.plans) == {"gender", "mating"} and all(p.source == "measured" for p in resolved.plans.values())
     if not native_bf16(read_hardware(torch.device("cpu"))):
-        assert gender.precision == mating.precision == "fp32"
+        assert gender.precision in ("fp32", "int8") and mating.precision in ("fp32", "int8")
+    assert all("int8" in plan.checks for plan in resolved.plans.values())  # checked in the same measurement
     monkeypatch.setattr(execution, "time_ways", lambda *a, **k: pytest.fail("a cached choice was measured again"))
     again = resolve_execution(layout, settings)
     assert again.settings == resolved.settings
