@@ -53,7 +53,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from schemas.config import load_settings  # noqa: E402
 from schemas.home import HomeLayout  # noqa: E402
 from schemas.tables import IDENTITY_MATCHES, LAKE_TABLES, TableSpec  # noqa: E402
-from tasks.catalog import DERIVED_VIEWS, connect_with_retry, query, refresh_views, write_thresholds  # noqa: E402
+from tasks.catalog import DERIVED_VIEWS, MACHINE_TABLES, connect_with_retry, query, refresh_views, write_thresholds  # noqa: E402
 from tasks.compaction import compact_tables, own_part_count  # noqa: E402
 from tasks.lake import read_table  # noqa: E402
 
@@ -341,7 +341,7 @@ def reference_connection(source: HomeLayout, drop_id: str, drops: int, target: H
             )
         else:
             con.execute(f"CREATE VIEW {spec.name} AS SELECT * FROM source_{spec.name}")
-    for sql in DERIVED_VIEWS.values():
+    for sql in [*MACHINE_TABLES.values(), *DERIVED_VIEWS.values()]:
         con.execute(sql)
     write_summary_tables(con, target)
     return con
