@@ -123,7 +123,9 @@ def row_hash_sql(home: HomeLayout | duckdb.DuckDBPyConnection, name: str) -> str
     if isinstance(home, HomeLayout):
         columns = query(home, f"DESCRIBE {name}").to_pylist()
     else:
-        columns = home.execute(f"DESCRIBE {name}").fetch_arrow_table().to_pylist()
+        described = home.execute(f"DESCRIBE {name}")
+        names = [column[0] for column in described.description]
+        columns = [dict(zip(names, row)) for row in described.fetchall()]
     values = [
         f'round("{c["column_name"]}", 9)' if c["column_type"] in ("DOUBLE", "FLOAT") else f'"{c["column_name"]}"'
         for c in columns
