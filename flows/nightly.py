@@ -62,8 +62,8 @@ def nightly(drops: list[str] | None = None, home: str | None = None, config_file
             results = resolve(ingest_drop.map(drop_dirs, unmapped(home_dir), unmapped(run_id)))
             faces, gender, identity, audio, mating = run_drop_stages(results, home_dir, run_id)
             assign_individuals(home_dir, run_id)
-            refresh_catalog(home_dir, run_id)
             compact_lake(home_dir, run_id)
+            refresh_catalog(home_dir, run_id)
             counts = finish_run(home_dir, run_id, results, faces + gender + identity + audio + mating)
             report = write_report(home_dir, run_id, results, counts)
         except Exception as error:

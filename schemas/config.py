@@ -469,11 +469,11 @@ class LakeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     compact_after_parts: int = Field(
-        default=2000,
+        default=200,
         ge=0,
         description=(
-            "The nightly run compacts a table (one file per month instead of one part per drop and stage) once it has "
-            "this many uncompacted parts; 0: only 'breedwatch compact' does."
+            "The nightly run compacts a table (one file per month instead of one part per drop and stage) before its "
+            "catalog refresh once it has this many uncompacted parts; 0: only 'breedwatch compact' does."
         ),
     )
 
