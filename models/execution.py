@@ -105,8 +105,9 @@ class Plan:
         threads = f", {self.way.threads} threads" if self.way.threads else ""
         tried = ", ".join(f"{label} {rate:.1f}/s" for label, rate in self.rates.items())
         checked = "".join(
-            f"; {precision} vs fp32 max |dP| {check['max_abs_diff']:.1e} "
-            f"({'eligible' if check['passed'] else 'not eligible'}, tolerance {check['tolerance']}"
+            f"; {precision} vs fp32 max |dP| {check['max_abs_diff']:.1e} on {check['n']} "
+            f"{check.get('inputs', 'derived')} inputs ({'eligible' if check['passed'] else 'not eligible'}, "
+            f"tolerance {check['tolerance']}"
             f"{', quantized in ' + str(check['quantize_s']) + ' s' if check.get('quantize_s') else ''})"
             for precision, check in self.checks.items()
         )

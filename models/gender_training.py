@@ -51,6 +51,7 @@ from models.gender import (
     set_temperature,
 )
 from models.identity import init_gender_from_identity
+from models.quantize import CHECK_ITEMS, spread
 from models.statistics import wilson_interval
 from models.training import EpochRecord, TrainingHistory, binary_metrics
 from schemas.config import GenderConfig
@@ -204,6 +205,16 @@ def plain_batch(items: Sequence[Item], size: int) -> tuple[Tensor, Tensor]:
     if not items:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
     return torch.stack([base_tensor(image, size) for image, _, _ in items]), torch.tensor([y for _, y, _ in items])
+
+
+def held_out_crops(items: Sequence[Item], held_out: Sequence[str], size: int, n: int = CHECK_ITEMS) -> Tensor | None:
+    """Up to n faces of the held-out animals, spread evenly over them in item order, as N x size x size x 3 uint8
+    crops (the gender stage's input, which a version stores for its int8 agreement check); None when there is none."""
+    animals = set(held_out)
+    faces = [item for item in items if item[2] in animals]
+    if not faces:
+        return None
+    return plain_batch([faces[i] for i in spread(len(faces), n)], size)[0].permute(0, 2, 3, 1).contiguous()
 
 
 def as_input(images: Tensor) -> Tensor:

@@ -51,6 +51,7 @@ from models.cganet import N_COEFFS, CGANet, CGANetOutput, build_cganet, predicte
 from models.epochs import Validation, run_epochs, timed_epoch, training_pass
 from models.execution import Layout, Precision
 from models.precision import inference, memory_format
+from models.quantize import CHECK_ITEMS, spread
 from models.statistics import rates_from_confusion
 from models.training import EpochRecord, TrainingHistory, binary_metrics, calibration_report
 from schemas.config import MatingTrainConfig
@@ -196,6 +197,14 @@ def grouped_folds(groups: Sequence[str], labels: Sequence[int], k: int, seed: in
     return FoldPlan(
         tuple(splits), k, used, "StratifiedGroupKFold" if stratify else "GroupKFold", n_groups, "; ".join(notes)
     )
+
+
+def held_out_windows(x: np.ndarray, held_out: np.ndarray, n: int = 2 * CHECK_ITEMS) -> Tensor | None:
+    """Up to n of the validation windows (raw MFCC, N x 2 x 86 x 40 float32), spread evenly over them, which a version
+    stores for its int8 agreement check; None when there is none."""
+    if len(held_out) == 0:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(x[held_out[spread(len(held_out), n)]], dtype=np.float32))
 
 
 def validation_split(

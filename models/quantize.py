@@ -26,7 +26,9 @@ TRACE_LOCK = threading.Lock()  # FX tracing patches nn.Module.__call__ process-w
 @dataclass(frozen=True)
 class Agreement:
     """How int8 probabilities compare with fp32's on the check set: the largest absolute difference, decisions that
-    changed class (female/abstain/male, or success/failure at 0.5), and whether int8 is eligible."""
+    changed class (female/abstain/male, or success/failure at 0.5), whether int8 is eligible, and which inputs the
+    check ran on ('held-out': the version's own held-out faces or windows, stored when it was trained; 'derived':
+    synthetic inputs derived from its label, for a version stored without them)."""
 
     n: int
     max_abs_diff: float
@@ -34,6 +36,7 @@ class Agreement:
     flipped: int
     tolerance: float
     passed: bool
+    inputs: str = "derived"
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (cached with the plan)."""
@@ -51,6 +54,7 @@ def agreement(
     candidate: Sequence[float],
     band: tuple[float, float],
     tolerance: float = INT8_PROB_TOLERANCE,
+    inputs: str = "derived",
 ) -> Agreement:
     """int8 is eligible when every probability is within `tolerance` of fp32's and no decision flips between the two
     definite classes (a move into or out of the abstain band is counted in `changed`, not failed: with |dP| <= 0.02
@@ -62,7 +66,14 @@ def agreement(
     flipped = sum(a * b < 0 for a, b in zip(before, after))
     largest = max(diffs, default=0.0)
     passed = bool(diffs) and largest <= tolerance and flipped == 0
-    return Agreement(len(diffs), largest, changed, flipped, tolerance, passed)
+    return Agreement(len(diffs), largest, changed, flipped, tolerance, passed, inputs)
+
+
+def spread(total: int, n: int) -> list[int]:
+    """At most n indices of range(total), evenly spaced from the first (every one when total <= n)."""
+    if total <= n:
+        return list(range(total))
+    return [index * total // n for index in range(n)]
 
 
 def version_seed(label: str, purpose: str) -> int:

@@ -35,7 +35,7 @@ from schemas.config import GenderConfig, IdentityConfig, MatingConfig, Settings
 from schemas.home import HomeLayout
 from tasks.devices import choose_device, cpu_threads
 from tasks.lake import write_json_atomic
-from tasks.model_store import model_label, stored_card
+from tasks.model_store import model_label, stored_card, stored_check_inputs
 from tasks.quantized import cganet_agreement, crop_agreement, int8_cganet, int8_crop_net
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -157,7 +157,8 @@ def crop_net_trial(
     def int8_check() -> dict[str, object]:
         quantized, seconds = int8()
         band = (config.abstain_low, config.abstain_high)
-        return {**crop_agreement(net(), quantized, label, band).as_dict(), "quantize_s": round(seconds, 2)}
+        held_out = stored_check_inputs(home, kind, label)
+        return {**crop_agreement(net(), quantized, label, band, held_out).as_dict(), "quantize_s": round(seconds, 2)}
 
     batch_size = getattr(config, batch_field(config, device))
     start = start_batches(config)[device.type]
@@ -219,7 +220,8 @@ def mating_trial(home: HomeLayout, config: MatingConfig, device: torch.device) -
     def int8_check() -> dict[str, object]:
         quantized, seconds = int8()
         band = (config.abstain_low, config.abstain_high)
-        return {**cganet_agreement(net(), quantized, label, band).as_dict(), "quantize_s": round(seconds, 2)}
+        held_out = stored_check_inputs(home, "mating", label)
+        return {**cganet_agreement(net(), quantized, label, band, held_out).as_dict(), "quantize_s": round(seconds, 2)}
 
     return NetTrial(
         f"mating:{label}",

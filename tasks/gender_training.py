@@ -22,6 +22,7 @@ from models.gender_training import (
     evaluation_splits,
     fit,
     gender_model_card,
+    held_out_crops,
     image_counts,
     recipe,
     seed_split,
@@ -210,9 +211,13 @@ def fit_and_card(
     }
 
 
-def store_gender(home: HomeLayout, model: Any, card: dict[str, Any]) -> dict[str, Any]:
-    """Store a trained net as the next version of its name; its card with version, path and label."""
-    return store_version(home, KIND, model.state_dict(), card)
+def store_gender(
+    home: HomeLayout, model: Any, card: dict[str, Any], faces: LabelledFaces, test_ids: list[str]
+) -> dict[str, Any]:
+    """Store a trained net as the next version of its name, with some of its test animals' faces (int8's check set);
+    its card with version, path and label."""
+    check = held_out_crops(faces.items, test_ids, int(model.input_size))
+    return store_version(home, KIND, model.state_dict(), card, check)
 
 
 def train_gender(
@@ -232,7 +237,7 @@ def train_gender(
     faces = labelled_faces(home, folder, animals_csv)
     train_ids, test_ids = held_out_split(faces.items)
     model, card = fit_and_card(config, name, faces, train_ids, test_ids, progress, init)
-    return store_gender(home, model, card)
+    return store_gender(home, model, card, faces, test_ids)
 
 
 def retrain_gender(home: HomeLayout, config: GenderConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -260,7 +265,7 @@ def retrain_gender(home: HomeLayout, config: GenderConfig, progress: Progress | 
     )
     before = {key: value for key, value in before.items() if key in ("per_image", "per_animal")}
     promotion = promotion_decision(KIND, model_label(current), before, card["metrics"], test_ids)
-    return store_gender(home, model, {**card, "promotion": promotion})
+    return store_gender(home, model, {**card, "promotion": promotion}, faces, test_ids)
 
 
 def evaluate_gender(

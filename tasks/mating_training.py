@@ -35,6 +35,7 @@ from models.mating_training import (
     encounter_metrics,
     evaluate_mating,
     fold_groups,
+    held_out_windows,
     mating_model_card,
     mating_model_from_state,
     metrics_table,
@@ -155,9 +156,13 @@ def fit_mating(
     return state, card
 
 
-def store_mating(home: HomeLayout, state: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
-    """Store a trained CGANet as the next version of its name; its card with version and path."""
-    version, path = save_checkpoint(home.model_dir(KIND, card["name"]), state, card)
+def store_mating(
+    home: HomeLayout, state: dict[str, Any], card: dict[str, Any], data: MatingData, val: np.ndarray
+) -> dict[str, Any]:
+    """Store a trained CGANet as the next version of its name, with some of its validation windows (int8's check
+    set); its card with version and path."""
+    check = held_out_windows(data.x, val)
+    version, path = save_checkpoint(home.model_dir(KIND, card["name"]), state, card, check)
     return {**card, "version": version, "path": str(path)}
 
 
@@ -179,7 +184,7 @@ def train_mating(
     groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
     fit, val = validation_split(groups, data.y.tolist(), recipe.validation_fraction, seed)
     state, card = fit_mating(settings, name, data, groups, fit, val, epochs, seed, progress)
-    return store_mating(home, state, card)
+    return store_mating(home, state, card, data, val)
 
 
 def retrain_mating(
@@ -215,7 +220,7 @@ def retrain_mating(
     )
     before = {key: value for key, value in before.items() if key in ("segment", "encounter")}
     card["promotion"] = promotion_decision(KIND, model_label(current), before, card["metrics"], sorted(held))
-    return store_mating(home, state, card)
+    return store_mating(home, state, card, data, val)
 
 
 def stored_model_scores(home: HomeLayout, ref: str, data: MatingData) -> dict[str, Any]:

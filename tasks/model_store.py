@@ -13,6 +13,7 @@ from tasks.lake import write_bytes_atomic, write_json_atomic
 
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.json"
+CHECK_INPUTS_FILE = "check_inputs.pt"  # a few held-out inputs of the version: int8's agreement gate runs on them
 VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
@@ -45,15 +46,20 @@ def in_use_version(folder: Path) -> int | None:
     return None
 
 
-def save_checkpoint(folder: Path, state: dict[str, Any], card: dict[str, Any]) -> tuple[int, Path]:
-    """Write the next version of a model: weights first, model card last (the card marks it complete)."""
+def save_checkpoint(
+    folder: Path, state: dict[str, Any], card: dict[str, Any], check_inputs: Any = None
+) -> tuple[int, Path]:
+    """Write the next version of a model: weights first, then its held-out check inputs (a tensor, when given), model
+    card last (the card marks it complete)."""
     import torch  # here: the catalog's readers list model cards without torch
 
     version = (versions(folder) or [0])[-1] + 1
     target = folder / f"v{version}"
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes_atomic(target / WEIGHTS_FILE, buffer.getvalue())
+    for file, value in ((WEIGHTS_FILE, state), (CHECK_INPUTS_FILE, check_inputs)):
+        if value is not None:
+            buffer = io.BytesIO()
+            torch.save(value, buffer)
+            write_bytes_atomic(target / file, buffer.getvalue())
     write_json_atomic(target / CARD_FILE, {**card, "version": version})
     return version, target
 
@@ -110,11 +116,22 @@ def load_model(home: HomeLayout, kind: str, ref: str) -> tuple[dict[str, Any], d
     return load_checkpoint(home.model_dir(kind, name), version)
 
 
-def store_version(home: HomeLayout, kind: str, state: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
-    """Store a trained model's state dict as the next version of its card's name; the card with version, path and
-    label."""
-    version, path = save_checkpoint(home.model_dir(kind, card["name"]), state, card)
+def store_version(
+    home: HomeLayout, kind: str, state: dict[str, Any], card: dict[str, Any], check_inputs: Any = None
+) -> dict[str, Any]:
+    """Store a trained model's state dict (and its held-out check inputs, when given) as the next version of its
+    card's name; the card with version, path and label."""
+    version, path = save_checkpoint(home.model_dir(kind, card["name"]), state, card, check_inputs)
     return {**card, "version": version, "path": str(path), "label": f"{card['name']}@v{version}"}
+
+
+def stored_check_inputs(home: HomeLayout, kind: str, label: str) -> Any:
+    """The held-out inputs stored with a version ('name@vN') when it was trained (a tensor), or None."""
+    import torch
+
+    name, version = parse_model_ref(label)
+    file = home.model_dir(kind, name) / f"v{version}" / CHECK_INPUTS_FILE
+    return torch.load(file, map_location="cpu", weights_only=True) if file.is_file() else None
 
 
 NO_MODEL_LABEL = "none"  # what a stage records as its model when none is stored

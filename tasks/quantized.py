@@ -119,10 +119,15 @@ def int8_cganet(home: HomeLayout, label: str, model: nn.Module) -> tuple[nn.Modu
     return int8_net(home, "mating", label, model, model.int8_parts(), calibration)
 
 
-def crop_agreement(folded: nn.Module, quantized: nn.Module, label: str, band: tuple[float, float]) -> Agreement:
-    """Calibrated P(male) of the int8 net against the float net's on CHECK_ITEMS synthetic crops of the version (a
-    set apart from the calibration one)."""
-    crops = synthetic_crops(label, "check", CHECK_ITEMS, int(folded.input_size))
+def crop_agreement(
+    folded: nn.Module, quantized: nn.Module, label: str, band: tuple[float, float], held_out: torch.Tensor | None
+) -> Agreement:
+    """Calibrated P(male) of the int8 net against the float net's on the version's held-out face crops (N x S x S x 3
+    uint8, stored when it was trained), else on CHECK_ITEMS synthetic crops of the version (a set apart from the
+    calibration one)."""
+    size = int(folded.input_size)
+    usable = held_out is not None and len(held_out) > 0 and tuple(held_out.shape[1:]) == (size, size, 3)
+    crops = held_out if usable else synthetic_crops(label, "check", CHECK_ITEMS, size)
     cpu = torch.device("cpu")
 
     def probabilities(net: nn.Module, precision: Precision) -> list[float]:
@@ -134,15 +139,23 @@ def crop_agreement(folded: nn.Module, quantized: nn.Module, label: str, band: tu
             ).tolist()
         ]
 
-    return agreement(probabilities(folded, "fp32"), probabilities(quantized, "int8"), band)
+    inputs = "held-out" if usable else "derived"
+    return agreement(probabilities(folded, "fp32"), probabilities(quantized, "int8"), band, inputs=inputs)
 
 
-def cganet_agreement(model: nn.Module, quantized: nn.Module, label: str, band: tuple[float, float]) -> Agreement:
-    """p_success of the int8 CGANet against the float one's on synthetic check windows of the version."""
-    windows = synthetic_windows(label, "check", 2 * CHECK_ITEMS, model.input_mean, model.input_std)
+def cganet_agreement(
+    model: nn.Module, quantized: nn.Module, label: str, band: tuple[float, float], held_out: torch.Tensor | None
+) -> Agreement:
+    """p_success of the int8 CGANet against the float one's on the version's held-out MFCC windows (N x 2 x 86 x 40,
+    stored when it was trained), else on synthetic check windows of the version."""
+    usable = held_out is not None and len(held_out) > 0 and tuple(held_out.shape[1:]) == (2, 86, 40)
+    windows = held_out.float() if usable else synthetic_windows(
+        label, "check", 2 * CHECK_ITEMS, model.input_mean, model.input_std
+    )
     cpu = torch.device("cpu")
 
     def probabilities(net: nn.Module, precision: Precision) -> list[float]:
         return predict_segments(net, windows, cpu, precision, "channels_last").p_success.tolist()
 
-    return agreement(probabilities(model, "fp32"), probabilities(quantized, "int8"), band)
+    inputs = "held-out" if usable else "derived"
+    return agreement(probabilities(model, "fp32"), probabilities(quantized, "int8"), band, inputs=inputs)

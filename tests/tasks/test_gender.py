@@ -31,7 +31,7 @@ from schemas.tables import DROPS, GENDER_PREDICTIONS, MEDIA
 from tasks.catalog import query, refresh_views
 from tasks.gender_training import evaluate_gender, labelled_faces, train_gender
 from tasks.lake import write_rows
-from tasks.model_store import CARD_FILE
+from tasks.model_store import CARD_FILE, stored_check_inputs
 from tests.drops import DROP_TOML
 
 LABELLED = {"A01": "female", "A02": "female", "A03": "female", "A04": "male", "A05": "male", "A06": "male"}
@@ -104,6 +104,9 @@ def test_train_predict_rerun_and_animals_view(face_home, monkeypatch) -> None:
     assert rates["face_sources"] == ["keeper"] and card["metrics"]["rates_by_source"] == {}  # one kind: no split
     stored = card_rates(json.loads((Path(card["path"]) / CARD_FILE).read_text()))
     assert (stored.n_positive, stored.n_negative) == (rates["decided_males"], rates["decided_females"]) != (0, 0)
+    check = stored_check_inputs(layout, "gender", card["label"])  # int8's check set: the test animals' faces
+    size = card["input_size"]
+    assert check.dtype == torch.uint8 and tuple(check.shape) == (3 * len(card["split"]["test"]), size, size, 3)
     seen = count_forward_passes(monkeypatch)
     summary = nightly(drops=[str(drop)], home=str(home), config_file=str(config))
     assert summary["gender"][0]["status"] == "predicted" and sum(seen) == 24

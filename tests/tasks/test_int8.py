@@ -15,7 +15,7 @@ import torch
 from models.execution import Hardware, Wanted, Way, candidate_precisions
 from models.gender import build_gender_net, calibrated_probs, folded_copy, normalised_pixels, predict_logits
 from models.mating_training import MatingTrainSettings, build_mating_model, predict_segments
-from models.quantize import INT8_PROB_TOLERANCE, agreement, synthetic_crops
+from models.quantize import CHECK_ITEMS, INT8_PROB_TOLERANCE, agreement, synthetic_crops
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from schemas.tables import GENDER_PREDICTIONS, MATING_PREDICTIONS
@@ -24,7 +24,8 @@ from tasks.faces import FACES_STAGE
 from tasks.gender import GENDER_STAGE
 from tasks.ingest import ingest_drop_dir
 from tasks.mating import MATING_STAGE
-from tasks.quantized import int8_cganet, int8_crop_net, int8_folder
+from tasks.model_store import store_version, stored_check_inputs
+from tasks.quantized import cganet_agreement, crop_agreement, int8_cganet, int8_crop_net, int8_folder
 from tasks.segments import SEGMENTS_STAGE
 from tasks.stages import run_on_drop
 from tests.machines import AVX2_EPYC, ZEN4
@@ -181,3 +182,31 @@ def test_forced_int8_runs_the_stages_end_to_end_within_tolerance(tmp_path: Path)
     assert any((layout.execution_cache.parent / "int8").glob("gender-*")), "the quantized gender net is cached"
     assert any((layout.execution_cache.parent / "int8").glob("mating-*")), "the quantized CGANet is cached"
     assert not np.isclose(sum(p_male.values()), sum(fp32_male.values()), rtol=0, atol=0)  # int8 really ran
+
+
+def test_the_gate_checks_a_version_on_its_stored_held_out_inputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    layout, folded = HomeLayout(tmp_path), folded_copy(build_gender_net("mini_xception", 32).eval())
+    quantized, _ = int8_crop_net(layout, "gender", "g@v1", folded)
+    held_out = synthetic_crops("faces of the test animals", "test", 5, 32)
+    store_version(layout, "gender", folded.state_dict(), {"name": "g"}, held_out)
+    stored = stored_check_inputs(layout, "gender", "g@v1")
+    assert torch.equal(stored, held_out) and stored_check_inputs(layout, "gender", "g@v2") is None
+    on_faces = crop_agreement(folded, quantized, "g@v1", (0.2, 0.8), stored)
+    assert (on_faces.inputs, on_faces.n) == ("held-out", 5)
+    derived = crop_agreement(folded, quantized, "g@v1", (0.2, 0.8), None)  # a version stored without them
+    assert (derived.inputs, derived.n) == ("derived", CHECK_ITEMS)
+    other_size = crop_agreement(folded, quantized, "g@v1", (0.2, 0.8), synthetic_crops("x", "test", 5, 64))
+    assert other_size.inputs == "derived"
+    model = build_mating_model(MatingTrainSettings(filters=4, hidden=4), 0).eval()
+    windows = torch.randn((6, 2, 86, 40), generator=torch.Generator().manual_seed(1))
+    audio = cganet_agreement(model, int8_cganet(layout, "m@v1", model)[0], "m@v1", (0.4, 0.6), windows)
+    assert (audio.inputs, audio.n) == ("held-out", 6)
+    assert "on 6 held-out inputs" in described_with_check(audio.as_dict())
+
+
+def described_with_check(check: dict[str, object]) -> str:
+    """A plan's description carrying the given int8 check."""
+    from models.execution import Plan
+
+    return Plan(Way("fp32", "channels_last", 8, 2), "measured", {}, {"int8": check}).describe()
