@@ -149,8 +149,10 @@ def cganet_agreement(
     """p_success of the int8 CGANet against the float one's on the version's held-out MFCC windows (N x 2 x 86 x 40,
     stored when it was trained), else on synthetic check windows of the version."""
     usable = held_out is not None and len(held_out) > 0 and tuple(held_out.shape[1:]) == (2, 86, 40)
-    windows = held_out.float() if usable else synthetic_windows(
-        label, "check", 2 * CHECK_ITEMS, model.input_mean, model.input_std
+    windows = (
+        held_out.float()
+        if usable
+        else synthetic_windows(label, "check", 2 * CHECK_ITEMS, model.input_mean, model.input_std)
     )
     cpu = torch.device("cpu")
 

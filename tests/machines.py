@@ -22,3 +22,14 @@ ZEN4 = Hardware(
     cores=2,
     torch_version="2.14.1",
 )
+H200 = Hardware(
+    device="cuda",
+    cpu_model="AMD EPYC",
+    cpu_flags=frozenset({"avx2"}),
+    cpu_capability="AVX2",
+    onednn_max_isa="",
+    cores=16,
+    gpu_name="NVIDIA H200",
+    gpu_capability=(9, 0),
+    torch_version="2.14.1",
+)

@@ -18,7 +18,7 @@ from models.execution import (
     native_bf16,
     time_ways,
 )
-from tests.machines import AVX2_EPYC, ZEN4
+from tests.machines import AVX2_EPYC, H200, ZEN4
 
 SAPPHIRE = Hardware(
     device="cpu",
@@ -30,21 +30,6 @@ SAPPHIRE = Hardware(
     torch_version="2.14.1",
 )
 AUTO = Wanted(precision=None, layout=None, batch_size=None, threads=None)
-
-
-def h200() -> Hardware:
-    """A CUDA device of compute capability 9.0."""
-    return Hardware(
-        device="cuda",
-        cpu_model="x",
-        cpu_flags=frozenset(),
-        cpu_capability="AVX2",
-        onednn_max_isa="",
-        cores=16,
-        gpu_name="NVIDIA H200",
-        gpu_capability=(9, 0),
-        torch_version="2.14.1",
-    )
 
 
 def rates_by_precision(table: dict[str, float]):
@@ -64,13 +49,13 @@ def test_bf16_is_native_only_with_avx512_bf16_or_amx_that_torch_and_onednn_may_u
     capped = Hardware(**{**ZEN4.__dict__, "onednn_max_isa": "AVX2"})
     dispatched = Hardware(**{**ZEN4.__dict__, "cpu_capability": "AVX2"})
     assert not native_bf16(capped) and not native_bf16(dispatched)
-    assert native_bf16(h200())
+    assert native_bf16(H200)
 
 
 def test_auto_precision_is_fp32_without_native_bf16_and_bf16_with_it() -> None:
     assert candidate_precisions(AVX2_EPYC) == ["fp32"] and default_precision(AVX2_EPYC) == "fp32"
     assert candidate_precisions(ZEN4) == ["fp32", "bf16"] and default_precision(ZEN4) == "bf16"
-    assert candidate_precisions(h200()) == ["fp32", "amp", "bf16"] and default_precision(h200()) == "amp"
+    assert candidate_precisions(H200) == ["fp32", "amp", "bf16"] and default_precision(H200) == "amp"
 
 
 def test_auto_never_tries_emulated_bf16_and_picks_the_fastest_measured_way() -> None:

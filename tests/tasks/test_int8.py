@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from models.execution import Hardware, Wanted, Way, candidate_precisions
+from models.execution import Wanted, Way, candidate_precisions
 from models.gender import build_gender_net, calibrated_probs, folded_copy, normalised_pixels, predict_logits
 from models.mating_training import MatingTrainSettings, build_mating_model, predict_segments
 from models.quantize import CHECK_ITEMS, INT8_PROB_TOLERANCE, agreement, synthetic_crops
@@ -28,27 +28,15 @@ from tasks.model_store import store_version, stored_check_inputs
 from tasks.quantized import cganet_agreement, crop_agreement, int8_cganet, int8_crop_net, int8_folder
 from tasks.segments import SEGMENTS_STAGE
 from tasks.stages import run_on_drop
-from tests.machines import AVX2_EPYC, ZEN4
+from tests.machines import AVX2_EPYC, H200, ZEN4
 from tests.pipeline_home import CONFIG, staged_home
-
-H100 = Hardware(
-    device="cuda",
-    cpu_model="AMD EPYC",
-    cpu_flags=frozenset({"avx2"}),
-    cpu_capability="AVX2",
-    onednn_max_isa="",
-    cores=2,
-    gpu_name="NVIDIA H100",
-    gpu_capability=(9, 0),
-    torch_version="2.14.1",
-)
 
 
 def test_int8_is_offered_on_a_cpu_for_a_quantizable_net_and_never_on_cuda() -> None:
     assert candidate_precisions(AVX2_EPYC, int8=True) == ["fp32", "int8"]
     assert candidate_precisions(ZEN4, int8=True) == ["fp32", "bf16", "int8"]
     assert "int8" not in candidate_precisions(AVX2_EPYC)  # a net that cannot be quantized (the identity net)
-    assert "int8" not in candidate_precisions(H100, int8=True)
+    assert "int8" not in candidate_precisions(H200, int8=True)
 
 
 def test_agreement_fails_outside_the_tolerance_or_on_a_flip_and_over_nothing() -> None:
@@ -97,7 +85,7 @@ def test_an_explicit_precision_wins_over_the_gate(tmp_path: Path) -> None:
     plan = plan_for(tmp_path / "d.json", AVX2_EPYC, forced, 1)
     assert plan.way.precision == "int8" and not checks  # forced: not checked, not refused
     with pytest.raises(ValueError, match="CPU"):
-        plan_for(tmp_path / "e.json", H100, forced, 1)
+        plan_for(tmp_path / "e.json", H200, forced, 1)
 
 
 def test_the_checked_choice_is_cached_per_machine(tmp_path: Path) -> None:
