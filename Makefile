@@ -11,6 +11,9 @@ endif
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export UV_PYTHON_DOWNLOADS := never
+# Compile every package's bytecode at install: where Python may not write __pycache__ (a read-only install,
+# PYTHONDONTWRITEBYTECODE) each command would otherwise recompile torch, scipy and pandas on import.
+export UV_COMPILE_BYTECODE := 1
 # Use the platform certificate store, so uv works behind a station proxy with its own CA.
 export UV_SYSTEM_CERTS := 1
 export UV_NATIVE_TLS := 1

@@ -165,8 +165,18 @@ FACE_MACHINE_TABLE = f"""
     LEFT JOIN faces f ON f.face_id = g.face_id AND f.drop_id = g.drop_id
     LEFT JOIN identity_matches m ON m.drop_id = g.drop_id AND m.face_id = g.face_id
 """
+# The registered animals with the latest drop naming each (REGISTERED_ANIMALS, as a table the refresh writes: the
+# views read it instead of scanning every drop's faces at each query). Gender predictions carry their face's
+# animal_id, so they name no other animal or drop.
+REGISTERED_TABLE = """
+    CREATE OR REPLACE TABLE registered_animals AS
+    SELECT animal_id, max(drop_id) AS drop_id FROM (
+        SELECT animal_id, drop_id FROM animal_manifest WHERE animal_id IS NOT NULL
+        UNION ALL SELECT animal_id, drop_id FROM faces WHERE animal_id IS NOT NULL
+    ) GROUP BY animal_id
+"""
 # Tables the refresh computes from the lake before the derived views (which read them).
-MACHINE_TABLES = {"face_machine": FACE_MACHINE_TABLE}
+MACHINE_TABLES = {"face_machine": FACE_MACHINE_TABLE, "registered_animals": REGISTERED_TABLE}
 
 FACE_CALLS_VIEW = f"""
     CREATE OR REPLACE VIEW face_calls AS
@@ -192,7 +202,7 @@ FACE_CALLS_VIEW = f"""
         FROM predicted p
         LEFT JOIN matched i ON i.drop_id = p.drop_id AND i.face_id = p.face_id AND i.field = 'identity'
     ),
-    registered AS ({REGISTERED_ANIMALS})
+    registered AS (SELECT animal_id FROM registered_animals)
     SELECT p.face_id, p.media_id, p.drop_id, p.animal_id, p.source, p.bbox_x, p.bbox_y, p.bbox_w, p.bbox_h,
            p.crop_path, p.gradcam_path, p.detector, p.p_male, p.label AS sex_machine, p.model_version,
            n.human_value IS DISTINCT FROM 'false' AS is_face,
@@ -219,22 +229,22 @@ FACE_CALLS_VIEW = f"""
 
 ANIMALS_VIEW = f"""
     CREATE OR REPLACE VIEW animals AS
-    WITH pooled AS (
+    WITH calls AS MATERIALIZED (
+        SELECT individual_id AS animal_id, drop_id, p_male, model_version, source, identity_source
+        FROM face_calls WHERE individual_id IS NOT NULL AND is_face
+    ),
+    pooled AS (
         SELECT {pooled_gender("animal_id")},
                CASE count(DISTINCT source) WHEN 0 THEN NULL WHEN 1 THEN any_value(source) ELSE 'mixed' END
                    AS face_source,
                string_agg(DISTINCT identity_source, ', ' ORDER BY identity_source) AS identity_sources,
                count(*) FILTER (WHERE source = 'detector') AS camera_trap_faces
-        FROM (SELECT * REPLACE (individual_id AS animal_id) FROM face_calls)
-        WHERE animal_id IS NOT NULL AND is_face GROUP BY animal_id
+        FROM calls GROUP BY animal_id
     ),
     registry AS (
         SELECT animal_id, max(drop_id) AS drop_id, bool_or(registered) AS registered FROM (
-            SELECT animal_id, drop_id, true AS registered FROM animal_manifest
-            UNION ALL SELECT animal_id, drop_id, true FROM faces WHERE animal_id IS NOT NULL
-            UNION ALL SELECT animal_id, drop_id, true FROM gender_predictions WHERE animal_id IS NOT NULL
-            UNION ALL SELECT individual_id, drop_id, false FROM face_calls
-                      WHERE individual_id IS NOT NULL AND is_face)
+            SELECT animal_id, drop_id, true AS registered FROM registered_animals
+            UNION ALL SELECT animal_id, drop_id, false FROM calls)
         GROUP BY animal_id
     ),
     known AS (

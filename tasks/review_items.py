@@ -20,7 +20,8 @@ from tasks.catalog import REVIEW_MARGIN
 # (a person confirms every new individual).
 REVIEW_ITEMS_SQL = """
     CREATE OR REPLACE TABLE review_items AS
-    WITH camera_yield AS (
+    WITH calls AS MATERIALIZED (SELECT * FROM face_calls),
+    camera_yield AS (
         SELECT camera, sum(faces) / sum(images) AS per_frame FROM detector_yield GROUP BY camera
     ), faceless AS (
         SELECT m.drop_id, m.media_id, m.path, m.sha256, m.width, m.height, m.captured_at, y.camera, y.per_frame
@@ -39,7 +40,7 @@ REVIEW_ITEMS_SQL = """
         FROM animal_manifest WHERE sex IS NOT NULL GROUP BY animal_id
     ), animal_crops AS (
         SELECT animal_id, list(crop_path ORDER BY abs(p_male - 0.5) DESC, face_id)[1:4] AS crops
-        FROM face_calls WHERE animal_id IS NOT NULL AND is_face AND crop_path IS NOT NULL GROUP BY animal_id
+        FROM calls WHERE animal_id IS NOT NULL AND is_face AND crop_path IS NOT NULL GROUP BY animal_id
     ), items AS (
         SELECT 'face' AS kind, c.drop_id, c.face_id AS target_id, 1 - 2 * abs(c.p_male - 0.5) AS value,
                'face P(male) ' || printf('%.2f', c.p_male) AS reason, c.media_id, c.bbox_x, c.bbox_y, c.bbox_w,
@@ -48,7 +49,7 @@ REVIEW_ITEMS_SQL = """
                         'gradcam_path': c.gradcam_path, 'detector': c.detector, 'sex_machine': c.sex_machine,
                         'sex_known': k.sex_known, 'media_path': m.path, 'media_sha256': m.sha256,
                         'frame_boxes': CASE WHEN c.source = 'detector' THEN coalesce(b.boxes, []) END}) AS details
-        FROM face_calls c
+        FROM calls c
         LEFT JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
         LEFT JOIN frame_boxes b ON b.media_id = c.media_id AND b.drop_id = c.drop_id
         LEFT JOIN known k ON k.animal_id = c.animal_id
@@ -103,12 +104,12 @@ REVIEW_ITEMS_SQL = """
                         'established': c.identity_established, 'candidates': coalesce(c.identity_candidates, []),
                         'candidate_scores': coalesce(c.identity_candidate_scores, []),
                         'media_path': m.path, 'media_sha256': m.sha256, 'frame_boxes': coalesce(b.boxes, [])})
-        FROM face_calls c
+        FROM calls c
         LEFT JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
         LEFT JOIN frame_boxes b ON b.media_id = c.media_id AND b.drop_id = c.drop_id
         WHERE c.identity_machine_kind = 'registered' AND c.is_face
            OR c.identity_machine_kind = 'provisional' AND c.is_face AND c.face_id IN (
-                  SELECT arg_max(face_id, (identity_score, drop_id, face_id)) FROM face_calls
+                  SELECT arg_max(face_id, (identity_score, drop_id, face_id)) FROM calls
                   WHERE identity_machine_kind = 'provisional' AND is_face GROUP BY individual_machine)
     )
     SELECT key, md5_number(key) % $buckets AS audit_u, * FROM (
