@@ -416,8 +416,8 @@ DERIVED_VIEWS = {
             FROM segments WHERE encounter_id IS NOT NULL GROUP BY ALL
         ), frames AS (
             SELECT drop_id, encounter_id, count(*) AS n_predicted,
-                   sum(list_sum(list_transform(frame_p_success, lambda p: CAST(p AS DOUBLE)))) AS p_s,
-                   sum(list_sum(list_transform(frame_p_success, lambda p: 1.0 - CAST(p AS DOUBLE)))) AS p_f,
+                   sum(list_sum(frame_p_success)) AS p_s,  -- summed in double precision
+                   sum(len(frame_p_success)) - sum(list_sum(frame_p_success)) AS p_f,  -- the sum of 1 - p
                    max(temperature) AS temperature,
                    string_agg(DISTINCT model_version, ', ' ORDER BY model_version) AS model_version
             FROM mating_predictions WHERE encounter_id IS NOT NULL GROUP BY ALL
