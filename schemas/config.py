@@ -469,7 +469,7 @@ class LakeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     compact_after_parts: int = Field(
-        default=200,
+        default=50,
         ge=0,
         description=(
             "The nightly run compacts a table (one file per month instead of one part per drop and stage) before its "
