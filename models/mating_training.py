@@ -199,12 +199,12 @@ def grouped_folds(groups: Sequence[str], labels: Sequence[int], k: int, seed: in
     )
 
 
-def held_out_windows(x: np.ndarray, held_out: np.ndarray, n: int = 2 * CHECK_ITEMS) -> Tensor | None:
-    """Up to n of the validation windows (raw MFCC, N x 2 x 86 x 40 float32), spread evenly over them, which a version
+def check_windows(x: np.ndarray, rows: np.ndarray, n: int = 2 * CHECK_ITEMS) -> Tensor | None:
+    """Up to n of the given windows (raw MFCC, N x 2 x 86 x 40 float32), spread evenly over them, which a version
     stores for its int8 agreement check; None when there is none."""
-    if len(held_out) == 0:
+    if len(rows) == 0:
         return None
-    return torch.from_numpy(np.ascontiguousarray(x[held_out[spread(len(held_out), n)]], dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(x[rows[spread(len(rows), n)]], dtype=np.float32))
 
 
 def validation_split(

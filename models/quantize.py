@@ -27,8 +27,8 @@ TRACE_LOCK = threading.Lock()  # FX tracing patches nn.Module.__call__ process-w
 class Agreement:
     """How int8 probabilities compare with fp32's on the check set: the largest absolute difference, decisions that
     changed class (female/abstain/male, or success/failure at 0.5), whether int8 is eligible, and which inputs the
-    check ran on ('held-out': the version's own held-out faces or windows, stored when it was trained; 'derived':
-    synthetic inputs derived from its label, for a version stored without them)."""
+    check ran on ('stored': the version's own faces or windows, stored when it was trained, held-out ones where it had
+    any; 'derived': synthetic inputs derived from its label, for a version stored without them)."""
 
     n: int
     max_abs_diff: float

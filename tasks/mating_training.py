@@ -30,12 +30,12 @@ from models.mating_training import (
     MatingData,
     binary_metrics,
     check_labelled,
+    check_windows,
     checked_name,
     data_fingerprint,
     encounter_metrics,
     evaluate_mating,
     fold_groups,
-    held_out_windows,
     mating_model_card,
     mating_model_from_state,
     metrics_table,
@@ -159,9 +159,10 @@ def fit_mating(
 def store_mating(
     home: HomeLayout, state: dict[str, Any], card: dict[str, Any], data: MatingData, val: np.ndarray
 ) -> dict[str, Any]:
-    """Store a trained CGANet as the next version of its name, with some of its validation windows (int8's check
-    set); its card with version and path."""
-    check = held_out_windows(data.x, val)
+    """Store a trained CGANet as the next version of its name, with some of its validation windows (its training
+    windows when it had none: int8's check set); its card with version and path."""
+    fit = np.setdiff1d(np.arange(len(data.x)), val)
+    check = check_windows(data.x, val if len(val) else fit)
     version, path = save_checkpoint(home.model_dir(KIND, card["name"]), state, card, check)
     return {**card, "version": version, "path": str(path)}
 

@@ -13,7 +13,7 @@ from tasks.lake import write_bytes_atomic, write_json_atomic
 
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.json"
-CHECK_INPUTS_FILE = "check_inputs.pt"  # a few held-out inputs of the version: int8's agreement gate runs on them
+CHECK_INPUTS_FILE = "check_inputs.pt"  # a few real inputs of the version: int8's agreement gate runs on them
 VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
@@ -126,7 +126,7 @@ def store_version(
 
 
 def stored_check_inputs(home: HomeLayout, kind: str, label: str) -> Any:
-    """The held-out inputs stored with a version ('name@vN') when it was trained (a tensor), or None."""
+    """The check inputs stored with a version ('name@vN') when it was trained (a tensor), or None."""
     import torch
 
     name, version = parse_model_ref(label)

@@ -122,8 +122,8 @@ def int8_cganet(home: HomeLayout, label: str, model: nn.Module) -> tuple[nn.Modu
 def crop_agreement(
     folded: nn.Module, quantized: nn.Module, label: str, band: tuple[float, float], held_out: torch.Tensor | None
 ) -> Agreement:
-    """Calibrated P(male) of the int8 net against the float net's on the version's held-out face crops (N x S x S x 3
-    uint8, stored when it was trained), else on CHECK_ITEMS synthetic crops of the version (a set apart from the
+    """Calibrated P(male) of the int8 net against the float net's on the face crops stored with the version when it
+    was trained (N x S x S x 3 uint8), else on CHECK_ITEMS synthetic crops of the version (a set apart from the
     calibration one)."""
     size = int(folded.input_size)
     usable = held_out is not None and len(held_out) > 0 and tuple(held_out.shape[1:]) == (size, size, 3)
@@ -139,15 +139,15 @@ def crop_agreement(
             ).tolist()
         ]
 
-    inputs = "held-out" if usable else "derived"
+    inputs = "stored" if usable else "derived"
     return agreement(probabilities(folded, "fp32"), probabilities(quantized, "int8"), band, inputs=inputs)
 
 
 def cganet_agreement(
     model: nn.Module, quantized: nn.Module, label: str, band: tuple[float, float], held_out: torch.Tensor | None
 ) -> Agreement:
-    """p_success of the int8 CGANet against the float one's on the version's held-out MFCC windows (N x 2 x 86 x 40,
-    stored when it was trained), else on synthetic check windows of the version."""
+    """p_success of the int8 CGANet against the float one's on the MFCC windows stored with the version when it was
+    trained (N x 2 x 86 x 40), else on synthetic check windows of the version."""
     usable = held_out is not None and len(held_out) > 0 and tuple(held_out.shape[1:]) == (2, 86, 40)
     windows = (
         held_out.float()
@@ -159,5 +159,5 @@ def cganet_agreement(
     def probabilities(net: nn.Module, precision: Precision) -> list[float]:
         return predict_segments(net, windows, cpu, precision, "channels_last").p_success.tolist()
 
-    inputs = "held-out" if usable else "derived"
+    inputs = "stored" if usable else "derived"
     return agreement(probabilities(model, "fp32"), probabilities(quantized, "int8"), band, inputs=inputs)

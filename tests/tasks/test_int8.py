@@ -181,7 +181,7 @@ def test_the_gate_checks_a_version_on_its_stored_held_out_inputs(tmp_path: Path)
     stored = stored_check_inputs(layout, "gender", "g@v1")
     assert torch.equal(stored, held_out) and stored_check_inputs(layout, "gender", "g@v2") is None
     on_faces = crop_agreement(folded, quantized, "g@v1", (0.2, 0.8), stored)
-    assert (on_faces.inputs, on_faces.n) == ("held-out", 5)
+    assert (on_faces.inputs, on_faces.n) == ("stored", 5)
     derived = crop_agreement(folded, quantized, "g@v1", (0.2, 0.8), None)  # a version stored without them
     assert (derived.inputs, derived.n) == ("derived", CHECK_ITEMS)
     other_size = crop_agreement(folded, quantized, "g@v1", (0.2, 0.8), synthetic_crops("x", "test", 5, 64))
@@ -189,8 +189,8 @@ def test_the_gate_checks_a_version_on_its_stored_held_out_inputs(tmp_path: Path)
     model = build_mating_model(MatingTrainSettings(filters=4, hidden=4), 0).eval()
     windows = torch.randn((6, 2, 86, 40), generator=torch.Generator().manual_seed(1))
     audio = cganet_agreement(model, int8_cganet(layout, "m@v1", model)[0], "m@v1", (0.4, 0.6), windows)
-    assert (audio.inputs, audio.n) == ("held-out", 6)
-    assert "on 6 held-out inputs" in described_with_check(audio.as_dict())
+    assert (audio.inputs, audio.n) == ("stored", 6)
+    assert "on 6 stored inputs" in described_with_check(audio.as_dict())
 
 
 def described_with_check(check: dict[str, object]) -> str:
