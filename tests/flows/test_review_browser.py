@@ -129,6 +129,7 @@ def review_in_chromium(home: HomeLayout, base: str, tmp_path: Path) -> None:
         drawn_status = evaluate(tools, "document.getElementById('status').textContent")
         press(tools, "u")
         wait_until(tools, f"{SHOWN_KEY} === {framed['key']!r}")
+        wait_until(tools, "Array.from(document.images).every(i => i.complete)")  # its frame loads again (or fails)
         stats = evaluate(tools, "window.reviewStats")
         page_rate = evaluate(tools, "document.getElementById('keys-per-item').textContent")
         status = evaluate(tools, "document.getElementById('status').textContent")
