@@ -199,9 +199,10 @@ def grouped_folds(groups: Sequence[str], labels: Sequence[int], k: int, seed: in
     )
 
 
-def check_windows(x: np.ndarray, rows: np.ndarray, n: int = 2 * CHECK_ITEMS) -> Tensor | None:
-    """Up to n of the given windows (raw MFCC, N x 2 x 86 x 40 float32), spread evenly over them, which a version
-    stores for its int8 agreement check; None when there is none."""
+def check_windows(x: np.ndarray, held_out: np.ndarray, rest: np.ndarray, n: int = 2 * CHECK_ITEMS) -> Tensor | None:
+    """Up to n of the held-out windows (raw MFCC, N x 2 x 86 x 40 float32), else of the rest when none is held out,
+    spread evenly over them, which a version stores for its int8 agreement check; None when there is none."""
+    rows = held_out if len(held_out) else rest
     if len(rows) == 0:
         return None
     return torch.from_numpy(np.ascontiguousarray(x[rows[spread(len(rows), n)]], dtype=np.float32))

@@ -104,17 +104,6 @@ def synthetic_windows(label: str, purpose: str, n: int, mean: Tensor, std: Tenso
     return mean.float().reshape(1, 1, 1, -1) + std.float().reshape(1, 1, 1, -1) * z
 
 
-def submodule(model: nn.Module, path: str) -> nn.Module:
-    """The submodule at a dotted path."""
-    return model.get_submodule(path)
-
-
-def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    """Replace the submodule at a dotted path."""
-    parent, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, name, module)
-
-
 class PartsDone(Exception):
     """Raised after the last quantized part has run: calibration needs nothing after it."""
 
@@ -126,7 +115,7 @@ def stop_after_last(_module: nn.Module, _args: object, _output: object) -> None:
 
 def run_parts(model: nn.Module, parts: Sequence[str], run: Callable[[nn.Module], object]) -> None:
     """One run of the model up to the end of its last part (`parts` in forward order)."""
-    hook = submodule(model, parts[-1]).register_forward_hook(stop_after_last)
+    hook = model.get_submodule(parts[-1]).register_forward_hook(stop_after_last)
     try:
         run(model)
     except PartsDone:
@@ -139,7 +128,7 @@ def first_inputs(model: nn.Module, parts: Sequence[str], run: Callable[[nn.Modul
     """The input each part receives on one run of the model (the example input its tracing needs)."""
     seen: dict[str, Tensor] = {}
     hooks = [
-        submodule(model, path).register_forward_pre_hook(
+        model.get_submodule(path).register_forward_pre_hook(
             lambda _module, args, path=path: seen.setdefault(path, args[0][:1].detach().clone())
         )
         for path in parts
@@ -154,11 +143,12 @@ def first_inputs(model: nn.Module, parts: Sequence[str], run: Callable[[nn.Modul
 
 def quantize_parts(
     model: nn.Module, parts: Sequence[str], calibration: Iterable[Callable[[nn.Module], object]]
-) -> nn.Module:
+) -> tuple[nn.Module, dict[str, Tensor]]:
     """A copy of an eval-mode float net whose named parts are static int8 (FX graph mode, QCONFIG_BACKEND's default
     qconfig: per-channel int8 weights, 7-bit histogram-calibrated activations, fp32 at each part's edges), observers
     fed by the calibration runs in their order (deterministic for the same runs; each run stops after the last part, in
-    forward order). The current quantized engine packs the weights."""
+    forward order), and the input each part received on the first run (the example its tracing needs). The current
+    quantized engine packs the weights."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -172,12 +162,12 @@ def quantize_parts(
     with TRACE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for path in parts:
-            set_submodule(quantized, path, prepare_fx(submodule(quantized, path), mapping, (examples[path],)))
+            quantized.set_submodule(path, prepare_fx(quantized.get_submodule(path), mapping, (examples[path],)))
     with torch.inference_mode():
         for run in runs:
             run_parts(quantized, parts, run)
     with TRACE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for path in parts:
-            set_submodule(quantized, path, convert_fx(submodule(quantized, path)))
-    return quantized.eval()
+            quantized.set_submodule(path, convert_fx(quantized.get_submodule(path)))
+    return quantized.eval(), examples

@@ -116,27 +116,23 @@ def timed(action: Any, repeat: int = 1) -> float:
     return best
 
 
-def row_hash_sql(home: HomeLayout | duckdb.DuckDBPyConnection, name: str) -> str:
+def row_hash_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
     """An order-free hash of a view's rows with floating-point columns rounded to 9 decimals: the views sum floats over
     many parts, and DuckDB's parallel scans add them in a different order each time (the last bits differ between two
-    identical reads of a 500-drop lake, compacted or not). Over a home's catalog or an open connection."""
-    if isinstance(home, HomeLayout):
-        columns = query(home, f"DESCRIBE {name}").to_pylist()
-    else:
-        described = home.execute(f"DESCRIBE {name}")
-        names = [column[0] for column in described.description]
-        columns = [dict(zip(names, row)) for row in described.fetchall()]
+    identical reads of a 500-drop lake, compacted or not). Its columns are read from the relation, not by SQL."""
+    relation = con.table(name)
     values = [
-        f'round("{c["column_name"]}", 9)' if c["column_type"] in ("DOUBLE", "FLOAT") else f'"{c["column_name"]}"'
-        for c in columns
+        f'round("{column}", 9)' if str(kind) in ("DOUBLE", "FLOAT") else f'"{column}"'
+        for column, kind in zip(relation.columns, relation.types, strict=True)
     ]
-    return f"SELECT count(*) AS n, sum(hash({', '.join(values)})) AS h FROM {name}"
+    return f'SELECT count(*) AS n, sum(hash({", ".join(values)})) AS h FROM "{name}"'
 
 
 def fingerprints(home: HomeLayout) -> dict[str, list[Any]]:
     """Per view: row count and an order-free hash of all its rows (floats rounded, see row_hash_sql)."""
     names = [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS)
-    return {name: list(query(home, row_hash_sql(home, name)).to_pylist()[0].values()) for name in names}
+    with connect_with_retry(home.catalog, read_only=True) as con:
+        return {name: list(con.execute(row_hash_sql(con, name)).fetchone()) for name in names}
 
 
 def measure(home: HomeLayout, thresholds: dict[str, float], repeat: int) -> dict[str, float]:
@@ -299,9 +295,13 @@ def phase_views(root: str) -> tuple[dict[str, float], int]:
     """Seconds to count the rows of every lake table and derived view (each in turn, in one process)."""
     home = HomeLayout(Path(root))
     names = [spec.name for spec in LAKE_TABLES] + list(DERIVED_VIEWS)
-    return {name: round(timed(lambda name=name: query(home, f"SELECT count(*) FROM {name}")), 3) for name in names}, (
-        peak_rss_mib()
-    )
+    return {name: round(timed(lambda name=name: count_rows(home, name)), 3) for name in names}, peak_rss_mib()
+
+
+def count_rows(home: HomeLayout, name: str) -> int:
+    """The rows of one catalog relation, on a new read-only connection (as a query from outside opens one)."""
+    with connect_with_retry(home.catalog, read_only=True) as con:
+        return int(con.table(name).aggregate("count(*)").fetchall()[0][0])
 
 
 def in_fresh_process(action: Any, *args: Any) -> Any:
@@ -341,19 +341,17 @@ def reference_connection(source: HomeLayout, drop_id: str, drops: int, target: H
     con = duckdb.connect()
     write_thresholds(con, load_settings(None, home=target.root).view_thresholds())
     con.execute("CREATE TABLE damaged_parts AS SELECT 1 AS none WHERE false")
-    escaped = drop_id.replace("'", "''")
+    con.register("copy_ids", pa.table({"copy_id": [f"bench-{i:05d}" for i in range(drops)]}))
     for spec in LAKE_TABLES:
         rows = read_table(source, spec)
         if spec.name == "runs":
             rows = rows.schema.empty_table()
-        con.register(f"source_{spec.name}", rows)
-        if spec.partition == "drop" or spec.name == IDENTITY_MATCHES.name:
-            con.execute(
-                f"CREATE VIEW {spec.name} AS SELECT s.* REPLACE (printf('bench-%05d', t.i) AS drop_id) "
-                f"FROM source_{spec.name} s, range({int(drops)}) t(i) WHERE s.drop_id = '{escaped}'"
-            )
+        if spec.partition == "drop" or spec.name == IDENTITY_MATCHES.name:  # the drop's rows under every copy id
+            con.register(f"source_{spec.name}", rows.filter(pc.equal(rows["drop_id"], drop_id)))
+            columns = ", ".join("copy_id AS drop_id" if c == "drop_id" else f'"{c}"' for c in rows.column_names)
+            con.table(f"source_{spec.name}").cross(con.table("copy_ids")).project(columns).create_view(spec.name)
         else:
-            con.execute(f"CREATE VIEW {spec.name} AS SELECT * FROM source_{spec.name}")
+            con.register(spec.name, rows)
     for sql in [*MACHINE_TABLES.values(), *DERIVED_VIEWS.values()]:
         con.execute(sql)
     write_summary_tables(con, target)

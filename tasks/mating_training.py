@@ -54,7 +54,7 @@ from tasks.catalog import CatalogMissingError, query, refresh_views
 from tasks.devices import cpu_threads
 from tasks.discover import drop_id_of
 from tasks.ingest import ingest_drop_dir
-from tasks.model_store import load_model, model_label, save_checkpoint, stored_card
+from tasks.model_store import load_model, model_label, store_version, stored_card
 from tasks.runs import code_version, new_run_id
 from tasks.segments import SEGMENTS_STAGE
 from tasks.stages import run_on_drop
@@ -157,14 +157,11 @@ def fit_mating(
 
 
 def store_mating(
-    home: HomeLayout, state: dict[str, Any], card: dict[str, Any], data: MatingData, val: np.ndarray
+    home: HomeLayout, state: dict[str, Any], card: dict[str, Any], data: MatingData, fit: np.ndarray, val: np.ndarray
 ) -> dict[str, Any]:
     """Store a trained CGANet as the next version of its name, with some of its validation windows (its training
-    windows when it had none: int8's check set); its card with version and path."""
-    fit = np.setdiff1d(np.arange(len(data.x)), val)
-    check = check_windows(data.x, val if len(val) else fit)
-    version, path = save_checkpoint(home.model_dir(KIND, card["name"]), state, card, check)
-    return {**card, "version": version, "path": str(path)}
+    windows when it had none: int8's check set); its card with version, path and label."""
+    return store_version(home, KIND, state, card, check_windows(data.x, val, fit))
 
 
 def train_mating(
@@ -185,7 +182,7 @@ def train_mating(
     groups = fold_groups(recipe.group_by, data.pairs, data.encounters)
     fit, val = validation_split(groups, data.y.tolist(), recipe.validation_fraction, seed)
     state, card = fit_mating(settings, name, data, groups, fit, val, epochs, seed, progress)
-    return store_mating(home, state, card, data, val)
+    return store_mating(home, state, card, data, fit, val)
 
 
 def retrain_mating(
@@ -221,7 +218,7 @@ def retrain_mating(
     )
     before = {key: value for key, value in before.items() if key in ("segment", "encounter")}
     card["promotion"] = promotion_decision(KIND, model_label(current), before, card["metrics"], sorted(held))
-    return store_mating(home, state, card, data, val)
+    return store_mating(home, state, card, data, fit, val)
 
 
 def stored_model_scores(home: HomeLayout, ref: str, data: MatingData) -> dict[str, Any]:

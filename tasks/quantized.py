@@ -24,10 +24,7 @@ from models.quantize import (
     TRACE_LOCK,
     Agreement,
     agreement,
-    first_inputs,
     quantize_parts,
-    set_submodule,
-    submodule,
     synthetic_crops,
     synthetic_windows,
 )
@@ -79,20 +76,17 @@ def int8_net(
     spent = 0.0
     if cached_parts(folder, parts) is None:
         start = time.perf_counter()
-        runs = calibration()
-        with torch.inference_mode():
-            examples = first_inputs(model, parts, runs[0])
-        quantized = quantize_parts(model, parts, runs)
+        quantized, examples = quantize_parts(model, parts, calibration())
         with TRACE_LOCK:
             for path in parts:
-                save_script(submodule(quantized, path), examples[path], folder / f"{path}.pt")
+                save_script(quantized.get_submodule(path), examples[path], folder / f"{path}.pt")
         spent = time.perf_counter() - start
     files = cached_parts(folder, parts) or {}
     net = copy.deepcopy(model).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
         for path, file in files.items():
-            set_submodule(net, path, torch.jit.load(str(file), map_location="cpu"))
+            net.set_submodule(path, torch.jit.load(str(file), map_location="cpu"))
     return net, spent
 
 

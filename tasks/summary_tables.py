@@ -34,29 +34,29 @@ from tasks.review_items import write_review_items
 GENDER_COUNTS_TEMPLATE = """
 SELECT CASE WHEN grouping(site, deployment_id) = 0 THEN 'deployment' ELSE 'overall' END AS level,
        site, deployment_id,
-       count(DISTINCT animal_id) FILTER (WHERE called AND sex = ?) AS called_males,
-       count(DISTINCT animal_id) FILTER (WHERE called AND sex = ?) AS called_females,
-       count(DISTINCT animal_id) FILTER (WHERE NOT called AND sex = ?) AS known_males,
-       count(DISTINCT animal_id) FILTER (WHERE NOT called AND sex = ?) AS known_females,
-       count(DISTINCT animal_id) FILTER (WHERE sex IS NULL OR sex NOT IN (?, ?)) AS unknown,
+       count(DISTINCT animal_id) FILTER (WHERE called AND sex = $positive) AS called_males,
+       count(DISTINCT animal_id) FILTER (WHERE called AND sex = $negative) AS called_females,
+       count(DISTINCT animal_id) FILTER (WHERE NOT called AND sex = $positive) AS known_males,
+       count(DISTINCT animal_id) FILTER (WHERE NOT called AND sex = $negative) AS known_females,
+       count(DISTINCT animal_id) FILTER (WHERE sex IS NULL OR sex NOT IN ($positive, $negative)) AS unknown,
        list_sort(list_distinct(
-           list(model_version) FILTER (WHERE called AND sex IN (?, ?) AND model_version IS NOT NULL)
+           list(model_version) FILTER (WHERE called AND sex IN ($positive, $negative) AND model_version IS NOT NULL)
        )) AS model_versions,
        list_sort(list_distinct(
-           list(face_source) FILTER (WHERE called AND sex IN (?, ?) AND face_source IS NOT NULL)
+           list(face_source) FILTER (WHERE called AND sex IN ($positive, $negative) AND face_source IS NOT NULL)
        )) AS face_sources
 FROM (SELECT *, sex_source = 'machine' AS called FROM animals) {where}
 GROUP BY GROUPING SETS ((site, deployment_id), ())
 ORDER BY grouping(site, deployment_id), site NULLS LAST, deployment_id NULLS LAST
 """
 # A period's report counts the animals registered or photographed in its drops and the individuals (registered or
-# provisional) its faces were given (ids three times, after GENDER_PARAMS).
-PERIOD_ANIMALS = """WHERE animal_id IN (SELECT animal_id FROM animal_manifest WHERE list_contains(?, drop_id)
-                   UNION SELECT animal_id FROM gender_predictions WHERE list_contains(?, drop_id)
-                   UNION SELECT individual_id FROM face_calls WHERE list_contains(?, drop_id))"""
+# provisional) its faces were given.
+PERIOD_ANIMALS = """WHERE animal_id IN (SELECT animal_id FROM animal_manifest WHERE list_contains($drops, drop_id)
+                   UNION SELECT animal_id FROM gender_predictions WHERE list_contains($drops, drop_id)
+                   UNION SELECT individual_id FROM face_calls WHERE list_contains($drops, drop_id))"""
 GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where="")
 PERIOD_GENDER_COUNTS_SQL = GENDER_COUNTS_TEMPLATE.format(where=PERIOD_ANIMALS)
-GENDER_PARAMS = ["male", "female", "male", "female", "male", "female", "male", "female", "male", "female"]
+GENDER_PARAMS = {"positive": "male", "negative": "female"}
 
 MATING_COUNTS_TEMPLATE = """
 WITH dated AS (
@@ -67,22 +67,22 @@ WITH dated AS (
     {where}
 )
 SELECT CASE WHEN grouping(season) = 0 THEN 'season' ELSE 'overall' END AS level, season,
-       count(DISTINCT encounter_id) FILTER (WHERE called AND outcome = ?) AS called_successes,
-       count(DISTINCT encounter_id) FILTER (WHERE called AND outcome = ?) AS called_failures,
-       count(DISTINCT encounter_id) FILTER (WHERE NOT called AND outcome = ?) AS known_successes,
-       count(DISTINCT encounter_id) FILTER (WHERE NOT called AND outcome = ?) AS known_failures,
-       count(DISTINCT encounter_id) FILTER (WHERE outcome IS NULL OR outcome NOT IN (?, ?)) AS unknown,
+       count(DISTINCT encounter_id) FILTER (WHERE called AND outcome = $positive) AS called_successes,
+       count(DISTINCT encounter_id) FILTER (WHERE called AND outcome = $negative) AS called_failures,
+       count(DISTINCT encounter_id) FILTER (WHERE NOT called AND outcome = $positive) AS known_successes,
+       count(DISTINCT encounter_id) FILTER (WHERE NOT called AND outcome = $negative) AS known_failures,
+       count(DISTINCT encounter_id) FILTER (WHERE outcome IS NULL OR outcome NOT IN ($positive, $negative)) AS unknown,
        list_sort(list_distinct(
            flatten(list(string_split(model_version, ', '))
-                   FILTER (WHERE called AND outcome IN (?, ?) AND model_version IS NOT NULL))
+                   FILTER (WHERE called AND outcome IN ($positive, $negative) AND model_version IS NOT NULL))
        )) AS model_versions
 FROM dated
 GROUP BY GROUPING SETS ((season), ())
 ORDER BY grouping(season), season NULLS LAST
 """
 MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="")
-PERIOD_MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="WHERE list_contains(?, e.drop_id)")  # ids first
-MATING_PARAMS = ["success", "failure", "success", "failure", "success", "failure", "success", "failure"]
+PERIOD_MATING_COUNTS_SQL = MATING_COUNTS_TEMPLATE.format(where="WHERE list_contains($drops, e.drop_id)")
+MATING_PARAMS = {"positive": "success", "negative": "failure"}
 # Audited items: the latest live correction per item and field of the random audit slice (undo applied). Gender and
 # mating: the keeper kept the machine's call when the human value equals it. Detector: a face item's box was a face
 # unless the keeper said "not a face" (a sex given to it confirms the box).
@@ -198,7 +198,10 @@ def replace_table(
 
 
 def summary_rows(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], build: Callable[[dict[str, Any]], dict[str, Any]]
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict[str, object],
+    build: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Run a counting query and turn each of its rows into a summary row."""
     relation = con.execute(sql, params)
@@ -218,8 +221,8 @@ def ratio_rows(
     else:
         ids = list(drop_ids)
         gender_query, mating_query = (
-            (PERIOD_GENDER_COUNTS_SQL, [*GENDER_PARAMS, ids, ids, ids]),
-            (PERIOD_MATING_COUNTS_SQL, [ids, *MATING_PARAMS]),
+            (PERIOD_GENDER_COUNTS_SQL, {**GENDER_PARAMS, "drops": ids}),
+            (PERIOD_MATING_COUNTS_SQL, {**MATING_PARAMS, "drops": ids}),
         )
     gender = summary_rows(con, *gender_query, gender_row) if "animals" in present else []
     mating = summary_rows(con, *mating_query, mating_row) if {"encounters", "drops"} <= present else []

@@ -76,7 +76,8 @@ def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> d
     in memory, in each way the hardware offers (label -> seconds)."""
     state, card = load_model(scratch.layout, GENDER_KIND, GENDER_MODEL)
     model = folded_copy(gender_net_from_state(state, card["arch"], int(card["input_size"])))
-    nets = {"int8": lambda: int8_crop_net(scratch.layout, GENDER_KIND, model_label(card), model)[0]}
+    cpu = device.type == "cpu"
+    quantized = int8_crop_net(scratch.layout, GENDER_KIND, model_label(card), model)[0] if cpu else model
     batch_size = way_of(scratch.settings.gender, device).batch_size
     batches = [
         normalised_pixels(torch.stack([load_pixels(path, model.input_size) for path in paths]).to(device))
@@ -84,7 +85,7 @@ def bound_gender(scratch: Scratch, crops: list[Path], device: torch.device) -> d
     ]
     seconds: dict[str, float] = {}
     for way in bound_ways(device, batch_size):
-        net = nets[way.precision]() if way.precision in nets else model
+        net = quantized if way.precision == "int8" else model
         with cpu_threads(device, way.threads):
             seconds[way.label()] = sum(
                 timed(lambda: predict_logits(net, batch, device, way.precision, way.layout))[0] for batch in batches
