@@ -30,7 +30,7 @@ from schemas.review import (
     parse_item_key,
 )
 from schemas.tables import CORRECTIONS
-from tasks.catalog import CatalogMissingError, face_follows, retry_while_locked
+from tasks.catalog import REGISTRY_SEX, CatalogMissingError, face_follows, retry_while_locked
 from tasks.lake import write_rows
 
 SAVE_ATTEMPTS = 3
@@ -110,6 +110,22 @@ LIVE_VALUES_SQL = f"""
 FRAME_FILE_SQL = """
     SELECT m.path, (SELECT any_value(source) FROM drops d WHERE d.drop_id = m.drop_id) AS drop_folder
     FROM media m WHERE m.drop_id = ? AND m.media_id = ? AND m.kind = 'image' LIMIT 1
+"""
+# What the page shows of a face or identity item beyond its queue row, read when it is shown: the machine's row of
+# the face (face_machine), then its frame's path, hash and detector boxes and the registry's sex of its animal (each
+# filtered by parameters, so only that drop's parts are read).
+FACE_MACHINE_SQL = """
+    SELECT animal_id, media_id, source, crop_path, gradcam_path, detector, label AS sex_machine, individual_machine,
+           kind AS machine_kind, established, coalesce(candidates, []) AS candidates,
+           coalesce(candidate_scores, []) AS candidate_scores
+    FROM face_machine WHERE drop_id = $drop_id AND face_id = $face_id LIMIT 1
+"""
+FACE_FRAME_SQL = f"""
+    SELECT (SELECT {{'path': path, 'sha256': sha256}} FROM media
+            WHERE drop_id = $drop_id AND media_id = $media_id LIMIT 1) AS media,
+           (SELECT list({{'face_id': face_id, 'box': [bbox_x, bbox_y, bbox_w, bbox_h]}} ORDER BY face_id) FROM faces
+            WHERE drop_id = $drop_id AND media_id = $media_id AND source = 'detector' AND bbox_w IS NOT NULL) AS boxes,
+           (SELECT sex_known FROM ({REGISTRY_SEX}) WHERE animal_id = $animal_id) AS sex_known
 """
 LAST_LIVE_SQL = """
     SELECT * FROM live_corrections WHERE reviewer = ? ORDER BY created_at DESC, correction_id DESC LIMIT 1
@@ -194,6 +210,27 @@ def value_now(human: dict[str, Any] | None, registry: Any, machine: Any) -> tupl
     return machine, "machine"
 
 
+def face_page(con: duckdb.DuckDBPyConnection, drop_id: str, face_id: str, kind: str) -> dict[str, Any]:
+    """What the page shows of a face or identity item besides its queue row: the machine's calls on the face, its
+    frame's path, hash and detector boxes (a face item's only when a detector found it), the registry's sex."""
+    found = rows(con, FACE_MACHINE_SQL, {"drop_id": drop_id, "face_id": face_id})
+    if not found:
+        return {}
+    face = found[0]
+    frame = rows(
+        con, FACE_FRAME_SQL, {"drop_id": drop_id, "media_id": face.pop("media_id"), "animal_id": face["animal_id"]}
+    )[0]
+    media = frame["media"] or {}
+    boxes = frame["boxes"] or []
+    return {
+        **face,
+        "sex_known": frame["sex_known"],
+        "media_path": media.get("path"),
+        "media_sha256": media.get("sha256"),
+        "frame_boxes": boxes if kind == "identity" or face["source"] == "detector" else None,
+    }
+
+
 def item_shown(con: duckdb.DuckDBPyConnection, key: ItemKey) -> dict[str, Any]:
     """What the page shows for one item in a review session: the machine's call, its probability, model version and
     images (from review_items), and the value now with the keeper's live corrections applied."""
@@ -205,6 +242,8 @@ def item_shown(con: duckdb.DuckDBPyConnection, key: ItemKey) -> dict[str, Any]:
     human = {row["field"]: row for row in rows(con, LIVE_VALUES_SQL, [str(key)])}
     item = found[0]
     details = json.loads(item.pop("details") or "{}")
+    if key.kind in ("face", "identity"):
+        details = face_page(con, item["drop_id"], key.target_id, key.kind)
     shown = {
         **item,
         **details,

@@ -11,7 +11,9 @@ from tasks.catalog import REVIEW_MARGIN
 
 # Every reviewable item with the value of a human look (1 = a coin toss for the model), why, what identifies its
 # target for the live corrections (media and box for faces), the machine's call, the rest of what the page shows as
-# JSON (details), and its fixed audit draw (audit_u, uniform in 0..AUDIT_BUCKETS-1). Faces: nearness of P(male) to
+# JSON (details; none for face and identity items, whose page is read from face_machine and the frame when shown:
+# 1.5 million faces' JSON made half of a 10,000-drop refresh), and its fixed audit draw (audit_u, uniform in
+# 0..AUDIT_BUCKETS-1). Faces: nearness of P(male) to
 # 0.5. Animals: a registry contradiction or conflict counts fully, else the share of confident faces on the minority
 # side (at most 0.5, doubled). Encounters: nearness of the calibrated P(success) to 0.5 (the abstain band is its
 # middle). Frames: images where the detector found nothing on a camera that usually yields faces, at half the
@@ -20,40 +22,29 @@ from tasks.catalog import REVIEW_MARGIN
 # (a person confirms every new individual).
 REVIEW_ITEMS_SQL = """
     CREATE OR REPLACE TABLE review_items AS
-    WITH calls AS MATERIALIZED (SELECT * FROM face_calls),
-    camera_yield AS (
+    WITH camera_yield AS (
         SELECT camera, sum(faces) / sum(images) AS per_frame FROM detector_yield GROUP BY camera
     ), faceless AS (
         SELECT m.drop_id, m.media_id, m.path, m.sha256, m.width, m.height, m.captured_at, y.camera, y.per_frame
         FROM media m JOIN camera_yield y ON y.camera = split_part(m.path, '/', 2)
         ANTI JOIN faces f ON f.media_id = m.media_id AND f.drop_id = m.drop_id
         WHERE m.kind = 'image' AND m.status = 'ok' AND m.path LIKE 'images/%' AND y.per_frame >= $frame_min_yield
-    ), frame_boxes AS (
-        SELECT drop_id, media_id,
-               list({'face_id': face_id, 'box': [bbox_x, bbox_y, bbox_w, bbox_h]} ORDER BY face_id) AS boxes,
-               any_value(detector) AS detector
-        FROM faces WHERE source = 'detector' AND bbox_w IS NOT NULL GROUP BY drop_id, media_id
     ), drop_detector AS (
         SELECT drop_id, any_value(detector) AS detector FROM faces WHERE source = 'detector' GROUP BY drop_id
-    ), known AS (
-        SELECT animal_id, CASE WHEN count(DISTINCT sex) = 1 THEN any_value(sex) END AS sex_known
-        FROM animal_manifest WHERE sex IS NOT NULL GROUP BY animal_id
     ), animal_crops AS (
-        SELECT animal_id, list(crop_path ORDER BY abs(p_male - 0.5) DESC, face_id)[1:4] AS crops
-        FROM calls WHERE animal_id IS NOT NULL AND is_face AND crop_path IS NOT NULL GROUP BY animal_id
+        SELECT animal_id, min_by(crop_path, (-abs(p_male - 0.5), face_id), 4) AS crops
+        FROM face_calls WHERE animal_id IS NOT NULL AND is_face AND crop_path IS NOT NULL GROUP BY animal_id
+    ), identity_faces AS (
+        SELECT * FROM face_calls WHERE is_face AND identity_machine_kind = 'registered'
+        UNION ALL
+        SELECT * FROM face_calls WHERE is_face AND identity_machine_kind = 'provisional'
+        QUALIFY row_number() OVER (PARTITION BY individual_machine
+                                   ORDER BY identity_score DESC, drop_id DESC, face_id DESC) = 1
     ), items AS (
         SELECT 'face' AS kind, c.drop_id, c.face_id AS target_id, 1 - 2 * abs(c.p_male - 0.5) AS value,
                'face P(male) ' || printf('%.2f', c.p_male) AS reason, c.media_id, c.bbox_x, c.bbox_y, c.bbox_w,
-               c.bbox_h, c.sex_machine AS call, c.p_male AS p, c.model_version,
-               to_json({'animal_id': c.animal_id, 'source': c.source, 'crop_path': c.crop_path,
-                        'gradcam_path': c.gradcam_path, 'detector': c.detector, 'sex_machine': c.sex_machine,
-                        'sex_known': k.sex_known, 'media_path': m.path, 'media_sha256': m.sha256,
-                        'frame_boxes': CASE WHEN c.source = 'detector' THEN coalesce(b.boxes, []) END}) AS details
-        FROM calls c
-        LEFT JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
-        LEFT JOIN frame_boxes b ON b.media_id = c.media_id AND b.drop_id = c.drop_id
-        LEFT JOIN known k ON k.animal_id = c.animal_id
-        WHERE c.p_male IS NOT NULL
+               c.bbox_h, c.sex_machine AS call, c.p_male AS p, c.model_version, NULL AS details
+        FROM face_calls c WHERE c.p_male IS NOT NULL
         UNION ALL
         SELECT 'animal', '', a.animal_id,
                CASE WHEN a.sex_conflict OR (a.sex_known IS NOT NULL AND a.sex_predicted NOT IN ('unknown', a.sex_known))
@@ -98,19 +89,8 @@ REVIEW_ITEMS_SQL = """
                     ELSE 'matched to ' || c.individual_machine || ' (margin ' || printf('%.3f', c.identity_margin)
                          || ')' END,
                c.media_id, c.bbox_x, c.bbox_y, c.bbox_w, c.bbox_h, c.individual_machine, c.identity_score,
-               c.identity_model_version,
-               to_json({'crop_path': c.crop_path, 'source': c.source, 'detector': c.detector,
-                        'individual_machine': c.individual_machine, 'machine_kind': c.identity_machine_kind,
-                        'established': c.identity_established, 'candidates': coalesce(c.identity_candidates, []),
-                        'candidate_scores': coalesce(c.identity_candidate_scores, []),
-                        'media_path': m.path, 'media_sha256': m.sha256, 'frame_boxes': coalesce(b.boxes, [])})
-        FROM calls c
-        LEFT JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
-        LEFT JOIN frame_boxes b ON b.media_id = c.media_id AND b.drop_id = c.drop_id
-        WHERE c.identity_machine_kind = 'registered' AND c.is_face
-           OR c.identity_machine_kind = 'provisional' AND c.is_face AND c.face_id IN (
-                  SELECT arg_max(face_id, (identity_score, drop_id, face_id)) FROM calls
-                  WHERE identity_machine_kind = 'provisional' AND is_face GROUP BY individual_machine)
+               c.identity_model_version, NULL
+        FROM identity_faces c
     )
     SELECT key, md5_number(key) % $buckets AS audit_u, * FROM (
         SELECT kind || ':' || drop_id || ':' || target_id AS key, * FROM items

@@ -253,9 +253,27 @@ def audit_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     )
 
 
+# Views the summaries and the review queue each read more than once (face_calls inside animals too): the refresh
+# computes each once into a temp table of the same name, which shadows the view for that connection only (DuckDB
+# looks in temp first); the catalog keeps the views, so readers still see corrections live.
+PINNED_VIEWS = ("face_calls", "animals", "encounters")
+PIN_STATEMENTS = {name: f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}" for name in PINNED_VIEWS}
+
+
+def pin_shared_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Materialise the views the summaries read several times as same-named temp tables, in dependency order; their
+    names."""
+    present = existing_relations(con, PINNED_VIEWS)
+    pinned = [name for name in PINNED_VIEWS if name in present]
+    for name in pinned:
+        con.execute(PIN_STATEMENTS[name])
+    return pinned
+
+
 def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> list[str]:
     """(Re)write model_cards, gender_ratio, mating_success, audit_accuracy and the review queue's items in the open
     catalog; a missing input view gives an empty table."""
+    pinned = pin_shared_views(con)
     cards = model_card_rows(home)
     replace_table(con, "model_cards", cards, MODEL_CARDS)
     gender, mating = ratio_rows(con, cards)
@@ -265,4 +283,6 @@ def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> li
     written = ["model_cards", "gender_ratio", "mating_success", "audit_accuracy"]
     if REVIEW_INPUTS <= existing_relations(con, sorted(REVIEW_INPUTS)):  # a catalog without the views has no queue
         written.append(write_review_items(con, FRAME_MIN_YIELD))
+    for name in pinned:
+        con.execute(f"DROP TABLE temp.{name}")  # the catalog's views again for whatever follows
     return written
