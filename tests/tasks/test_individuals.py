@@ -12,7 +12,7 @@ import pytest
 
 from schemas.config import Settings
 from schemas.home import HomeLayout
-from schemas.tables import FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES, MEDIA
+from schemas.tables import FACE_EMBEDDINGS, FACES, GENDER_PREDICTIONS, IDENTITY_MATCHES, MEDIA
 from tasks.catalog import query, refresh_views
 from tasks.individuals import SCOPE, assign_individuals
 from tasks.lake import read_table, write_rows
@@ -174,3 +174,24 @@ def test_the_camtrap_export_names_each_face_s_individual_and_who_named_it(home: 
     named = rows[face_id_of("cam01/IMG_0005.JPG")]
     assert (named["classificationMethod"], named["classifiedBy"]) == ("human", "kim")
     assert named["individualID"] in {"A01", "A02"} and "named by reviewer kim" in named["observationComments"]
+
+
+def test_the_queue_asks_once_about_a_new_individual_and_shows_the_frame_of_its_face(home: HomeLayout) -> None:
+    from schemas.review import parse_item_key
+    from tasks.review import named_shown
+
+    copy = "d2"  # the same files dropped again: the same media and face ids under a second drop
+    for spec in (MEDIA, FACES, GENDER_PREDICTIONS, FACE_EMBEDDINGS):
+        write_rows(home, spec, copy, "copy", [{**row, "drop_id": copy} for row in read_table(home, spec).to_pylist()])
+    assign(home)
+    asked = query(home, "SELECT key FROM review_items WHERE kind = 'identity' AND call LIKE 'P-%'")
+    assert asked.num_rows == 1, "one item per provisional individual, on its best face, not one per drop holding it"
+
+    _, shown = named_shown(home, parse_item_key(asked.column("key")[0].as_py()), "2026-12-02", 0.05)
+    media = {row["media_id"]: row for row in read_table(home, MEDIA).to_pylist() if row["drop_id"] == shown["drop_id"]}
+    assert (shown["media_path"], shown["media_sha256"]) == (
+        media[shown["media_id"]]["path"],
+        media[shown["media_id"]]["sha256"],
+    )
+    assert [box["face_id"] for box in shown["frame_boxes"] if box["current"]] == [shown["target_id"]]
+    assert shown["machine_kind"] == "provisional" and shown["candidates"], "the page lists the nearest animals"
