@@ -167,23 +167,38 @@ FACE_MACHINE_TABLE = f"""
            f.source, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h, f.crop_path, f.detector,
            m.kind, m.score, m.margin, m.candidates, m.candidate_scores, m.established,
            m.model_version AS identity_model_version, m.individual_id AS individual_machine,
-           m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN} AS confident
+           m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN} AS confident,
+           md.path AS media_path, md.sha256 AS media_sha256
     FROM gender_predictions g
     LEFT JOIN faces f ON f.face_id = g.face_id AND f.drop_id = g.drop_id
     LEFT JOIN identity_matches m ON m.drop_id = g.drop_id AND m.face_id = g.face_id
+    LEFT JOIN media md ON md.media_id = g.media_id AND md.drop_id = g.drop_id
 """
-# The registered animals with the latest drop naming each (REGISTERED_ANIMALS, as a table the refresh writes: the
-# views read it instead of scanning every drop's faces at each query). Gender predictions carry their face's
-# animal_id, so they name no other animal or drop.
-REGISTERED_TABLE = """
+# The registered animals with the latest drop naming each and the registry's sex (REGISTERED_ANIMALS, as a table the
+# refresh writes: the views and the review page read it instead of scanning every drop's faces at each query). Gender
+# predictions carry their face's animal_id, so they name no other animal or drop.
+REGISTERED_TABLE = f"""
     CREATE OR REPLACE TABLE registered_animals AS
-    SELECT animal_id, max(drop_id) AS drop_id FROM (
-        SELECT animal_id, drop_id FROM animal_manifest WHERE animal_id IS NOT NULL
-        UNION ALL SELECT animal_id, drop_id FROM faces WHERE animal_id IS NOT NULL
-    ) GROUP BY animal_id
+    SELECT r.animal_id, r.drop_id, k.sex_known FROM (
+        SELECT animal_id, max(drop_id) AS drop_id FROM (
+            SELECT animal_id, drop_id FROM animal_manifest WHERE animal_id IS NOT NULL
+            UNION ALL SELECT animal_id, drop_id FROM faces WHERE animal_id IS NOT NULL
+        ) GROUP BY animal_id
+    ) r LEFT JOIN ({REGISTRY_SEX}) k USING (animal_id)
+"""
+# Every box a detector found, by frame (the review page draws a frame's boxes from it; a lake view read per item would
+# cost the next item tens of milliseconds).
+DETECTOR_BOXES_TABLE = """
+    CREATE OR REPLACE TABLE detector_boxes AS
+    SELECT drop_id, media_id, face_id, bbox_x, bbox_y, bbox_w, bbox_h FROM faces
+    WHERE source = 'detector' AND bbox_w IS NOT NULL ORDER BY drop_id, media_id
 """
 # Tables the refresh computes from the lake before the derived views (which read them).
-MACHINE_TABLES = {"face_machine": FACE_MACHINE_TABLE, "registered_animals": REGISTERED_TABLE}
+MACHINE_TABLES = {
+    "face_machine": FACE_MACHINE_TABLE,
+    "registered_animals": REGISTERED_TABLE,
+    "detector_boxes": DETECTOR_BOXES_TABLE,
+}
 
 FACE_CALLS_VIEW = f"""
     CREATE OR REPLACE VIEW face_calls AS

@@ -30,7 +30,7 @@ from schemas.review import (
     parse_item_key,
 )
 from schemas.tables import CORRECTIONS
-from tasks.catalog import REGISTRY_SEX, CatalogMissingError, face_follows, retry_while_locked
+from tasks.catalog import CatalogMissingError, face_follows, retry_while_locked
 from tasks.lake import write_rows
 
 SAVE_ATTEMPTS = 3
@@ -111,21 +111,30 @@ FRAME_FILE_SQL = """
     SELECT m.path, (SELECT any_value(source) FROM drops d WHERE d.drop_id = m.drop_id) AS drop_folder
     FROM media m WHERE m.drop_id = ? AND m.media_id = ? AND m.kind = 'image' LIMIT 1
 """
-# What the page shows of a face or identity item beyond its queue row, read when it is shown: the machine's row of
-# the face (face_machine), then its frame's path, hash and detector boxes and the registry's sex of its animal (each
-# filtered by parameters, so only that drop's parts are read).
-FACE_MACHINE_SQL = """
-    SELECT animal_id, media_id, source, crop_path, gradcam_path, detector, label AS sex_machine, individual_machine,
-           kind AS machine_kind, established, coalesce(candidates, []) AS candidates,
-           coalesce(candidate_scores, []) AS candidate_scores
-    FROM face_machine WHERE drop_id = $drop_id AND face_id = $face_id LIMIT 1
-"""
-FACE_FRAME_SQL = f"""
-    SELECT (SELECT {{'path': path, 'sha256': sha256}} FROM media
-            WHERE drop_id = $drop_id AND media_id = $media_id LIMIT 1) AS media,
-           (SELECT list({{'face_id': face_id, 'box': [bbox_x, bbox_y, bbox_w, bbox_h]}} ORDER BY face_id) FROM faces
-            WHERE drop_id = $drop_id AND media_id = $media_id AND source = 'detector' AND bbox_w IS NOT NULL) AS boxes,
-           (SELECT sex_known FROM ({REGISTRY_SEX}) WHERE animal_id = $animal_id) AS sex_known
+# What the page shows of a face or identity item beyond its queue row, read from catalog tables when it is shown (a
+# few milliseconds): the machine's row of the face with its frame's path and hash, then the frame's detector boxes
+# and the registry's sex of its animal.
+FACE_MACHINE_SQL = "SELECT * FROM face_machine WHERE drop_id = $drop_id AND face_id = $face_id LIMIT 1"
+# The page's names for face_machine's columns.
+FACE_PAGE_FIELDS = {
+    "animal_id": "animal_id",
+    "source": "source",
+    "crop_path": "crop_path",
+    "gradcam_path": "gradcam_path",
+    "detector": "detector",
+    "sex_machine": "label",
+    "individual_machine": "individual_machine",
+    "machine_kind": "kind",
+    "established": "established",
+    "candidates": "candidates",
+    "candidate_scores": "candidate_scores",
+    "media_path": "media_path",
+    "media_sha256": "media_sha256",
+}
+FACE_FRAME_SQL = """
+    SELECT (SELECT list({'face_id': face_id, 'box': [bbox_x, bbox_y, bbox_w, bbox_h]} ORDER BY face_id)
+            FROM detector_boxes WHERE drop_id = $drop_id AND media_id = $media_id) AS boxes,
+           (SELECT sex_known FROM registered_animals WHERE animal_id = $animal_id) AS sex_known
 """
 LAST_LIVE_SQL = """
     SELECT * FROM live_corrections WHERE reviewer = ? ORDER BY created_at DESC, correction_id DESC LIMIT 1
@@ -216,18 +225,17 @@ def face_page(con: duckdb.DuckDBPyConnection, drop_id: str, face_id: str, kind: 
     found = rows(con, FACE_MACHINE_SQL, {"drop_id": drop_id, "face_id": face_id})
     if not found:
         return {}
-    face = found[0]
+    machine = found[0]  # every column, so a catalog older than the page's fields fails below, on a missing table
     frame = rows(
-        con, FACE_FRAME_SQL, {"drop_id": drop_id, "media_id": face.pop("media_id"), "animal_id": face["animal_id"]}
+        con, FACE_FRAME_SQL, {"drop_id": drop_id, "media_id": machine["media_id"], "animal_id": machine["animal_id"]}
     )[0]
-    media = frame["media"] or {}
-    boxes = frame["boxes"] or []
+    face = {field: machine.get(column) for field, column in FACE_PAGE_FIELDS.items()}
     return {
         **face,
+        "candidates": face["candidates"] or [],
+        "candidate_scores": face["candidate_scores"] or [],
         "sex_known": frame["sex_known"],
-        "media_path": media.get("path"),
-        "media_sha256": media.get("sha256"),
-        "frame_boxes": boxes if kind == "identity" or face["source"] == "detector" else None,
+        "frame_boxes": (frame["boxes"] or []) if kind == "identity" or face["source"] == "detector" else None,
     }
 
 
