@@ -30,6 +30,11 @@ def versions(folder: Path) -> list[int]:
     )
 
 
+def version_folder(folder: Path, version: int) -> Path:
+    """The folder of one stored version of a model (v1, v2, ...)."""
+    return folder / f"v{version}"
+
+
 def is_candidate(card: dict[str, Any]) -> bool:
     """Whether a card is a retrained version that was not promoted (only 'name@vN' loads it)."""
     return card.get("promotion", {}).get("promoted") is False
@@ -41,7 +46,7 @@ def in_use_version(folder: Path) -> int | None:
     A retrain stores its comparison in the new version's card (key 'promotion'); versions trained by `breedwatch train`
     carry none, so a home without retrains resolves to its newest version as before."""
     for version in reversed(versions(folder)):
-        if not is_candidate(json.loads((folder / f"v{version}" / CARD_FILE).read_text())):
+        if not is_candidate(json.loads((version_folder(folder, version) / CARD_FILE).read_text())):
             return version
     return None
 
@@ -54,7 +59,7 @@ def save_checkpoint(
     import torch  # here: the catalog's readers list model cards without torch
 
     version = (versions(folder) or [0])[-1] + 1
-    target = folder / f"v{version}"
+    target = version_folder(folder, version)
     for file, value in ((WEIGHTS_FILE, state), (CHECK_INPUTS_FILE, check_inputs)):
         if value is not None:
             buffer = io.BytesIO()
@@ -79,7 +84,7 @@ def load_checkpoint(folder: Path, version: int | None = None) -> tuple[dict[str,
         raise ModelNotFoundError(
             f"model version v{chosen} is not in {folder} (stored: {', '.join(f'v{v}' for v in available)})"
         )
-    target = folder / f"v{chosen}"
+    target = version_folder(folder, chosen)
     state = torch.load(target / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     card = json.loads((target / CARD_FILE).read_text())
     return state, card
@@ -107,7 +112,7 @@ def stored_card(home: HomeLayout, kind: str, ref: str) -> dict[str, Any] | None:
     chosen = in_use_version(home.model_dir(kind, name)) if version is None else version
     if chosen is None or chosen not in available:
         return None
-    return json.loads((home.model_dir(kind, name) / f"v{chosen}" / CARD_FILE).read_text())
+    return json.loads((version_folder(home.model_dir(kind, name), chosen) / CARD_FILE).read_text())
 
 
 def load_model(home: HomeLayout, kind: str, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -130,7 +135,7 @@ def stored_check_inputs(home: HomeLayout, kind: str, label: str) -> Any:
     import torch
 
     name, version = parse_model_ref(label)
-    file = home.model_dir(kind, name) / f"v{version}" / CHECK_INPUTS_FILE
+    file = version_folder(home.model_dir(kind, name), version) / CHECK_INPUTS_FILE
     return torch.load(file, map_location="cpu", weights_only=True) if file.is_file() else None
 
 

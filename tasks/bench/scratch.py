@@ -25,7 +25,7 @@ from tasks.gender_training import KIND as GENDER_KIND
 from tasks.ingest import ingest_drop_dir
 from tasks.mating import KIND as MATING_KIND
 from tasks.mating import MATING_STAGE
-from tasks.model_store import parse_model_ref, save_checkpoint
+from tasks.model_store import parse_model_ref, save_checkpoint, version_folder
 from tasks.runs import new_run_id
 from tasks.sample_drop import write_sample_drop
 from tasks.segments import SEGMENTS_STAGE
@@ -86,7 +86,9 @@ def store_detector(station: HomeLayout, layout: HomeLayout, detector: str) -> No
         return
     name, version = parse_model_ref(detector)
     shutil.copytree(
-        station.detector_dir(name) / f"v{version}", layout.detector_dir(name) / f"v{version}", dirs_exist_ok=True
+        version_folder(station.detector_dir(name), version),
+        version_folder(layout.detector_dir(name), version),
+        dirs_exist_ok=True,
     )
 
 
