@@ -31,6 +31,7 @@ from models.execution import (
 from models.gender import folded_copy, normalised_pixels, predict_logits
 from models.identity import embed_pixels
 from models.mating_training import predict_segments
+from models.quantize import Agreement
 from schemas.config import GenderConfig, IdentityConfig, MatingConfig, Settings
 from schemas.home import HomeLayout
 from tasks.devices import choose_device, cpu_threads
@@ -102,6 +103,36 @@ class NetTrial:
     int8_check: Callable[[], dict[str, object]] | None = None
 
 
+Agreeing = Callable[[torch.nn.Module, torch.nn.Module, str, tuple[float, float], torch.Tensor | None], Agreement]
+
+
+@dataclass
+class Int8Candidate:
+    """A stored net's int8 copy, quantized once when first asked for, and its check against the float net on the
+    version's stored check inputs (tasks.quantized's agreement for that kind of net)."""
+
+    home: HomeLayout
+    kind: str
+    label: str
+    band: tuple[float, float]
+    net: Callable[[], torch.nn.Module]
+    quantize: Callable[[torch.nn.Module], tuple[torch.nn.Module, float]]
+    agreement: Agreeing
+
+    @functools.cached_property
+    def quantized(self) -> tuple[torch.nn.Module, float]:
+        """The int8 net and the seconds quantizing took."""
+        return self.quantize(self.net())
+
+    def check(self) -> dict[str, object]:
+        """The int8 net's agreement with the float one (models.quantize.Agreement as a dict) and the seconds quantizing
+        took."""
+        model, seconds = self.quantized
+        held_out = stored_check_inputs(self.home, self.kind, self.label)
+        found = self.agreement(self.net(), model, self.label, self.band, held_out)
+        return {**found.as_dict(), "quantize_s": round(seconds, 2)}
+
+
 def batch_field(config: GenderConfig | MatingConfig | IdentityConfig, device: torch.device) -> str:
     """The config field holding a net's batch size on a device: cpu_batch_size on the CPU where the net has one."""
     return "cpu_batch_size" if device.type == "cpu" and hasattr(config, "cpu_batch_size") else "batch_size"
@@ -141,29 +172,24 @@ def crop_net_trial(
     def net() -> torch.nn.Module:
         return folded_copy(load(label))
 
-    @functools.cache
-    def int8() -> tuple[torch.nn.Module, float]:
-        return int8_crop_net(home, kind, label, net())
+    band = (config.abstain_low, config.abstain_high)
+    int8 = Int8Candidate(
+        home, kind, label, band, net, lambda folded: int8_crop_net(home, kind, label, folded), crop_agreement
+    )
 
     def seconds_of(way: Way) -> float:
         size = net().input_size
         pixels = torch.randint(
             0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
         )
-        model = int8()[0] if way.precision == "int8" else net()
+        model = int8.quantized[0] if way.precision == "int8" else net()
         with cpu_threads(device, way.threads):
             return synchronised(lambda: forward(model, pixels, device, way), device)
-
-    def int8_check() -> dict[str, object]:
-        quantized, seconds = int8()
-        band = (config.abstain_low, config.abstain_high)
-        held_out = stored_check_inputs(home, kind, label)
-        return {**crop_agreement(net(), quantized, label, band, held_out).as_dict(), "quantize_s": round(seconds, 2)}
 
     batch_size = getattr(config, batch_field(config, device))
     start = start_batches(config)[device.type]
     return NetTrial(
-        f"{kind}:{label}", wanted_of(config, batch_size), start, seconds_of, int8_check if quantizable else None
+        f"{kind}:{label}", wanted_of(config, batch_size), start, seconds_of, int8.check if quantizable else None
     )
 
 
@@ -207,28 +233,23 @@ def mating_trial(home: HomeLayout, config: MatingConfig, device: torch.device) -
 
         return load_mating_model(home, label, device)[0]
 
-    @functools.cache
-    def int8() -> tuple[torch.nn.Module, float]:
-        return int8_cganet(home, label, net())
+    band = (config.abstain_low, config.abstain_high)
+    int8 = Int8Candidate(
+        home, "mating", label, band, net, lambda model: int8_cganet(home, label, model), cganet_agreement
+    )
 
     def seconds_of(way: Way) -> float:
         mfcc = torch.randn((way.batch_size, 2, 86, 40), generator=torch.Generator().manual_seed(0))
-        model = int8()[0] if way.precision == "int8" else net()
+        model = int8.quantized[0] if way.precision == "int8" else net()
         with cpu_threads(device, way.threads):
             return synchronised(lambda: predict_segments(model, mfcc, device, way.precision, way.layout), device)
-
-    def int8_check() -> dict[str, object]:
-        quantized, seconds = int8()
-        band = (config.abstain_low, config.abstain_high)
-        held_out = stored_check_inputs(home, "mating", label)
-        return {**cganet_agreement(net(), quantized, label, band, held_out).as_dict(), "quantize_s": round(seconds, 2)}
 
     return NetTrial(
         f"mating:{label}",
         wanted_of(config, config.batch_size),
         MATING_START_BATCH[device.type],
         seconds_of,
-        int8_check,
+        int8.check,
     )
 
 
