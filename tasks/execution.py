@@ -172,9 +172,18 @@ def crop_net_trial(
     def net() -> torch.nn.Module:
         return folded_copy(load(label))
 
-    band = (config.abstain_low, config.abstain_high)
-    int8 = Int8Candidate(
-        home, kind, label, band, net, lambda folded: int8_crop_net(home, kind, label, folded), crop_agreement
+    int8 = (
+        Int8Candidate(
+            home,
+            kind,
+            label,
+            (config.abstain_low, config.abstain_high),  # quantizable nets are the gender nets, which have a band
+            net,
+            lambda folded: int8_crop_net(home, kind, label, folded),
+            crop_agreement,
+        )
+        if quantizable
+        else None
     )
 
     def seconds_of(way: Way) -> float:
@@ -182,14 +191,14 @@ def crop_net_trial(
         pixels = torch.randint(
             0, 256, (way.batch_size, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
         )
-        model = int8.quantized[0] if way.precision == "int8" else net()
+        model = int8.quantized[0] if int8 is not None and way.precision == "int8" else net()
         with cpu_threads(device, way.threads):
             return synchronised(lambda: forward(model, pixels, device, way), device)
 
     batch_size = getattr(config, batch_field(config, device))
     start = start_batches(config)[device.type]
     return NetTrial(
-        f"{kind}:{label}", wanted_of(config, batch_size), start, seconds_of, int8.check if quantizable else None
+        f"{kind}:{label}", wanted_of(config, batch_size), start, seconds_of, int8.check if int8 is not None else None
     )
 
 

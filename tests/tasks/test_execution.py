@@ -91,3 +91,16 @@ def test_the_run_records_how_each_net_runs(tmp_path: Path) -> None:
     )
     saved = (layout.run_dir(run_id) / "config.toml").read_text()
     assert 'precision = "auto"' not in saved.split("[gender]")[1].split("[")[0]
+
+
+def test_a_net_without_an_abstain_band_is_timed_without_an_int8_check(tmp_path: Path) -> None:
+    from models.identity import build_identity_net
+    from tasks.model_store import save_checkpoint
+
+    layout = HomeLayout(tmp_path / "home")
+    model = build_identity_net("mini_xception", 32, 8)
+    card = {"name": "panda-identity", "arch": "mini_xception", "input_size": 32, "embedding_dim": 8}
+    save_checkpoint(layout.model_dir("identity", "panda-identity"), model.state_dict(), card)
+    trial = execution.identity_trial(layout, Settings().identity, torch.device("cpu"))
+    assert trial is not None and trial.int8_check is None, "the identity net has no decision band to check int8 on"
+    assert trial.seconds_of(Way("fp32", "contiguous", 2, 1)) > 0
