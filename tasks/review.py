@@ -114,23 +114,23 @@ FRAME_FILE_SQL = """
 # What the page shows of a face or identity item beyond its queue row, read from catalog tables when it is shown (a
 # few milliseconds): the machine's row of the face with its frame's path and hash, then the frame's detector boxes
 # and the registry's sex of its animal.
-FACE_MACHINE_SQL = "SELECT * FROM face_machine WHERE drop_id = $drop_id AND face_id = $face_id LIMIT 1"
-# The page's names for face_machine's columns.
-FACE_PAGE_FIELDS = {
-    "animal_id": "animal_id",
-    "source": "source",
-    "crop_path": "crop_path",
-    "gradcam_path": "gradcam_path",
-    "detector": "detector",
-    "sex_machine": "label",
-    "individual_machine": "individual_machine",
-    "machine_kind": "kind",
-    "established": "established",
-    "candidates": "candidates",
-    "candidate_scores": "candidate_scores",
-    "media_path": "media_path",
-    "media_sha256": "media_sha256",
-}
+FACE_MACHINE_SQL = """
+    SELECT *, label AS sex_machine, kind AS machine_kind FROM face_machine
+    WHERE drop_id = $drop_id AND face_id = $face_id LIMIT 1
+"""
+FACE_PAGE_FIELDS = (
+    "animal_id",
+    "source",
+    "crop_path",
+    "gradcam_path",
+    "detector",
+    "sex_machine",
+    "individual_machine",
+    "machine_kind",
+    "established",
+    "media_path",
+    "media_sha256",
+)
 FACE_FRAME_SQL = """
     SELECT (SELECT list({'face_id': face_id, 'box': [bbox_x, bbox_y, bbox_w, bbox_h]} ORDER BY face_id)
             FROM detector_boxes WHERE drop_id = $drop_id AND media_id = $media_id) AS boxes,
@@ -229,11 +229,11 @@ def face_page(con: duckdb.DuckDBPyConnection, drop_id: str, face_id: str, kind: 
     frame = rows(
         con, FACE_FRAME_SQL, {"drop_id": drop_id, "media_id": machine["media_id"], "animal_id": machine["animal_id"]}
     )[0]
-    face = {field: machine.get(column) for field, column in FACE_PAGE_FIELDS.items()}
+    face = {field: machine.get(field) for field in FACE_PAGE_FIELDS}
     return {
         **face,
-        "candidates": face["candidates"] or [],
-        "candidate_scores": face["candidate_scores"] or [],
+        "candidates": machine["candidates"] or [],
+        "candidate_scores": machine["candidate_scores"] or [],
         "sex_known": frame["sex_known"],
         "frame_boxes": (frame["boxes"] or []) if kind == "identity" or face["source"] == "detector" else None,
     }

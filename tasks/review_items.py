@@ -11,15 +11,15 @@ from tasks.catalog import REVIEW_MARGIN
 
 # Every reviewable item with the value of a human look (1 = a coin toss for the model), why, what identifies its
 # target for the live corrections (media and box for faces), the machine's call, the rest of what the page shows as
-# JSON (details; none for face and identity items, whose page is read from face_machine and the frame when shown:
-# 1.5 million faces' JSON made half of a 10,000-drop refresh), and its fixed audit draw (audit_u, uniform in
-# 0..AUDIT_BUCKETS-1). Faces: nearness of P(male) to
-# 0.5. Animals: a registry contradiction or conflict counts fully, else the share of confident faces on the minority
-# side (at most 0.5, doubled). Encounters: nearness of the calibrated P(success) to 0.5 (the abstain band is its
-# middle). Frames: images where the detector found nothing on a camera that usually yields faces, at half the
-# camera's faces per frame (capped at 0.5). Identity: a registered match by how close its runner-up is (margin 0
-# counts fully, twice the review margin or more not at all); a provisional individual once, on its best face, at 0.5
-# (a person confirms every new individual).
+# JSON (details; none for face and identity items, whose page the app reads from the catalog's face_machine,
+# detector_boxes and registered_animals when it is shown: 1.5 million faces' JSON made half of a 10,000-drop
+# refresh), and its fixed audit draw (audit_u, uniform in 0..AUDIT_BUCKETS-1). Faces: nearness of P(male) to 0.5.
+# Animals: a registry contradiction or conflict counts fully, else the share of confident faces on the minority side
+# (at most 0.5, doubled). Encounters: nearness of the calibrated P(success) to 0.5 (the abstain band is its middle).
+# Frames: images where the detector found nothing on a camera that usually yields faces, at half the camera's faces
+# per frame (capped at 0.5). Identity: a registered match by how close its runner-up is (margin 0 counts fully, twice
+# the review margin or more not at all); a provisional individual once, on its best face (by drop and face id), at
+# 0.5 (a person confirms every new individual).
 REVIEW_ITEMS_SQL = """
     CREATE OR REPLACE TABLE review_items AS
     WITH camera_yield AS (
