@@ -7,8 +7,9 @@ numbers of the current lake and thresholds; the report, its CSVs and analysts al
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -255,34 +256,43 @@ def audit_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 # Views the summaries and the review queue each read more than once (face_calls inside animals too): the refresh
 # computes each once into a temp table of the same name, which shadows the view for that connection only (DuckDB
-# looks in temp first); the catalog keeps the views, so readers still see corrections live.
-PINNED_VIEWS = ("face_calls", "animals", "encounters")
-PIN_STATEMENTS = {name: f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}" for name in PINNED_VIEWS}
+# looks in temp first); the catalog keeps the views, so readers still see corrections live. DDL takes no identifiers
+# as parameters: each statement is written out, in dependency order (create, then drop).
+PINNED_VIEWS = {
+    "face_calls": (
+        "CREATE TEMP TABLE face_calls AS SELECT * FROM face_calls",
+        "DROP TABLE temp.face_calls",
+    ),
+    "animals": ("CREATE TEMP TABLE animals AS SELECT * FROM animals", "DROP TABLE temp.animals"),
+    "encounters": ("CREATE TEMP TABLE encounters AS SELECT * FROM encounters", "DROP TABLE temp.encounters"),
+}
 
 
-def pin_shared_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Materialise the views the summaries read several times as same-named temp tables, in dependency order; their
-    names."""
-    present = existing_relations(con, PINNED_VIEWS)
-    pinned = [name for name in PINNED_VIEWS if name in present]
-    for name in pinned:
-        con.execute(PIN_STATEMENTS[name])
-    return pinned
+@contextlib.contextmanager
+def pinned_views(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The shared views the catalog has, computed once as same-named temp tables while the block runs."""
+    present = existing_relations(con, list(PINNED_VIEWS))
+    pinned = [statements for name, statements in PINNED_VIEWS.items() if name in present]
+    for create, _ in pinned:
+        con.execute(create)
+    try:
+        yield
+    finally:
+        for _, drop in pinned:
+            con.execute(drop)
 
 
 def write_summary_tables(con: duckdb.DuckDBPyConnection, home: HomeLayout) -> list[str]:
     """(Re)write model_cards, gender_ratio, mating_success, audit_accuracy and the review queue's items in the open
     catalog; a missing input view gives an empty table."""
-    pinned = pin_shared_views(con)
     cards = model_card_rows(home)
     replace_table(con, "model_cards", cards, MODEL_CARDS)
-    gender, mating = ratio_rows(con, cards)
-    replace_table(con, "gender_ratio", gender, GENDER_RATIO)
-    replace_table(con, "mating_success", mating, MATING_SUCCESS)
-    replace_table(con, "audit_accuracy", audit_rows(con), AUDIT_ACCURACY)
     written = ["model_cards", "gender_ratio", "mating_success", "audit_accuracy"]
-    if REVIEW_INPUTS <= existing_relations(con, sorted(REVIEW_INPUTS)):  # a catalog without the views has no queue
-        written.append(write_review_items(con, FRAME_MIN_YIELD))
-    for name in pinned:
-        con.execute(f"DROP TABLE temp.{name}")  # the catalog's views again for whatever follows
+    with pinned_views(con):
+        gender, mating = ratio_rows(con, cards)
+        replace_table(con, "gender_ratio", gender, GENDER_RATIO)
+        replace_table(con, "mating_success", mating, MATING_SUCCESS)
+        replace_table(con, "audit_accuracy", audit_rows(con), AUDIT_ACCURACY)
+        if REVIEW_INPUTS <= existing_relations(con, sorted(REVIEW_INPUTS)):  # a catalog without the views: no queue
+            written.append(write_review_items(con, FRAME_MIN_YIELD))
     return written
