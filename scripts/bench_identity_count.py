@@ -11,7 +11,7 @@ nights of the same population. Reported:
 Detected faces are matched to the truth boxes at IoU > 0.5.
 
     .venv/bin/python scripts/bench_identity_count.py --models-home data --config data/demo.toml \
-        [--seed 7] [--animals 12] [--wild 6] [--nights 3] [--json out.json]
+        [--seed 7] [--animals 12] [--wild 6] [--nights 3] [--json out.json] [--faces-json faces.json]
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ from tasks.demo import true_individuals  # noqa: E402
 from tasks.sample_drop import read_truth_faces, write_sample_drop  # noqa: E402
 
 FACES_SQL = """
-SELECT c.drop_id, m.path, m.width, m.height, c.bbox_x, c.bbox_y, c.bbox_w, c.bbox_h, c.individual_id,
-       c.identity_kind, c.identity_machine_kind, c.identity_candidates, c.identity_candidate_scores
+SELECT c.drop_id, c.face_id, m.path, m.captured_at, m.width, m.height, c.bbox_x, c.bbox_y, c.bbox_w, c.bbox_h,
+       c.individual_id, c.identity_kind, c.identity_machine_kind, c.individual_machine, c.identity_established,
+       c.identity_score, c.identity_margin, c.identity_candidates, c.identity_candidate_scores
 FROM face_calls c JOIN media m ON m.media_id = c.media_id AND m.drop_id = c.drop_id
 WHERE c.source = 'detector' AND c.is_face
+ORDER BY m.captured_at, c.drop_id, c.face_id
 """
 MATCH_IOU = 0.5
 
@@ -95,6 +97,7 @@ def face_scores(faces: list[dict[str, Any]]) -> dict[str, Any]:
     named_right = sum(f["individual_id"] == f["truth"].animal_id for f in known)
     named_wrong = sum(f["individual_id"] is not None and f["individual_id"] != f["truth"].animal_id for f in known)
     best = [f["identity_candidate_scores"][0] for f in known + new]
+    provisional = [f for f in known if f["identity_machine_kind"] == "provisional"]
     is_new = [0] * len(known) + [1] * len(new)
     return {
         "registered_faces": len(known),
@@ -102,10 +105,34 @@ def face_scores(faces: list[dict[str, Any]]) -> dict[str, Any]:
         "named_right": named_right,
         "named_wrong_or_provisional": named_wrong,
         "unsure": sum(f["individual_id"] is None for f in known),
+        "registered_faces_in_provisional": len(provisional),
+        "registered_faces_merged_by_cluster": sum(f["identity_established"] == "merged_by_match" for f in known),
         "new_faces": len(new),
         "new_individual_auroc": round(roc_auc_score(is_new, [-s for s in best]), 4) if known and new else None,
         "unmatched_detections": sum(f["truth"] is None for f in faces),
     }
+
+
+def face_detail(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per camera-trap face for diagnosis: truth, what the pipeline called it, and the scores it had."""
+    return [
+        {
+            "drop": f["drop_id"],
+            "face_id": f["face_id"],
+            "captured_at": str(f["captured_at"]),
+            "truth": f["truth"].animal_id if f["truth"] is not None else None,
+            "truth_registered": f["truth"].registered if f["truth"] is not None else None,
+            "individual_id": f["individual_id"],
+            "machine_kind": f["identity_machine_kind"],
+            "machine_id": f["individual_machine"],
+            "established": f["identity_established"],
+            "score": f["identity_score"],
+            "margin": f["identity_margin"],
+            "candidates": list(f["identity_candidates"] or [])[:3],
+            "candidate_scores": list(f["identity_candidate_scores"] or [])[:3],
+        }
+        for f in faces
+    ]
 
 
 def night_counts(home: HomeLayout, drops: list[Path]) -> list[dict[str, Any]]:
@@ -154,6 +181,8 @@ def main() -> int:
     parser.add_argument("--wild", type=int, default=6)
     parser.add_argument("--nights", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--faces-json", type=Path, help="write every camera-trap face's truth and calls here")
+    parser.add_argument("--keep-home", type=Path, help="copy the run's home (lake, catalog) and drops here")
     args = parser.parse_args()
     from flows.nightly import nightly
 
@@ -172,9 +201,13 @@ def main() -> int:
             "identity_model": json.loads(cards[-1].read_text())["name"] if cards else None,
             "population": {"seed": args.seed, "registered": args.animals, "wild": args.wild, "nights": args.nights},
             "run_seconds": round(seconds, 1),
-            "faces": face_scores(scored_faces(home, drops)),
+            "faces": face_scores(faces := scored_faces(home, drops)),
             "nights": night_counts(home, drops),
         }
+        if args.keep_home:
+            shutil.copytree(folder, args.keep_home, dirs_exist_ok=True)
+        if args.faces_json:
+            args.faces_json.write_text(json.dumps(face_detail(faces), indent=1) + "\n")
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
