@@ -135,6 +135,12 @@ def sharpness(image: Image.Image) -> float:
     return float(laplacian.astype(np.float32).var())
 
 
+def crop_sharpness(crop: Image.Image, side: int) -> float:
+    """The sharpness of a crop seen at side x side pixels: upsampling a small face to the crop size would make any
+    face under about 100 px read as blurred, and a large face's slightest blur would count though no net sees it."""
+    return sharpness(crop.resize((side, side), Image.BILINEAR) if crop.size != (side, side) else crop)
+
+
 def face_size_px(box: tuple[float, float, float, float]) -> float:
     """The shorter side of a face box in pixels."""
     return float(min(box[2] - box[0], box[3] - box[1]))
@@ -197,7 +203,7 @@ def face_row(
     width, height = size
     box = found.box if found else (0.0, 0.0, float(width), float(height))
     score = found.score if found else None
-    size_px, sharp = face_size_px(box), sharpness(crop)
+    size_px, sharp = face_size_px(box), crop_sharpness(crop, config.sharpness_px)
     reason = exclusion_reason(size_px, sharp, score, config.min_face_px, config.min_sharpness, config.min_score)
     landmarks = [v for x, y in found.landmarks for v in (x / width, y / height)] if found else None
     x, y, w, h = relative_box(box, width, height)

@@ -85,7 +85,18 @@ class FacesConfig(BaseModel):
     min_face_px: float = Field(
         default=32, ge=0, description="Faces smaller than this are excluded from classification."
     )
-    min_sharpness: float = Field(default=5.0, ge=0, description="Minimum variance of the Laplacian of a crop.")
+    min_sharpness: float = Field(
+        default=20.0, ge=0, description="Minimum variance of the Laplacian of a crop seen at sharpness_px."
+    )
+    sharpness_px: int = Field(
+        default=64,
+        ge=8,
+        le=1024,
+        description=(
+            "Side the crop is resized to before its sharpness is measured (the nets' input side), so the measure "
+            "says how much detail a net sees, not how many pixels the face has."
+        ),
+    )
     min_score: float = Field(default=0.9, ge=0, le=1, description="Minimum detector score for classification.")
     crop_jpeg_quality: int = Field(default=90, ge=50, le=100)
     device: Literal["auto", "cpu", "cuda"] = "auto"
