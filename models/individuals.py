@@ -1,6 +1,8 @@
 """Who each face is (pure): faces of no known animal are matched to the gallery of registered animals' faces; a
 confident match names the animal, the rest are clustered across events, cameras and nights into provisional
-individuals, and a provisional individual whose centre matches a registered animal is merged into it."""
+individuals, and a provisional individual whose centre matches a registered animal is merged into it. A face below the
+match threshold whose best candidate is matched in another frame of the same camera event is held for review instead:
+named as that candidate but not confident, so it neither founds a provisional individual nor counts."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ DECIMALS = 6  # scores are stored rounded: BLAS sums in another order for anothe
 GALLERY_MATCH = "gallery_match"
 CLUSTER = "cluster"
 MERGED = "merged_by_match"
+SAME_EVENT = "same_event_candidate"  # below the match threshold, its candidate matched in the same event: unsure
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Queries:
     media_ids: Sequence[str]
     order: np.ndarray
     embeddings: np.ndarray
+    events: Sequence[str] | None = None  # camera event of each face (one camera, no gap over the event gap)
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,18 @@ class Gallery:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The identity model card's open-set match threshold and provisional clustering threshold (cosine)."""
+    """The identity model card's open-set match threshold and provisional clustering threshold (cosine), and the
+    score from which a face below the match threshold is held for review when its best candidate is matched in the
+    same camera event (None: the cluster threshold, the card's same-animal pair threshold)."""
 
     match: float
     cluster: float
+    same_event: float | None = None
+
+    @property
+    def same_event_floor(self) -> float:
+        """The score from which a same-event candidate is held for review."""
+        return self.cluster if self.same_event is None else self.same_event
 
 
 def candidate_lists(ids: np.ndarray, scores: np.ndarray, row: int) -> tuple[list[str], list[float]]:
@@ -67,6 +79,23 @@ def centroid_scores(embeddings: np.ndarray, labels: np.ndarray, centroids: np.nd
     return np.einsum("nd,nd->n", embeddings, unit[labels]).astype(np.float64)
 
 
+def same_event_candidates(
+    best_ids: np.ndarray, best_scores: np.ndarray, matched: np.ndarray, queries: Queries, floor: float
+) -> np.ndarray:
+    """Which unmatched faces score at least `floor` against a registered animal that a matched face of another frame
+    of the same camera event names: the same animal seen a moment later (or a companion it resembles), so unsure."""
+    held = np.zeros(len(best_ids), dtype=bool)
+    if queries.events is None:
+        return held
+    seen: dict[tuple[str, str], set[str]] = {}
+    for i in np.flatnonzero(matched):
+        seen.setdefault((str(queries.events[i]), str(best_ids[i])), set()).add(str(queries.media_ids[i]))
+    for i in np.flatnonzero(~matched):
+        frames = seen.get((str(queries.events[i]), str(best_ids[i])), set())
+        held[i] = best_scores[i] >= floor and bool(frames - {str(queries.media_ids[i])})
+    return held
+
+
 def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Thresholds) -> list[dict[str, Any]]:
     """One identity_matches row (without model version and run) per query face: registered when its best gallery
     match reaches the match threshold, else provisional (merged into a registered animal when its cluster's centre
@@ -77,7 +106,12 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
     matches = match_gallery(queries.embeddings, gallery.embeddings, list(gallery.animal_ids), k=TOP_K)
     has_gallery = len(gallery.animal_ids) > 0
     matched = np.asarray(matches.best_score >= thresholds.match) if has_gallery else np.zeros(n, dtype=bool)
-    rest = np.flatnonzero(~matched)
+    held = (
+        same_event_candidates(matches.best_id, matches.best_score, matched, queries, thresholds.same_event_floor)
+        if has_gallery
+        else np.zeros(n, dtype=bool)
+    )
+    rest = np.flatnonzero(~matched & ~held)
     labels = cluster_unmatched(
         queries.embeddings[rest],
         queries.order[rest],
@@ -112,6 +146,13 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
             "kind": "registered",
             "score": round(float(matches.best_score[i]), DECIMALS),
             "established": GALLERY_MATCH,
+        }
+    for i in np.flatnonzero(held):
+        rows[i] |= {
+            "individual_id": str(matches.best_id[i]),
+            "kind": "registered",
+            "score": round(float(matches.best_score[i]), DECIMALS),
+            "established": SAME_EVENT,
         }
     for j, i in enumerate(rest):
         absorbed = merged[int(labels[j])]

@@ -416,7 +416,7 @@ IDENTITY_MATCHES = TableSpec(
             ("candidates", pa.list_(pa.string())),  # the top-5 registered animals, best first
             ("candidate_scores", pa.list_(pa.float64())),
             ("method", pa.string()),  # machine (this table); human identities are corrections, applied in views
-            ("established", pa.string()),  # gallery_match | cluster | merged_by_match
+            ("established", pa.string()),  # gallery_match | cluster | merged_by_match | same_event_candidate
             ("model_version", pa.string()),
             ("run_id", pa.string()),
         ]

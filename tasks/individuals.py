@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from models.identity_metrics import camera_events
 from models.individuals import Gallery, Queries, Thresholds, decide_individuals
 from schemas.config import Settings
 from schemas.home import HomeLayout
@@ -26,7 +27,7 @@ PART = "individuals"
 # is a registered animal (then the face joins the gallery). Faces a keeper ruled "not a face" are left out.
 EMBEDDED_FACES_SQL = f"""
 WITH emb AS (
-    SELECT e.face_id, e.drop_id, e.media_id, e.animal_id, e.embedding, m.captured_at,
+    SELECT e.face_id, e.drop_id, e.media_id, e.animal_id, e.embedding, m.captured_at, m.path,
            f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h
     FROM face_embeddings e
     LEFT JOIN media m ON m.media_id = e.media_id AND m.drop_id = e.drop_id
@@ -40,6 +41,7 @@ WITH emb AS (
     {latest_per("e.drop_id, e.face_id, c.field")}
 ), registered AS ({REGISTERED_ANIMALS})
 SELECT e.face_id, e.drop_id, e.media_id, e.embedding,
+       e.drop_id || '/' || split_part(e.path, '/', 2) AS camera, epoch(e.captured_at) AS captured_s,
        coalesce(i.human_value, e.animal_id) AS known_id,
        coalesce(coalesce(i.human_value, e.animal_id) IN (SELECT animal_id FROM registered), false) AS in_gallery
 FROM emb e
@@ -66,15 +68,17 @@ def embedding_matrix(column: pa.ChunkedArray) -> np.ndarray:
     return values.reshape(len(column), -1)
 
 
-def read_identity_inputs(home: HomeLayout, model_version: str) -> IdentityInputs:
-    """The gallery (faces of registered animals) and the faces to identify (every other embedded face, in time order)
-    of one identity model version, straight from the lake."""
+def read_identity_inputs(home: HomeLayout, model_version: str, event_gap_s: float) -> IdentityInputs:
+    """The gallery (faces of registered animals) and the faces to identify (every other embedded face, in time order,
+    with its camera event: one camera, frames less than event_gap_s apart) of one identity model version, straight
+    from the lake."""
     tables = (FACE_EMBEDDINGS, MEDIA, FACES, CORRECTIONS, ANIMALS_MANIFEST)
     with lake_connection(home, tables) as con:
         faces = con.sql(EMBEDDED_FACES_SQL, params={"model": model_version}).to_arrow_table()
     in_gallery = np.asarray(faces.column("in_gallery").to_pylist(), dtype=bool)
     embeddings = embedding_matrix(faces.column("embedding"))
-    column = {name: faces.column(name).to_pylist() for name in ("face_id", "drop_id", "media_id", "known_id")}
+    names = ("face_id", "drop_id", "media_id", "known_id", "camera", "captured_s")
+    column = {name: faces.column(name).to_pylist() for name in names}
     asked, named = np.flatnonzero(~in_gallery), np.flatnonzero(in_gallery)
     queries = Queries(
         face_ids=[column["face_id"][i] for i in asked],
@@ -82,6 +86,11 @@ def read_identity_inputs(home: HomeLayout, model_version: str) -> IdentityInputs
         media_ids=[column["media_id"][i] for i in asked],
         order=np.arange(len(asked)),
         embeddings=embeddings[asked],
+        events=camera_events(
+            [column["camera"][i] or f"face:{column['face_id'][i]}" for i in asked],
+            [column["captured_s"][i] for i in asked],
+            event_gap_s,
+        ),
     )
     gallery = Gallery(animal_ids=[column["known_id"][i] for i in named], embeddings=embeddings[named])
     return IdentityInputs(queries, gallery)
@@ -103,8 +112,13 @@ def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dic
     if card is None:
         return {"status": "no_model", "message": f"no identity model '{settings.identity.model}' is stored"}
     model = model_label(card)
-    inputs = read_identity_inputs(home, model)
-    thresholds = Thresholds(float(card["match_threshold"]), float(card["cluster_threshold"]))
+    inputs = read_identity_inputs(home, model, settings.gender.event_gap_s)
+    same_event = card.get("same_event_threshold")  # older cards: the cluster threshold (Thresholds' fallback)
+    thresholds = Thresholds(
+        float(card["match_threshold"]),
+        float(card["cluster_threshold"]),
+        None if same_event is None else float(same_event),
+    )
     rows = [
         {**row, "model_version": model, "run_id": run_id}
         for row in decide_individuals(inputs.queries, inputs.gallery, thresholds)

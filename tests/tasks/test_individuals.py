@@ -4,6 +4,7 @@ individuals, counted once each by the animals view and gender_ratio, and correct
 from __future__ import annotations
 
 import csv
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -195,3 +196,25 @@ def test_the_queue_asks_once_about_a_new_individual_and_shows_the_frame_of_its_f
     )
     assert [box["face_id"] for box in shown["frame_boxes"] if box["current"]] == [shown["target_id"]]
     assert shown["machine_kind"] == "provisional" and shown["candidates"], "the page lists the nearest animals"
+
+
+def test_a_poor_face_of_an_animal_matched_in_the_same_event_is_held_out_of_the_counts(home: HomeLayout) -> None:
+    card_path = next(home.model_dir("identity", IDENTITY).glob("v*/model_card.json"))
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "same_event_threshold": 0.3}))
+    rows = read_table(home, FACE_EMBEDDINGS).to_pylist()
+    poor = face_id_of("cam01/IMG_0002.JPG")  # a minute after IMG_0001, which matches A01: one camera event
+    rows = [{**r, "embedding": unit(1, 0, 1.5)} if r["face_id"] == poor else r for r in rows]  # 0.55 to A01
+    write_rows(home, FACE_EMBEDDINGS, DROP, "identify", rows)
+    result = assign(home)
+    assert (result["registered"], result["provisional_individuals"]) == (3, 1), "no provisional individual for it"
+    held = query(home, "SELECT * FROM face_calls WHERE face_id = ?", [poor]).to_pylist()[0]
+    assert (held["individual_id"], held["individual_machine"], held["identity_established"]) == (
+        None,
+        "A01",
+        "same_event_candidate",
+    )
+    animals = query(home, "SELECT animal_id, n_faces FROM animals WHERE animal_id = 'A01'").to_pylist()
+    assert animals == [{"animal_id": "A01", "n_faces": 3}], "two keeper photos and the clear face; the held one waits"
+    items = query(home, "SELECT key, reason FROM review_items WHERE kind = 'identity' ORDER BY value DESC, key")
+    assert items.column("key").to_pylist()[0] == f"identity:{DROP}:{poor}"
+    assert "same camera event" in items.column("reason").to_pylist()[0]

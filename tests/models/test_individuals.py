@@ -1,0 +1,90 @@
+"""Who each face is (models/individuals.py): a face below the match threshold whose best candidate is matched in
+another frame of the same camera event is held for review, not made a provisional individual."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.individuals import CLUSTER, GALLERY_MATCH, SAME_EVENT, Gallery, Queries, Thresholds, decide_individuals
+
+DIM = 8
+THRESHOLDS = Thresholds(match=0.8, cluster=0.5)
+
+
+def unit(*weights: float) -> np.ndarray:
+    """A unit-length embedding from its first coordinates (the rest zero)."""
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[: len(weights)] = weights
+    return vector / np.linalg.norm(vector)
+
+
+GALLERY = Gallery(["A01", "A01", "A02"], np.stack([unit(1, 0.05), unit(1, -0.05), unit(0, 1)]))
+CLEAR_A01 = unit(1, 0, 0.1)  # cosine about 0.99 to A01: a match
+POOR_A01 = unit(1, 0, 0.9)  # about 0.74 to A01: below the match threshold, above the cluster threshold
+FAINT_A01 = unit(0.3, 0, 1)  # about 0.29 to A01: below both
+
+
+def queries(vectors: list[np.ndarray], media: list[str], events: list[str] | None) -> Queries:
+    """Faces f0, f1, ... in time order, of the given frames and camera events."""
+    n = len(vectors)
+    return Queries(
+        face_ids=[f"f{i}" for i in range(n)],
+        drop_ids=["d"] * n,
+        media_ids=media,
+        order=np.arange(n),
+        embeddings=np.stack(vectors),
+        events=events,
+    )
+
+
+def calls(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """Each row's individual, kind and how it was established."""
+    return [(r["individual_id"], r["kind"], r["established"]) for r in rows]
+
+
+def test_a_poor_face_of_an_animal_matched_in_the_same_event_is_held_not_made_a_new_individual() -> None:
+    rows = decide_individuals(queries([CLEAR_A01, POOR_A01], ["m0", "m1"], ["cam1#1", "cam1#1"]), GALLERY, THRESHOLDS)
+    assert calls(rows) == [("A01", "registered", GALLERY_MATCH), ("A01", "registered", SAME_EVENT)]
+    assert rows[1]["score"] < THRESHOLDS.match
+
+
+def test_the_same_poor_face_in_another_event_becomes_a_provisional_individual() -> None:
+    rows = decide_individuals(queries([CLEAR_A01, POOR_A01], ["m0", "m1"], ["cam1#1", "cam1#2"]), GALLERY, THRESHOLDS)
+    assert calls(rows)[1] == (rows[1]["individual_id"], "provisional", CLUSTER)
+    assert rows[1]["individual_id"].startswith("P-")
+
+
+def test_a_match_in_the_same_frame_is_another_animal_so_the_face_is_not_held() -> None:
+    rows = decide_individuals(queries([CLEAR_A01, POOR_A01], ["m0", "m0"], ["cam1#1", "cam1#1"]), GALLERY, THRESHOLDS)
+    assert calls(rows)[1][1:] == ("provisional", CLUSTER)
+
+
+def test_a_face_below_the_floor_or_naming_another_animal_is_not_held() -> None:
+    rows = decide_individuals(
+        queries([CLEAR_A01, FAINT_A01, unit(0.2, 1, 1.2)], ["m0", "m1", "m2"], ["e", "e", "e"]), GALLERY, THRESHOLDS
+    )
+    assert [c[1:] for c in calls(rows)[1:]] == [("provisional", CLUSTER), ("provisional", CLUSTER)]
+
+
+def test_the_floor_is_the_cluster_threshold_unless_the_card_names_one() -> None:
+    assert Thresholds(0.8, 0.5).same_event_floor == 0.5
+    strict = Thresholds(0.8, 0.5, same_event=0.78)
+    assert strict.same_event_floor == 0.78
+    rows = decide_individuals(queries([CLEAR_A01, POOR_A01], ["m0", "m1"], ["e", "e"]), GALLERY, strict)
+    assert calls(rows)[1][1:] == ("provisional", CLUSTER), "0.74 is below a floor of 0.78"
+
+
+def test_without_events_every_unmatched_face_is_clustered_as_before() -> None:
+    rows = decide_individuals(queries([CLEAR_A01, POOR_A01], ["m0", "m1"], None), GALLERY, THRESHOLDS)
+    assert calls(rows)[1][1:] == ("provisional", CLUSTER)
+
+
+def test_decisions_and_provisional_ids_are_the_same_on_a_rerun() -> None:
+    faces = queries(
+        [CLEAR_A01, POOR_A01, FAINT_A01, unit(0, 0, 0, 1), unit(0, 0, 0, 1, 0.1)],
+        ["m0", "m1", "m2", "m3", "m4"],
+        ["e1", "e1", "e2", "e3", "e3"],
+    )
+    first, again = decide_individuals(faces, GALLERY, THRESHOLDS), decide_individuals(faces, GALLERY, THRESHOLDS)
+    assert first == again
+    assert first[3]["individual_id"] == first[4]["individual_id"] != first[2]["individual_id"]
