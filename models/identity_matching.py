@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 MatchMethod = Literal["auto", "matmul", "faiss"]
 CHUNK_BYTES = 64 * 2**20  # one chunk's query-by-gallery similarity matrix stays under this many bytes
 CLUSTER_BATCH = 256  # faces scored against the centroids in one matrix product while clustering
+HELD_NEARER_REGISTERED = -1  # cluster_unmatched's label of a face nearer a registered animal than its cluster
 
 
 @dataclass(frozen=True)
@@ -303,8 +304,11 @@ def choose_threshold(
     return float((candidates[best] + candidates[best - 1]) / 2)
 
 
-def _sequential_clusters(faces: np.ndarray, order: np.ndarray, groups: list[object], threshold: float) -> np.ndarray:
-    """Cluster labels of faces[order] (faces in time order, groups their frames), by cluster_unmatched's rule."""
+def _sequential_clusters(
+    faces: np.ndarray, order: np.ndarray, groups: list[object], threshold: float, registered: np.ndarray
+) -> np.ndarray:
+    """Cluster labels of faces[order] (faces in time order, groups their frames, registered their best registered
+    scores), by cluster_unmatched's rule."""
     n, dim = faces.shape
     labels = np.empty(n, dtype=np.int64)
     sums = np.zeros((0, dim), dtype=np.float64)
@@ -329,6 +333,9 @@ def _sequential_clusters(faces: np.ndarray, order: np.ndarray, groups: list[obje
                 row = row.copy()
                 row[excluded] = -np.inf
             best = int(row.argmax()) if n_clusters else -1
+            if best >= 0 and row[best] >= threshold and registered[start + offset] >= row[best]:
+                labels[start + offset] = HELD_NEARER_REGISTERED
+                continue
             if best < 0 or row[best] < threshold:
                 best = n_clusters
                 n_clusters += 1
@@ -341,16 +348,24 @@ def _sequential_clusters(faces: np.ndarray, order: np.ndarray, groups: list[obje
 
 
 def cluster_unmatched(
-    embeddings: np.ndarray, order_keys: np.ndarray, frame_groups: np.ndarray, threshold: float
+    embeddings: np.ndarray,
+    order_keys: np.ndarray,
+    frame_groups: np.ndarray,
+    threshold: float,
+    registered_scores: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Cluster labels (0, 1, ... in founding order) grouping unmatched faces into provisional individuals.
+    """Cluster labels (0, 1, ... in founding order) grouping unmatched faces into provisional individuals, or
+    HELD_NEARER_REGISTERED for a face held out of every cluster.
 
     The rule: faces are taken in order of order_keys (a stable sort, so equal keys keep their input order; pass
     unique keys such as capture time then face id). Each face joins the cluster whose centroid (the normalised mean
     of its faces so far) is most similar to it, if that similarity is at least the threshold, else it founds a new
     cluster; a cluster already holding a face of the same frame (same frame_groups value) is never joined, since
-    two faces in one frame are two animals. Exact ties go to the earlier cluster. A face's cluster depends only on
-    the faces before it, so appending later faces never changes an earlier face's label.
+    two faces in one frame are two animals. Exact ties go to the earlier cluster. A face whose best registered animal
+    (registered_scores, its best gallery score below the match threshold) scores at least as high as the cluster it
+    would join is held (joins nothing, founds nothing): it resembles that animal no less than the provisional
+    individual, so neither is sure. A face's cluster depends only on the faces before it, so appending later faces
+    never changes an earlier face's label.
 
     Faces are scored against the centroids in batches of CLUSTER_BATCH by one matrix product; when a face joins or
     founds a cluster, only that cluster's column is scored again for the rest of the batch. Batches are padded to
@@ -359,14 +374,21 @@ def cluster_unmatched(
     """
     matrix = _as_matrix(embeddings, "embeddings")
     n = matrix.shape[0]
-    if len(order_keys) != n or len(frame_groups) != n:
-        raise ValueError(f"{n} embeddings, {len(order_keys)} order keys and {len(frame_groups)} frame groups.")
+    registered = np.full(n, -np.inf) if registered_scores is None else np.asarray(registered_scores, np.float64)
+    if len(order_keys) != n or len(frame_groups) != n or len(registered) != n:
+        raise ValueError(
+            f"{n} embeddings, {len(order_keys)} order keys, {len(frame_groups)} frame groups and "
+            f"{len(registered)} registered scores."
+        )
     labels = np.empty(n, dtype=np.int64)
     if n == 0:
         return labels
     order = np.argsort(np.asarray(order_keys), kind="stable")
+    groups = np.asarray(frame_groups)[order].tolist()
     with threadpool_limits(limits=1, user_api="blas"):  # one small product per face: BLAS threads only wait
-        labels[order] = _sequential_clusters(matrix, order, np.asarray(frame_groups)[order].tolist(), threshold)
+        labels[order] = _sequential_clusters(
+            matrix, order, groups, threshold, np.nan_to_num(registered[order], nan=-np.inf)
+        )
     return labels
 
 

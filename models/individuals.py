@@ -1,8 +1,9 @@
 """Who each face is (pure): faces of no known animal are matched to the gallery of registered animals' faces; a
 confident match names the animal, the rest are clustered across events, cameras and nights into provisional
 individuals, and a provisional individual whose centre matches a registered animal is merged into it. A face below the
-match threshold whose best candidate is matched in another frame of the same camera event is held for review instead:
-named as that candidate but not confident, so it neither founds a provisional individual nor counts."""
+match threshold is held for review instead when its best candidate is matched in another frame of the same camera
+event, or when that candidate resembles it at least as much as the provisional individual it would join: named as
+the candidate but not confident, so it neither joins nor founds a provisional individual, nor counts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from models.identity_matching import (
+    HELD_NEARER_REGISTERED,
     cluster_centroids,
     cluster_unmatched,
     match_gallery,
@@ -26,6 +28,8 @@ GALLERY_MATCH = "gallery_match"
 CLUSTER = "cluster"
 MERGED = "merged_by_match"
 SAME_EVENT = "same_event_candidate"  # below the match threshold, its candidate matched in the same event: unsure
+NEARER_REGISTERED = "nearer_registered"  # below the match threshold, but no nearer the cluster it would join: unsure
+HELD = (SAME_EVENT, NEARER_REGISTERED)  # held for review: named as the candidate, not confident
 
 
 @dataclass(frozen=True)
@@ -111,13 +115,16 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
         if has_gallery
         else np.zeros(n, dtype=bool)
     )
-    rest = np.flatnonzero(~matched & ~held)
-    labels = cluster_unmatched(
-        queries.embeddings[rest],
-        queries.order[rest],
-        np.asarray([queries.media_ids[i] for i in rest], dtype=object),
+    unmatched = np.flatnonzero(~matched & ~held)
+    clustered = cluster_unmatched(
+        queries.embeddings[unmatched],
+        queries.order[unmatched],
+        np.asarray([queries.media_ids[i] for i in unmatched], dtype=object),
         thresholds.cluster,
+        matches.best_score[unmatched] if has_gallery else None,
     )
+    nearer = unmatched[clustered == HELD_NEARER_REGISTERED]
+    rest, labels = unmatched[clustered >= 0], clustered[clustered >= 0]
     names = provisional_ids(labels, [queries.face_ids[i] for i in rest], queries.order[rest])
     centroids = cluster_centroids(queries.embeddings[rest], labels)
     merged = (
@@ -147,13 +154,14 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
             "score": round(float(matches.best_score[i]), DECIMALS),
             "established": GALLERY_MATCH,
         }
-    for i in np.flatnonzero(held):
-        rows[i] |= {
-            "individual_id": str(matches.best_id[i]),
-            "kind": "registered",
-            "score": round(float(matches.best_score[i]), DECIMALS),
-            "established": SAME_EVENT,
-        }
+    for established, faces in ((SAME_EVENT, np.flatnonzero(held)), (NEARER_REGISTERED, nearer)):
+        for i in faces:
+            rows[i] |= {
+                "individual_id": str(matches.best_id[i]),
+                "kind": "registered",
+                "score": round(float(matches.best_score[i]), DECIMALS),
+                "established": established,
+            }
     for j, i in enumerate(rest):
         absorbed = merged[int(labels[j])]
         rows[i] |= {

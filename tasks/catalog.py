@@ -10,7 +10,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from models.individuals import SAME_EVENT
+from models.individuals import NEARER_REGISTERED, SAME_EVENT
 from schemas.config import IdentityConfig
 from schemas.home import HomeLayout
 from schemas.review import NO_FACE
@@ -142,8 +142,9 @@ def face_follows(c: str, f: str, face_id: str) -> str:
 
 
 # A registered match whose margin to the runner-up is below the review margin is no confident identity, nor is a face
-# below the match threshold held because its candidate is matched in the same camera event (models/individuals.py):
-# the face stays out of the counts (in face_events) and goes to the review queue's "who is this?" items.
+# below the match threshold held because its candidate is matched in the same camera event or resembles it no less
+# than its provisional individual (models/individuals.py): the face stays out of the counts (in face_events) and goes
+# to the review queue's "who is this?" items.
 REVIEW_MARGIN = (
     "coalesce((SELECT value FROM thresholds WHERE name = 'identity.review_margin'), "
     f"{IdentityConfig.model_fields['review_margin'].default})"
@@ -169,8 +170,8 @@ FACE_MACHINE_TABLE = f"""
            f.source, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h, f.crop_path, f.detector,
            m.kind, m.score, m.margin, m.candidates, m.candidate_scores, m.established,
            m.model_version AS identity_model_version, m.individual_id AS individual_machine,
-           (m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN}) AND m.established IS DISTINCT FROM '{SAME_EVENT}'
-               AS confident,
+           (m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN})
+               AND coalesce(m.established NOT IN ('{SAME_EVENT}', '{NEARER_REGISTERED}'), true) AS confident,
            md.path AS media_path, md.sha256 AS media_sha256
     FROM gender_predictions g
     LEFT JOIN faces f ON f.face_id = g.face_id AND f.drop_id = g.drop_id

@@ -1,11 +1,21 @@
 """Who each face is (models/individuals.py): a face below the match threshold whose best candidate is matched in
-another frame of the same camera event is held for review, not made a provisional individual."""
+another frame of the same camera event, or resembles it no less than the provisional individual it would join, is held
+for review, not made part of a provisional individual."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from models.individuals import CLUSTER, GALLERY_MATCH, SAME_EVENT, Gallery, Queries, Thresholds, decide_individuals
+from models.individuals import (
+    CLUSTER,
+    GALLERY_MATCH,
+    NEARER_REGISTERED,
+    SAME_EVENT,
+    Gallery,
+    Queries,
+    Thresholds,
+    decide_individuals,
+)
 
 DIM = 8
 THRESHOLDS = Thresholds(match=0.8, cluster=0.5)
@@ -88,3 +98,19 @@ def test_decisions_and_provisional_ids_are_the_same_on_a_rerun() -> None:
     first, again = decide_individuals(faces, GALLERY, THRESHOLDS), decide_individuals(faces, GALLERY, THRESHOLDS)
     assert first == again
     assert first[3]["individual_id"] == first[4]["individual_id"] != first[2]["individual_id"]
+
+
+def test_a_face_no_nearer_the_new_individual_it_would_join_than_a_registered_animal_is_held() -> None:
+    new_animal = [unit(0, 0, 0, 1), unit(0, 0, 0, 1, 0.1)]
+    between = unit(1, 0, 0, 0.9)  # about 0.74 to A01 (below the match threshold), 0.67 to the new animal's centre
+    nearer_new = unit(0.5, 0, 0, 1)  # about 0.45 to A01, 0.89 to the new animal's centre
+    faces = queries([*new_animal, between, nearer_new], ["m0", "m1", "m2", "m3"], None)
+    rows = decide_individuals(faces, GALLERY, THRESHOLDS)
+    new_id = rows[0]["individual_id"]
+    assert calls(rows) == [
+        (new_id, "provisional", CLUSTER),
+        (new_id, "provisional", CLUSTER),
+        ("A01", "registered", NEARER_REGISTERED),
+        (new_id, "provisional", CLUSTER),
+    ]
+    assert rows[2]["score"] < THRESHOLDS.match, "held, named as its candidate, at its gallery score"
