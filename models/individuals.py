@@ -29,7 +29,6 @@ CLUSTER = "cluster"
 MERGED = "merged_by_match"
 SAME_EVENT = "same_event_candidate"  # below the match threshold, its candidate matched in the same event: unsure
 NEARER_REGISTERED = "nearer_registered"  # below the match threshold, but no nearer the cluster it would join: unsure
-HELD = (SAME_EVENT, NEARER_REGISTERED)  # held for review: named as the candidate, not confident
 
 
 @dataclass(frozen=True)

@@ -218,3 +218,28 @@ def test_a_poor_face_of_an_animal_matched_in_the_same_event_is_held_out_of_the_c
     items = query(home, "SELECT key, reason FROM review_items WHERE kind = 'identity' ORDER BY value DESC, key")
     assert items.column("key").to_pylist()[0] == f"identity:{DROP}:{poor}"
     assert "same camera event" in items.column("reason").to_pylist()[0]
+
+
+def test_a_face_no_nearer_its_new_individual_than_a_registered_animal_is_held_out_of_the_counts(
+    home: HomeLayout,
+) -> None:
+    card_path = next(home.model_dir("identity", IDENTITY).glob("v*/model_card.json"))
+    card = {**json.loads(card_path.read_text()), "cluster_threshold": 0.3, "same_event_threshold": 0.59}
+    card_path.write_text(json.dumps(card))  # same_event_threshold above the face's 0.587, so only this rule holds it
+    between = face_id_of("cam01/IMG_0004.JPG")
+    rows = read_table(home, FACE_EMBEDDINGS).to_pylist()
+    rows = [{**r, "embedding": unit(1, 0, 0.95, 0, 1)} if r["face_id"] == between else r for r in rows]
+    write_rows(home, FACE_EMBEDDINGS, DROP, "identify", rows)  # 0.587 to A01, 0.557 to IMG_0003's individual
+    result = assign(home)
+    assert result["provisional_individuals"] == 1
+    held = query(home, "SELECT * FROM face_calls WHERE face_id = ?", [between]).to_pylist()[0]
+    assert (held["individual_id"], held["individual_machine"], held["identity_established"]) == (
+        None,
+        "A01",
+        "nearer_registered",
+    )
+    new = identity_of(home, "cam01/IMG_0003.JPG")["individual_id"]
+    animals = query(home, "SELECT n_faces FROM animals WHERE animal_id = ?", [new]).column("n_faces").to_pylist()
+    assert animals == [1], "the held face did not join the new individual"
+    reasons = query(home, "SELECT reason FROM review_items WHERE key = ?", [f"identity:{DROP}:{between}"])
+    assert "no nearer the new individual" in reasons.column("reason")[0].as_py()
