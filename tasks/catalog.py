@@ -149,6 +149,8 @@ REVIEW_MARGIN = (
     "coalesce((SELECT value FROM thresholds WHERE name = 'identity.review_margin'), "
     f"{IdentityConfig.model_fields['review_margin'].default})"
 )
+# The identity_matches.established values of a face held for review (named as its candidate, never confident).
+HELD_ESTABLISHED = f"('{SAME_EVENT}', '{NEARER_REGISTERED}')"
 # The registered animals: named by a drop's animals.csv or by a face (keeper photos, images/<animal_id>/).
 REGISTERED_ANIMALS = """
     SELECT animal_id FROM animal_manifest WHERE animal_id IS NOT NULL
@@ -171,7 +173,7 @@ FACE_MACHINE_TABLE = f"""
            m.kind, m.score, m.margin, m.candidates, m.candidate_scores, m.established,
            m.model_version AS identity_model_version, m.individual_id AS individual_machine,
            (m.kind = 'provisional' OR m.margin >= {REVIEW_MARGIN})
-               AND coalesce(m.established NOT IN ('{SAME_EVENT}', '{NEARER_REGISTERED}'), true) AS confident,
+               AND coalesce(m.established NOT IN {HELD_ESTABLISHED}, true) AS confident,
            md.path AS media_path, md.sha256 AS media_sha256
     FROM gender_predictions g
     LEFT JOIN faces f ON f.face_id = g.face_id AND f.drop_id = g.drop_id

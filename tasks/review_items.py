@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import duckdb
 
-from models.individuals import NEARER_REGISTERED, SAME_EVENT
+from models.individuals import SAME_EVENT
 from schemas.review import AUDIT_BUCKETS
-from tasks.catalog import REVIEW_MARGIN
+from tasks.catalog import HELD_ESTABLISHED, REVIEW_MARGIN
 
 # Every reviewable item with the value of a human look (1 = a coin toss for the model), why, what identifies its
 # target for the live corrections (media and box for faces), the machine's call, the rest of what the page shows as
@@ -80,17 +80,15 @@ REVIEW_ITEMS_SQL = """
         FROM faceless g LEFT JOIN drop_detector d USING (drop_id)
         UNION ALL
         SELECT 'identity', c.drop_id, c.face_id,
-               CASE WHEN c.identity_established IN ('$same_event', '$nearer_registered') THEN 1.0
+               CASE WHEN c.identity_established IN $held THEN 1.0
                     WHEN c.identity_machine_kind = 'registered'
                     THEN 1 - least(1.0, coalesce(c.identity_margin, 0) / (2 * $review_margin)) ELSE 0.5 END,
-               CASE WHEN c.identity_established = '$same_event'
+               CASE WHEN c.identity_established IN $held
                     THEN 'below the match threshold (' || printf('%.3f', c.identity_score) || '), but '
-                         || c.individual_machine || ' is matched in the same camera event: is it '
-                         || c.individual_machine || '?'
-                    WHEN c.identity_established = '$nearer_registered'
-                    THEN 'below the match threshold (' || printf('%.3f', c.identity_score) || '), but no nearer the '
-                         || 'new individual it would join than ' || c.individual_machine || ': is it '
-                         || c.individual_machine || '?'
+                         || CASE c.identity_established WHEN '$same_event'
+                                 THEN c.individual_machine || ' is matched in the same camera event'
+                                 ELSE 'no nearer the new individual it would join than ' || c.individual_machine END
+                         || ': is it ' || c.individual_machine || '?'
                     WHEN c.identity_machine_kind = 'provisional'
                     THEN 'matches no registered animal: is it a new individual (' || c.individual_machine || ')?'
                     WHEN c.identity_margin < $review_margin
@@ -111,6 +109,6 @@ REVIEW_ITEMS_SQL = """
 def write_review_items(con: duckdb.DuckDBPyConnection, frame_min_yield: float) -> str:
     """(Re)write the review_items table from the refreshed views; its name."""
     sql = REVIEW_ITEMS_SQL.replace("$review_margin", REVIEW_MARGIN)  # the thresholds table's value, in SQL
-    sql = sql.replace("$same_event", SAME_EVENT).replace("$nearer_registered", NEARER_REGISTERED)
+    sql = sql.replace("$held", HELD_ESTABLISHED).replace("$same_event", SAME_EVENT)
     con.execute(sql, {"frame_min_yield": frame_min_yield, "buckets": AUDIT_BUCKETS})
     return "review_items"
