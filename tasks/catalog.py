@@ -215,7 +215,7 @@ FACE_CALLS_VIEW = f"""
         WHERE {face_follows("c", "p", "face_id")}
         {latest_per("p.drop_id, p.face_id, c.field")}
     ),
-    known AS ({REGISTRY_SEX}),
+    known AS (SELECT animal_id, sex_known FROM registered_animals WHERE sex_known IS NOT NULL),
     identified AS (
         SELECT p.drop_id, p.face_id, p.kind, p.score, p.margin, p.candidates, p.candidate_scores, p.established,
                p.identity_model_version, p.individual_machine,
