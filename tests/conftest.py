@@ -9,6 +9,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Tests write a drop and run on it at once: drops settle at once unless a test asks otherwise
 # (tests/flows/test_settle.py, and the demo, which marks its drop ready, run with the real rule).
 os.environ.setdefault("BREEDWATCH_INGEST__SETTLE_S", "0")
+# The test server's start waits this long (a loaded machine, such as one training a net beside the suite, took over
+# the 60 s this once was and every flow test errored); a caller may set it higher.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
@@ -19,7 +22,7 @@ REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 @pytest.fixture(scope="session", autouse=True)
 def prefect_backend():
     """One temporary Prefect server and database for every test that runs a flow."""
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=None):  # the startup setting set above
         yield
 
 
