@@ -68,18 +68,24 @@ def report_of(output: str) -> Path:
     return Path(re.findall(r"^report: (\S+report\.html)$", output, re.MULTILINE)[-1])
 
 
-def test_demo_prints_the_report_path_and_the_true_ratio_lies_in_the_corrected_interval(demo_run) -> None:
+def test_demo_prints_the_report_path_and_says_truly_whether_the_corrected_interval_holds_the_true_ratio(
+    demo_run,
+) -> None:
+    """One demo drop is one draw: a 95% interval misses the truth now and then, and the demo's nets (trained on the
+    CPU in front of it) differ by machine; it covered on a Zen 5 (0.28-0.69) and missed by 0.01 on an Intel Xeon with
+    AMX (0.34-0.75). Coverage itself is measured over many drops (tests/flows/test_simulate_cli.py)."""
     home, output = demo_run
     report = report_of(output)
     assert report.is_file() and report.is_relative_to(home)
     males, animals = true_male_share(home / "inbox" / "sample-seed0-12")
     overall = query(HomeLayout(home), "SELECT * FROM gender_ratio WHERE level = 'overall'").to_pylist()[0]
-    assert (
-        overall["corrected"] is not None
-        and overall["corrected_ci_low"] <= males / animals <= overall["corrected_ci_high"]
-    )
+    assert overall["corrected"] is not None
+    assert 0 <= overall["corrected_ci_low"] <= overall["corrected"] <= overall["corrected_ci_high"] <= 1
+    assert overall["corrected_ci_high"] - overall["corrected_ci_low"] < 0.5
     assert overall["validation_males"] > 0 and overall["validation_females"] > 0
-    assert "which contains the true share" in output
+    inside = overall["corrected_ci_low"] <= males / animals <= overall["corrected_ci_high"]
+    printed = " ".join(output.split())  # the console wraps long lines
+    assert f"which {'contains' if inside else 'does NOT contain'} the true share" in printed
 
 
 def test_demo_report_shows_every_section_with_the_demo_data(demo_run) -> None:
