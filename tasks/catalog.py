@@ -215,7 +215,6 @@ FACE_CALLS_VIEW = f"""
         WHERE {face_follows("c", "p", "face_id")}
         {latest_per("p.drop_id, p.face_id, c.field")}
     ),
-    known AS (SELECT animal_id, sex_known FROM registered_animals WHERE sex_known IS NOT NULL),
     identified AS (
         SELECT p.drop_id, p.face_id, p.kind, p.score, p.margin, p.candidates, p.candidate_scores, p.established,
                p.identity_model_version, p.individual_machine,
@@ -249,7 +248,7 @@ FACE_CALLS_VIEW = f"""
     LEFT JOIN matched s ON s.drop_id = p.drop_id AND s.face_id = p.face_id AND s.field = 'sex'
     LEFT JOIN matched n ON n.drop_id = p.drop_id AND n.face_id = p.face_id AND n.field = 'is_face'
     LEFT JOIN identified d ON d.drop_id = p.drop_id AND d.face_id = p.face_id
-    LEFT JOIN known k ON k.animal_id = coalesce(d.individual_id, p.animal_id)
+    LEFT JOIN registered_animals k ON k.animal_id = coalesce(d.individual_id, p.animal_id)
 """
 
 ANIMALS_VIEW = f"""
