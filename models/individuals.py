@@ -3,7 +3,10 @@ confident match names the animal, the rest are clustered across events, cameras 
 individuals, and a provisional individual whose centre matches a registered animal is merged into it. A face below the
 match threshold is held for review instead when its best candidate is matched in another frame of the same camera
 event, or when that candidate resembles it at least as much as the provisional individual it would join: named as
-the candidate but not confident, so it neither joins nor founds a provisional individual, nor counts."""
+the candidate but not confident, so it neither joins nor founds a provisional individual, nor counts. A provisional
+individual of fewer faces than the configured minimum awaits a second sighting: one outlier face of a known animal
+founds such an individual far more often than a new animal passes a camera once (PERFORMANCE.md, session 20), so it
+is held, not counted, until it is seen again or a person confirms it."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ CLUSTER = "cluster"
 MERGED = "merged_by_match"
 SAME_EVENT = "same_event_candidate"  # below the match threshold, its candidate matched in the same event: unsure
 NEARER_REGISTERED = "nearer_registered"  # below the match threshold, but no nearer the cluster it would join: unsure
+AWAITING_SIGHTING = "awaiting_sighting"  # a provisional individual of too few faces: counted once seen again
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,20 @@ def same_event_candidates(
     return held
 
 
-def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Thresholds) -> list[dict[str, Any]]:
+def cluster_established(absorbed: bool, n_faces: int, min_faces: int) -> str:
+    """How a clustered face's identity was established: merged into a registered animal, awaiting a sighting (its
+    provisional individual has fewer than min_faces faces), or a provisional individual."""
+    if absorbed:
+        return MERGED
+    return AWAITING_SIGHTING if n_faces < min_faces else CLUSTER
+
+
+def decide_individuals(
+    queries: Queries, gallery: Gallery, thresholds: Thresholds, provisional_min_faces: int = 1
+) -> list[dict[str, Any]]:
     """One identity_matches row (without model version and run) per query face: registered when its best gallery
     match reaches the match threshold, else provisional (merged into a registered animal when its cluster's centre
-    matches one)."""
+    matches one; awaiting a sighting while its cluster has fewer than provisional_min_faces faces)."""
     n = len(queries.face_ids)
     if n == 0:
         return []
@@ -132,6 +146,7 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
         else [None] * len(centroids)
     )
     to_centre = centroid_scores(queries.embeddings[rest], labels, centroids)
+    cluster_faces = np.bincount(labels, minlength=len(centroids))
     rows = []
     for i in range(n):
         candidates, scores = candidate_lists(matches.ids, matches.scores, i) if has_gallery else ([], [])
@@ -167,6 +182,6 @@ def decide_individuals(queries: Queries, gallery: Gallery, thresholds: Threshold
             "individual_id": absorbed or names[j],
             "kind": "registered" if absorbed else "provisional",
             "score": round(float(to_centre[j]), DECIMALS),
-            "established": MERGED if absorbed else CLUSTER,
+            "established": cluster_established(bool(absorbed), int(cluster_faces[labels[j]]), provisional_min_faces),
         }
     return rows

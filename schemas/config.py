@@ -353,6 +353,15 @@ class IdentityConfig(BaseModel):
         le=2,
         description="A match whose similarity exceeds the runner-up animal's by less than this goes to review.",
     )
+    provisional_min_faces: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description=(
+            "A provisional individual is counted once the identity net has grouped this many faces into it (or a "
+            "keeper confirms it); until then its faces await a sighting in the review queue. 1 counts every one."
+        ),
+    )
     batch_size: int | None = Field(
         default=None, ge=1, le=1024, description="Face crops per forward pass on CUDA; unset: measured on first use."
     )

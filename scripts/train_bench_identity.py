@@ -4,7 +4,8 @@ boxes annotated), the net trained into --home's model store, then measured on tw
 in training. scripts/bench_identity_count.py takes that home as --models-home.
 
     .venv/bin/python scripts/train_bench_identity.py --data /tmp/idnet-data --home /tmp/idnet-home \
-        [--archives 21] [--epochs 45] [--validation-share 0.2] [--test-share 0.15] [--threads 2] [--json out.json]
+        [--archives 21] [--epochs 45] [--input-size 64] [--validation-share 0.2] [--test-share 0.15] [--threads 2] \
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--archives", type=int, default=21)
     parser.add_argument("--epochs", type=int, default=45)
+    parser.add_argument("--input-size", type=int, default=IdentityTrainConfig.model_fields["input_size"].default)
     parser.add_argument("--validation-share", type=float, default=0.2)
     parser.add_argument("--test-share", type=float, default=0.15)
     parser.add_argument("--threads", type=int, default=None)
@@ -72,6 +74,7 @@ def main() -> None:
     faces, archives = write_training_data(args.data, archive_seeds(args.archives))
     train = IdentityTrainConfig(
         epochs=args.epochs,
+        input_size=args.input_size,
         validation_share=args.validation_share,
         test_share=args.test_share,
         threads=args.threads,

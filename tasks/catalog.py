@@ -10,7 +10,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from models.individuals import NEARER_REGISTERED, SAME_EVENT
+from models.individuals import AWAITING_SIGHTING, NEARER_REGISTERED, SAME_EVENT
 from schemas.config import IdentityConfig
 from schemas.home import HomeLayout
 from schemas.review import NO_FACE
@@ -143,14 +143,16 @@ def face_follows(c: str, f: str, face_id: str) -> str:
 
 # A registered match whose margin to the runner-up is below the review margin is no confident identity, nor is a face
 # below the match threshold held because its candidate is matched in the same camera event or resembles it no less
-# than its provisional individual (models/individuals.py): the face stays out of the counts (in face_events) and goes
-# to the review queue's "who is this?" items.
+# than its provisional individual, nor the face of a provisional individual that awaits a second sighting
+# (models/individuals.py): the face stays out of the counts (in face_events) and goes to the review queue's "who is
+# this?" items.
 REVIEW_MARGIN = (
     "coalesce((SELECT value FROM thresholds WHERE name = 'identity.review_margin'), "
     f"{IdentityConfig.model_fields['review_margin'].default})"
 )
-# The identity_matches.established values of a face held for review (named as its candidate, never confident).
-HELD_ESTABLISHED = f"('{SAME_EVENT}', '{NEARER_REGISTERED}')"
+# The identity_matches.established values of a face held for review (named as its registered candidate or as the
+# provisional individual it alone founds, never confident).
+HELD_ESTABLISHED = f"('{SAME_EVENT}', '{NEARER_REGISTERED}', '{AWAITING_SIGHTING}')"
 # The registered animals: named by a drop's animals.csv or by a face (keeper photos, images/<animal_id>/).
 REGISTERED_ANIMALS = """
     SELECT animal_id FROM animal_manifest WHERE animal_id IS NOT NULL

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from models.identity_metrics import camera_events
-from models.individuals import Gallery, Queries, Thresholds, decide_individuals
+from models.individuals import AWAITING_SIGHTING, CLUSTER, Gallery, Queries, Thresholds, decide_individuals
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import ANIMALS_MANIFEST, CORRECTIONS, FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES, MEDIA
@@ -121,7 +121,9 @@ def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dic
     )
     rows = [
         {**row, "model_version": model, "run_id": run_id}
-        for row in decide_individuals(inputs.queries, inputs.gallery, thresholds)
+        for row in decide_individuals(
+            inputs.queries, inputs.gallery, thresholds, settings.identity.provisional_min_faces
+        )
     ]
     changed = not unchanged(home, rows)
     if changed:
@@ -134,5 +136,8 @@ def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dic
         "faces": len(rows),
         "registered": kinds.count("registered"),
         "provisional": kinds.count("provisional"),
-        "provisional_individuals": len({r["individual_id"] for r in rows if r["kind"] == "provisional"}),
+        "provisional_individuals": len(
+            {r["individual_id"] for r in rows if r["kind"] == "provisional" and r["established"] == CLUSTER}
+        ),
+        "awaiting_sighting": sum(r["established"] == AWAITING_SIGHTING for r in rows),
     }

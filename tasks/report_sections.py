@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import quote
 
+from models.individuals import AWAITING_SIGHTING
 from models.statistics import wilson_interval
 from reports.model_cards import card_plots, error_rate_rows, scalar_metrics
 from reports.plots import attention_plot, data_uri, mean_attention, proportion_series_plot, thumbnail_uri
@@ -26,18 +27,20 @@ SELECT animal_id, crop_path FROM faces
 WHERE NOT excluded AND crop_path IS NOT NULL AND animal_id IN {RUN_ANIMALS}
 QUALIFY row_number() OVER (PARTITION BY animal_id ORDER BY quality.sharpness DESC NULLS LAST, face_id) <= $n
 """
-# Individuals seen on the run's camera-trap frames, and faces whose best registered match is too close to its
-# runner-up to count ("who is this?"), lowest margin first.
+# Individuals seen on the run's camera-trap frames, and faces the identity net named but not confidently enough to
+# count ("who is this?": a registered match too close to its runner-up or held for review, or a provisional individual
+# seen once), lowest margin first.
 SIGHTED_SQL = """
 SELECT * FROM individuals WHERE individual_id IN (
     SELECT individual_id FROM face_calls WHERE list_contains(?, drop_id) AND source = 'detector' AND is_face)
 ORDER BY kind DESC, n_sightings DESC, individual_id
 """
 WHO_IS_THIS_SQL = """
-SELECT face_id, drop_id, crop_path, identity_candidates, identity_candidate_scores, identity_margin
+SELECT face_id, drop_id, crop_path, identity_candidates, identity_candidate_scores, identity_margin,
+       individual_machine, identity_established
 FROM face_calls
-WHERE list_contains(?, drop_id) AND individual_id IS NULL AND identity_machine_kind = 'registered' AND is_face
-ORDER BY identity_margin, face_id LIMIT ?
+WHERE list_contains(?, drop_id) AND individual_id IS NULL AND identity_machine_kind IS NOT NULL AND is_face
+ORDER BY identity_margin NULLS FIRST, face_id LIMIT ?
 """
 EVENTS_SQL = "SELECT * FROM face_events WHERE list_contains(?, drop_id) ORDER BY drop_id, camera, started_at"
 SERIES_SQL = """
@@ -112,8 +115,8 @@ def ratio_series(home: HomeLayout) -> str | None:
 
 
 def individuals_section(home: HomeLayout, drop_ids: list[str], review_url: str | None) -> dict[str, Any]:
-    """Individuals seen on the run's camera traps with their best face, and the "who is this?" list of faces whose
-    best registered match is too close to its runner-up, each linked to the review app when configured."""
+    """Individuals seen on the run's camera traps with their best face, and the "who is this?" list of faces named
+    without confidence, each linked to the review app when configured."""
     sighted = query(home, SIGHTED_SQL, [drop_ids]).to_pylist()
     for row in sighted:
         row["thumbnail"] = thumbnail_uri(home.root / row["best_crop_path"]) if row["best_crop_path"] else None
@@ -121,6 +124,7 @@ def individuals_section(home: HomeLayout, drop_ids: list[str], review_url: str |
     for row in unsure:
         row["thumbnail"] = thumbnail_uri(home.root / row["crop_path"]) if row["crop_path"] else None
         row["candidates"] = list(zip(row["identity_candidates"] or [], row["identity_candidate_scores"] or []))
+        row["seen_once"] = row["identity_established"] == AWAITING_SIGHTING
         row["review_url"] = review_link(review_url, "identity", row["drop_id"], row["face_id"])
     return {"individuals": sighted, "who_is_this": unsure}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import duckdb
 
-from models.individuals import SAME_EVENT
+from models.individuals import AWAITING_SIGHTING, SAME_EVENT
 from schemas.review import AUDIT_BUCKETS
 from tasks.catalog import HELD_ESTABLISHED, REVIEW_MARGIN
 
@@ -19,8 +19,9 @@ from tasks.catalog import HELD_ESTABLISHED, REVIEW_MARGIN
 # (at most 0.5, doubled). Encounters: nearness of the calibrated P(success) to 0.5 (the abstain band is its middle).
 # Frames: images where the detector found nothing on a camera that usually yields faces, at half the camera's faces
 # per frame (capped at 0.5). Identity: a registered match by how close its runner-up is (margin 0 counts fully, twice
-# the review margin or more not at all); a provisional individual once, on its best face (by drop and face id), at
-# 0.5 (a person confirms every new individual).
+# the review margin or more not at all), a held face (models/individuals.py) fully; a provisional individual once, on
+# its best face (by drop and face id), at 0.5 (a person confirms every new individual), fully while it awaits a second
+# sighting (it is left out of the counts until then).
 REVIEW_ITEMS_SQL = """
     CREATE OR REPLACE TABLE review_items AS
     WITH camera_yield AS (
@@ -83,7 +84,10 @@ REVIEW_ITEMS_SQL = """
                CASE WHEN c.identity_established IN $held THEN 1.0
                     WHEN c.identity_machine_kind = 'registered'
                     THEN 1 - least(1.0, coalesce(c.identity_margin, 0) / (2 * $review_margin)) ELSE 0.5 END,
-               CASE WHEN c.identity_established IN $held
+               CASE WHEN c.identity_established = '$awaiting'
+                    THEN 'seen once and like no registered animal: a new individual (' || c.individual_machine
+                         || '), counted once it is seen again or you confirm it?'
+                    WHEN c.identity_established IN $held
                     THEN 'below the match threshold (' || printf('%.3f', c.identity_score) || '), but '
                          || CASE c.identity_established WHEN '$same_event'
                                  THEN c.individual_machine || ' is matched in the same camera event'
@@ -110,5 +114,6 @@ def write_review_items(con: duckdb.DuckDBPyConnection, frame_min_yield: float) -
     """(Re)write the review_items table from the refreshed views; its name."""
     sql = REVIEW_ITEMS_SQL.replace("$review_margin", REVIEW_MARGIN)  # the thresholds table's value, in SQL
     sql = sql.replace("$held", HELD_ESTABLISHED).replace("$same_event", SAME_EVENT)
+    sql = sql.replace("$awaiting", AWAITING_SIGHTING)
     con.execute(sql, {"frame_min_yield": frame_min_yield, "buckets": AUDIT_BUCKETS})
     return "review_items"

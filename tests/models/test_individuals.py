@@ -1,12 +1,14 @@
 """Who each face is (models/individuals.py): a face below the match threshold whose best candidate is matched in
 another frame of the same camera event, or resembles it no less than the provisional individual it would join, is held
-for review, not made part of a provisional individual."""
+for review, not made part of a provisional individual; a provisional individual of fewer faces than the minimum awaits a
+second sighting."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from models.individuals import (
+    AWAITING_SIGHTING,
     CLUSTER,
     GALLERY_MATCH,
     NEARER_REGISTERED,
@@ -114,3 +116,24 @@ def test_a_face_no_nearer_the_new_individual_it_would_join_than_a_registered_ani
         (new_id, "provisional", CLUSTER),
     ]
     assert rows[2]["score"] < THRESHOLDS.match, "held, named as its candidate, at its gallery score"
+
+
+def test_a_new_individual_of_one_face_awaits_a_second_sighting_and_counts_once_seen_again() -> None:
+    lone = [CLEAR_A01, unit(0, 0, 0, 1)]
+    rows = decide_individuals(queries(lone, ["m0", "m1"], ["e1", "e2"]), GALLERY, THRESHOLDS, provisional_min_faces=2)
+    new_id = rows[1]["individual_id"]
+    assert calls(rows) == [("A01", "registered", GALLERY_MATCH), (new_id, "provisional", AWAITING_SIGHTING)]
+    assert new_id.startswith("P-")
+    seen_again = queries([*lone, unit(0, 0, 0, 1, 0.1)], ["m0", "m1", "m2"], ["e1", "e2", "e3"])
+    rows = decide_individuals(seen_again, GALLERY, THRESHOLDS, provisional_min_faces=2)
+    assert calls(rows)[1:] == [(new_id, "provisional", CLUSTER)] * 2, "the same id, now counted"
+
+
+def test_the_minimum_counts_faces_of_the_individual_and_one_counts_every_new_individual() -> None:
+    pair, lone = [unit(0, 0, 0, 1), unit(0, 0, 0, 1, 0.1)], [unit(0, 0, 0, 0, 0, 1)]
+    faces = queries([*pair, *lone], ["m0", "m1", "m2"], None)
+    three = decide_individuals(faces, GALLERY, THRESHOLDS, provisional_min_faces=3)
+    assert [r["established"] for r in three] == [AWAITING_SIGHTING] * 3
+    two = decide_individuals(faces, GALLERY, THRESHOLDS, provisional_min_faces=2)
+    assert [r["established"] for r in two] == [CLUSTER, CLUSTER, AWAITING_SIGHTING]
+    assert [r["established"] for r in decide_individuals(faces, GALLERY, THRESHOLDS)] == [CLUSTER] * 3

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas.config import Settings
+from schemas.config import IdentityConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACE_EMBEDDINGS, FACES, GENDER_PREDICTIONS, IDENTITY_MATCHES, MEDIA
 from tasks.catalog import query, refresh_views
@@ -86,9 +86,9 @@ def home(tmp_path: Path) -> HomeLayout:
     return home
 
 
-def assign(home: HomeLayout, run_id: str = "r2") -> dict:
+def assign(home: HomeLayout, run_id: str = "r2", settings: Settings | None = None) -> dict:
     """Assign individuals and rebuild the catalog, as a nightly run does."""
-    result = assign_individuals(home, Settings(), run_id)
+    result = assign_individuals(home, settings or Settings(), run_id)
     refresh_views(home, Settings().view_thresholds())
     return result
 
@@ -230,7 +230,8 @@ def test_a_face_no_nearer_its_new_individual_than_a_registered_animal_is_held_ou
     rows = read_table(home, FACE_EMBEDDINGS).to_pylist()
     rows = [{**r, "embedding": unit(1, 0, 0.95, 0, 1)} if r["face_id"] == between else r for r in rows]
     write_rows(home, FACE_EMBEDDINGS, DROP, "identify", rows)  # 0.587 to A01, 0.557 to IMG_0003's individual
-    result = assign(home)
+    counting_lone_faces = Settings(identity=IdentityConfig(provisional_min_faces=1))  # IMG_0003 is left alone
+    result = assign(home, settings=counting_lone_faces)
     assert result["provisional_individuals"] == 1
     held = query(home, "SELECT * FROM face_calls WHERE face_id = ?", [between]).to_pylist()[0]
     assert (held["individual_id"], held["individual_machine"], held["identity_established"]) == (
@@ -243,3 +244,35 @@ def test_a_face_no_nearer_its_new_individual_than_a_registered_animal_is_held_ou
     assert animals == [1], "the held face did not join the new individual"
     reasons = query(home, "SELECT reason FROM review_items WHERE key = ?", [f"identity:{DROP}:{between}"])
     assert "no nearer the new individual" in reasons.column("reason")[0].as_py()
+
+
+def test_a_new_individual_seen_once_is_asked_about_and_counted_once_a_keeper_confirms_it(home: HomeLayout) -> None:
+    from tasks.report_sections import individuals_section
+
+    rows = read_table(home, FACE_EMBEDDINGS).to_pylist()
+    lone, moved = face_id_of("cam01/IMG_0003.JPG"), face_id_of("cam01/IMG_0004.JPG")
+    rows = [{**r, "embedding": unit(1, 0, 0.1, 0.1)} if r["face_id"] == moved else r for r in rows]  # now clearly A01
+    write_rows(home, FACE_EMBEDDINGS, DROP, "identify", rows)
+    result = assign(home)
+    assert (result["provisional_individuals"], result["awaiting_sighting"]) == (0, 1)
+    waiting = query(home, "SELECT * FROM face_calls WHERE face_id = ?", [lone]).to_pylist()[0]
+    assert waiting["individual_id"] is None and waiting["individual_machine"].startswith("P-")
+    assert waiting["identity_established"] == "awaiting_sighting"
+    counted = query(home, "SELECT animal_id FROM animals ORDER BY animal_id").column("animal_id").to_pylist()
+    assert counted == ["A01", "A02"], "a face seen once founds no counted individual"
+    events = query(home, "SELECT n_faces FROM face_events").column("n_faces").to_pylist()
+    assert sum(events) == 2, "the lone face and the near tie wait in face_events"
+    reason = query(home, "SELECT reason FROM review_items WHERE key = ?", [f"identity:{DROP}:{lone}"])
+    assert "seen once" in reason.column("reason")[0].as_py()
+    listed = {row["face_id"]: row for row in individuals_section(home, [DROP], None)["who_is_this"]}
+    assert listed[lone]["seen_once"] and not listed[face_id_of("cam01/IMG_0005.JPG")]["seen_once"]
+
+    record_review(home, f"identity:{DROP}:{lone}", "w", "kim", TIMING, "2026-12-02", 0.05)
+    confirmed = identity_of(home, "cam01/IMG_0003.JPG")
+    assert (confirmed["individual_id"], confirmed["identity_kind"], confirmed["identity_source"]) == (
+        waiting["individual_machine"],
+        "provisional",
+        "human",
+    ), "the keeper's new individual is the id the machine gave it"
+    counted = query(home, "SELECT animal_id FROM animals ORDER BY animal_id").column("animal_id").to_pylist()
+    assert counted == ["A01", "A02", waiting["individual_machine"]]
