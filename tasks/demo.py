@@ -189,18 +189,27 @@ def prepare_demo(settings: Settings, user_config: Path | None, seed: int, animal
     return DemoPlan(drop, traps_night, config, [note for note in notes if note])
 
 
-def true_male_share(drop: Path) -> tuple[int, int]:
-    """Males and animals in the sample drop's ground truth (truth/animals.csv)."""
-    with (drop / "truth" / "animals.csv").open(newline="", encoding="utf-8") as handle:
-        sexes = [row["sex"] for row in csv.DictReader(handle)]
-    return sexes.count("male"), len(sexes)
+def true_male_share(drops: list[Path]) -> tuple[int, int]:
+    """Males and animals the catalog should count over sample drops, each animal once: a drop's animals
+    (truth/animals.csv), or on a camera-trap night only those its frames show (truth/individuals.csv)."""
+    sexes: dict[str, str] = {}
+    for drop in drops:
+        with (drop / "truth" / "animals.csv").open(newline="", encoding="utf-8") as handle:
+            animals = {row["animal_id"]: row["sex"] for row in csv.DictReader(handle)}
+        seen = drop / "truth" / "individuals.csv"
+        if seen.exists():
+            with seen.open(newline="", encoding="utf-8") as handle:
+                animals = {row["animal_id"]: animals[row["animal_id"]] for row in csv.DictReader(handle)}
+        sexes.update(animals)
+    return list(sexes.values()).count("male"), len(sexes)
 
 
-def gender_truth_check(home: HomeLayout, drop: Path) -> str:
-    """One sentence comparing the catalog's corrected male share (overall) with the sample drop's true share."""
-    males, animals = true_male_share(drop)
+def gender_truth_check(home: HomeLayout, drops: list[Path]) -> str:
+    """One sentence comparing the catalog's corrected male share (overall) with the true share of the animals the
+    sample drops show (the registered ones and those only the camera traps saw)."""
+    males, animals = true_male_share(drops)
     rows = query(home, OVERALL_RATIO_SQL, ["overall"]).to_pylist()
-    truth = f"the sample drop's true male share is {males}/{animals} = {males / animals:.2f}"
+    truth = f"the {animals} animals of the sample drops have a true male share of {males}/{animals} = {males / animals:.2f}"
     if not rows or rows[0]["corrected"] is None:
         return (
             f"gender ratio check: {truth}; the report has no corrected share "

@@ -77,7 +77,8 @@ def test_demo_prints_the_report_path_and_says_truly_whether_the_corrected_interv
     home, output = demo_run
     report = report_of(output)
     assert report.is_file() and report.is_relative_to(home)
-    males, animals = true_male_share(home / "inbox" / "sample-seed0-12")
+    males, animals = true_male_share([home / "inbox" / "sample-seed0-12", home / "inbox" / "sample-seed0-12-night1"])
+    assert animals > 12, "the camera night's never-registered animals are counted too"
     overall = query(HomeLayout(home), "SELECT * FROM gender_ratio WHERE level = 'overall'").to_pylist()[0]
     assert overall["corrected"] is not None
     assert 0 <= overall["corrected_ci_low"] <= overall["corrected"] <= overall["corrected_ci_high"] <= 1

@@ -92,7 +92,7 @@ def demo(
         server.join()
     drops = [str(plan.drop), str(plan.traps_night)]
     summary = run_nightly(drops, settings_or_exit(settings.home, plan.config), plan.config)
-    out.print(gender_truth_check(HomeLayout(settings.home), plan.drop), highlight=False)
+    out.print(gender_truth_check(HomeLayout(settings.home), [plan.drop, plan.traps_night]), highlight=False)
     out.print(individuals_check(HomeLayout(settings.home), plan.traps_night, plan.traps_night.name), highlight=False)
     print_summary(summary)
 
