@@ -227,8 +227,7 @@ FACE_CALLS_VIEW = f"""
                     WHEN p.confident THEN 'machine' END AS identity_source
         FROM predicted p
         LEFT JOIN matched i ON i.drop_id = p.drop_id AND i.face_id = p.face_id AND i.field = 'identity'
-    ),
-    registered AS (SELECT animal_id FROM registered_animals)
+    )
     SELECT p.face_id, p.media_id, p.drop_id, p.animal_id, p.source, p.bbox_x, p.bbox_y, p.bbox_w, p.bbox_h,
            p.crop_path, p.gradcam_path, p.detector, p.p_male, p.label AS sex_machine, p.model_version,
            n.human_value IS DISTINCT FROM 'false' AS is_face,
@@ -239,8 +238,7 @@ FACE_CALLS_VIEW = f"""
            n.human_value IS NOT NULL OR s.human_value IS NOT NULL AS reviewed,
            coalesce(s.reviewer, n.reviewer) AS reviewer, coalesce(s.created_at, n.created_at) AS reviewed_at,
            d.individual_id,
-           CASE WHEN d.individual_id IS NULL THEN NULL
-                WHEN d.individual_id IN (SELECT animal_id FROM registered) THEN 'registered'
+           CASE WHEN d.individual_id IS NULL THEN NULL WHEN k.animal_id IS NOT NULL THEN 'registered'
                 ELSE 'provisional' END AS identity_kind,
            d.identity_source, d.established AS identity_established, d.individual_machine,
            d.kind AS identity_machine_kind, d.score AS identity_score, d.margin AS identity_margin,
@@ -250,7 +248,7 @@ FACE_CALLS_VIEW = f"""
     LEFT JOIN matched s ON s.drop_id = p.drop_id AND s.face_id = p.face_id AND s.field = 'sex'
     LEFT JOIN matched n ON n.drop_id = p.drop_id AND n.face_id = p.face_id AND n.field = 'is_face'
     LEFT JOIN identified d ON d.drop_id = p.drop_id AND d.face_id = p.face_id
-    LEFT JOIN registered_animals k ON k.animal_id = coalesce(d.individual_id, p.animal_id)
+    LEFT JOIN registered_animals k ON k.animal_id = coalesce(d.individual_id, p.animal_id)  -- sex and identity kind
 """
 
 ANIMALS_VIEW = f"""
