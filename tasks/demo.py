@@ -209,7 +209,9 @@ def gender_truth_check(home: HomeLayout, drops: list[Path]) -> str:
     sample drops show (the registered ones and those only the camera traps saw)."""
     males, animals = true_male_share(drops)
     rows = query(home, OVERALL_RATIO_SQL, ["overall"]).to_pylist()
-    truth = f"the {animals} animals of the sample drops have a true male share of {males}/{animals} = {males / animals:.2f}"
+    truth = (
+        f"the {animals} animals of the sample drops have a true male share of {males}/{animals} = {males / animals:.2f}"
+    )
     if not rows or rows[0]["corrected"] is None:
         return (
             f"gender ratio check: {truth}; the report has no corrected share "
