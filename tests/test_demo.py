@@ -72,8 +72,9 @@ def test_demo_prints_the_report_path_and_says_truly_whether_the_corrected_interv
     demo_run,
 ) -> None:
     """One demo drop is one draw: a 95% interval misses the truth now and then, and the demo's nets (trained on the
-    CPU in front of it) differ by machine; it covered on a Zen 5 (0.28-0.69) and missed by 0.01 on an Intel Xeon with
-    AMX (0.34-0.75). Coverage itself is measured over many drops (tests/flows/test_simulate_cli.py)."""
+    CPU in front of it) differ by machine. The truth is the share of every animal both drops show (the overall share
+    counts the camera night's animals too); against it the interval held on an Intel Xeon with AMX (0.24-0.67 around
+    5/16). Coverage itself is measured over many drops (tests/flows/test_simulate_cli.py)."""
     home, output = demo_run
     report = report_of(output)
     assert report.is_file() and report.is_relative_to(home)
