@@ -320,12 +320,13 @@ def clear_drop(home: HomeLayout, drop_id: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def sweep_temp_files(home: HomeLayout) -> int:
-    """Delete temp files left by a killed run and return how many there were."""
+def sweep_temp_files(home: HomeLayout, folders: Sequence[Path] = ()) -> int:
+    """Delete temp files a killed run left in the lake and in `folders`, and return how many there were."""
     count = 0
-    for temp in home.lake.rglob(f"{TEMP_PREFIX}*.partial") if home.lake.exists() else []:
-        temp.unlink(missing_ok=True)
-        count += 1
+    for folder in (home.lake, *folders):
+        for temp in folder.rglob(f"{TEMP_PREFIX}*.partial") if folder.exists() else []:
+            temp.unlink(missing_ok=True)
+            count += 1
     return count
 
 

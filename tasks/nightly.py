@@ -26,10 +26,17 @@ from tasks.discover import drop_id_of, list_inbox_drops, settle_remaining, walk_
 from tasks.execution import resolve_execution
 from tasks.home_version import open_home_for_writing
 from tasks.ingest import DropResult, drop_fingerprint, ingest_drop_dir
-from tasks.lake import read_marker, sweep_temp_files, writer_lock
+from tasks.lake import read_marker, writer_lock
 from tasks.progress import progress_wanted, stage_progress
 from tasks.report import write_run_report
-from tasks.runs import load_run_settings, mark_abandoned_runs, new_run_id, record_run, save_run_config
+from tasks.runs import (
+    load_run_settings,
+    mark_abandoned_runs,
+    new_run_id,
+    record_run,
+    save_run_config,
+    sweep_killed_writes,
+)
 from tasks.stage_registry import STAGES
 from tasks.stages import is_current, run_on_drop
 
@@ -56,7 +63,7 @@ def start_run(home: str, config_file: str | None) -> str:
     """Create the run id, save the resolved config and record the run as running."""
     layout = HomeLayout(Path(home))
     settings = load_settings(Path(config_file) if config_file else None, home=home)
-    swept = sweep_temp_files(layout)
+    swept = sweep_killed_writes(layout)
     abandoned = mark_abandoned_runs(layout)
     started = datetime.now(UTC)
     run_id = new_run_id(started)

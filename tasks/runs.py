@@ -14,7 +14,7 @@ import tomli_w
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import RUNS
-from tasks.lake import read_part, read_table, write_bytes_atomic, write_rows
+from tasks.lake import read_part, read_table, sweep_temp_files, write_bytes_atomic, write_rows
 
 CONFIG_FILE = "config.toml"
 
@@ -92,6 +92,13 @@ def recorded_execution(home: HomeLayout, run_id: str) -> dict[str, str]:
         return {}
     rows = read_part(part, RUNS, ["execution"]).to_pylist()
     return dict(rows[0]["execution"] or []) if rows else {}
+
+
+def sweep_killed_writes(home: HomeLayout) -> int:
+    """Delete the temp files a killed run left (in the lake, run folders and the recorded runs' report folders; a
+    period report, which a command may be writing beside a run, is left alone) and return how many there were."""
+    run_ids = [row["run_id"] for row in read_table(home, RUNS).to_pylist()]
+    return sweep_temp_files(home, [home.runs, *(home.report_dir(run_id) for run_id in run_ids)])
 
 
 def mark_abandoned_runs(home: HomeLayout) -> list[str]:
