@@ -57,18 +57,12 @@ class Gallery:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The identity model card's open-set match threshold and provisional clustering threshold (cosine), and the
-    score from which a face below the match threshold is held for review when its best candidate is matched in the
-    same camera event (None: the cluster threshold, the card's same-animal pair threshold)."""
+    """The identity model card's open-set match threshold and provisional clustering threshold (cosine); the
+    clustering threshold is also the score from which a face below the match threshold is held for review when its
+    best candidate is matched in the same camera event (the card's same-animal pair threshold)."""
 
     match: float
     cluster: float
-    same_event: float | None = None
-
-    @property
-    def same_event_floor(self) -> float:
-        """The score from which a same-event candidate is held for review."""
-        return self.cluster if self.same_event is None else self.same_event
 
 
 def candidate_lists(ids: np.ndarray, scores: np.ndarray, row: int) -> tuple[list[str], list[float]]:
@@ -124,7 +118,7 @@ def decide_individuals(
     has_gallery = len(gallery.animal_ids) > 0
     matched = np.asarray(matches.best_score >= thresholds.match) if has_gallery else np.zeros(n, dtype=bool)
     held = (
-        same_event_candidates(matches.best_id, matches.best_score, matched, queries, thresholds.same_event_floor)
+        same_event_candidates(matches.best_id, matches.best_score, matched, queries, thresholds.cluster)
         if has_gallery
         else np.zeros(n, dtype=bool)
     )

@@ -113,12 +113,7 @@ def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dic
         return {"status": "no_model", "message": f"no identity model '{settings.identity.model}' is stored"}
     model = model_label(card)
     inputs = read_identity_inputs(home, model, settings.gender.event_gap_s)
-    same_event = card.get("same_event_threshold")  # older cards: the cluster threshold (Thresholds' fallback)
-    thresholds = Thresholds(
-        float(card["match_threshold"]),
-        float(card["cluster_threshold"]),
-        None if same_event is None else float(same_event),
-    )
+    thresholds = Thresholds(float(card["match_threshold"]), float(card["cluster_threshold"]))
     rows = [
         {**row, "model_version": model, "run_id": run_id}
         for row in decide_individuals(

@@ -78,10 +78,8 @@ def test_a_face_below_the_floor_or_naming_another_animal_is_not_held() -> None:
     assert [c[1:] for c in calls(rows)[1:]] == [("provisional", CLUSTER), ("provisional", CLUSTER)]
 
 
-def test_the_floor_is_the_cluster_threshold_unless_the_card_names_one() -> None:
-    assert Thresholds(0.8, 0.5).same_event_floor == 0.5
-    strict = Thresholds(0.8, 0.5, same_event=0.78)
-    assert strict.same_event_floor == 0.78
+def test_the_floor_is_the_cluster_threshold() -> None:
+    strict = Thresholds(0.8, 0.78)
     rows = decide_individuals(queries([CLEAR_A01, POOR_A01], ["m0", "m1"], ["e", "e"]), GALLERY, strict)
     assert calls(rows)[1][1:] == ("provisional", CLUSTER), "0.74 is below a floor of 0.78"
 
