@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas.config import IdentityConfig, Settings
+from schemas.config import GenderConfig, IdentityConfig, Settings
 from schemas.home import HomeLayout
 from schemas.tables import FACE_EMBEDDINGS, FACES, GENDER_PREDICTIONS, IDENTITY_MATCHES, MEDIA
 from tasks.catalog import query, refresh_views
@@ -200,7 +200,7 @@ def test_the_queue_asks_once_about_a_new_individual_and_shows_the_frame_of_its_f
 
 def test_a_poor_face_of_an_animal_matched_in_the_same_event_is_held_out_of_the_counts(home: HomeLayout) -> None:
     card_path = next(home.model_dir("identity", IDENTITY).glob("v*/model_card.json"))
-    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "same_event_threshold": 0.3}))
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "cluster_threshold": 0.3}))
     rows = read_table(home, FACE_EMBEDDINGS).to_pylist()
     poor = face_id_of("cam01/IMG_0002.JPG")  # a minute after IMG_0001, which matches A01: one camera event
     rows = [{**r, "embedding": unit(1, 0, 1.5)} if r["face_id"] == poor else r for r in rows]  # 0.55 to A01
@@ -224,14 +224,16 @@ def test_a_face_no_nearer_its_new_individual_than_a_registered_animal_is_held_ou
     home: HomeLayout,
 ) -> None:
     card_path = next(home.model_dir("identity", IDENTITY).glob("v*/model_card.json"))
-    card = {**json.loads(card_path.read_text()), "cluster_threshold": 0.3, "same_event_threshold": 0.59}
-    card_path.write_text(json.dumps(card))  # same_event_threshold above the face's 0.587, so only this rule holds it
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "cluster_threshold": 0.3}))
     between = face_id_of("cam01/IMG_0004.JPG")
     rows = read_table(home, FACE_EMBEDDINGS).to_pylist()
     rows = [{**r, "embedding": unit(1, 0, 0.95, 0, 1)} if r["face_id"] == between else r for r in rows]
     write_rows(home, FACE_EMBEDDINGS, DROP, "identify", rows)  # 0.587 to A01, 0.557 to IMG_0003's individual
-    counting_lone_faces = Settings(identity=IdentityConfig(provisional_min_faces=1))  # IMG_0003 is left alone
-    result = assign(home, settings=counting_lone_faces)
+    # IMG_0003 is left alone; a second-long event gap puts no other frame in its event, so only this rule holds it
+    lone_faces_in_lone_events = Settings(
+        identity=IdentityConfig(provisional_min_faces=1), gender=GenderConfig(event_gap_s=1.0)
+    )
+    result = assign(home, settings=lone_faces_in_lone_events)
     assert result["provisional_individuals"] == 1
     held = query(home, "SELECT * FROM face_calls WHERE face_id = ?", [between]).to_pylist()[0]
     assert (held["individual_id"], held["individual_machine"], held["identity_established"]) == (
