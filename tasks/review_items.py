@@ -37,10 +37,9 @@ REVIEW_ITEMS_SQL = """
         SELECT animal_id, min_by(crop_path, (-abs(p_male - 0.5), face_id), 4) AS crops
         FROM face_calls WHERE animal_id IS NOT NULL AND is_face AND crop_path IS NOT NULL GROUP BY animal_id
     ), identity_faces AS (
-        SELECT * FROM face_calls WHERE is_face AND identity_machine_kind = 'registered'
-        UNION ALL
-        SELECT * FROM face_calls WHERE is_face AND identity_machine_kind = 'provisional'
-        QUALIFY row_number() OVER (PARTITION BY individual_machine
+        SELECT * FROM face_calls WHERE is_face AND identity_machine_kind IN ('registered', 'provisional')
+        QUALIFY identity_machine_kind = 'registered'
+             OR row_number() OVER (PARTITION BY individual_machine
                                    ORDER BY identity_score DESC, drop_id DESC, face_id DESC) = 1
     ), items AS (
         SELECT 'face' AS kind, c.drop_id, c.face_id AS target_id, 1 - 2 * abs(c.p_male - 0.5) AS value,
