@@ -4,7 +4,6 @@ demo's trained models, and what the report said about each drop's male share (`b
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ from models.coverage import DropCoverage
 from schemas.home import HomeLayout
 from tasks.catalog import query
 from tasks.demo import OVERALL_RATIO_SQL, ensure_sample_drop
+from tasks.sample_drop import read_truth_sexes
 
 COVERAGE_FOLDER = "coverage"
 DROP_SEED_OFFSET = 5000  # far from the seeds the demo's models were trained on (drop, +1000 archive, +2000 studbook)
@@ -66,15 +66,9 @@ def coverage_drop(base: HomeLayout, index: int, seed: int, animals: int, ready_m
     return path
 
 
-def true_sexes(drop: Path) -> dict[str, str]:
-    """Each animal's true sex from the generated drop's truth/animals.csv."""
-    with (drop / "truth" / "animals.csv").open(newline="", encoding="utf-8") as handle:
-        return {row["animal_id"]: row["sex"] for row in csv.DictReader(handle)}
-
-
 def drop_coverage(home: HomeLayout, drop: Path) -> DropCoverage:
     """What the report of a home holding one drop says about its male share, beside that drop's truth."""
-    truth = true_sexes(drop)
+    truth = read_truth_sexes(drop)
     animals = query(home, ANIMALS_SQL).to_pylist()
     counted = [a["animal_id"] for a in animals if a["sex"] in ("male", "female")]
     detected = [a["animal_id"] for a in animals if (a["n_faces"] or 0) > 0]

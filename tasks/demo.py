@@ -5,7 +5,6 @@ small CGANet trained on the drop's labelled encounters, and the config."""
 
 from __future__ import annotations
 
-import csv
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from tasks.identity_training import train_identity
 from tasks.lake import write_bytes_atomic
 from tasks.mating_training import ensure_demo_mating_model
 from tasks.model_store import versions
-from tasks.sample_drop import write_keeper_archive, write_sample_drop
+from tasks.sample_drop import read_truth_individuals, read_truth_sexes, write_keeper_archive, write_sample_drop
 
 DEMO_DETECTOR = "mtcnn-panda"
 ARCHIVE_SEED_OFFSET = 1000
@@ -194,13 +193,9 @@ def true_male_share(drops: list[Path]) -> tuple[int, int]:
     (truth/animals.csv), or on a camera-trap night only those its frames show (truth/individuals.csv)."""
     sexes: dict[str, str] = {}
     for drop in drops:
-        with (drop / "truth" / "animals.csv").open(newline="", encoding="utf-8") as handle:
-            animals = {row["animal_id"]: row["sex"] for row in csv.DictReader(handle)}
-        seen = drop / "truth" / "individuals.csv"
-        if seen.exists():
-            with seen.open(newline="", encoding="utf-8") as handle:
-                animals = {row["animal_id"]: animals[row["animal_id"]] for row in csv.DictReader(handle)}
-        sexes.update(animals)
+        animals = read_truth_sexes(drop)
+        seen = read_truth_individuals(drop)
+        sexes.update(animals if seen is None else {animal: animals[animal] for animal in seen})
     return list(sexes.values()).count("male"), len(sexes)
 
 
@@ -230,9 +225,11 @@ def gender_truth_check(home: HomeLayout, drops: list[Path]) -> str:
 
 def true_individuals(drop: Path) -> tuple[int, int]:
     """Registered and never-registered animals a sample night's frames show (truth/individuals.csv)."""
-    with (drop / "truth" / "individuals.csv").open(newline="", encoding="utf-8") as handle:
-        registered = [row["registered"] for row in csv.DictReader(handle)]
-    return registered.count("true"), registered.count("false")
+    shown = read_truth_individuals(drop)
+    if shown is None:
+        raise ValueError(f"{drop} has no truth/individuals.csv: it is not a camera-trap night of a sample population")
+    registered = list(shown.values())
+    return registered.count(True), registered.count(False)
 
 
 def individuals_check(home: HomeLayout, drop: Path, drop_id: str) -> str:

@@ -282,6 +282,25 @@ def write_encounter_truth(truth: Path, plan: DropPlan) -> None:
     )
 
 
+def read_truth_csv(drop: Path, name: str) -> list[dict[str, str]]:
+    """The rows of one CSV file of a sample drop's truth/ folder."""
+    with (Path(drop) / "truth" / name).open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_truth_sexes(drop: Path) -> dict[str, str]:
+    """Each animal's true sex (truth/animals.csv)."""
+    return {row["animal_id"]: row["sex"] for row in read_truth_csv(drop, "animals.csv")}
+
+
+def read_truth_individuals(drop: Path) -> dict[str, bool] | None:
+    """The animals a camera-trap night's frames show, each with whether it is registered (truth/individuals.csv);
+    None for a drop without that file (a drop of the registered animals only)."""
+    if not (Path(drop) / "truth" / "individuals.csv").exists():
+        return None
+    return {row["animal_id"]: row["registered"] == "true" for row in read_truth_csv(drop, "individuals.csv")}
+
+
 def read_truth_faces(drop: Path) -> tuple[TruthFace, ...]:
     """A sample drop's annotated camera-trap faces with their animal ids, from its truth/ folder."""
     truth = Path(drop) / "truth"

@@ -22,7 +22,7 @@ from models.synthetic.audio import SAMPLE_RATE, encounter_audio
 from models.synthetic.drop_files import SampleDropSummary
 from models.synthetic.keeper_photos import keeper_photo
 from models.synthetic.plan import DropPlan, plan_drop
-from tasks.sample_drop import read_truth_faces, write_sample_drop
+from tasks.sample_drop import read_truth_faces, read_truth_individuals, read_truth_sexes, write_sample_drop
 from tests.drop_fingerprint import REFERENCE, drop_fingerprint, fingerprint_differences
 
 RAVEN_HEADER = "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)"
@@ -463,6 +463,26 @@ def test_truth_faces_are_read_back_with_their_animals(nights: dict[str, SampleDr
     assert all(f.path.split("/")[1] == f.camera_id for f in faces)
     taken = {row["path"]: row["captured_at"] for row in read_csv(root / "truth" / "frames.csv")[1]}
     assert all(f.captured_at.isoformat() == taken[f.path] for f in faces)
+
+
+def test_truth_sexes_and_individuals_are_read_back(drop: Path, nights: dict[str, SampleDropSummary]) -> None:
+    from tasks.demo import true_individuals, true_male_share
+
+    night1 = nights["night1"].root
+    sexes = read_truth_sexes(night1)
+    assert sorted(sexes) == [*(f"A0{k}" for k in range(1, 5)), *(f"W0{k}" for k in range(1, 4))]
+    assert set(sexes.values()) == {"male", "female"}
+    shown = read_truth_individuals(night1)
+    _, individuals = read_csv(night1 / "truth" / "individuals.csv")
+    assert shown == {row["animal_id"]: row["registered"] == "true" for row in individuals} and shown
+    assert read_truth_individuals(drop) is None, "a drop of registered animals only has no individuals.csv"
+    assert true_individuals(night1) == (sum(shown.values()), len(shown) - sum(shown.values()))
+    with pytest.raises(ValueError, match="not a camera-trap night"):
+        true_individuals(drop)
+    males, animals = true_male_share([drop, night1])  # every animal of the first, those the night's frames show
+    expected = read_truth_sexes(drop) | {animal: sexes[animal] for animal in shown}
+    assert len(expected) < len(read_truth_sexes(drop)) + len(shown), "the drops share animals, counted once"
+    assert (males, animals) == (list(expected.values()).count("male"), len(expected))
 
 
 def test_nights_are_distinct_drops_of_one_deployment(nights: dict[str, SampleDropSummary]) -> None:
