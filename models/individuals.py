@@ -6,7 +6,9 @@ event, or when that candidate resembles it at least as much as the provisional i
 the candidate but not confident, so it neither joins nor founds a provisional individual, nor counts. A provisional
 individual of fewer faces than the configured minimum awaits a second sighting: one outlier face of a known animal
 founds such an individual far more often than a new animal passes a camera once (PERFORMANCE.md, session 20), so it
-is held, not counted, until it is seen again or a person confirms it."""
+is held, not counted, until it is seen again or a person confirms it. Such a face that scores at least the cluster
+threshold against a registered animal which no confident face of its night shows is that animal's sole candidate:
+counted as it (so a known animal seen once that night is not lost from the night's count) and asked about first."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ MERGED = "merged_by_match"
 SAME_EVENT = "same_event_candidate"  # below the match threshold, its candidate matched in the same event: unsure
 NEARER_REGISTERED = "nearer_registered"  # below the match threshold, but no nearer the cluster it would join: unsure
 AWAITING_SIGHTING = "awaiting_sighting"  # a provisional individual of too few faces: counted once seen again
+SOLE_CANDIDATE = "sole_candidate"  # seen once, like a registered animal its night shows no other face of: counted as it
+CONFIDENT_REGISTERED = (GALLERY_MATCH, MERGED)  # how a registered call is established when it counts without doubt
 
 
 @dataclass(frozen=True)
@@ -105,12 +109,28 @@ def cluster_established(absorbed: bool, n_faces: int, min_faces: int) -> str:
     return AWAITING_SIGHTING if n_faces < min_faces else CLUSTER
 
 
+def sole_candidates(rows: list[dict[str, Any]], floor: float) -> list[int]:
+    """The rows awaiting a sighting whose best registered candidate scores at least `floor` and is named by no
+    confident face of the same drop (nor by a better-scoring such row): most likely that animal's only face of the
+    night, so it is counted as it rather than not at all."""
+    shown = {(r["drop_id"], r["individual_id"]) for r in rows if r["established"] in CONFIDENT_REGISTERED}
+    waiting = [i for i, r in enumerate(rows) if r["established"] == AWAITING_SIGHTING and r["candidates"]]
+    chosen = []
+    for i in sorted(waiting, key=lambda i: (-rows[i]["candidate_scores"][0], rows[i]["face_id"])):
+        key = (rows[i]["drop_id"], rows[i]["candidates"][0])
+        if rows[i]["candidate_scores"][0] >= floor and key not in shown:
+            shown.add(key)
+            chosen.append(i)
+    return chosen
+
+
 def decide_individuals(
     queries: Queries, gallery: Gallery, thresholds: Thresholds, provisional_min_faces: int = 1
 ) -> list[dict[str, Any]]:
     """One identity_matches row (without model version and run) per query face: registered when its best gallery
     match reaches the match threshold, else provisional (merged into a registered animal when its cluster's centre
-    matches one; awaiting a sighting while its cluster has fewer than provisional_min_faces faces)."""
+    matches one; awaiting a sighting while its cluster has fewer than provisional_min_faces faces, unless it is its
+    drop's sole candidate for a registered animal at the cluster threshold or more)."""
     n = len(queries.face_ids)
     if n == 0:
         return []
@@ -177,5 +197,12 @@ def decide_individuals(
             "kind": "registered" if absorbed else "provisional",
             "score": round(float(to_centre[j]), DECIMALS),
             "established": cluster_established(bool(absorbed), int(cluster_faces[labels[j]]), provisional_min_faces),
+        }
+    for i in sole_candidates(rows, thresholds.cluster):
+        rows[i] |= {
+            "individual_id": rows[i]["candidates"][0],
+            "kind": "registered",
+            "score": rows[i]["candidate_scores"][0],
+            "established": SOLE_CANDIDATE,
         }
     return rows

@@ -416,7 +416,8 @@ IDENTITY_MATCHES = TableSpec(
             ("candidates", pa.list_(pa.string())),  # the top-5 registered animals, best first
             ("candidate_scores", pa.list_(pa.float64())),
             ("method", pa.string()),  # machine (this table); human identities are corrections, applied in views
-            # gallery_match | cluster | merged_by_match | same_event_candidate | nearer_registered
+            # gallery_match | cluster | merged_by_match | same_event_candidate | nearer_registered | awaiting_sighting
+            # | sole_candidate (models/individuals.py)
             ("established", pa.string()),
             ("model_version", pa.string()),
             ("run_id", pa.string()),

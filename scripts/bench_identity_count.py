@@ -34,7 +34,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from models.individuals import AWAITING_SIGHTING  # noqa: E402
+from models.individuals import AWAITING_SIGHTING, SOLE_CANDIDATE  # noqa: E402
 from schemas.home import HomeLayout  # noqa: E402
 from tasks.catalog import query  # noqa: E402
 from tasks.demo import true_individuals  # noqa: E402
@@ -147,9 +147,10 @@ def night_counts(home: HomeLayout, drops: list[Path]) -> list[dict[str, Any]]:
             "SELECT count(DISTINCT individual_id) FILTER (WHERE identity_kind = 'registered') AS registered, "
             "count(DISTINCT individual_id) FILTER (WHERE identity_kind = 'provisional') AS provisional, "
             "count(DISTINCT individual_machine) FILTER (WHERE individual_id IS NULL AND identity_established = ?) "
-            "AS awaiting_sighting FROM face_calls WHERE drop_id = ? AND source = 'detector' AND is_face"
+            "AS awaiting_sighting, count(DISTINCT individual_id) FILTER (WHERE identity_established = ?) "
+            "AS sole_candidates FROM face_calls WHERE drop_id = ? AND source = 'detector' AND is_face"
         )
-        row = query(home, sql, [AWAITING_SIGHTING, drop.name]).to_pylist()[0]
+        row = query(home, sql, [AWAITING_SIGHTING, SOLE_CANDIDATE, drop.name]).to_pylist()[0]
         counted = row["registered"] + row["provisional"]
         counts.append(
             {
@@ -158,7 +159,7 @@ def night_counts(home: HomeLayout, drops: list[Path]) -> list[dict[str, Any]]:
                 "true_registered": true_registered,
                 "true_never_registered": true_wild,
                 "counted": counted,
-                **row,  # awaiting_sighting: one-face provisional individuals, not counted
+                **row,  # awaiting_sighting: one-face provisional individuals, not counted; sole_candidates: counted
                 "relative_error": round(abs(counted - true_total) / true_total, 3) if true_total else None,
             }
         )

@@ -10,7 +10,15 @@ import numpy as np
 import pyarrow as pa
 
 from models.identity_metrics import camera_events
-from models.individuals import AWAITING_SIGHTING, CLUSTER, Gallery, Queries, Thresholds, decide_individuals
+from models.individuals import (
+    AWAITING_SIGHTING,
+    CLUSTER,
+    SOLE_CANDIDATE,
+    Gallery,
+    Queries,
+    Thresholds,
+    decide_individuals,
+)
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import ANIMALS_MANIFEST, CORRECTIONS, FACE_EMBEDDINGS, FACES, IDENTITY_MATCHES, MEDIA
@@ -135,4 +143,5 @@ def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dic
             {r["individual_id"] for r in rows if r["kind"] == "provisional" and r["established"] == CLUSTER}
         ),
         "awaiting_sighting": sum(r["established"] == AWAITING_SIGHTING for r in rows),
+        "sole_candidates": sum(r["established"] == SOLE_CANDIDATE for r in rows),
     }

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import quote
 
-from models.individuals import AWAITING_SIGHTING
+from models.individuals import AWAITING_SIGHTING, SOLE_CANDIDATE
 from models.statistics import wilson_interval
 from reports.model_cards import card_plots, error_rate_rows, scalar_metrics
 from reports.plots import attention_plot, data_uri, mean_attention, proportion_series_plot, thumbnail_uri
@@ -39,7 +39,8 @@ WHO_IS_THIS_SQL = """
 SELECT face_id, drop_id, crop_path, identity_candidates, identity_candidate_scores, identity_margin,
        individual_machine, identity_established
 FROM face_calls
-WHERE list_contains(?, drop_id) AND individual_id IS NULL AND identity_machine_kind IS NOT NULL AND is_face
+WHERE list_contains(?, drop_id) AND is_face AND identity_machine_kind IS NOT NULL
+  AND (individual_id IS NULL OR identity_established = ?)
 ORDER BY identity_margin NULLS FIRST, face_id LIMIT ?
 """
 EVENTS_SQL = "SELECT * FROM face_events WHERE list_contains(?, drop_id) ORDER BY drop_id, camera, started_at"
@@ -116,15 +117,17 @@ def ratio_series(home: HomeLayout) -> str | None:
 
 def individuals_section(home: HomeLayout, drop_ids: list[str], review_url: str | None) -> dict[str, Any]:
     """Individuals seen on the run's camera traps with their best face, and the "who is this?" list of faces named
-    without confidence, each linked to the review app when configured."""
+    without confidence (and seen-once faces counted as their sole registered candidate), each linked to the review app
+    when configured."""
     sighted = query(home, SIGHTED_SQL, [drop_ids]).to_pylist()
     for row in sighted:
         row["thumbnail"] = thumbnail_uri(home.root / row["best_crop_path"]) if row["best_crop_path"] else None
-    unsure = query(home, WHO_IS_THIS_SQL, [drop_ids, REVIEW_ROWS]).to_pylist()
+    unsure = query(home, WHO_IS_THIS_SQL, [drop_ids, SOLE_CANDIDATE, REVIEW_ROWS]).to_pylist()
     for row in unsure:
         row["thumbnail"] = thumbnail_uri(home.root / row["crop_path"]) if row["crop_path"] else None
         row["candidates"] = list(zip(row["identity_candidates"] or [], row["identity_candidate_scores"] or []))
-        row["seen_once"] = row["identity_established"] == AWAITING_SIGHTING
+        row["seen_once"] = row["identity_established"] in (AWAITING_SIGHTING, SOLE_CANDIDATE)
+        row["counted_as"] = row["individual_machine"] if row["identity_established"] == SOLE_CANDIDATE else None
         row["review_url"] = review_link(review_url, "identity", row["drop_id"], row["face_id"])
     return {"individuals": sighted, "who_is_this": unsure}
 

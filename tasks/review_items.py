@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import duckdb
 
-from models.individuals import AWAITING_SIGHTING, SAME_EVENT
+from models.individuals import AWAITING_SIGHTING, SAME_EVENT, SOLE_CANDIDATE
 from schemas.review import AUDIT_BUCKETS
 from tasks.catalog import HELD_ESTABLISHED, REVIEW_MARGIN
 
@@ -21,7 +21,7 @@ from tasks.catalog import HELD_ESTABLISHED, REVIEW_MARGIN
 # per frame (capped at 0.5). Identity: a registered match by how close its runner-up is (margin 0 counts fully, twice
 # the review margin or more not at all), a held face (models/individuals.py) fully; a provisional individual once, on
 # its best face (by drop and face id), at 0.5 (a person confirms every new individual), fully while it awaits a second
-# sighting (it is left out of the counts until then).
+# sighting (it is left out of the counts until then); a seen-once face counted as its sole registered candidate fully.
 REVIEW_ITEMS_SQL = """
     CREATE OR REPLACE TABLE review_items AS
     WITH camera_yield AS (
@@ -80,12 +80,17 @@ REVIEW_ITEMS_SQL = """
         FROM faceless g LEFT JOIN drop_detector d USING (drop_id)
         UNION ALL
         SELECT 'identity', c.drop_id, c.face_id,
-               CASE WHEN c.identity_established IN $held THEN 1.0
+               CASE WHEN c.identity_established IN $held OR c.identity_established = '$sole' THEN 1.0
                     WHEN c.identity_machine_kind = 'registered'
                     THEN 1 - least(1.0, coalesce(c.identity_margin, 0) / (2 * $review_margin)) ELSE 0.5 END,
                CASE WHEN c.identity_established = '$awaiting'
                     THEN 'seen once and like no registered animal: a new individual (' || c.individual_machine
                          || '), counted once it is seen again or you confirm it?'
+                    WHEN c.identity_established = '$sole'
+                    THEN 'seen once, below the match threshold (' || printf('%.3f', c.identity_score)
+                         || ') but most like ' || c.individual_machine
+                         || ', which no other face of the night shows: counted as ' || c.individual_machine
+                         || '; is it ' || c.individual_machine || '?'
                     WHEN c.identity_established IN $held
                     THEN 'below the match threshold (' || printf('%.3f', c.identity_score) || '), but '
                          || CASE c.identity_established WHEN '$same_event'
@@ -113,6 +118,6 @@ def write_review_items(con: duckdb.DuckDBPyConnection, frame_min_yield: float) -
     """(Re)write the review_items table from the refreshed views; its name."""
     sql = REVIEW_ITEMS_SQL.replace("$review_margin", REVIEW_MARGIN)  # the thresholds table's value, in SQL
     sql = sql.replace("$held", HELD_ESTABLISHED).replace("$same_event", SAME_EVENT)
-    sql = sql.replace("$awaiting", AWAITING_SIGHTING)
+    sql = sql.replace("$awaiting", AWAITING_SIGHTING).replace("$sole", SOLE_CANDIDATE)
     con.execute(sql, {"frame_min_yield": frame_min_yield, "buckets": AUDIT_BUCKETS})
     return "review_items"

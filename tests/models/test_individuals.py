@@ -1,7 +1,7 @@
 """Who each face is (models/individuals.py): a face below the match threshold whose best candidate is matched in
 another frame of the same camera event, or resembles it no less than the provisional individual it would join, is held
 for review, not made part of a provisional individual; a provisional individual of fewer faces than the minimum awaits a
-second sighting."""
+second sighting, unless its face is the sole candidate of a registered animal its night shows no other face of."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from models.individuals import (
     GALLERY_MATCH,
     NEARER_REGISTERED,
     SAME_EVENT,
+    SOLE_CANDIDATE,
     Gallery,
     Queries,
     Thresholds,
@@ -36,12 +37,14 @@ POOR_A01 = unit(1, 0, 0.9)  # about 0.74 to A01: below the match threshold, abov
 FAINT_A01 = unit(0.3, 0, 1)  # about 0.29 to A01: below both
 
 
-def queries(vectors: list[np.ndarray], media: list[str], events: list[str] | None) -> Queries:
-    """Faces f0, f1, ... in time order, of the given frames and camera events."""
+def queries(
+    vectors: list[np.ndarray], media: list[str], events: list[str] | None, drops: list[str] | None = None
+) -> Queries:
+    """Faces f0, f1, ... in time order, of the given frames and camera events (and drops: one drop 'd' unless given)."""
     n = len(vectors)
     return Queries(
         face_ids=[f"f{i}" for i in range(n)],
-        drop_ids=["d"] * n,
+        drop_ids=drops or ["d"] * n,
         media_ids=media,
         order=np.arange(n),
         embeddings=np.stack(vectors),
@@ -135,3 +138,30 @@ def test_the_minimum_counts_faces_of_the_individual_and_one_counts_every_new_ind
     two = decide_individuals(faces, GALLERY, THRESHOLDS, provisional_min_faces=2)
     assert [r["established"] for r in two] == [CLUSTER, CLUSTER, AWAITING_SIGHTING]
     assert [r["established"] for r in decide_individuals(faces, GALLERY, THRESHOLDS)] == [CLUSTER] * 3
+
+
+def test_a_face_seen_once_counts_as_the_registered_animal_its_night_shows_no_other_face_of() -> None:
+    faces = queries([CLEAR_A01, POOR_A01], ["m0", "m1"], ["e1", "e2"], ["night1", "night2"])
+    rows = decide_individuals(faces, GALLERY, THRESHOLDS, provisional_min_faces=2)
+    assert calls(rows) == [("A01", "registered", GALLERY_MATCH), ("A01", "registered", SOLE_CANDIDATE)]
+    assert rows[1]["score"] == rows[1]["candidate_scores"][0] < THRESHOLDS.match
+    same_night = decide_individuals(
+        queries([CLEAR_A01, POOR_A01], ["m0", "m1"], ["e1", "e2"]), GALLERY, THRESHOLDS, provisional_min_faces=2
+    )
+    assert calls(same_night)[1][1:] == ("provisional", AWAITING_SIGHTING), "A01 is counted that night already"
+
+
+def test_only_the_best_of_a_nights_seen_once_faces_is_a_registered_animals_sole_candidate() -> None:
+    better, worse = unit(1, 0, 0.8), unit(1, 0, -0.9)  # both nearest A01, unlike each other: two one-face clusters
+    rows = decide_individuals(
+        queries([worse, better], ["m0", "m1"], None), GALLERY, THRESHOLDS, provisional_min_faces=2
+    )
+    assert [r["established"] for r in rows] == [AWAITING_SIGHTING, SOLE_CANDIDATE]
+    assert rows[1]["individual_id"] == "A01" and rows[0]["individual_id"].startswith("P-")
+
+
+def test_a_seen_once_face_below_the_cluster_threshold_or_counting_every_new_individual_is_no_sole_candidate() -> None:
+    faint = decide_individuals(queries([FAINT_A01], ["m0"], None), GALLERY, THRESHOLDS, provisional_min_faces=2)
+    assert calls(faint)[0][1:] == ("provisional", AWAITING_SIGHTING), "0.29 to A01 is below the cluster threshold"
+    counted = decide_individuals(queries([POOR_A01], ["m0"], None), GALLERY, THRESHOLDS, provisional_min_faces=1)
+    assert calls(counted)[0][1:] == ("provisional", CLUSTER), "nothing awaits a sighting, so nothing is reconsidered"

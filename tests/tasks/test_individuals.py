@@ -278,3 +278,43 @@ def test_a_new_individual_seen_once_is_asked_about_and_counted_once_a_keeper_con
     ), "the keeper's new individual is the id the machine gave it"
     counted = query(home, "SELECT animal_id FROM animals ORDER BY animal_id").column("animal_id").to_pylist()
     assert counted == ["A01", "A02", waiting["individual_machine"]]
+
+
+def test_a_face_seen_once_like_a_registered_animal_no_other_face_shows_counts_as_it_until_a_keeper_says_no(
+    home: HomeLayout,
+) -> None:
+    from tasks.report_sections import individuals_section
+
+    card_path = next(home.model_dir("identity", IDENTITY).glob("v*/model_card.json"))
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "cluster_threshold": 0.3}))
+    lone = face_id_of("cam01/IMG_0003.JPG")
+    moved = {
+        lone: unit(0, 1, 1.7),  # about 0.51 to A02: below the match threshold (0.6), above the cluster threshold
+        face_id_of("cam01/IMG_0004.JPG"): unit(1, 0, 0.1, 0.1),  # clearly A01
+        face_id_of("cam01/IMG_0005.JPG"): unit(1, 0, 0.1, -0.1),  # clearly A01: no face of the drop names A02
+    }
+    rows = [
+        {**r, "embedding": moved.get(r["face_id"], r["embedding"])}
+        for r in read_table(home, FACE_EMBEDDINGS).to_pylist()
+    ]
+    write_rows(home, FACE_EMBEDDINGS, DROP, "identify", rows)
+    result = assign(home)
+    assert (result["awaiting_sighting"], result["sole_candidates"]) == (0, 1)
+    call = query(home, "SELECT * FROM face_calls WHERE face_id = ?", [lone]).to_pylist()[0]
+    assert (call["individual_id"], call["identity_kind"], call["identity_established"]) == (
+        "A02",
+        "registered",
+        "sole_candidate",
+    )
+    animals = query(home, "SELECT animal_id, n_faces FROM animals ORDER BY animal_id").to_pylist()
+    assert animals == [{"animal_id": "A01", "n_faces": 6}, {"animal_id": "A02", "n_faces": 3}], "counted as A02"
+    items = query(home, "SELECT key, reason FROM review_items WHERE kind = 'identity' ORDER BY value DESC, key")
+    assert items.column("key").to_pylist()[0] == f"identity:{DROP}:{lone}", "asked about first"
+    assert "counted as A02" in items.column("reason").to_pylist()[0]
+    listed = {row["face_id"]: row for row in individuals_section(home, [DROP], None)["who_is_this"]}
+    assert (listed[lone]["counted_as"], listed[lone]["seen_once"]) == ("A02", True)
+
+    record_review(home, f"identity:{DROP}:{lone}", "w", "kim", TIMING, "2026-12-02", 0.05)
+    animals = query(home, "SELECT animal_id, n_faces FROM animals ORDER BY animal_id").to_pylist()
+    assert [a["n_faces"] for a in animals if a["animal_id"] == "A02"] == [2], "the keeper's no takes it off A02"
+    assert len(animals) == 3, "and counts it as a new individual"
