@@ -37,10 +37,10 @@ ORDER BY kind DESC, n_sightings DESC, individual_id
 """
 WHO_IS_THIS_SQL = """
 SELECT face_id, drop_id, crop_path, identity_candidates, identity_candidate_scores, identity_margin,
-       individual_machine, identity_established
+       individual_id, individual_machine, identity_established, identity_source
 FROM face_calls
 WHERE list_contains(?, drop_id) AND is_face AND identity_machine_kind IS NOT NULL
-  AND (individual_id IS NULL OR identity_established = ?)
+  AND (individual_id IS NULL OR (identity_established = ? AND identity_source = 'machine'))
 ORDER BY identity_margin NULLS FIRST, face_id LIMIT ?
 """
 EVENTS_SQL = "SELECT * FROM face_events WHERE list_contains(?, drop_id) ORDER BY drop_id, camera, started_at"
@@ -127,7 +127,8 @@ def individuals_section(home: HomeLayout, drop_ids: list[str], review_url: str |
         row["thumbnail"] = thumbnail_uri(home.root / row["crop_path"]) if row["crop_path"] else None
         row["candidates"] = list(zip(row["identity_candidates"] or [], row["identity_candidate_scores"] or []))
         row["seen_once"] = row["identity_established"] in (AWAITING_SIGHTING, SOLE_CANDIDATE)
-        row["counted_as"] = row["individual_machine"] if row["identity_established"] == SOLE_CANDIDATE else None
+        counted = row["identity_established"] == SOLE_CANDIDATE and row["identity_source"] == "machine"
+        row["counted_as"] = row["individual_id"] if counted else None  # not once a keeper has answered
         row["review_url"] = review_link(review_url, "identity", row["drop_id"], row["face_id"])
     return {"individuals": sighted, "who_is_this": unsure}
 

@@ -86,7 +86,7 @@ REVIEW_ITEMS_SQL = """
                CASE WHEN c.identity_established = '$awaiting'
                     THEN 'seen once and like no registered animal: a new individual (' || c.individual_machine
                          || '), counted once it is seen again or you confirm it?'
-                    WHEN c.identity_established = '$sole'
+                    WHEN c.identity_established = '$sole' AND c.identity_source = 'machine'
                     THEN 'seen once, below the match threshold (' || printf('%.3f', c.identity_score)
                          || ') but most like ' || c.individual_machine
                          || ', which no other face of the night shows: counted as ' || c.individual_machine

@@ -318,3 +318,5 @@ def test_a_face_seen_once_like_a_registered_animal_no_other_face_shows_counts_as
     animals = query(home, "SELECT animal_id, n_faces FROM animals ORDER BY animal_id").to_pylist()
     assert [a["n_faces"] for a in animals if a["animal_id"] == "A02"] == [2], "the keeper's no takes it off A02"
     assert len(animals) == 3, "and counts it as a new individual"
+    listed = {row["face_id"] for row in individuals_section(home, [DROP], None)["who_is_this"]}
+    assert lone not in listed, "answered: no longer asked who it is"
