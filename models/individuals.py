@@ -6,8 +6,9 @@ event, or when that candidate resembles it at least as much as the provisional i
 the candidate but not confident, so it neither joins nor founds a provisional individual, nor counts. A provisional
 individual of fewer faces than the configured minimum awaits a second sighting: one outlier face of a known animal
 founds such an individual far more often than a new animal passes a camera once (PERFORMANCE.md, session 20), so it
-is held, not counted, until it is seen again or a person confirms it. Such a face that scores at least the cluster
-threshold against a registered animal which no confident face of its night shows is that animal's sole candidate:
+is held, not counted, until it is seen again or a person confirms it. Such a face that scores at least halfway from the
+cluster to the match threshold against a registered animal which no confident face of its night shows is that
+animal's sole candidate:
 counted as it (so a known animal seen once that night is not lost from the night's count) and asked about first."""
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class Thresholds:
 
     match: float
     cluster: float
+
+    @property
+    def sole_candidate_floor(self) -> float:
+        """The score from which a face awaiting a sighting counts as its sole registered candidate: halfway from the
+        cluster threshold to the match threshold (chosen on the count bench's selection seeds, PERFORMANCE.md)."""
+        return (self.cluster + self.match) / 2
 
 
 def candidate_lists(ids: np.ndarray, scores: np.ndarray, row: int) -> tuple[list[str], list[float]]:
@@ -130,7 +137,7 @@ def decide_individuals(
     """One identity_matches row (without model version and run) per query face: registered when its best gallery
     match reaches the match threshold, else provisional (merged into a registered animal when its cluster's centre
     matches one; awaiting a sighting while its cluster has fewer than provisional_min_faces faces, unless it is its
-    drop's sole candidate for a registered animal at the cluster threshold or more)."""
+    drop's sole candidate for a registered animal at the sole-candidate floor or more)."""
     n = len(queries.face_ids)
     if n == 0:
         return []
@@ -198,7 +205,7 @@ def decide_individuals(
             "score": round(float(to_centre[j]), DECIMALS),
             "established": cluster_established(bool(absorbed), int(cluster_faces[labels[j]]), provisional_min_faces),
         }
-    for i in sole_candidates(rows, thresholds.cluster):
+    for i in sole_candidates(rows, thresholds.sole_candidate_floor):
         rows[i] |= {
             "individual_id": rows[i]["candidates"][0],
             "kind": "registered",

@@ -160,8 +160,11 @@ def test_only_the_best_of_a_nights_seen_once_faces_is_a_registered_animals_sole_
     assert rows[1]["individual_id"] == "A01" and rows[0]["individual_id"].startswith("P-")
 
 
-def test_a_seen_once_face_below_the_cluster_threshold_or_counting_every_new_individual_is_no_sole_candidate() -> None:
-    faint = decide_individuals(queries([FAINT_A01], ["m0"], None), GALLERY, THRESHOLDS, provisional_min_faces=2)
-    assert calls(faint)[0][1:] == ("provisional", AWAITING_SIGHTING), "0.29 to A01 is below the cluster threshold"
+def test_a_seen_once_face_below_the_floor_or_counting_every_new_individual_is_no_sole_candidate() -> None:
+    assert THRESHOLDS.sole_candidate_floor == 0.65
+    middling = unit(1, 0, 1.3)  # about 0.61 to A01: above the cluster threshold, below the floor halfway to a match
+    for face in (FAINT_A01, middling):
+        rows = decide_individuals(queries([face], ["m0"], None), GALLERY, THRESHOLDS, provisional_min_faces=2)
+        assert calls(rows)[0][1:] == ("provisional", AWAITING_SIGHTING), rows[0]["candidate_scores"]
     counted = decide_individuals(queries([POOR_A01], ["m0"], None), GALLERY, THRESHOLDS, provisional_min_faces=1)
     assert calls(counted)[0][1:] == ("provisional", CLUSTER), "nothing awaits a sighting, so nothing is reconsidered"

@@ -289,7 +289,7 @@ def test_a_face_seen_once_like_a_registered_animal_no_other_face_shows_counts_as
     card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "cluster_threshold": 0.3}))
     lone = face_id_of("cam01/IMG_0003.JPG")
     moved = {
-        lone: unit(0, 1, 1.7),  # about 0.51 to A02: below the match threshold (0.6), above the cluster threshold
+        lone: unit(0, 1, 1.7),  # about 0.51 to A02: below the match threshold (0.6), above the floor (0.45)
         face_id_of("cam01/IMG_0004.JPG"): unit(1, 0, 0.1, 0.1),  # clearly A01
         face_id_of("cam01/IMG_0005.JPG"): unit(1, 0, 0.1, -0.1),  # clearly A01: no face of the drop names A02
     }
