@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from models.individuals import SOLE_CANDIDATE
 from schemas.camtrap import ANYWHERE_M, SCHEMA_BASE, ExportSettings
 
 DEPLOYMENT_COLUMNS = (
@@ -331,14 +332,16 @@ def machine_note(face: Mapping[str, Any]) -> str:
 
 
 def identity_note(face: Mapping[str, Any]) -> str | None:
-    """How the individual of a face was established, when not by the registry: the identity net's match or cluster
-    (with its similarity), or a reviewer."""
+    """How the individual of a face was established, when not by the registry: the identity net's match, cluster or
+    sole candidate (with its similarity), or a reviewer."""
     source, individual = face.get("identity_source"), face.get("individual_id")
     if not individual or source in (None, "registry"):
         return None
     if source == "human":
         return f"individual {individual} named by reviewer {face.get('identity_reviewer') or 'reviewer'}"
     kind = "provisional individual" if face.get("identity_kind") == "provisional" else "registered animal"
+    if face.get("identity_established") == SOLE_CANDIDATE:
+        kind = "seen once, counted as its sole candidate (not confirmed): registered animal"
     score = face.get("identity_score")
     similarity = f", similarity {score:.3f}" if score is not None else ""
     return f"{kind} {individual} by breedwatch identity model {face.get('identity_model_version')}{similarity}"

@@ -62,7 +62,7 @@ SELECT f.drop_id, f.face_id, f.media_id, f.animal_id, f.source, f.detector, f.bb
        c.reviewer AS face_reviewer, c.reviewed_at AS face_reviewed_at,
        CASE WHEN a.sex_source = 'human' THEN a.sex END AS animal_human_sex, a.sex_reviewer AS animal_reviewer,
        a.sex_reviewed_at AS animal_reviewed_at, c.individual_id, c.identity_source, c.identity_kind,
-       c.identity_score, c.identity_model_version, c.identity_reviewer, c.identity_reviewed_at
+       c.identity_score, c.identity_model_version, c.identity_reviewer, c.identity_reviewed_at, c.identity_established
 FROM faces f
 LEFT JOIN latest g ON g.drop_id = f.drop_id AND g.face_id = f.face_id
 LEFT JOIN (

@@ -156,16 +156,21 @@ def test_keepers_name_faces_and_individuals_and_the_machine_learns_from_it(home:
     assert after["gallery_faces"] == 6, "keeper-named faces join the gallery of their animal"
 
 
-def test_the_camtrap_export_names_each_face_s_individual_and_who_named_it(home: HomeLayout, tmp_path: Path) -> None:
+def exported_observations(home: HomeLayout, package: Path) -> dict[str, dict[str, str]]:
+    """The home's Camtrap DP observations (exported into package), by face id."""
     from schemas.camtrap import ExportSettings
     from tasks.camtrap_export import export_camtrap_dp
 
+    export_camtrap_dp(home, package, ExportSettings(), mode="reference")
+    with (package / "observations.csv").open(newline="", encoding="utf-8") as handle:
+        return {row["observationID"].removeprefix(f"{DROP}-"): row for row in csv.DictReader(handle)}
+
+
+def test_the_camtrap_export_names_each_face_s_individual_and_who_named_it(home: HomeLayout, tmp_path: Path) -> None:
     assign(home)
     new_face = face_id_of("cam01/IMG_0003.JPG")
     record_review(home, f"identity:{DROP}:{face_id_of('cam01/IMG_0005.JPG')}", "1", "kim", TIMING, "2026-12-02", 0.05)
-    export_camtrap_dp(home, tmp_path / "package", ExportSettings(), mode="reference")
-    with (tmp_path / "package" / "observations.csv").open(newline="", encoding="utf-8") as handle:
-        rows = {row["observationID"].removeprefix(f"{DROP}-"): row for row in csv.DictReader(handle)}
+    rows = exported_observations(home, tmp_path / "package")
     matched = rows[face_id_of("cam01/IMG_0001.JPG")]
     assert (matched["individualID"], matched["classificationMethod"]) == ("A01", "machine")
     assert "registered animal A01 by breedwatch identity model panda-identity@v1" in matched["observationComments"]
@@ -281,7 +286,7 @@ def test_a_new_individual_seen_once_is_asked_about_and_counted_once_a_keeper_con
 
 
 def test_a_face_seen_once_like_a_registered_animal_no_other_face_shows_counts_as_it_until_a_keeper_says_no(
-    home: HomeLayout,
+    home: HomeLayout, tmp_path: Path
 ) -> None:
     from tasks.report_sections import individuals_section
 
@@ -313,6 +318,9 @@ def test_a_face_seen_once_like_a_registered_animal_no_other_face_shows_counts_as
     assert "counted as A02" in items.column("reason").to_pylist()[0]
     listed = {row["face_id"]: row for row in individuals_section(home, [DROP], None)["who_is_this"]}
     assert (listed[lone]["counted_as"], listed[lone]["seen_once"]) == ("A02", True)
+    observation = exported_observations(home, tmp_path / "package")[lone]
+    assert observation["individualID"] == "A02"
+    assert "sole candidate (not confirmed)" in observation["observationComments"]
 
     record_review(home, f"identity:{DROP}:{lone}", "w", "kim", TIMING, "2026-12-02", 0.05)
     animals = query(home, "SELECT animal_id, n_faces FROM animals ORDER BY animal_id").to_pylist()
