@@ -14,7 +14,7 @@ import tomli_w
 from schemas.config import Settings
 from schemas.home import HomeLayout
 from schemas.tables import RUNS
-from tasks.lake import read_part, read_table, sweep_temp_files, write_bytes_atomic, write_rows
+from tasks.lake import TEMP_PREFIX, read_part, read_table, sweep_temp_files, write_bytes_atomic, write_rows
 
 CONFIG_FILE = "config.toml"
 
@@ -97,8 +97,12 @@ def recorded_execution(home: HomeLayout, run_id: str) -> dict[str, str]:
 def sweep_killed_writes(home: HomeLayout) -> int:
     """Delete the temp files a killed run left (in the lake, run folders and the recorded runs' report folders; a
     period report, which a command may be writing beside a run, is left alone) and return how many there were."""
-    run_ids = [row["run_id"] for row in read_table(home, RUNS).to_pylist()]
-    return sweep_temp_files(home, [home.runs, *(home.report_dir(run_id) for run_id in run_ids)])
+    run_ids = {row["run_id"] for row in read_table(home, RUNS).to_pylist()}
+    in_reports = home.reports.glob(f"*/{TEMP_PREFIX}*.partial") if home.reports.exists() else []
+    left = [temp for temp in in_reports if temp.parent.name in run_ids]  # one listing, not one walk per run
+    for temp in left:
+        temp.unlink(missing_ok=True)
+    return sweep_temp_files(home, [home.runs]) + len(left)
 
 
 def mark_abandoned_runs(home: HomeLayout) -> list[str]:
