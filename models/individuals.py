@@ -62,12 +62,14 @@ class Gallery:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The identity model card's open-set match threshold and provisional clustering threshold (cosine); the
-    clustering threshold is also the score from which a face below the match threshold is held for review when its
-    best candidate is matched in the same camera event (the card's same-animal pair threshold)."""
+    """The identity model card's open-set match threshold and provisional clustering threshold (cosine), and the
+    configured review margin; the clustering threshold is also the score from which a face below the match threshold
+    is held for review when its best candidate is matched in the same camera event (the card's same-animal pair
+    threshold), and a registered call whose margin to the runner-up is below the review margin is no confident one."""
 
     match: float
     cluster: float
+    review_margin: float
 
     @property
     def sole_candidate_floor(self) -> float:
@@ -116,16 +118,25 @@ def cluster_established(absorbed: bool, n_faces: int, min_faces: int) -> str:
     return AWAITING_SIGHTING if n_faces < min_faces else CLUSTER
 
 
-def sole_candidates(rows: list[dict[str, Any]], floor: float) -> list[int]:
-    """The rows awaiting a sighting whose best registered candidate scores at least `floor` and is named by no
-    confident face of the same drop (nor by a better-scoring such row): most likely that animal's only face of the
-    night, so it is counted as it rather than not at all."""
-    shown = {(r["drop_id"], r["individual_id"]) for r in rows if r["established"] in CONFIDENT_REGISTERED}
-    waiting = [i for i, r in enumerate(rows) if r["established"] == AWAITING_SIGHTING and r["candidates"]]
+def sole_candidates(rows: list[dict[str, Any]], thresholds: Thresholds) -> list[int]:
+    """The rows awaiting a sighting whose best registered candidate scores at least the sole-candidate floor, by at
+    least the review margin over the runner-up, and is named by no confident face of the same drop (a registered call
+    at the review margin or more; nor by a better-scoring such row): most likely that animal's only face of the night,
+    so it is counted as it rather than not at all."""
+    shown = {
+        (r["drop_id"], r["individual_id"])
+        for r in rows
+        if r["established"] in CONFIDENT_REGISTERED and r["margin"] >= thresholds.review_margin
+    }
+    waiting = [
+        i
+        for i, r in enumerate(rows)
+        if r["established"] == AWAITING_SIGHTING and r["candidates"] and r["margin"] >= thresholds.review_margin
+    ]
     chosen = []
     for i in sorted(waiting, key=lambda i: (-rows[i]["candidate_scores"][0], rows[i]["face_id"])):
         key = (rows[i]["drop_id"], rows[i]["candidates"][0])
-        if rows[i]["candidate_scores"][0] >= floor and key not in shown:
+        if rows[i]["candidate_scores"][0] >= thresholds.sole_candidate_floor and key not in shown:
             shown.add(key)
             chosen.append(i)
     return chosen
@@ -205,7 +216,7 @@ def decide_individuals(
             "score": round(float(to_centre[j]), DECIMALS),
             "established": cluster_established(bool(absorbed), int(cluster_faces[labels[j]]), provisional_min_faces),
         }
-    for i in sole_candidates(rows, thresholds.sole_candidate_floor):
+    for i in sole_candidates(rows, thresholds):
         rows[i] |= {
             "individual_id": rows[i]["candidates"][0],
             "kind": "registered",

@@ -121,7 +121,9 @@ def assign_individuals(home: HomeLayout, settings: Settings, run_id: str) -> dic
         return {"status": "no_model", "message": f"no identity model '{settings.identity.model}' is stored"}
     model = model_label(card)
     inputs = read_identity_inputs(home, model, settings.gender.event_gap_s)
-    thresholds = Thresholds(float(card["match_threshold"]), float(card["cluster_threshold"]))
+    thresholds = Thresholds(
+        float(card["match_threshold"]), float(card["cluster_threshold"]), settings.identity.review_margin
+    )
     rows = [
         {**row, "model_version": model, "run_id": run_id}
         for row in decide_individuals(

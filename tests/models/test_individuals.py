@@ -21,7 +21,7 @@ from models.individuals import (
 )
 
 DIM = 8
-THRESHOLDS = Thresholds(match=0.8, cluster=0.5)
+THRESHOLDS = Thresholds(match=0.8, cluster=0.5, review_margin=0.05)
 
 
 def unit(*weights: float) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_a_face_below_the_floor_or_naming_another_animal_is_not_held() -> None:
 
 
 def test_the_floor_is_the_cluster_threshold() -> None:
-    strict = Thresholds(0.8, 0.78)
+    strict = Thresholds(0.8, 0.78, 0.05)
     rows = decide_individuals(queries([CLEAR_A01, POOR_A01], ["m0", "m1"], ["e", "e"]), GALLERY, strict)
     assert calls(rows)[1][1:] == ("provisional", CLUSTER), "0.74 is below a floor of 0.78"
 
@@ -168,3 +168,18 @@ def test_a_seen_once_face_below_the_floor_or_counting_every_new_individual_is_no
         assert calls(rows)[0][1:] == ("provisional", AWAITING_SIGHTING), rows[0]["candidate_scores"]
     counted = decide_individuals(queries([POOR_A01], ["m0"], None), GALLERY, THRESHOLDS, provisional_min_faces=1)
     assert calls(counted)[0][1:] == ("provisional", CLUSTER), "nothing awaits a sighting, so nothing is reconsidered"
+
+
+def test_a_registered_call_within_the_review_margin_neither_shows_an_animal_nor_counts_as_its_sole_candidate() -> None:
+    twins = Gallery(["A01", "A03"], np.stack([unit(1), unit(0.9, 0, 0, 0, 0.436)]))  # A03: cosine 0.9 to A01
+    near_tie = unit(1, 0, 0, 0, 0.2)  # 0.98 to A01, 0.97 to A03: a match the catalog does not count
+    poor_but_clear = unit(1, 0, 0.9, 0, -0.3)  # 0.73 to A01, 0.56 to A03: above the floor, a clear margin
+    poor_and_torn = unit(1, 0, 0.9, 0, 0.2)  # 0.74 to A01, 0.73 to A03: above the floor, within the margin
+    rows = decide_individuals(
+        queries([near_tie, poor_but_clear], ["m0", "m1"], ["e1", "e2"]), twins, THRESHOLDS, provisional_min_faces=2
+    )
+    assert rows[0]["established"] == GALLERY_MATCH and rows[0]["margin"] < THRESHOLDS.review_margin
+    assert calls(rows)[1] == ("A01", "registered", SOLE_CANDIDATE), "the near tie does not show A01 that night"
+    torn = decide_individuals(queries([poor_and_torn], ["m0"], None), twins, THRESHOLDS, provisional_min_faces=2)
+    assert torn[0]["candidate_scores"][0] >= THRESHOLDS.sole_candidate_floor
+    assert calls(torn)[0][1:] == ("provisional", AWAITING_SIGHTING), torn[0]["candidate_scores"]
