@@ -30,6 +30,7 @@ from schemas.home import CATALOG_FILE, HomeLayout
 from schemas.tables import CORRECTIONS, LAKE_TABLES, RUNS, TableSpec
 from tasks.lake import TEMP_PREFIX, read_table
 from tasks.review import save_correction
+from tasks.runs import recorded_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.005
@@ -368,7 +369,7 @@ def leftovers(home: HomeLayout) -> list[str]:
     """Temp files still present after a completed run, and runs still recorded as running."""
     temps = [str(p.relative_to(home.root)) for p in home.root.rglob(f"{TEMP_PREFIX}*")]
     problems = [f"temp file left: {temp}" for temp in temps]
-    running = [row["run_id"] for row in read_table(home, RUNS).to_pylist() if row["status"] == "running"]
+    running = [row["run_id"] for row in recorded_runs(home) if row["status"] == "running"]
     problems += [f"run {run_id} still recorded as running" for run_id in running]
     return problems
 

@@ -13,7 +13,7 @@ from tasks.compaction import Compacted, compact_tables, merge_past_corrections
 from tasks.home_version import check_home_version, open_home_for_writing
 from tasks.lake import writer_lock
 from tasks.part_check import DamagedPart, find_damaged, lake_parts, rebuild_advice, set_aside
-from tasks.runs import sweep_killed_writes
+from tasks.runs import recorded_runs, sweep_killed_writes
 
 
 def compact_home(settings: Settings, tables: list[str] | None = None) -> list[Compacted]:
@@ -29,7 +29,7 @@ def compact_home(settings: Settings, tables: list[str] | None = None) -> list[Co
         )
     with writer_lock(home):
         open_home_for_writing(home)
-        sweep_killed_writes(home)
+        sweep_killed_writes(home, recorded_runs(home))
         done = compact_tables(home, [spec for spec in LAKE_TABLES if not tables or spec.name in tables])
         merge_past_corrections(home)
         refresh_views(home, settings.view_thresholds())

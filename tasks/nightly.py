@@ -34,6 +34,7 @@ from tasks.runs import (
     mark_abandoned_runs,
     new_run_id,
     record_run,
+    recorded_runs,
     save_run_config,
     sweep_killed_writes,
 )
@@ -63,8 +64,9 @@ def start_run(home: str, config_file: str | None) -> str:
     """Create the run id, save the resolved config and record the run as running."""
     layout = HomeLayout(Path(home))
     settings = load_settings(Path(config_file) if config_file else None, home=home)
-    swept = sweep_killed_writes(layout)
-    abandoned = mark_abandoned_runs(layout)
+    runs = recorded_runs(layout)
+    swept = sweep_killed_writes(layout, runs)
+    abandoned = mark_abandoned_runs(layout, runs)
     started = datetime.now(UTC)
     run_id = new_run_id(started)
     execution = resolve_execution(layout, settings)

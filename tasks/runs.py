@@ -8,6 +8,7 @@ import tomllib
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -94,10 +95,15 @@ def recorded_execution(home: HomeLayout, run_id: str) -> dict[str, str]:
     return dict(rows[0]["execution"] or []) if rows else {}
 
 
-def sweep_killed_writes(home: HomeLayout) -> int:
+def recorded_runs(home: HomeLayout) -> list[dict[str, Any]]:
+    """Every run record of the home (the runs table's rows)."""
+    return read_table(home, RUNS).to_pylist()
+
+
+def sweep_killed_writes(home: HomeLayout, runs: list[dict[str, Any]]) -> int:
     """Delete the temp files a killed run left (in the lake, run folders and the recorded runs' report folders; a
     period report, which a command may be writing beside a run, is left alone) and return how many there were."""
-    run_ids = {row["run_id"] for row in read_table(home, RUNS).to_pylist()}
+    run_ids = {row["run_id"] for row in runs}
     in_reports = home.reports.glob(f"*/{TEMP_PREFIX}*.partial") if home.reports.exists() else []
     left = [temp for temp in in_reports if temp.parent.name in run_ids]  # one listing, not one walk per run
     for temp in left:
@@ -105,9 +111,8 @@ def sweep_killed_writes(home: HomeLayout) -> int:
     return sweep_temp_files(home, [home.runs]) + len(left)
 
 
-def mark_abandoned_runs(home: HomeLayout) -> list[str]:
-    """Mark runs still 'running' as failed: only the lock holder runs, so they were killed."""
-    runs = read_table(home, RUNS).to_pylist()
+def mark_abandoned_runs(home: HomeLayout, runs: list[dict[str, Any]]) -> list[str]:
+    """Mark the recorded runs still 'running' as failed: only the lock holder runs, so they were killed."""
     abandoned = [row for row in runs if row["status"] == "running"]
     for row in abandoned:
         row.update(status="failed", error="The run was killed before it finished; a later run resumed its work.")

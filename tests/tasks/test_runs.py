@@ -8,7 +8,7 @@ from pathlib import Path
 from schemas.config import load_settings
 from schemas.home import HomeLayout
 from tasks.lake import TEMP_PREFIX
-from tasks.runs import record_run, sweep_killed_writes
+from tasks.runs import record_run, recorded_runs, sweep_killed_writes
 
 
 def temp_file(folder: Path, name: str) -> Path:
@@ -31,7 +31,7 @@ def test_a_killed_runs_temp_files_are_swept_in_lake_run_and_report_folders_but_n
         temp_file(home.report_dir(run_id), "review_animals.csv"),
     ]
     in_flight = temp_file(home.reports / "period-2026-11", "report.html")  # `breedwatch report` may be writing it
-    assert sweep_killed_writes(home) == 3
+    assert sweep_killed_writes(home, recorded_runs(home)) == 3
     assert [path.exists() for path in left] == [False, False, False]
     assert in_flight.exists()
-    assert sweep_killed_writes(home) == 0
+    assert sweep_killed_writes(home, recorded_runs(home)) == 0
