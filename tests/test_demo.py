@@ -21,7 +21,7 @@ from flows.cli import app
 from schemas.home import HomeLayout
 from tasks.artifacts import GENDER_KEY, MATING_KEY
 from tasks.catalog import query
-from tasks.demo import true_male_share
+from tasks.demo import count_sentence, true_individuals, true_male_share
 
 SECTIONS = {
     "Drops",
@@ -162,3 +162,30 @@ def test_demo_camtrap_dp_export_validates_against_the_official_schemas(
         o["sex"] for o in observations
     }
     assert all(o["classificationMethod"] == "machine" for o in observations if o["sex"])
+
+
+def test_demo_says_truly_how_far_its_count_of_individuals_is_from_the_camera_trap_nights_truth(demo_run) -> None:
+    home, output = demo_run
+    night = "sample-seed0-12-night1"
+    registered, wild = true_individuals(home / "inbox" / night)
+    counted = query(
+        HomeLayout(home),
+        "SELECT count(DISTINCT individual_id) AS n FROM face_calls "
+        "WHERE drop_id = ? AND source = 'detector' AND is_face AND individual_id IS NOT NULL",
+        [night],
+    ).to_pylist()[0]["n"]
+    assert counted > 0 and wild > 0
+    printed = " ".join(output.split())  # the console wraps long lines
+    truth = registered + wild
+    said = f"saw {truth} animals ({registered} registered, {wild} never registered); the catalog counts {counted} ("
+    assert said in printed
+    within = abs(counted - truth) <= 0.1 * truth
+    assert ("within the 10% aimed for" if within else "outside the 10% aimed for") in printed
+
+
+def test_the_individuals_check_is_within_the_aim_at_ten_percent_off_and_outside_beyond() -> None:
+    within = count_sentence("night", (6, 4), (5, 4))
+    assert "counts 9 (5 registered, 4 provisional), 10% off, within the 10% aimed for." in within
+    outside = count_sentence("night", (5, 4), (3, 5))
+    assert "saw 9 animals (5 registered, 4 never registered)" in outside
+    assert "counts 8 (3 registered, 5 provisional), 11% off, outside the 10% aimed for" in outside
