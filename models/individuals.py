@@ -71,6 +71,10 @@ class Thresholds:
     cluster: float
     review_margin: float
 
+    def clear(self, margin: float) -> bool:
+        """Whether a registered call's margin to the runner-up is wide enough for a confident identity."""
+        return margin >= self.review_margin
+
     @property
     def sole_candidate_floor(self) -> float:
         """The score from which a face awaiting a sighting counts as its sole registered candidate: halfway from the
@@ -126,12 +130,12 @@ def sole_candidates(rows: list[dict[str, Any]], thresholds: Thresholds) -> list[
     shown = {
         (r["drop_id"], r["individual_id"])
         for r in rows
-        if r["established"] in CONFIDENT_REGISTERED and r["margin"] >= thresholds.review_margin
+        if r["established"] in CONFIDENT_REGISTERED and thresholds.clear(r["margin"])
     }
     waiting = [
         i
         for i, r in enumerate(rows)
-        if r["established"] == AWAITING_SIGHTING and r["candidates"] and r["margin"] >= thresholds.review_margin
+        if r["established"] == AWAITING_SIGHTING and r["candidates"] and thresholds.clear(r["margin"])
     ]
     chosen = []
     for i in sorted(waiting, key=lambda i: (-rows[i]["candidate_scores"][0], rows[i]["face_id"])):
